@@ -1,0 +1,52 @@
+// Small string helpers. Debian's abseil is built with its own string_view type, so its StrCat
+// does not take std::string_view; Cat does, plus integers.
+#pragma once
+
+#include <concepts>
+#include <string>
+#include <string_view>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+
+namespace yrd {
+
+namespace strings_internal {
+template <typename T>
+  requires requires(const T& t) {
+    { t.data() } -> std::convertible_to<const char*>;
+    { t.size() } -> std::convertible_to<size_t>;
+  }
+void Append(std::string& out, const T& piece) {
+  out.append(piece.data(), piece.size());
+}
+inline void Append(std::string& out, const char* piece) { out.append(piece); }
+inline void Append(std::string& out, char c) { out.push_back(c); }
+template <std::integral T>
+  requires(!std::same_as<T, char> && !std::same_as<T, bool>)
+void Append(std::string& out, T value) {
+  out.append(std::to_string(value));
+}
+}  // namespace strings_internal
+
+template <typename... Pieces>
+[[nodiscard]] std::string Cat(const Pieces&... pieces) {
+  std::string out;
+  (strings_internal::Append(out, pieces), ...);
+  return out;
+}
+
+// Hash and equality that let a std::string-keyed flat_hash_map be searched with a
+// std::string_view, without building a string per lookup.
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return absl::Hash<std::string_view>{}(s); }
+};
+struct StringEq {
+  using is_transparent = void;
+  bool operator()(std::string_view a, std::string_view b) const { return a == b; }
+};
+template <typename V>
+using StringMap = absl::flat_hash_map<std::string, V, StringHash, StringEq>;
+
+}  // namespace yrd
