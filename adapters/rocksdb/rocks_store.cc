@@ -1,0 +1,255 @@
+#include "adapters/rocksdb/rocks_store.h"
+
+#include <array>
+
+#include "engine/strings.h"
+#include "rocksdb/cache.h"
+#include "rocksdb/compaction_filter.h"
+#include "rocksdb/db.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/table.h"
+#include "rocksdb/write_batch.h"
+
+namespace yrd {
+namespace {
+
+constexpr std::array<const char*, kTableCount> kColumnFamilyNames = {
+    "default", "txn", "lines", "applied", "exceptions"};
+
+absl::Status FromRocks(const rocksdb::Status& status, std::string_view what) {
+  if (status.ok()) return absl::OkStatus();
+  const std::string message = Cat(what, ": ", status.ToString());
+  if (status.IsNoSpace() || status.IsBusy() || status.IsTimedOut() || status.IsTryAgain()) {
+    return absl::UnavailableError(message);  // retrying after the cause is gone is safe
+  }
+  if (status.IsCorruption()) return absl::DataLossError(message);
+  if (status.IsIOError()) return absl::UnavailableError(message);
+  if (status.IsInvalidArgument() || status.IsNotSupported()) return absl::FailedPreconditionError(message);
+  return absl::InternalError(message);
+}
+
+rocksdb::Slice ToSlice(std::string_view s) { return {s.data(), s.size()}; }
+
+// Drops transaction records older than the dedup horizon.
+class HorizonFilter final : public rocksdb::CompactionFilter {
+ public:
+  explicit HorizonFilter(std::shared_ptr<std::atomic<int64_t>> horizon_start_ms)
+      : horizon_start_ms_(std::move(horizon_start_ms)) {}
+  bool Filter(int /*level*/, const rocksdb::Slice& /*key*/, const rocksdb::Slice& value, std::string* /*new_value*/,
+              bool* /*value_changed*/) const override {
+    const int64_t horizon_start_ms = horizon_start_ms_->load(std::memory_order_relaxed);
+    if (horizon_start_ms == 0) return false;
+    const std::optional<int64_t> occurred_at_ms = TxnRecordOccurredAt({value.data(), value.size()});
+    return occurred_at_ms.has_value() && *occurred_at_ms < horizon_start_ms;
+  }
+  const char* Name() const override { return "yrd.HorizonFilter"; }
+
+ private:
+  std::shared_ptr<std::atomic<int64_t>> horizon_start_ms_;
+};
+
+class RocksWriteBatch final : public StateWriteBatch {
+ public:
+  explicit RocksWriteBatch(const std::vector<rocksdb::ColumnFamilyHandle*>& handles) : handles_(handles) {}
+  void Put(Table table, std::string_view key, std::string_view value) override {
+    // A Status of WriteBatch::Put only reports a batch over its size limit, which is not set.
+    const rocksdb::Status status = batch_.Put(handles_[static_cast<size_t>(table)], ToSlice(key), ToSlice(value));
+    if (!status.ok() && first_error_.ok()) first_error_ = status;
+  }
+  void Delete(Table table, std::string_view key) override {
+    const rocksdb::Status status = batch_.Delete(handles_[static_cast<size_t>(table)], ToSlice(key));
+    if (!status.ok() && first_error_.ok()) first_error_ = status;
+  }
+  void Clear() override {
+    batch_.Clear();
+    first_error_ = rocksdb::Status::OK();
+  }
+  [[nodiscard]] size_t size_bytes() const override { return batch_.GetDataSize(); }
+
+  rocksdb::WriteBatch batch_;
+  rocksdb::Status first_error_;
+
+ private:
+  const std::vector<rocksdb::ColumnFamilyHandle*>& handles_;
+};
+
+struct Configured {
+  rocksdb::DBOptions db;
+  std::vector<rocksdb::ColumnFamilyDescriptor> families;
+};
+
+Configured Configure(const RocksStoreOptions& options) {
+  Configured c;
+  c.db.create_if_missing = true;
+  c.db.create_missing_column_families = true;
+  c.db.atomic_flush = true;
+  c.db.max_background_jobs = 2;
+  c.db.bytes_per_sync = 1 << 20;
+  c.db.max_total_wal_size = 1u << 30;
+  c.db.keep_log_file_num = 5;
+  std::shared_ptr<rocksdb::Cache> cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+
+  auto base = [&](int bloom_bits) {
+    rocksdb::ColumnFamilyOptions cf;
+    rocksdb::BlockBasedTableOptions table;
+    table.block_cache = cache;
+    table.cache_index_and_filter_blocks = true;
+    table.pin_l0_filter_and_index_blocks_in_cache = true;
+    if (bloom_bits > 0) table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(bloom_bits));
+    cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+    cf.compression = rocksdb::kLZ4Compression;
+    cf.level_compaction_dynamic_level_bytes = true;
+    return cf;
+  };
+  rocksdb::ColumnFamilyOptions meta = base(10);
+  rocksdb::ColumnFamilyOptions txn = base(options.txn_bloom_bits_per_key);
+  txn.write_buffer_size = options.txn_write_buffer_bytes;
+  txn.max_write_buffer_number = 4;
+  txn.memtable_whole_key_filtering = true;
+  txn.memtable_prefix_bloom_size_ratio = 0.05;
+  rocksdb::ColumnFamilyOptions lines = base(10);
+  rocksdb::ColumnFamilyOptions applied = base(0);
+  applied.write_buffer_size = 64u << 20;
+  applied.enable_blob_files = true;
+  applied.min_blob_size = 4096;
+  applied.blob_compression_type = rocksdb::kLZ4Compression;
+  rocksdb::ColumnFamilyOptions exceptions = base(0);
+
+  c.families.emplace_back(kColumnFamilyNames[0], meta);
+  c.families.emplace_back(kColumnFamilyNames[1], txn);
+  c.families.emplace_back(kColumnFamilyNames[2], lines);
+  c.families.emplace_back(kColumnFamilyNames[3], applied);
+  c.families.emplace_back(kColumnFamilyNames[4], exceptions);
+  return c;
+}
+
+}  // namespace
+
+struct RocksStore::Scratch {
+  std::vector<rocksdb::Slice> slices;
+  std::vector<rocksdb::PinnableSlice> pinned;
+  std::vector<rocksdb::Status> statuses;
+};
+
+absl::StatusOr<std::unique_ptr<RocksStore>> RocksStore::Open(const std::string& path, RocksStoreOptions options) {
+  std::unique_ptr<RocksStore> store(new RocksStore());
+  Configured c = Configure(options);
+  // The filter is shared by every compaction (it is stateless apart from the atomic) and must
+  // outlive the DB, which the destructor closes first.
+  auto* filter = new HorizonFilter(store->horizon_start_ms_);
+  c.families[static_cast<size_t>(Table::kTxn)].options.compaction_filter = filter;
+  store->owned_filter_.reset(filter);
+  store->sync_writes_ = options.sync_writes;
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status status = rocksdb::DB::Open(c.db, path, c.families, &store->handles_, &db);
+  if (!status.ok()) {
+    return FromRocks(status, Cat("opening the state store at ", path,
+                                 " (is another clearingd using it? is the disk full or read-only?)"));
+  }
+  store->db_.reset(db);
+  return store;
+}
+
+absl::StatusOr<std::unique_ptr<RocksStore>> RocksStore::OpenSecondary(const std::string& path,
+                                                                       const std::string& secondary_path) {
+  std::unique_ptr<RocksStore> store(new RocksStore());
+  Configured c = Configure(RocksStoreOptions{.block_cache_bytes = 64u << 20});
+  c.db.max_open_files = -1;  // required for a secondary instance
+  c.db.create_if_missing = false;
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status status = rocksdb::DB::OpenAsSecondary(c.db, path, secondary_path, c.families, &store->handles_, &db);
+  if (!status.ok()) {
+    return FromRocks(status, Cat("opening the state store at ", path, " for reading (does it exist?)"));
+  }
+  store->db_.reset(db);
+  store->failure_ = absl::FailedPreconditionError("this store was opened read-only (secondary)");
+  return store;
+}
+
+RocksStore::RocksStore() : scratch_(std::make_unique<Scratch>()) {}
+
+RocksStore::~RocksStore() {
+  if (db_ == nullptr) return;
+  for (rocksdb::ColumnFamilyHandle* handle : handles_) {
+    (void)db_->DestroyColumnFamilyHandle(handle);
+  }
+  (void)db_->Close();
+  db_.reset();
+  owned_filter_.reset();
+}
+
+std::unique_ptr<StateWriteBatch> RocksStore::NewWriteBatch() { return std::make_unique<RocksWriteBatch>(handles_); }
+
+absl::Status RocksStore::Write(StateWriteBatch& batch) {
+  if (!failure_.ok()) return failure_;
+  auto& rocks_batch = static_cast<RocksWriteBatch&>(batch);
+  if (!rocks_batch.first_error_.ok()) {
+    failure_ = FromRocks(rocks_batch.first_error_, "building a state write");
+    return failure_;
+  }
+  rocksdb::WriteOptions write_options;
+  write_options.sync = sync_writes_;
+  const rocksdb::Status status = db_->Write(write_options, &rocks_batch.batch_);
+  if (!status.ok()) {
+    failure_ = FromRocks(status, "writing the state store (nothing of this batch is acknowledged)");
+    return failure_;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RocksStore::MultiGet(Table table, std::span<const std::string_view> keys, std::span<std::string> values,
+                                  std::span<uint8_t> found) {
+  const size_t count = keys.size();
+  std::vector<rocksdb::Slice>& slices_ = scratch_->slices;
+  std::vector<rocksdb::PinnableSlice>& pinned_ = scratch_->pinned;
+  std::vector<rocksdb::Status>& statuses_ = scratch_->statuses;
+  slices_.resize(count);
+  pinned_.resize(count);
+  statuses_.resize(count);
+  for (size_t i = 0; i < count; ++i) {
+    slices_[i] = ToSlice(keys[i]);
+    pinned_[i].Reset();
+  }
+  db_->MultiGet(rocksdb::ReadOptions(), Handle(table), count, slices_.data(), pinned_.data(), statuses_.data(),
+                /*sorted_input=*/false);
+  for (size_t i = 0; i < count; ++i) {
+    if (statuses_[i].ok()) {
+      values[i].assign(pinned_[i].data(), pinned_[i].size());
+      found[i] = 1;
+    } else if (statuses_[i].IsNotFound()) {
+      found[i] = 0;
+    } else {
+      return FromRocks(statuses_[i], "reading the dedup state");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RocksStore::Get(Table table, std::string_view key, std::string& value, bool& found) {
+  const rocksdb::Status status = db_->Get(rocksdb::ReadOptions(), Handle(table), ToSlice(key), &value);
+  found = status.ok();
+  if (status.ok() || status.IsNotFound()) return absl::OkStatus();
+  return FromRocks(status, "reading the state store");
+}
+
+absl::Status RocksStore::Scan(Table table, std::string_view prefix, std::string_view start,
+                              const std::function<bool(std::string_view, std::string_view)>& visitor) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), Handle(table)));
+  const std::string_view seek = start.empty() ? prefix : start;
+  for (it->Seek(ToSlice(seek)); it->Valid(); it->Next()) {
+    const std::string_view key(it->key().data(), it->key().size());
+    if (!key.starts_with(prefix)) break;
+    if (!visitor(key, std::string_view(it->value().data(), it->value().size()))) break;
+  }
+  return FromRocks(it->status(), "scanning the state store");
+}
+
+absl::Status RocksStore::CatchUp() { return FromRocks(db_->TryCatchUpWithPrimary(), "following the daemon's store"); }
+
+absl::Status RocksStore::Flush() {
+  rocksdb::FlushOptions options;
+  options.wait = true;
+  return FromRocks(db_->Flush(options, handles_), "flushing the state store");
+}
+
+}  // namespace yrd

@@ -1,0 +1,85 @@
+// RocksStore: the engine's StateStore over RocksDB, one column family per Table. Writes go
+// through the write-ahead log and are synced (WriteOptions::sync = true, chosen on purpose:
+// a commit acknowledges Kafka offsets, so it must survive power loss). After a failed write
+// every later write fails with the same status. Transaction records older than the dedup
+// horizon are dropped by a compaction filter, which bounds the dedup state on disk.
+//
+// Open() gives the single writer (the daemon; RocksDB's lock file keeps a second one out).
+// OpenSecondary() gives a read-only follower for the report tools, which may run while the
+// daemon writes: it sees the state as of its last CatchUp().
+// Write, MultiGet: one thread (the ledger). Get, Scan: any thread.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/state_store.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+class Cache;
+class CompactionFilter;
+}  // namespace rocksdb
+
+namespace yrd {
+
+struct RocksStoreOptions {
+  // Block cache shared by all tables, bytes. Holds the dedup filters and index blocks first.
+  size_t block_cache_bytes = 512u << 20;
+  // Memtable size of the dedup table, bytes; larger absorbs more of a day before flushing.
+  size_t txn_write_buffer_bytes = 128u << 20;
+  // Bloom filter bits per key on the dedup table (10 gives about 1% false positives).
+  int txn_bloom_bits_per_key = 10;
+  // Sync the write-ahead log on every Write. Only benchmarks that measure the difference turn
+  // this off; the daemon refuses to start without it.
+  bool sync_writes = true;
+};
+
+class RocksStore final : public StateStore {
+ public:
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<RocksStore>> Open(const std::string& path,
+                                                                         RocksStoreOptions options = {});
+  // A read-only follower of the store at `path`; `secondary_path` is a scratch directory of
+  // its own (its info log lives there).
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<RocksStore>> OpenSecondary(const std::string& path,
+                                                                                  const std::string& secondary_path);
+  ~RocksStore() override;
+
+  [[nodiscard]] std::unique_ptr<StateWriteBatch> NewWriteBatch() override;
+  [[nodiscard]] absl::Status Write(StateWriteBatch& batch) override;
+  [[nodiscard]] absl::Status MultiGet(Table table, std::span<const std::string_view> keys,
+                                      std::span<std::string> values, std::span<uint8_t> found) override;
+  [[nodiscard]] absl::Status Get(Table table, std::string_view key, std::string& value, bool& found) override;
+  [[nodiscard]] absl::Status Scan(
+      Table table, std::string_view prefix, std::string_view start,
+      const std::function<bool(std::string_view key, std::string_view value)>& visitor) override;
+
+  // Secondary only: reads what the primary has written since.
+  [[nodiscard]] absl::Status CatchUp();
+
+  // Transaction records that occurred before this instant are dropped at compaction. The
+  // daemon sets it from its clock minus the dedup horizon; 0 keeps everything.
+  void SetHorizonStartMs(int64_t horizon_start_ms) { horizon_start_ms_->store(horizon_start_ms); }
+
+  // Flushes memtables (all column families atomically) so a restart replays less log.
+  [[nodiscard]] absl::Status Flush();
+
+ private:
+  struct Scratch;
+  RocksStore();
+  rocksdb::ColumnFamilyHandle* Handle(Table table) const { return handles_[static_cast<size_t>(table)]; }
+
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  bool sync_writes_ = true;
+  absl::Status failure_;
+  std::unique_ptr<rocksdb::CompactionFilter> owned_filter_;
+  std::unique_ptr<Scratch> scratch_;
+  std::shared_ptr<std::atomic<int64_t>> horizon_start_ms_ = std::make_shared<std::atomic<int64_t>>(0);
+};
+
+}  // namespace yrd

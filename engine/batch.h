@@ -1,0 +1,108 @@
+// Batch: a group of consumed messages that travels through the pipeline together and is
+// committed in one atomic store write with the offsets it advances. A batch owns copies of its
+// payloads in a fixed arena, so after warm-up no stage allocates per message. Batches are
+// pooled: the ingest thread fills and decodes one, hands it to the ledger thread through a
+// lock-free queue and gets it back when it is committed. Only one thread touches a batch at a
+// time; the queue hand-over orders the accesses.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "engine/event.h"
+#include "engine/registry.h"
+#include "engine/window.h"
+
+namespace yrd {
+
+enum class Fate : uint8_t { kPending = 0, kApplied, kExactDuplicate, kRejected };
+
+struct MessageSlot {
+  SourceTopic topic = SourceTopic::kTaps;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  std::string_view key;      // in the batch arena
+  std::string_view payload;  // in the batch arena; empty for an oversized message
+  size_t payload_size_bytes = 0;
+  Fate fate = Fate::kPending;
+  std::optional<Reason> reason;
+  DecodedEvent event;
+  Digest first_digest;       // duplicate_conflict: the digest of the content that stands
+  WindowDay window = 0;      // where it was applied or counted
+  bool late = false;
+};
+
+struct BatchLimits {
+  size_t messages_max = 16'384;          // config batch_messages_max
+  size_t arena_bytes_max = 16u << 20;    // config batch_bytes_max
+};
+
+class Batch {
+ public:
+  explicit Batch(BatchLimits limits) : limits_(limits) {
+    slots_.reserve(limits.messages_max);
+    arena_.reset(new char[limits.arena_bytes_max]);
+  }
+
+  // True when a message of `key_bytes` + `payload_bytes` still fits.
+  [[nodiscard]] bool HasRoomFor(size_t key_bytes, size_t payload_bytes) const {
+    return slots_.size() < limits_.messages_max && arena_used_ + key_bytes + payload_bytes <= limits_.arena_bytes_max;
+  }
+  [[nodiscard]] bool full() const { return slots_.size() >= limits_.messages_max; }
+  [[nodiscard]] bool empty() const { return slots_.empty(); }
+  [[nodiscard]] size_t size() const { return slots_.size(); }
+
+  // Copies a message in; the caller checked HasRoomFor. A payload over `payload_bytes_max` is
+  // not copied and the slot is rejected as oversized.
+  MessageSlot& Add(SourceTopic topic, int32_t partition, int64_t offset, std::string_view key,
+                   std::string_view payload, size_t payload_bytes_max) {
+    MessageSlot& slot = slots_.emplace_back();
+    slot.topic = topic;
+    slot.partition = partition;
+    slot.offset = offset;
+    slot.key = Copy(key);
+    slot.payload_size_bytes = payload.size();
+    if (payload.size() > payload_bytes_max) {
+      slot.fate = Fate::kRejected;
+      slot.reason = Reason::kOversized;
+      slot.event.digest = DigestOfBytes(payload);
+    } else {
+      slot.payload = Copy(payload);
+    }
+    return slot;
+  }
+
+  [[nodiscard]] std::vector<MessageSlot>& slots() { return slots_; }
+  [[nodiscard]] const std::vector<MessageSlot>& slots() const { return slots_; }
+
+  void Clear() {
+    slots_.clear();
+    arena_used_ = 0;
+    registry.reset();
+  }
+
+  // Set by the ingest stage before decoding; the ledger uses the same instant.
+  int64_t now_ms = 0;
+  std::shared_ptr<const Registry> registry;
+  std::chrono::steady_clock::time_point sealed_at{};
+  std::chrono::steady_clock::time_point committed_at{};
+
+ private:
+  std::string_view Copy(std::string_view bytes) {
+    char* destination = arena_.get() + arena_used_;
+    std::copy(bytes.begin(), bytes.end(), destination);
+    arena_used_ += bytes.size();
+    return {destination, bytes.size()};
+  }
+
+  BatchLimits limits_;
+  std::vector<MessageSlot> slots_;
+  std::unique_ptr<char[]> arena_;
+  size_t arena_used_ = 0;
+};
+
+}  // namespace yrd

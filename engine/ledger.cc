@@ -1,0 +1,430 @@
+#include "engine/ledger.h"
+
+#include "engine/assert.h"
+#include "engine/money.h"
+
+namespace yrd {
+namespace {
+
+void AddChecked(int64_t& total, int64_t delta) {
+  const std::optional<int64_t> sum = CheckedAddFen(total, delta);
+  // Every amount was validated and totals of a window cannot reach 9.2e18 fen; an overflow
+  // here means state this process produced is broken.
+  YRD_ASSERT(sum.has_value());
+  total = *sum;
+}
+
+}  // namespace
+
+Ledger::Ledger(StateStore& store, LedgerOptions options)
+    : store_(store), options_(options), write_batch_(store.NewWriteBatch()) {}
+
+absl::Status Ledger::Load(int64_t now_ms) {
+  std::string value;
+  bool found = false;
+  if (absl::Status s = store_.Get(Table::kMeta, kCommitSequenceKey, value, found); !s.ok()) return s;
+  if (found) {
+    if (value.size() != 8) return absl::DataLossError("commit_sequence record is damaged");
+    commit_sequence_ = ReadBigEndian64(value.data());
+  }
+  absl::Status decode_status;
+  absl::Status s = store_.Scan(Table::kMeta, kOffsetKeyPrefix, {}, [&](std::string_view key, std::string_view v) {
+    if (key.size() != kOffsetKeyPrefix.size() + 5 || v.size() != 8) {
+      decode_status = absl::DataLossError("an offset record is damaged");
+      return false;
+    }
+    const auto topic = static_cast<SourceTopic>(key[kOffsetKeyPrefix.size()]);
+    const auto partition = static_cast<int32_t>(ReadBigEndian32(key.data() + kOffsetKeyPrefix.size() + 1));
+    offsets_[{topic, partition}] = static_cast<int64_t>(ReadBigEndian64(v.data()));
+    return true;
+  });
+  if (!s.ok()) return s;
+  if (!decode_status.ok()) return decode_status;
+  s = store_.Scan(Table::kMeta, kWindowKeyPrefix, {}, [&](std::string_view key, std::string_view v) {
+    WindowRecord record;
+    if (key.size() != kWindowKeyPrefix.size() + 4 || !DecodeWindowRecord(v, record)) {
+      decode_status = absl::DataLossError("a window record is damaged");
+      return false;
+    }
+    windows_[WindowFromKeyBits(ReadBigEndian32(key.data() + kWindowKeyPrefix.size()))] = record;
+    return true;
+  });
+  if (!s.ok()) return s;
+  if (!decode_status.ok()) return decode_status;
+
+  const WindowDay oldest_open = OldestOpenWindow(now_ms);
+  std::string start;
+  CountersKey(oldest_open, start);
+  s = store_.Scan(Table::kMeta, kCountersKeyPrefix, start, [&](std::string_view key, std::string_view v) {
+    WindowCounters counters;
+    if (key.size() != kCountersKeyPrefix.size() + 4 || !DecodeWindowCounters(v, counters)) {
+      decode_status = absl::DataLossError("a window counters record is damaged");
+      return false;
+    }
+    counters_[WindowFromKeyBits(ReadBigEndian32(key.data() + kCountersKeyPrefix.size()))].counters = counters;
+    return true;
+  });
+  if (!s.ok()) return s;
+  if (!decode_status.ok()) return decode_status;
+  start.clear();
+  AppendBigEndian32(start, WindowKeyBits(oldest_open));
+  s = store_.Scan(Table::kLines, {}, start, [&](std::string_view key, std::string_view v) {
+    LineEntry entry;
+    if (key.size() < 6 || !DecodeLineTotals(v, entry.totals)) {
+      decode_status = absl::DataLossError("a netting line record is damaged");
+      return false;
+    }
+    entry.store_key.assign(key);
+    line_index_.emplace(entry.store_key, static_cast<uint32_t>(lines_.size()));
+    lines_.push_back(std::move(entry));
+    return true;
+  });
+  if (!s.ok()) return s;
+  return decode_status;
+}
+
+bool Ledger::IsClosed(WindowDay day, int64_t now_ms) const {
+  if (options_.calendar.CloseInstantMs(day) <= now_ms) return true;
+  const auto it = windows_.find(day);
+  return it != windows_.end() && it->second.state >= WindowState::kClosed;
+}
+
+WindowDay Ledger::OldestOpenWindow(int64_t now_ms) const {
+  // The day before today may still be in its grace period.
+  WindowDay day = options_.calendar.DayOf(now_ms) - 1;
+  for (int32_t i = 0; i < kOpenWindowSearchDaysMax; ++i, ++day) {
+    if (!IsClosed(day, now_ms)) return day;
+  }
+  YRD_ASSERT(false && "no open window within a year of the clock");
+  return day;
+}
+
+std::pair<WindowDay, bool> Ledger::RouteWindow(int64_t occurred_at_ms, int64_t now_ms) const {
+  const WindowDay natural = options_.calendar.DayOf(occurred_at_ms);
+  if (!IsClosed(natural, now_ms)) return {natural, false};
+  return {OldestOpenWindow(now_ms), true};
+}
+
+uint32_t Ledger::StateFor(Family family, std::string_view txn_id) {
+  auto& index = txn_index_[static_cast<size_t>(family)];
+  const auto [it, inserted] = index.try_emplace(txn_id, static_cast<uint32_t>(txn_states_used_));
+  if (!inserted) return it->second;
+  if (txn_states_used_ == txn_states_.size()) txn_states_.emplace_back();
+  TxnState& state = txn_states_[txn_states_used_];
+  TxnKey(family, txn_id, state.key);
+  state.exists = false;
+  state.dirty = false;
+  pending_lookups_.push_back(static_cast<uint32_t>(txn_states_used_));
+  return static_cast<uint32_t>(txn_states_used_++);
+}
+
+absl::Status Ledger::LookUpPending() {
+  const size_t count = pending_lookups_.size();
+  if (count == 0) return absl::OkStatus();
+  lookup_keys_.resize(count);
+  if (lookup_values_.size() < count) lookup_values_.resize(count);
+  lookup_found_.assign(count, 0);
+  for (size_t i = 0; i < count; ++i) lookup_keys_[i] = txn_states_[pending_lookups_[i]].key;
+  if (absl::Status s = store_.MultiGet(Table::kTxn, lookup_keys_, std::span(lookup_values_.data(), count),
+                                       lookup_found_);
+      !s.ok()) {
+    return s;
+  }
+  for (size_t i = 0; i < count; ++i) {
+    if (!lookup_found_[i]) continue;
+    TxnState& state = txn_states_[pending_lookups_[i]];
+    if (!DecodeTxnRecord(lookup_values_[i], state.record)) {
+      return absl::DataLossError(Cat("transaction record ", state.key.substr(1), " is damaged"));
+    }
+    state.line_key.assign(state.record.line_key);
+    state.original_txn_id.assign(state.record.original_txn_id);
+    state.record.line_key = state.line_key;
+    state.record.original_txn_id = state.original_txn_id;
+    state.exists = true;
+  }
+  pending_lookups_.clear();
+  return absl::OkStatus();
+}
+
+LineTotals& Ledger::TouchLine(WindowDay day, std::string_view line_key) {
+  line_key_scratch_.clear();
+  AppendBigEndian32(line_key_scratch_, WindowKeyBits(day));
+  line_key_scratch_.append(line_key);
+  auto it = line_index_.find(std::string_view(line_key_scratch_));
+  uint32_t index = 0;
+  if (it == line_index_.end()) {
+    index = static_cast<uint32_t>(lines_.size());
+    LineEntry& entry = lines_.emplace_back();
+    entry.store_key = line_key_scratch_;
+    line_index_.emplace(entry.store_key, index);
+  } else {
+    index = it->second;
+  }
+  LineEntry& entry = lines_[index];
+  if (entry.touched_sequence != commit_sequence_ + 1) {
+    entry.touched_sequence = commit_sequence_ + 1;
+    touched_lines_.push_back(index);
+  }
+  return entry.totals;
+}
+
+WindowCounters& Ledger::TouchCounters(WindowDay day) {
+  CountersEntry& entry = counters_[day];
+  entry.touched_sequence = commit_sequence_ + 1;
+  return entry.counters;
+}
+
+void Ledger::Reject(MessageSlot& slot, Reason reason, WindowDay oldest_open, int64_t now_ms) {
+  slot.fate = Fate::kRejected;
+  slot.reason = reason;
+  if (IsDecidedBeforeTimestamp(reason)) {
+    slot.window = oldest_open;
+    slot.late = false;
+  } else {
+    std::tie(slot.window, slot.late) = RouteWindow(slot.event.occurred_at_ms, now_ms);
+  }
+  AddChecked(TouchCounters(slot.window).exception_counts[static_cast<size_t>(reason)], 1);
+}
+
+void Ledger::RecordApplied(const MessageSlot& slot, std::string_view line_key) {
+  const DecodedEvent& e = slot.event;
+  AppliedRecord record;
+  record.kind = e.kind;
+  record.late = slot.late;
+  record.occurred_at_ms = e.occurred_at_ms;
+  record.partition = slot.partition;
+  record.offset = slot.offset;
+  record.amount_fen = e.amount_fen;
+  record.fund_pay_fen = e.fund_pay_fen;
+  record.account_pay_fen = e.account_pay_fen;
+  record.cash_pay_fen = e.cash_pay_fen;
+  record.txn_id = e.txn_id;
+  record.original_txn_id = e.original_txn_id;
+  record.line_key = line_key;
+  record.terminal_id = e.terminal_id;
+  record.card_masked = e.card_masked_view();
+  record.card_token = e.card_token;
+  AppendAppliedRecord(record, applied_blobs_[slot.window]);
+}
+
+void Ledger::ApplySlot(MessageSlot& slot, WindowDay oldest_open, int64_t now_ms, BatchResult& result) {
+  if (slot.fate == Fate::kRejected) {
+    Reject(slot, *slot.reason, oldest_open, now_ms);
+    ++result.rejected_count;
+    return;
+  }
+  DecodedEvent& e = slot.event;
+  const Family family = FamilyOf(e.kind);
+  TxnState& self = txn_states_[txn_index_[static_cast<size_t>(family)].at(e.txn_id)];
+  if (self.exists) {
+    if (self.record.digest == e.digest) {
+      slot.fate = Fate::kExactDuplicate;
+      std::tie(slot.window, slot.late) = RouteWindow(e.occurred_at_ms, now_ms);
+      AddChecked(TouchCounters(slot.window).exact_duplicate_count, 1);
+      AddChecked(self.record.duplicate_count, 1);
+      self.dirty = true;
+      ++result.exact_duplicate_count;
+    } else {
+      slot.first_digest = self.record.digest;
+      Reject(slot, Reason::kDuplicateConflict, oldest_open, now_ms);
+      ++result.rejected_count;
+    }
+    return;
+  }
+
+  // Resolve the original before routing so a rejected refund touches nothing.
+  TxnState* original = nullptr;
+  if (e.kind == EventKind::kTapRefund || e.kind == EventKind::kMedicalCancellation) {
+    original = &txn_states_[txn_index_[static_cast<size_t>(family)].at(e.original_txn_id)];
+    const EventKind wanted = e.kind == EventKind::kTapRefund ? EventKind::kTap : EventKind::kMedicalSettlement;
+    if (!original->exists || original->record.kind != wanted) {
+      Reject(slot, Reason::kUnknownOriginal, oldest_open, now_ms);
+      ++result.rejected_count;
+      return;
+    }
+    if (e.kind == EventKind::kTapRefund) {
+      const std::optional<int64_t> refunded = CheckedAddFen(original->record.refunded_fen, e.amount_fen);
+      if (!refunded || *refunded > original->record.amount_fen) {
+        Reject(slot, Reason::kRefundExceedsOriginal, oldest_open, now_ms);
+        ++result.rejected_count;
+        return;
+      }
+    } else if (original->record.cancelled) {
+      Reject(slot, Reason::kAlreadyCancelled, oldest_open, now_ms);
+      ++result.rejected_count;
+      return;
+    }
+  }
+
+  std::tie(slot.window, slot.late) = RouteWindow(e.occurred_at_ms, now_ms);
+  slot.fate = Fate::kApplied;
+  TxnRecord& record = self.record;
+  record = TxnRecord{};
+  record.kind = e.kind;
+  record.late = slot.late;
+  record.window = slot.window;
+  record.partition = slot.partition;
+  record.offset = slot.offset;
+  record.occurred_at_ms = e.occurred_at_ms;
+  record.digest = e.digest;
+  record.amount_fen = e.amount_fen;
+  self.line_key.clear();
+  self.original_txn_id.clear();
+
+  switch (e.kind) {
+    case EventKind::kTap: {
+      TapLineKey(e, self.line_key);
+      LineTotals& line = TouchLine(slot.window, self.line_key);
+      AddChecked(line.count, 1);
+      AddChecked(line.amount_fen, e.amount_fen);
+      break;
+    }
+    case EventKind::kMedicalSettlement: {
+      SettlementLineKey(e, self.line_key);
+      record.fund_pay_fen = e.fund_pay_fen;
+      record.account_pay_fen = e.account_pay_fen;
+      record.cash_pay_fen = e.cash_pay_fen;
+      LineTotals& line = TouchLine(slot.window, self.line_key);
+      AddChecked(line.count, 1);
+      AddChecked(line.amount_fen, e.amount_fen);
+      AddChecked(line.fund_pay_fen, e.fund_pay_fen);
+      AddChecked(line.account_pay_fen, e.account_pay_fen);
+      AddChecked(line.cash_pay_fen, e.cash_pay_fen);
+      break;
+    }
+    case EventKind::kTapRefund: {
+      self.original_txn_id.assign(e.original_txn_id);
+      AddChecked(original->record.refunded_fen, e.amount_fen);
+      original->dirty = true;
+      LineTotals& line = TouchLine(slot.window, original->line_key);
+      AddChecked(line.reversal_count, 1);
+      AddChecked(line.reversed_amount_fen, e.amount_fen);
+      break;
+    }
+    case EventKind::kMedicalCancellation: {
+      self.original_txn_id.assign(e.original_txn_id);
+      original->record.cancelled = true;
+      original->dirty = true;
+      // A cancellation carries the whole settlement's amounts, for the detail files.
+      e.amount_fen = original->record.amount_fen;
+      e.fund_pay_fen = original->record.fund_pay_fen;
+      e.account_pay_fen = original->record.account_pay_fen;
+      e.cash_pay_fen = original->record.cash_pay_fen;
+      record.amount_fen = e.amount_fen;
+      LineTotals& line = TouchLine(slot.window, original->line_key);
+      AddChecked(line.reversal_count, 1);
+      AddChecked(line.reversed_amount_fen, e.amount_fen);
+      AddChecked(line.reversed_fund_pay_fen, e.fund_pay_fen);
+      AddChecked(line.reversed_account_pay_fen, e.account_pay_fen);
+      AddChecked(line.reversed_cash_pay_fen, e.cash_pay_fen);
+      break;
+    }
+  }
+  record.line_key = self.line_key;
+  record.original_txn_id = self.original_txn_id;
+  self.exists = true;
+  self.dirty = true;
+
+  WindowCounters& counters = TouchCounters(slot.window);
+  AddChecked(counters.applied_count, 1);
+  if (slot.late) AddChecked(counters.late_count, 1);
+  ++result.applied_count;
+  if (slot.late) ++result.late_count;
+  RecordApplied(slot, original != nullptr ? std::string_view(original->line_key) : std::string_view(self.line_key));
+}
+
+void Ledger::BuildWrite(const Batch& batch) {
+  StateWriteBatch& write = *write_batch_;
+  write.Clear();
+  const uint64_t sequence = commit_sequence_ + 1;
+  for (size_t i = 0; i < txn_states_used_; ++i) {
+    TxnState& state = txn_states_[i];
+    if (!state.dirty) continue;
+    state.record.line_key = state.line_key;
+    state.record.original_txn_id = state.original_txn_id;
+    EncodeTxnRecord(state.record, value_scratch_);
+    write.Put(Table::kTxn, state.key, value_scratch_);
+  }
+  for (const uint32_t index : touched_lines_) {
+    EncodeLineTotals(lines_[index].totals, value_scratch_);
+    write.Put(Table::kLines, lines_[index].store_key, value_scratch_);
+  }
+  for (auto& [day, entry] : counters_) {
+    if (entry.touched_sequence != sequence) continue;
+    CountersKey(day, key_scratch_);
+    EncodeWindowCounters(entry.counters, value_scratch_);
+    write.Put(Table::kMeta, key_scratch_, value_scratch_);
+  }
+  for (auto& [day, blob] : applied_blobs_) {
+    if (blob.empty()) continue;
+    AppliedKey(day, sequence, key_scratch_);
+    write.Put(Table::kApplied, key_scratch_, blob);
+  }
+  for (const MessageSlot& slot : batch.slots()) {
+    if (slot.fate != Fate::kRejected) continue;
+    ExceptionRecord exception;
+    exception.reason = *slot.reason;
+    exception.topic = slot.topic;
+    exception.partition = slot.partition;
+    exception.offset = slot.offset;
+    exception.window = slot.window;
+    exception.message_digest = slot.event.digest;
+    exception.first_digest = slot.first_digest;
+    exception.txn_id = IsValidId(slot.event.txn_id) ? slot.event.txn_id : std::string_view();
+    exception.original_txn_id = IsValidId(slot.event.original_txn_id) ? slot.event.original_txn_id : std::string_view();
+    ExceptionKey(slot.topic, slot.partition, slot.offset, key_scratch_);
+    EncodeExceptionRecord(exception, value_scratch_);
+    write.Put(Table::kExceptions, key_scratch_, value_scratch_);
+  }
+  for (const MessageSlot& slot : batch.slots()) {
+    int64_t& next = offsets_[{slot.topic, slot.partition}];
+    // The source delivers each partition in order, without gaps it has not reported.
+    YRD_ASSERT(slot.offset >= next);
+    next = slot.offset + 1;
+  }
+  for (const auto& [topic_partition, next] : offsets_) {
+    OffsetKey(topic_partition.first, topic_partition.second, key_scratch_);
+    value_scratch_.clear();
+    AppendBigEndian64(value_scratch_, static_cast<uint64_t>(next));
+    write.Put(Table::kMeta, key_scratch_, value_scratch_);
+  }
+  value_scratch_.clear();
+  AppendBigEndian64(value_scratch_, sequence);
+  write.Put(Table::kMeta, kCommitSequenceKey, value_scratch_);
+}
+
+absl::Status Ledger::Apply(Batch& batch, BatchResult& result) {
+  if (!failure_.ok()) return failure_;
+  result = BatchResult{};
+  const int64_t now_ms = batch.now_ms;
+  const WindowDay oldest_open = OldestOpenWindow(now_ms);
+
+  for (auto& index : txn_index_) index.clear();
+  txn_states_used_ = 0;
+  pending_lookups_.clear();
+  touched_lines_.clear();
+  for (auto& [day, blob] : applied_blobs_) blob.clear();
+
+  for (MessageSlot& slot : batch.slots()) {
+    if (slot.fate != Fate::kPending) continue;
+    const Family family = FamilyOf(slot.event.kind);
+    StateFor(family, slot.event.txn_id);
+    if (!slot.event.original_txn_id.empty()) StateFor(family, slot.event.original_txn_id);
+  }
+  if (absl::Status s = LookUpPending(); !s.ok()) {
+    failure_ = s;
+    return s;
+  }
+  for (MessageSlot& slot : batch.slots()) ApplySlot(slot, oldest_open, now_ms, result);
+
+  BuildWrite(batch);
+  result.store_bytes = write_batch_->size_bytes();
+  if (absl::Status s = store_.Write(*write_batch_); !s.ok()) {
+    failure_ = s;
+    return s;
+  }
+  ++commit_sequence_;
+  return absl::OkStatus();
+}
+
+}  // namespace yrd

@@ -1,0 +1,370 @@
+#include "engine/records.h"
+
+#include <cstring>
+
+#include "engine/assert.h"
+
+namespace yrd {
+namespace {
+
+constexpr uint8_t kFormatVersion = 1;
+
+class Writer {
+ public:
+  explicit Writer(std::string& out) : out_(out) {}
+  void Byte(uint8_t value) { out_.push_back(static_cast<char>(value)); }
+  template <typename T>
+  void Fixed(T value) {
+    char bytes[sizeof(T)];
+    std::memcpy(bytes, &value, sizeof(T));
+    out_.append(bytes, sizeof(T));
+  }
+  void Text(std::string_view text) {
+    YRD_ASSERT(text.size() <= 255);
+    Byte(static_cast<uint8_t>(text.size()));
+    out_.append(text);
+  }
+
+ private:
+  std::string& out_;
+};
+
+class Reader {
+ public:
+  explicit Reader(std::string_view bytes) : bytes_(bytes) {}
+  bool Byte(uint8_t& value) {
+    if (position_ + 1 > bytes_.size()) return false;
+    value = static_cast<uint8_t>(bytes_[position_++]);
+    return true;
+  }
+  template <typename T>
+  bool Fixed(T& value) {
+    if (position_ + sizeof(T) > bytes_.size()) return false;
+    std::memcpy(&value, bytes_.data() + position_, sizeof(T));
+    position_ += sizeof(T);
+    return true;
+  }
+  bool Text(std::string_view& text) {
+    uint8_t size = 0;
+    if (!Byte(size) || position_ + size > bytes_.size()) return false;
+    text = bytes_.substr(position_, size);
+    position_ += size;
+    return true;
+  }
+  bool Raw(void* out, size_t size) {
+    if (position_ + size > bytes_.size()) return false;
+    std::memcpy(out, bytes_.data() + position_, size);
+    position_ += size;
+    return true;
+  }
+  [[nodiscard]] size_t position() const { return position_; }
+  [[nodiscard]] bool AtEnd() const { return position_ == bytes_.size(); }
+
+ private:
+  std::string_view bytes_;
+  size_t position_ = 0;
+};
+
+void AppendLinePart(std::string& out, std::string_view part) {
+  out.push_back('|');
+  out.append(part);
+}
+
+// Splits "X|a|b|..." into exactly `count` parts after the tag.
+template <size_t N>
+bool SplitLineKey(std::string_view key, char tag, std::array<std::string_view, N>& parts) {
+  if (key.size() < 2 || key[0] != tag || key[1] != '|') return false;
+  key.remove_prefix(2);
+  for (size_t i = 0; i < N; ++i) {
+    const size_t bar = key.find('|');
+    if (i + 1 < N) {
+      if (bar == std::string_view::npos) return false;
+      parts[i] = key.substr(0, bar);
+      key.remove_prefix(bar + 1);
+    } else {
+      if (bar != std::string_view::npos) return false;
+      parts[i] = key;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+void AppendBigEndian32(std::string& out, uint32_t value) {
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((value >> shift) & 0xFF));
+}
+void AppendBigEndian64(std::string& out, uint64_t value) {
+  for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>((value >> shift) & 0xFF));
+}
+uint32_t ReadBigEndian32(const char* data) {
+  uint32_t value = 0;
+  for (int i = 0; i < 4; ++i) value = (value << 8) | static_cast<uint8_t>(data[i]);
+  return value;
+}
+uint64_t ReadBigEndian64(const char* data) {
+  uint64_t value = 0;
+  for (int i = 0; i < 8; ++i) value = (value << 8) | static_cast<uint8_t>(data[i]);
+  return value;
+}
+
+void TxnKey(Family family, std::string_view txn_id, std::string& out) {
+  out.clear();
+  out.push_back(static_cast<char>('0' + static_cast<int>(family)));
+  out.append(txn_id);
+}
+void OffsetKey(SourceTopic topic, int32_t partition, std::string& out) {
+  out.assign(kOffsetKeyPrefix);
+  out.push_back(static_cast<char>(topic));
+  AppendBigEndian32(out, static_cast<uint32_t>(partition));
+}
+void CountersKey(WindowDay day, std::string& out) {
+  out.assign(kCountersKeyPrefix);
+  AppendBigEndian32(out, WindowKeyBits(day));
+}
+void WindowStateKey(WindowDay day, std::string& out) {
+  out.assign(kWindowKeyPrefix);
+  AppendBigEndian32(out, WindowKeyBits(day));
+}
+void LineStoreKey(WindowDay day, std::string_view line_key, std::string& out) {
+  out.clear();
+  AppendBigEndian32(out, WindowKeyBits(day));
+  out.append(line_key);
+}
+void AppliedKey(WindowDay day, uint64_t commit_sequence, std::string& out) {
+  out.clear();
+  AppendBigEndian32(out, WindowKeyBits(day));
+  AppendBigEndian64(out, commit_sequence);
+}
+void ExceptionKey(SourceTopic topic, int32_t partition, int64_t offset, std::string& out) {
+  out.clear();
+  out.push_back(static_cast<char>(topic));
+  AppendBigEndian32(out, static_cast<uint32_t>(partition));
+  AppendBigEndian64(out, static_cast<uint64_t>(offset));
+}
+
+void TapLineKey(const DecodedEvent& tap, std::string& out) {
+  out.assign("T");
+  AppendLinePart(out, tap.issuer_bank->bank_id);
+  AppendLinePart(out, tap.issuer_bank->province);
+  AppendLinePart(out, tap.merchant->merchant_id);
+  AppendLinePart(out, tap.merchant_bank->bank_id);
+  AppendLinePart(out, tap.merchant->province);
+  AppendLinePart(out, CategoryName(tap.merchant->category));
+}
+void SettlementLineKey(const DecodedEvent& settlement, std::string& out) {
+  out.assign("M");
+  AppendLinePart(out, settlement.insured_fund->fund_id);
+  AppendLinePart(out, settlement.insured_fund->province);
+  AppendLinePart(out, settlement.merchant->merchant_id);
+  AppendLinePart(out, settlement.institution_fund->fund_id);
+  AppendLinePart(out, settlement.institution_fund->province);
+}
+std::optional<TapLineParts> ParseTapLineKey(std::string_view line_key) {
+  std::array<std::string_view, 6> p;
+  if (!SplitLineKey(line_key, 'T', p)) return std::nullopt;
+  return TapLineParts{p[0], p[1], p[2], p[3], p[4], p[5]};
+}
+std::optional<SettlementLineParts> ParseSettlementLineKey(std::string_view line_key) {
+  std::array<std::string_view, 5> p;
+  if (!SplitLineKey(line_key, 'M', p)) return std::nullopt;
+  return SettlementLineParts{p[0], p[1], p[2], p[3], p[4]};
+}
+
+void EncodeLineTotals(const LineTotals& t, std::string& out) {
+  out.clear();
+  Writer w(out);
+  w.Byte(kFormatVersion);
+  for (int64_t v : {t.count, t.amount_fen, t.fund_pay_fen, t.account_pay_fen, t.cash_pay_fen, t.reversal_count,
+                    t.reversed_amount_fen, t.reversed_fund_pay_fen, t.reversed_account_pay_fen,
+                    t.reversed_cash_pay_fen}) {
+    w.Fixed(v);
+  }
+}
+bool DecodeLineTotals(std::string_view bytes, LineTotals& t) {
+  Reader r(bytes);
+  uint8_t version = 0;
+  if (!r.Byte(version) || version != kFormatVersion) return false;
+  for (int64_t* v : {&t.count, &t.amount_fen, &t.fund_pay_fen, &t.account_pay_fen, &t.cash_pay_fen,
+                     &t.reversal_count, &t.reversed_amount_fen, &t.reversed_fund_pay_fen,
+                     &t.reversed_account_pay_fen, &t.reversed_cash_pay_fen}) {
+    if (!r.Fixed(*v)) return false;
+  }
+  return r.AtEnd();
+}
+
+void EncodeWindowCounters(const WindowCounters& c, std::string& out) {
+  out.clear();
+  Writer w(out);
+  w.Byte(kFormatVersion);
+  w.Fixed(c.applied_count);
+  w.Fixed(c.exact_duplicate_count);
+  w.Fixed(c.late_count);
+  w.Byte(static_cast<uint8_t>(kReasonCount));
+  for (int64_t v : c.exception_counts) w.Fixed(v);
+}
+bool DecodeWindowCounters(std::string_view bytes, WindowCounters& c) {
+  Reader r(bytes);
+  uint8_t version = 0, reasons = 0;
+  if (!r.Byte(version) || version != kFormatVersion) return false;
+  if (!r.Fixed(c.applied_count) || !r.Fixed(c.exact_duplicate_count) || !r.Fixed(c.late_count)) return false;
+  if (!r.Byte(reasons) || reasons > kReasonCount) return false;
+  c.exception_counts = {};
+  for (size_t i = 0; i < reasons; ++i) {
+    if (!r.Fixed(c.exception_counts[i])) return false;
+  }
+  return r.AtEnd();
+}
+
+std::string_view WindowStateName(WindowState state) {
+  switch (state) {
+    case WindowState::kOpen: return "open";
+    case WindowState::kClosing: return "closing";
+    case WindowState::kClosed: return "closed";
+    case WindowState::kFilesWritten: return "files_written";
+  }
+  return "unknown";
+}
+void EncodeWindowRecord(const WindowRecord& record, std::string& out) {
+  out.clear();
+  Writer w(out);
+  w.Byte(kFormatVersion);
+  w.Byte(static_cast<uint8_t>(record.state));
+  w.Fixed(record.closed_at_ms);
+}
+bool DecodeWindowRecord(std::string_view bytes, WindowRecord& out) {
+  Reader r(bytes);
+  uint8_t version = 0, state = 0;
+  if (!r.Byte(version) || version != kFormatVersion || !r.Byte(state) || state > 3) return false;
+  out.state = static_cast<WindowState>(state);
+  return r.Fixed(out.closed_at_ms) && r.AtEnd();
+}
+
+// TxnRecord layout: version, kind, flags, window, partition, offset, occurred, digest (16),
+// amount, fund, account, cash, refunded, duplicates, line_key, original_txn_id.
+void EncodeTxnRecord(const TxnRecord& t, std::string& out) {
+  out.clear();
+  Writer w(out);
+  w.Byte(kFormatVersion);
+  w.Byte(static_cast<uint8_t>(t.kind));
+  w.Byte(static_cast<uint8_t>((t.late ? 1 : 0) | (t.cancelled ? 2 : 0)));
+  w.Fixed(t.window);
+  w.Fixed(t.partition);
+  w.Fixed(t.offset);
+  w.Fixed(t.occurred_at_ms);
+  w.Fixed(t.digest.high);
+  w.Fixed(t.digest.low);
+  w.Fixed(t.amount_fen);
+  w.Fixed(t.fund_pay_fen);
+  w.Fixed(t.account_pay_fen);
+  w.Fixed(t.cash_pay_fen);
+  w.Fixed(t.refunded_fen);
+  w.Fixed(t.duplicate_count);
+  w.Text(t.line_key);
+  w.Text(t.original_txn_id);
+}
+bool DecodeTxnRecord(std::string_view bytes, TxnRecord& t) {
+  Reader r(bytes);
+  uint8_t version = 0, kind = 0, flags = 0;
+  if (!r.Byte(version) || version != kFormatVersion || !r.Byte(kind) || kind > 3 || !r.Byte(flags)) return false;
+  t.kind = static_cast<EventKind>(kind);
+  t.late = (flags & 1) != 0;
+  t.cancelled = (flags & 2) != 0;
+  return r.Fixed(t.window) && r.Fixed(t.partition) && r.Fixed(t.offset) && r.Fixed(t.occurred_at_ms) &&
+         r.Fixed(t.digest.high) && r.Fixed(t.digest.low) && r.Fixed(t.amount_fen) && r.Fixed(t.fund_pay_fen) &&
+         r.Fixed(t.account_pay_fen) && r.Fixed(t.cash_pay_fen) && r.Fixed(t.refunded_fen) &&
+         r.Fixed(t.duplicate_count) && r.Text(t.line_key) && r.Text(t.original_txn_id) && r.AtEnd();
+}
+std::optional<int64_t> TxnRecordOccurredAt(std::string_view bytes) {
+  // version, kind, flags, window (4), partition (4), offset (8), then occurred_at_ms.
+  constexpr size_t kOccurredAtPosition = 3 + 4 + 4 + 8;
+  if (bytes.size() < kOccurredAtPosition + 8 || static_cast<uint8_t>(bytes[0]) != kFormatVersion) return std::nullopt;
+  int64_t occurred_at_ms = 0;
+  std::memcpy(&occurred_at_ms, bytes.data() + kOccurredAtPosition, sizeof occurred_at_ms);
+  return occurred_at_ms;
+}
+
+// AppliedRecord: u16 length, then version, kind, late, occurred, partition, offset, amounts,
+// token, strings.
+void AppendAppliedRecord(const AppliedRecord& a, std::string& blob) {
+  const size_t start = blob.size();
+  blob.append(2, '\0');
+  Writer w(blob);
+  w.Byte(kFormatVersion);
+  w.Byte(static_cast<uint8_t>(a.kind));
+  w.Byte(a.late ? 1 : 0);
+  w.Fixed(a.occurred_at_ms);
+  w.Fixed(a.partition);
+  w.Fixed(a.offset);
+  w.Fixed(a.amount_fen);
+  w.Fixed(a.fund_pay_fen);
+  w.Fixed(a.account_pay_fen);
+  w.Fixed(a.cash_pay_fen);
+  blob.append(reinterpret_cast<const char*>(a.card_token.data()), a.card_token.size());
+  w.Text(a.txn_id);
+  w.Text(a.original_txn_id);
+  w.Text(a.line_key);
+  w.Text(a.terminal_id);
+  w.Text(a.card_masked);
+  const size_t length = blob.size() - start - 2;
+  YRD_ASSERT(length <= 0xFFFF);
+  blob[start] = static_cast<char>(length & 0xFF);
+  blob[start + 1] = static_cast<char>(length >> 8);
+}
+bool NextAppliedRecord(std::string_view blob, size_t& position, AppliedRecord& a, bool& damaged) {
+  damaged = false;
+  if (position == blob.size()) return false;
+  if (position + 2 > blob.size()) {
+    damaged = true;
+    return false;
+  }
+  const size_t length = static_cast<uint8_t>(blob[position]) | (static_cast<size_t>(static_cast<uint8_t>(blob[position + 1])) << 8);
+  if (position + 2 + length > blob.size()) {
+    damaged = true;
+    return false;
+  }
+  Reader r(blob.substr(position + 2, length));
+  uint8_t version = 0, kind = 0, late = 0;
+  const bool ok = r.Byte(version) && version == kFormatVersion && r.Byte(kind) && kind <= 3 && r.Byte(late) &&
+                  r.Fixed(a.occurred_at_ms) && r.Fixed(a.partition) && r.Fixed(a.offset) && r.Fixed(a.amount_fen) &&
+                  r.Fixed(a.fund_pay_fen) && r.Fixed(a.account_pay_fen) && r.Fixed(a.cash_pay_fen) &&
+                  r.Raw(a.card_token.data(), a.card_token.size()) && r.Text(a.txn_id) && r.Text(a.original_txn_id) &&
+                  r.Text(a.line_key) && r.Text(a.terminal_id) && r.Text(a.card_masked) && r.AtEnd();
+  if (!ok) {
+    damaged = true;
+    return false;
+  }
+  a.kind = static_cast<EventKind>(kind);
+  a.late = late != 0;
+  position += 2 + length;
+  return true;
+}
+
+void EncodeExceptionRecord(const ExceptionRecord& e, std::string& out) {
+  out.clear();
+  Writer w(out);
+  w.Byte(kFormatVersion);
+  w.Byte(static_cast<uint8_t>(e.reason));
+  w.Fixed(e.window);
+  w.Fixed(e.message_digest.high);
+  w.Fixed(e.message_digest.low);
+  w.Fixed(e.first_digest.high);
+  w.Fixed(e.first_digest.low);
+  w.Text(e.txn_id);
+  w.Text(e.original_txn_id);
+}
+bool DecodeExceptionRecord(std::string_view key, std::string_view bytes, ExceptionRecord& e) {
+  if (key.size() != 13) return false;
+  e.topic = static_cast<SourceTopic>(key[0]);
+  e.partition = static_cast<int32_t>(ReadBigEndian32(key.data() + 1));
+  e.offset = static_cast<int64_t>(ReadBigEndian64(key.data() + 5));
+  Reader r(bytes);
+  uint8_t version = 0, reason = 0;
+  if (!r.Byte(version) || version != kFormatVersion || !r.Byte(reason) || reason >= kReasonCount) return false;
+  e.reason = static_cast<Reason>(reason);
+  return r.Fixed(e.window) && r.Fixed(e.message_digest.high) && r.Fixed(e.message_digest.low) &&
+         r.Fixed(e.first_digest.high) && r.Fixed(e.first_digest.low) && r.Text(e.txn_id) &&
+         r.Text(e.original_txn_id) && r.AtEnd();
+}
+
+}  // namespace yrd

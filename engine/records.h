@@ -1,0 +1,182 @@
+// Records: the byte layout of everything the engine keeps in its state store, and the keys they
+// live under. One place defines them so the daemon, the report tool and the tests agree.
+// Integers are stored little-endian (the engine runs on x86-64 and arm64 little-endian hosts);
+// keys use big-endian so that the store's order is numeric order. Every value starts with a
+// format version byte; a reader refuses versions it does not know instead of guessing.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "engine/event.h"
+#include "engine/reason.h"
+#include "engine/window.h"
+
+namespace yrd {
+
+// The store's tables (RocksDB column families in the adapter).
+enum class Table : uint8_t {
+  kMeta = 0,        // offsets, window states, per-window counters, commit sequence
+  kTxn = 1,         // dedup and refund/cancellation state per txn_id, purged after the horizon
+  kLines = 2,       // netting lines per window (the positions derive from them)
+  kApplied = 3,     // applied events per window, in commit order (for the detail files)
+  kExceptions = 4,  // rejected messages, by topic, partition and offset
+};
+inline constexpr size_t kTableCount = 5;
+
+// ---- keys ------------------------------------------------------------------------------------
+
+void AppendBigEndian32(std::string& out, uint32_t value);
+void AppendBigEndian64(std::string& out, uint64_t value);
+[[nodiscard]] uint32_t ReadBigEndian32(const char* data);
+[[nodiscard]] uint64_t ReadBigEndian64(const char* data);
+// Window days are stored biased so that negative days still sort before positive ones.
+[[nodiscard]] inline uint32_t WindowKeyBits(WindowDay day) { return static_cast<uint32_t>(day) ^ 0x8000'0000u; }
+[[nodiscard]] inline WindowDay WindowFromKeyBits(uint32_t bits) { return static_cast<WindowDay>(bits ^ 0x8000'0000u); }
+
+// kTxn: family byte, then the txn_id.
+void TxnKey(Family family, std::string_view txn_id, std::string& out);
+// kMeta keys.
+inline constexpr std::string_view kOffsetKeyPrefix = "offset|";
+inline constexpr std::string_view kCountersKeyPrefix = "counters|";
+inline constexpr std::string_view kWindowKeyPrefix = "window|";
+inline constexpr std::string_view kCommitSequenceKey = "commit_sequence";
+void OffsetKey(SourceTopic topic, int32_t partition, std::string& out);
+void CountersKey(WindowDay day, std::string& out);
+void WindowStateKey(WindowDay day, std::string& out);
+// kLines: window, then the line key. kApplied: window, then commit sequence.
+void LineStoreKey(WindowDay day, std::string_view line_key, std::string& out);
+void AppliedKey(WindowDay day, uint64_t commit_sequence, std::string& out);
+// kExceptions: topic, partition, offset.
+void ExceptionKey(SourceTopic topic, int32_t partition, int64_t offset, std::string& out);
+
+// ---- netting lines ---------------------------------------------------------------------------
+//
+// A line aggregates the events of one window between one set of participants; every position
+// of SPEC section 4 is a sum over lines. The line key holds the participants as they were
+// registered when the event was applied, so a later registry change never moves past money.
+//   tap line:        "T|<issuer_bank>|<issuer_province>|<merchant>|<merchant_bank>|<merchant_province>|<category>"
+//   settlement line: "M|<insured_fund>|<insured_province>|<institution>|<institution_fund>|<institution_province>"
+
+void TapLineKey(const DecodedEvent& tap, std::string& out);
+void SettlementLineKey(const DecodedEvent& settlement, std::string& out);
+
+struct TapLineParts {
+  std::string_view issuer_bank, issuer_province, merchant, merchant_bank, merchant_province, category;
+};
+struct SettlementLineParts {
+  std::string_view insured_fund, insured_province, institution, institution_fund, institution_province;
+};
+[[nodiscard]] std::optional<TapLineParts> ParseTapLineKey(std::string_view line_key);
+[[nodiscard]] std::optional<SettlementLineParts> ParseSettlementLineKey(std::string_view line_key);
+
+struct LineTotals {
+  int64_t count = 0;                 // taps or settlements
+  int64_t amount_fen = 0;            // tap gross, or settlement total
+  int64_t fund_pay_fen = 0;          // settlement lines only
+  int64_t account_pay_fen = 0;
+  int64_t cash_pay_fen = 0;
+  int64_t reversal_count = 0;        // refunds or cancellations
+  int64_t reversed_amount_fen = 0;   // refunded, or cancelled total
+  int64_t reversed_fund_pay_fen = 0;
+  int64_t reversed_account_pay_fen = 0;
+  int64_t reversed_cash_pay_fen = 0;
+  bool operator==(const LineTotals&) const = default;
+};
+void EncodeLineTotals(const LineTotals& totals, std::string& out);
+[[nodiscard]] bool DecodeLineTotals(std::string_view bytes, LineTotals& out);
+
+// ---- per-window counters ---------------------------------------------------------------------
+
+struct WindowCounters {
+  int64_t applied_count = 0;
+  int64_t exact_duplicate_count = 0;
+  int64_t late_count = 0;
+  std::array<int64_t, kReasonCount> exception_counts{};
+  bool operator==(const WindowCounters&) const = default;
+};
+void EncodeWindowCounters(const WindowCounters& counters, std::string& out);
+[[nodiscard]] bool DecodeWindowCounters(std::string_view bytes, WindowCounters& out);
+
+// ---- window state ----------------------------------------------------------------------------
+
+enum class WindowState : uint8_t { kOpen = 0, kClosing = 1, kClosed = 2, kFilesWritten = 3 };
+[[nodiscard]] std::string_view WindowStateName(WindowState state);
+struct WindowRecord {
+  WindowState state = WindowState::kOpen;
+  int64_t closed_at_ms = 0;  // the instant the window closed (clock or operator), 0 while open
+};
+void EncodeWindowRecord(const WindowRecord& record, std::string& out);
+[[nodiscard]] bool DecodeWindowRecord(std::string_view bytes, WindowRecord& out);
+
+// ---- dedup / transaction state ---------------------------------------------------------------
+
+struct TxnRecord {
+  EventKind kind = EventKind::kTap;
+  bool late = false;
+  bool cancelled = false;            // settlement: a cancellation was applied
+  WindowDay window = 0;              // the window it was applied to
+  int32_t partition = 0;             // where it was applied from
+  int64_t offset = 0;
+  int64_t occurred_at_ms = 0;
+  Digest digest;
+  int64_t amount_fen = 0;            // tap/refund amount, settlement total
+  int64_t fund_pay_fen = 0;
+  int64_t account_pay_fen = 0;
+  int64_t cash_pay_fen = 0;
+  int64_t refunded_fen = 0;          // tap: sum of applied refunds
+  int64_t duplicate_count = 0;       // exact duplicates seen since
+  std::string_view line_key;         // tap/settlement: its line (without window)
+  std::string_view original_txn_id;  // refund/cancellation
+};
+void EncodeTxnRecord(const TxnRecord& record, std::string& out);
+// The views of `out` point into `bytes`.
+[[nodiscard]] bool DecodeTxnRecord(std::string_view bytes, TxnRecord& out);
+// Reads only the occurrence time (for the horizon purge), or nullopt if the bytes are not a record.
+[[nodiscard]] std::optional<int64_t> TxnRecordOccurredAt(std::string_view bytes);
+
+// ---- applied events (detail file material) ---------------------------------------------------
+
+struct AppliedRecord {
+  EventKind kind = EventKind::kTap;
+  bool late = false;
+  int64_t occurred_at_ms = 0;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  int64_t amount_fen = 0;        // tap/refund amount; settlement or cancelled total
+  int64_t fund_pay_fen = 0;
+  int64_t account_pay_fen = 0;
+  int64_t cash_pay_fen = 0;
+  std::string_view txn_id;
+  std::string_view original_txn_id;
+  std::string_view line_key;     // for refunds/cancellations: the original's line
+  std::string_view terminal_id;
+  std::string_view card_masked;
+  CardToken card_token{};        // zero for refunds/cancellations
+};
+// Appends one record to a window's blob.
+void AppendAppliedRecord(const AppliedRecord& record, std::string& blob);
+// Reads the record at `position` of a blob and advances it; false at the end or on damage
+// (`damaged` tells which).
+[[nodiscard]] bool NextAppliedRecord(std::string_view blob, size_t& position, AppliedRecord& out, bool& damaged);
+
+// ---- exceptions ------------------------------------------------------------------------------
+
+struct ExceptionRecord {
+  Reason reason = Reason::kMalformed;
+  SourceTopic topic = SourceTopic::kTaps;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  WindowDay window = 0;             // where its count went
+  Digest message_digest;            // of the message's content (or raw bytes if it did not decode)
+  Digest first_digest;              // duplicate_conflict: the content that stands
+  std::string_view txn_id;          // empty when unreadable
+  std::string_view original_txn_id;
+};
+void EncodeExceptionRecord(const ExceptionRecord& record, std::string& out);
+[[nodiscard]] bool DecodeExceptionRecord(std::string_view key, std::string_view bytes, ExceptionRecord& out);
+
+}  // namespace yrd
