@@ -83,6 +83,7 @@ class Batch {
     slots_.clear();
     arena_used_ = 0;
     registry.reset();
+    committed = false;
   }
 
   // Set by the ingest stage before decoding; the ledger uses the same instant.
@@ -90,6 +91,7 @@ class Batch {
   std::shared_ptr<const Registry> registry;
   std::chrono::steady_clock::time_point sealed_at{};
   std::chrono::steady_clock::time_point committed_at{};
+  bool committed = false;  // set by the ledger thread when the store write returned OK
 
  private:
   std::string_view Copy(std::string_view bytes) {

@@ -1,0 +1,165 @@
+#include "engine/pipeline.h"
+
+#include "boost/lockfree/spsc_queue.hpp"
+#include "engine/assert.h"
+
+namespace yrd {
+
+struct Pipeline::Queues {
+  explicit Queues(size_t capacity) : to_ledger(capacity), to_ingest(capacity) {}
+  // A nullptr on to_ledger tells the ledger thread to return.
+  boost::lockfree::spsc_queue<Batch*> to_ledger;
+  boost::lockfree::spsc_queue<Batch*> to_ingest;
+  std::atomic<uint32_t> to_ledger_signal{0};
+  std::atomic<uint32_t> to_ingest_signal{0};
+};
+
+namespace {
+
+void Push(boost::lockfree::spsc_queue<Batch*>& queue, std::atomic<uint32_t>& signal, Batch* batch) {
+  // Capacity equals the pool size plus the stop marker, so a push never finds the queue full.
+  const bool pushed = queue.push(batch);
+  YRD_ASSERT(pushed);
+  signal.fetch_add(1, std::memory_order_release);
+  signal.notify_one();
+}
+
+Batch* PopWaiting(boost::lockfree::spsc_queue<Batch*>& queue, std::atomic<uint32_t>& signal) {
+  for (;;) {
+    const uint32_t seen = signal.load(std::memory_order_acquire);
+    Batch* batch = nullptr;
+    if (queue.pop(batch)) return batch;
+    signal.wait(seen, std::memory_order_acquire);
+  }
+}
+
+}  // namespace
+
+Pipeline::Pipeline(PipelineOptions options, MessageSource& source, Ledger& ledger, const Clock& clock,
+                   const RegistryHolder& registry, CardTokenizer& tokenizer)
+    : options_(options),
+      source_(source),
+      ledger_(ledger),
+      clock_(clock),
+      registry_(registry),
+      tokenizer_(tokenizer),
+      queues_(std::make_unique<Queues>(options.batches_in_flight_max + 1)) {
+  YRD_ASSERT(options.batches_in_flight_max >= 1);
+  for (size_t i = 0; i < options.batches_in_flight_max; ++i) pool_.push_back(std::make_unique<Batch>(options.batch));
+}
+
+Pipeline::~Pipeline() = default;
+
+void Pipeline::RequestStop() {
+  stop_requested_.store(true, std::memory_order_release);
+  // Wake the ingest thread if it waits for a returned batch.
+  queues_->to_ingest_signal.fetch_add(1, std::memory_order_release);
+  queues_->to_ingest_signal.notify_all();
+}
+
+void Pipeline::Decode(Batch& batch, CardTokenizer& tokenizer) {
+  DecodeContext context;
+  context.registry = batch.registry.get();
+  context.tokenizer = &tokenizer;
+  context.limits = options_.decode;
+  context.now_ms = batch.now_ms;
+  for (MessageSlot& slot : batch.slots()) {
+    if (slot.fate != Fate::kPending) continue;
+    const std::optional<Reason> reason = yrd::Decode(slot.topic, slot.payload, context, slot.event);
+    if (reason) {
+      slot.fate = Fate::kRejected;
+      slot.reason = reason;
+      // A message that did not decode is identified by its bytes.
+      if (*reason == Reason::kMalformed || *reason == Reason::kInvalidField || *reason == Reason::kAmountInvalid ||
+          *reason == Reason::kStale || *reason == Reason::kFutureTimestamp || *reason == Reason::kUnknownParticipant) {
+        slot.event.digest = DigestOfBytes(slot.payload);
+      }
+    }
+  }
+}
+
+void Pipeline::LedgerLoop() {
+  for (;;) {
+    Batch* batch = PopWaiting(queues_->to_ledger, queues_->to_ledger_signal);
+    if (batch == nullptr) return;
+    stats_.ledger_queue_depth.fetch_sub(1, std::memory_order_relaxed);
+    BatchResult result;
+    const absl::Status status = ledger_.Apply(*batch, result);
+    batch->committed_at = std::chrono::steady_clock::now();
+    if (status.ok()) {
+      batch->committed = true;
+      stats_.applied_count.fetch_add(result.applied_count, std::memory_order_relaxed);
+      stats_.exact_duplicate_count.fetch_add(result.exact_duplicate_count, std::memory_order_relaxed);
+      stats_.rejected_count.fetch_add(result.rejected_count, std::memory_order_relaxed);
+      stats_.late_count.fetch_add(result.late_count, std::memory_order_relaxed);
+      stats_.store_bytes.fetch_add(result.store_bytes, std::memory_order_relaxed);
+      stats_.committed_batch_count.fetch_add(1, std::memory_order_relaxed);
+      stats_.commit_latency_us.Record(
+          std::chrono::duration_cast<std::chrono::microseconds>(batch->committed_at - batch->sealed_at).count());
+    } else if (ledger_failure_.ok()) {
+      ledger_failure_ = status;
+    }
+    stats_.done_queue_depth.fetch_add(1, std::memory_order_relaxed);
+    Push(queues_->to_ingest, queues_->to_ingest_signal, batch);
+  }
+}
+
+absl::Status Pipeline::Run() {
+  std::vector<Batch*> free;
+  for (auto& batch : pool_) free.push_back(batch.get());
+  size_t in_flight = 0;
+  absl::Status failure;
+  std::thread ledger_thread([this] { LedgerLoop(); });
+
+  auto take_back = [&](Batch* batch) {
+    stats_.done_queue_depth.fetch_sub(1, std::memory_order_relaxed);
+    --in_flight;
+    if (batch->committed) {
+      if (absl::Status s = source_.OnCommitted(*batch); !s.ok() && failure.ok()) failure = s;
+    } else if (failure.ok()) {
+      // The ledger recorded why; it is read once the ledger thread has stopped.
+      failure = absl::InternalError("a batch was not committed");
+    }
+    batch->Clear();
+    free.push_back(batch);
+  };
+
+  while (failure.ok() && !stop_requested_.load(std::memory_order_acquire)) {
+    Batch* returned = nullptr;
+    while (queues_->to_ingest.pop(returned)) take_back(returned);
+    if (!failure.ok()) break;
+    if (free.empty()) {
+      take_back(PopWaiting(queues_->to_ingest, queues_->to_ingest_signal));
+      continue;
+    }
+    Batch* batch = free.back();
+    batch->now_ms = clock_.NowMs();
+    batch->registry = registry_.Get();
+    const absl::Status fill_status = source_.Fill(*batch, options_.batch_linger);
+    if (!batch->empty()) {
+      Decode(*batch, tokenizer_);
+      batch->sealed_at = std::chrono::steady_clock::now();
+      free.pop_back();
+      ++in_flight;
+      stats_.consumed_count.fetch_add(batch->size(), std::memory_order_relaxed);
+      stats_.ledger_queue_depth.fetch_add(1, std::memory_order_relaxed);
+      Push(queues_->to_ledger, queues_->to_ledger_signal, batch);
+    }
+    if (!fill_status.ok()) failure = fill_status;
+  }
+  // Drain: everything consumed is committed (or fails) and acknowledged before returning.
+  while (in_flight > 0) {
+    Batch* returned = nullptr;
+    if (queues_->to_ingest.pop(returned)) {
+      take_back(returned);
+    } else {
+      take_back(PopWaiting(queues_->to_ingest, queues_->to_ingest_signal));
+    }
+  }
+  Push(queues_->to_ledger, queues_->to_ledger_signal, nullptr);
+  ledger_thread.join();
+  if (!ledger_failure_.ok()) return ledger_failure_;
+  return failure;
+}
+
+}  // namespace yrd

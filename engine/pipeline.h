@@ -1,0 +1,103 @@
+// Pipeline: the lock-free path from consumed messages to committed state. Two threads share a
+// fixed pool of batches (batches_in_flight_max) through two bounded single-producer
+// single-consumer queues: the ingest thread (the caller of Run) fills a batch from the
+// MessageSource, stamps it with the clock and the current registry, decodes and validates every
+// message, and hands it to the ledger thread, which deduplicates, nets and commits it in one
+// synced store write; the committed batch comes back to the ingest thread, which acknowledges
+// it to the source (dead-letter copies, Kafka commit hints) and reuses it. Threads wait on
+// atomics, not mutexes, and no stage allocates per message once warm.
+//
+// RequestStop may be called from any thread: consumption stops, every batch already consumed
+// is committed and acknowledged, and Run returns OK. Run returns the first error of the source
+// or the store after the same drain (a failed store write leaves its batch unacknowledged).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "engine/batch.h"
+#include "engine/clock.h"
+#include "engine/event.h"
+#include "engine/histogram.h"
+#include "engine/ledger.h"
+
+namespace yrd {
+
+// Where messages come from (Kafka in the daemon, memory in benchmarks). Called on the ingest
+// thread only.
+class MessageSource {
+ public:
+  virtual ~MessageSource() = default;
+  // Appends messages to `batch` until it is full or `wait` has passed; OK with no message is
+  // fine. An error means the source cannot go on (for example a gap in a partition's offsets).
+  [[nodiscard]] virtual absl::Status Fill(Batch& batch, std::chrono::milliseconds wait) = 0;
+  // The batch is durably committed: its rejected messages may go to the dead-letter topic and
+  // its offsets may be reported upstream.
+  [[nodiscard]] virtual absl::Status OnCommitted(const Batch& batch) = 0;
+};
+
+// The registry in force; swapped whole on reload. Thread-safe.
+class RegistryHolder {
+ public:
+  explicit RegistryHolder(std::shared_ptr<const Registry> registry) : registry_(std::move(registry)) {}
+  [[nodiscard]] std::shared_ptr<const Registry> Get() const { return registry_.load(); }
+  void Set(std::shared_ptr<const Registry> registry) { registry_.store(std::move(registry)); }
+
+ private:
+  std::atomic<std::shared_ptr<const Registry>> registry_;
+};
+
+struct PipelineOptions {
+  BatchLimits batch;
+  size_t batches_in_flight_max = 4;                  // config pipeline_batches_max
+  std::chrono::milliseconds batch_linger{5};         // config batch_linger_ms: how long a batch waits to fill
+  DecodeLimits decode;
+};
+
+// Counters for metrics and benchmarks; written by the pipeline threads, read by any thread.
+struct PipelineStats {
+  std::atomic<uint64_t> consumed_count{0};
+  std::atomic<uint64_t> applied_count{0};
+  std::atomic<uint64_t> exact_duplicate_count{0};
+  std::atomic<uint64_t> rejected_count{0};
+  std::atomic<uint64_t> late_count{0};
+  std::atomic<uint64_t> committed_batch_count{0};
+  std::atomic<uint64_t> store_bytes{0};
+  std::atomic<uint32_t> ledger_queue_depth{0};
+  std::atomic<uint32_t> done_queue_depth{0};
+  LatencyHistogram commit_latency_us;  // from a batch sealed to its commit returning
+};
+
+class Pipeline {
+ public:
+  Pipeline(PipelineOptions options, MessageSource& source, Ledger& ledger, const Clock& clock,
+           const RegistryHolder& registry, CardTokenizer& tokenizer);
+  ~Pipeline();
+
+  [[nodiscard]] absl::Status Run();
+  void RequestStop();
+  [[nodiscard]] const PipelineStats& stats() const { return stats_; }
+
+ private:
+  struct Queues;
+  void LedgerLoop();
+  void Decode(Batch& batch, CardTokenizer& tokenizer);
+
+  PipelineOptions options_;
+  MessageSource& source_;
+  Ledger& ledger_;
+  const Clock& clock_;
+  const RegistryHolder& registry_;
+  CardTokenizer& tokenizer_;
+  std::vector<std::unique_ptr<Batch>> pool_;
+  std::unique_ptr<Queues> queues_;
+  std::atomic<bool> stop_requested_{false};
+  absl::Status ledger_failure_;  // written by the ledger thread before it returns a failed batch
+  PipelineStats stats_;
+};
+
+}  // namespace yrd
