@@ -54,6 +54,7 @@ class Batch {
   }
   [[nodiscard]] bool full() const { return slots_.size() >= limits_.messages_max; }
   [[nodiscard]] bool empty() const { return slots_.empty(); }
+  [[nodiscard]] size_t room() const { return limits_.messages_max - slots_.size(); }
   [[nodiscard]] size_t size() const { return slots_.size(); }
 
   // Copies a message in; the caller checked HasRoomFor. A payload over `payload_bytes_max` is

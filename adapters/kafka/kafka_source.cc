@@ -1,0 +1,274 @@
+#include "adapters/kafka/kafka_source.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <deque>
+#include <map>
+#include <vector>
+
+#include "engine/strings.h"
+#include "fmt/format.h"
+
+namespace yrd::kafka {
+namespace {
+
+// Consumer defaults; [kafka.settings] in the config overrides any of them except the three
+// that exactly-once depends on (auto commit, auto offset store, offset reset), which are
+// forced after the overrides.
+constexpr std::pair<const char*, const char*> kDefaultSettings[] = {
+    {"fetch.wait.max.ms", "10"},              // an empty fetch waits this long (the mock waits all of it)
+    {"fetch.min.bytes", "1"},
+    {"queued.min.messages", "2000000"},       // librdkafka 2.0.2 stalls ~1 s when its queue drains below this
+    {"queued.max.messages.kbytes", "1048576"},
+    {"max.partition.fetch.bytes", "8388608"},
+    {"fetch.max.bytes", "67108864"},
+    {"enable.partition.eof", "false"},
+    {"socket.nagle.disable", "true"},
+};
+constexpr std::pair<const char*, const char*> kForcedSettings[] = {
+    {"enable.auto.commit", "false"},
+    {"enable.auto.offset.store", "false"},
+    {"auto.offset.reset", "error"},  // never jump over messages the broker no longer holds
+};
+
+std::optional<SourceTopic> TopicOf(std::string_view name) {
+  if (name == kTapsTopic) return SourceTopic::kTaps;
+  if (name == kMedicalTopic) return SourceTopic::kMedical;
+  return std::nullopt;
+}
+std::string_view TopicName(SourceTopic topic) { return topic == SourceTopic::kTaps ? kTapsTopic : kMedicalTopic; }
+
+}  // namespace
+
+struct KafkaSource::Impl {
+  KafkaSourceOptions options;
+  rd_kafka_t* handle = nullptr;
+  rd_kafka_queue_t* queue = nullptr;
+  std::unique_ptr<Producer> dead_letters;
+  // Next expected offset per partition; -1 until the first message when nothing was committed.
+  std::map<std::pair<SourceTopic, int32_t>, int64_t> expected;
+  // Consumed but did not fit the last batch (its arena was full); taken first next time.
+  std::deque<rd_kafka_message_t*> carry;
+  std::vector<rd_kafka_message_t*> messages = std::vector<rd_kafka_message_t*>(kConsumeChunkMax);
+
+  ~Impl() {
+    for (rd_kafka_message_t* message : carry) rd_kafka_message_destroy(message);
+    if (queue != nullptr) rd_kafka_queue_destroy(queue);
+    if (handle != nullptr) {
+      (void)rd_kafka_consumer_close(handle);
+      rd_kafka_destroy(handle);
+    }
+  }
+
+  // Adds one message; false when it does not fit (the caller keeps it for the next batch).
+  absl::Status Take(rd_kafka_message_t* message, Batch& batch, bool& fitted) {
+    fitted = true;
+    const std::string_view topic_name = rd_kafka_topic_name(message->rkt);
+    if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const std::string text = fmt::format("{} partition {}: {}", topic_name, message->partition,
+                                           rd_kafka_message_errstr(message));
+      if (message->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+          message->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+        return absl::DataLossError(fmt::format(
+            "{}: the next offset to clear is no longer on the broker, so messages were lost upstream; "
+            "consumption stops rather than skip them. Recover the messages from the producers, or reset "
+            "the partition deliberately after reconciliation.",
+            text));
+      }
+      if (options.on_warning) options.on_warning(text + " (the consumer retries)");
+      rd_kafka_message_destroy(message);
+      return absl::OkStatus();
+    }
+    const std::optional<SourceTopic> topic = TopicOf(topic_name);
+    if (!topic) {
+      rd_kafka_message_destroy(message);
+      return absl::OkStatus();
+    }
+    int64_t& next = expected[{*topic, message->partition}];
+    if (next >= 0 && message->offset != next) {
+      return absl::DataLossError(fmt::format(
+          "{} partition {}: expected offset {}, got {}: {} messages are missing; consumption stops rather than "
+          "skip them. Check the topic's retention and the producers, then restart.",
+          topic_name, message->partition, next, message->offset, message->offset - next));
+    }
+    const std::string_view key(static_cast<const char*>(message->key), message->key_len);
+    const std::string_view payload(static_cast<const char*>(message->payload), message->len);
+    const size_t copied_bytes = payload.size() > options.message_bytes_max ? 0 : payload.size();
+    if (!batch.HasRoomFor(key.size(), copied_bytes)) {
+      fitted = false;
+      return absl::OkStatus();
+    }
+    batch.Add(*topic, message->partition, message->offset, key, payload, options.message_bytes_max);
+    next = message->offset + 1;
+    rd_kafka_message_destroy(message);
+    return absl::OkStatus();
+  }
+};
+
+KafkaSource::KafkaSource(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+KafkaSource::~KafkaSource() = default;
+
+absl::StatusOr<std::unique_ptr<KafkaSource>> KafkaSource::Create(KafkaSourceOptions options,
+                                                                 const PartitionOffsets& committed) {
+  auto impl = std::make_unique<Impl>();
+  char error[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  auto set = [&](const std::string& name, const std::string& value) -> absl::Status {
+    if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), error, sizeof error) != RD_KAFKA_CONF_OK) {
+      return absl::InvalidArgumentError(fmt::format("kafka setting {}={} refused: {}", name, value, error));
+    }
+    return absl::OkStatus();
+  };
+  absl::Status status = set("bootstrap.servers", options.bootstrap_servers);
+  if (status.ok()) status = set("group.id", options.group_id);
+  for (const auto& [name, value] : kDefaultSettings) {
+    if (status.ok()) status = set(name, value);
+  }
+  for (const auto& [name, value] : options.settings) {
+    if (status.ok()) status = set(name, value);
+  }
+  for (const auto& [name, value] : kForcedSettings) {
+    if (status.ok()) status = set(name, value);
+  }
+  if (!status.ok()) {
+    rd_kafka_conf_destroy(conf);
+    return status;
+  }
+  impl->handle = rd_kafka_new(RD_KAFKA_CONSUMER, conf, error, sizeof error);
+  if (impl->handle == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    return absl::InternalError(fmt::format("cannot create the kafka consumer: {}", error));
+  }
+  (void)rd_kafka_poll_set_consumer(impl->handle);
+
+  const rd_kafka_metadata_t* metadata = nullptr;
+  const rd_kafka_resp_err_t metadata_error =
+      rd_kafka_metadata(impl->handle, 1, nullptr, &metadata, static_cast<int>(options.metadata_timeout.count()));
+  if (metadata_error != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return absl::UnavailableError(fmt::format("cannot read topic metadata from {} within {} ms: {}",
+                                              options.bootstrap_servers, options.metadata_timeout.count(),
+                                              rd_kafka_err2str(metadata_error)));
+  }
+  rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(64);
+  for (const std::string_view wanted : {kTapsTopic, kMedicalTopic}) {
+    bool found = false;
+    for (int t = 0; t < metadata->topic_cnt; ++t) {
+      const rd_kafka_metadata_topic& topic = metadata->topics[t];
+      if (wanted != topic.topic || topic.err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+      found = true;
+      const SourceTopic source_topic = *TopicOf(wanted);
+      for (int p = 0; p < topic.partition_cnt; ++p) {
+        const int32_t partition = topic.partitions[p].id;
+        rd_kafka_topic_partition_t* entry = rd_kafka_topic_partition_list_add(assignment, topic.topic, partition);
+        const auto it = committed.find({source_topic, partition});
+        entry->offset = it == committed.end() ? RD_KAFKA_OFFSET_BEGINNING : it->second;
+        impl->expected[{source_topic, partition}] = it == committed.end() ? -1 : it->second;
+      }
+    }
+    if (!found) {
+      rd_kafka_metadata_destroy(metadata);
+      rd_kafka_topic_partition_list_destroy(assignment);
+      return absl::NotFoundError(fmt::format("topic {} does not exist on {}; create it (clearing-broker does)",
+                                             wanted, options.bootstrap_servers));
+    }
+  }
+  rd_kafka_metadata_destroy(metadata);
+  const rd_kafka_resp_err_t assign_error = rd_kafka_assign(impl->handle, assignment);
+  rd_kafka_topic_partition_list_destroy(assignment);
+  if (assign_error != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return absl::InternalError(fmt::format("cannot assign partitions: {}", rd_kafka_err2str(assign_error)));
+  }
+  impl->queue = rd_kafka_queue_get_consumer(impl->handle);
+  if (options.dead_letter) {
+    auto producer = Producer::Create(options.bootstrap_servers);
+    if (!producer.ok()) return producer.status();
+    impl->dead_letters = *std::move(producer);
+  }
+  impl->options = std::move(options);
+  return std::unique_ptr<KafkaSource>(new KafkaSource(std::move(impl)));
+}
+
+absl::Status KafkaSource::Fill(Batch& batch, std::chrono::milliseconds wait) {
+  Impl& impl = *impl_;
+  while (!impl.carry.empty() && !batch.full()) {
+    bool fitted = false;
+    if (absl::Status s = impl.Take(impl.carry.front(), batch, fitted); !s.ok()) return s;
+    if (!fitted) return absl::OkStatus();
+    impl.carry.pop_front();
+  }
+  if (!impl.carry.empty()) return absl::OkStatus();
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  while (!batch.full()) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const int timeout_ms = static_cast<int>(std::max<int64_t>(left.count(), 0));
+    // Never take more than the batch has slots for; the arena may still run out first (carry).
+    const size_t room = std::min(kConsumeChunkMax, batch.room());
+    const ssize_t count = rd_kafka_consume_batch_queue(impl.queue, timeout_ms, impl.messages.data(), room);
+    if (count < 0) {
+      return absl::InternalError(fmt::format("kafka consume failed: {}", rd_kafka_err2str(rd_kafka_last_error())));
+    }
+    absl::Status status;
+    for (ssize_t i = 0; i < count; ++i) {
+      rd_kafka_message_t* message = impl.messages[static_cast<size_t>(i)];
+      if (!status.ok()) {
+        // After an error nothing more is taken; the pipeline stops and a restart consumes again
+        // from the committed offsets.
+        rd_kafka_message_destroy(message);
+        continue;
+      }
+      if (!impl.carry.empty()) {
+        impl.carry.push_back(message);
+        continue;
+      }
+      bool fitted = false;
+      status = impl.Take(message, batch, fitted);
+      if (!status.ok()) {
+        rd_kafka_message_destroy(message);
+      } else if (!fitted) {
+        impl.carry.push_back(message);
+      }
+    }
+    if (!status.ok()) return status;
+    if (!impl.carry.empty()) break;
+    if (count == 0 || timeout_ms == 0) break;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status KafkaSource::OnCommitted(const Batch& batch) {
+  Impl& impl = *impl_;
+  std::map<std::pair<SourceTopic, int32_t>, int64_t> next;
+  for (const MessageSlot& slot : batch.slots()) {
+    next[{slot.topic, slot.partition}] = slot.offset + 1;
+    if (slot.fate != Fate::kRejected || impl.dead_letters == nullptr) continue;
+    const std::string partition = std::to_string(slot.partition);
+    const std::string offset = std::to_string(slot.offset);
+    const std::string digest = DigestHex(slot.event.digest);
+    const std::string window = FormatWindowDay(slot.window);
+    const Header headers[] = {
+        {"source_topic", TopicName(slot.topic)}, {"source_partition", partition}, {"source_offset", offset},
+        {"reason", ReasonName(*slot.reason)},    {"digest", digest},              {"window", window},
+    };
+    if (absl::Status s = impl.dead_letters->Produce(kDeadLetterTopic, slot.key, slot.payload, headers); !s.ok()) {
+      // The exception store already holds the message; the dead-letter copy is a convenience.
+      if (impl.options.on_warning) impl.options.on_warning(Cat("dead-letter copy failed: ", s.ToString()));
+    }
+  }
+  rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(static_cast<int>(next.size()));
+  for (const auto& [topic_partition, offset] : next) {
+    const std::string name(TopicName(topic_partition.first));
+    rd_kafka_topic_partition_list_add(offsets, name.c_str(), topic_partition.second)->offset = offset;
+  }
+  // A hint for monitoring tools only; the store holds the offsets that count.
+  (void)rd_kafka_commit(impl.handle, offsets, /*async=*/1);
+  rd_kafka_topic_partition_list_destroy(offsets);
+  return absl::OkStatus();
+}
+
+absl::Status KafkaSource::FlushDeadLetters(std::chrono::milliseconds timeout) {
+  if (impl_->dead_letters == nullptr) return absl::OkStatus();
+  return impl_->dead_letters->Flush(timeout);
+}
+
+}  // namespace yrd::kafka

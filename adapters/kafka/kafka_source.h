@@ -1,0 +1,57 @@
+// KafkaSource: the pipeline's MessageSource over a librdkafka consumer. It assigns every
+// partition of yrd.taps and yrd.medical explicitly, starting each at the next offset the state
+// store committed (so Kafka's group offsets are only a monitoring hint, committed after the
+// store), and consumes with the batch API. It checks that each partition's offsets follow on
+// without a gap: a gap or an offset the broker no longer holds stops consumption with DataLoss
+// instead of skipping money. After a batch is committed it copies the rejected messages to
+// yrd.dlq with their origin and reason as headers.
+// Called from the pipeline's ingest thread only; Lag() may be read from any thread.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "adapters/kafka/producer.h"
+#include "engine/ledger.h"
+#include "engine/pipeline.h"
+
+namespace yrd::kafka {
+
+struct KafkaSourceOptions {
+  std::string bootstrap_servers;             // config kafka.bootstrap_servers
+  std::string group_id = "yrd-clearingd";    // config kafka.group_id (for the commit hints)
+  Settings settings;                         // config [kafka.settings], librdkafka properties
+  std::chrono::milliseconds metadata_timeout{15'000};
+  size_t message_bytes_max = 65'536;         // larger payloads are rejected as oversized
+  bool dead_letter = true;                   // copy rejected messages to yrd.dlq
+  // Called with a human-readable line for transient consumer errors (the consumer retries).
+  std::function<void(const std::string&)> on_warning;
+};
+
+class KafkaSource final : public MessageSource {
+ public:
+  // Connects, looks up the partitions of both topics (NotFound if a topic is missing) and
+  // assigns them at `committed` offsets (partitions without one start at the beginning).
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<KafkaSource>> Create(KafkaSourceOptions options,
+                                                                           const PartitionOffsets& committed);
+  ~KafkaSource() override;
+
+  [[nodiscard]] absl::Status Fill(Batch& batch, std::chrono::milliseconds wait) override;
+  [[nodiscard]] absl::Status OnCommitted(const Batch& batch) override;
+
+  // Waits for the dead-letter copies to be delivered, at most `timeout`.
+  [[nodiscard]] absl::Status FlushDeadLetters(std::chrono::milliseconds timeout);
+
+  // Most messages taken from librdkafka's queue per call.
+  static constexpr size_t kConsumeChunkMax = 4096;
+
+ private:
+  struct Impl;
+  explicit KafkaSource(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace yrd::kafka

@@ -1,0 +1,197 @@
+#include "tools/clearingd/config.h"
+
+#include <filesystem>
+#include <functional>
+#include <map>
+
+#include "engine/strings.h"
+#include "toml++/toml.h"
+
+namespace yrd {
+namespace {
+
+std::string At(const std::string& file, const toml::node& node) {
+  return Cat(file, ":", node.source().begin.line);
+}
+
+// Reads one table's keys with per-key handlers; an unknown key is an error naming it.
+class Section {
+ public:
+  Section(const std::string& file, const toml::table& root, std::string name)
+      : file_(file), name_(std::move(name)) {
+    if (const toml::node* node = root.get(name_)) table_ = node->as_table();
+  }
+
+  absl::Status String(std::string_view key, std::string& out) {
+    return With(key, [&](const toml::node& node) -> absl::Status {
+      const auto* value = node.as_string();
+      if (value == nullptr) return Wrong(node, key, "a string");
+      out = value->get();
+      return absl::OkStatus();
+    });
+  }
+  absl::Status Integer(std::string_view key, int64_t& out, int64_t minimum, int64_t maximum) {
+    return With(key, [&](const toml::node& node) -> absl::Status {
+      const auto* value = node.as_integer();
+      if (value == nullptr) return Wrong(node, key, "an integer");
+      if (value->get() < minimum || value->get() > maximum) {
+        return absl::InvalidArgumentError(Cat(At(file_, node), ": ", name_, ".", key, " = ", value->get(),
+                                              " is out of range [", minimum, ", ", maximum, "]"));
+      }
+      out = value->get();
+      return absl::OkStatus();
+    });
+  }
+  absl::Status Boolean(std::string_view key, bool& out) {
+    return With(key, [&](const toml::node& node) -> absl::Status {
+      const auto* value = node.as_boolean();
+      if (value == nullptr) return Wrong(node, key, "true or false");
+      out = value->get();
+      return absl::OkStatus();
+    });
+  }
+  // Every key of the section must have been read by a handler above, or be a sub-table in `tables`.
+  absl::Status RefuseUnknown(std::initializer_list<std::string_view> tables = {}) {
+    if (table_ == nullptr) return absl::OkStatus();
+    for (const auto& [key, node] : *table_) {
+      const std::string_view name = key.str();
+      if (known_.contains(std::string(name))) continue;
+      if (std::find(tables.begin(), tables.end(), name) != tables.end()) continue;
+      return absl::InvalidArgumentError(Cat(At(file_, node), ": unknown key '", name, "' in [", name_, "]"));
+    }
+    return absl::OkStatus();
+  }
+  [[nodiscard]] const toml::table* table() const { return table_; }
+
+ private:
+  absl::Status With(std::string_view key, const std::function<absl::Status(const toml::node&)>& handler) {
+    known_[std::string(key)] = true;
+    if (table_ == nullptr) return absl::OkStatus();
+    const toml::node* node = table_->get(key);
+    if (node == nullptr) return absl::OkStatus();
+    return handler(*node);
+  }
+  absl::Status Wrong(const toml::node& node, std::string_view key, std::string_view wanted) {
+    return absl::InvalidArgumentError(Cat(At(file_, node), ": ", name_, ".", key, " must be ", wanted));
+  }
+
+  const std::string& file_;
+  std::string name_;
+  const toml::table* table_ = nullptr;
+  std::map<std::string, bool> known_;
+};
+
+std::string Resolve(const std::string& config_path, const std::string& path) {
+  if (path.empty() || std::filesystem::path(path).is_absolute()) return path;
+  return (std::filesystem::path(config_path).parent_path() / path).lexically_normal().string();
+}
+
+}  // namespace
+
+absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& error) {
+    return absl::InvalidArgumentError(Cat(path, ":", error.source().begin.line, ": ", error.description()));
+  }
+  for (const auto& [key, node] : root) {
+    static constexpr std::string_view kSections[] = {"kafka", "store", "registry", "privacy", "clearing", "pipeline", "log"};
+    if (std::find(std::begin(kSections), std::end(kSections), key.str()) == std::end(kSections)) {
+      return absl::InvalidArgumentError(Cat(At(path, node), ": unknown section or key '", key.str(), "'"));
+    }
+  }
+  DaemonConfig config;
+  absl::Status s;
+  auto check = [&](absl::Status status) {
+    if (s.ok() && !status.ok()) s = std::move(status);
+  };
+
+  Section kafka(path, root, "kafka");
+  check(kafka.String("bootstrap_servers", config.bootstrap_servers));
+  check(kafka.String("group_id", config.group_id));
+  check(kafka.Boolean("dead_letter", config.dead_letter));
+  check(kafka.RefuseUnknown({"settings"}));
+  if (kafka.table() != nullptr) {
+    if (const toml::node* settings = kafka.table()->get("settings")) {
+      const auto* table = settings->as_table();
+      if (table == nullptr) check(absl::InvalidArgumentError(Cat(At(path, *settings), ": kafka.settings must be a table")));
+      for (const auto& [key, value] : table ? *table : toml::table{}) {
+        const auto* text = value.as_string();
+        if (text == nullptr) {
+          check(absl::InvalidArgumentError(Cat(At(path, value), ": kafka.settings.", key.str(), " must be a string")));
+        } else {
+          config.kafka_settings.emplace_back(std::string(key.str()), text->get());
+        }
+      }
+    }
+  }
+
+  Section store(path, root, "store");
+  check(store.String("path", config.store_path));
+  check(store.RefuseUnknown());
+  Section registry(path, root, "registry");
+  check(registry.String("path", config.registry_path));
+  check(registry.RefuseUnknown());
+  Section privacy(path, root, "privacy");
+  check(privacy.String("card_token_key_file", config.card_token_key_file));
+  check(privacy.RefuseUnknown());
+
+  Section clearing(path, root, "clearing");
+  std::string cutoff = "00:00";
+  int64_t horizon_days = 40, grace_ms = config.calendar.grace_ms, skew_ms = config.decode.clock_skew_ms_max;
+  int64_t message_bytes_max = static_cast<int64_t>(config.decode.message_bytes_max);
+  check(clearing.String("cutoff_local", cutoff));
+  check(clearing.Integer("grace_ms", grace_ms, 0, 12 * 3'600'000));
+  check(clearing.Integer("dedup_horizon_days", horizon_days, 1, 400));
+  check(clearing.Integer("clock_skew_ms_max", skew_ms, 0, 86'400'000));
+  check(clearing.Integer("message_bytes_max", message_bytes_max, 256, 1 << 20));
+  check(clearing.Integer("clock_fixed_ms", config.clock_fixed_ms, 0, INT64_MAX / 2));
+  check(clearing.RefuseUnknown());
+  const std::optional<int64_t> cutoff_ms = ParseLocalTimeOfDay(cutoff);
+  if (!cutoff_ms) check(absl::InvalidArgumentError(Cat(path, ": clearing.cutoff_local must be HH:MM, got '", cutoff, "'")));
+  config.calendar.cutoff_ms_of_day = cutoff_ms.value_or(0);
+  config.calendar.grace_ms = grace_ms;
+  config.decode.dedup_horizon_ms = horizon_days * kDayMs;
+  config.decode.clock_skew_ms_max = skew_ms;
+  config.decode.message_bytes_max = static_cast<size_t>(message_bytes_max);
+  config.pipeline.decode = config.decode;
+
+  Section pipeline(path, root, "pipeline");
+  int64_t batch_messages_max = static_cast<int64_t>(config.pipeline.batch.messages_max);
+  int64_t batch_bytes_max = static_cast<int64_t>(config.pipeline.batch.arena_bytes_max);
+  int64_t batch_linger_ms = config.pipeline.batch_linger.count();
+  int64_t batches_max = static_cast<int64_t>(config.pipeline.batches_in_flight_max);
+  check(pipeline.Integer("batch_messages_max", batch_messages_max, 1, 1 << 20));
+  check(pipeline.Integer("batch_bytes_max", batch_bytes_max, 1 << 20, 1 << 30));
+  check(pipeline.Integer("batch_linger_ms", batch_linger_ms, 0, 1000));
+  check(pipeline.Integer("pipeline_batches_max", batches_max, 2, 64));
+  check(pipeline.RefuseUnknown());
+  config.pipeline.batch.messages_max = static_cast<size_t>(batch_messages_max);
+  config.pipeline.batch.arena_bytes_max = static_cast<size_t>(batch_bytes_max);
+  config.pipeline.batch_linger = std::chrono::milliseconds(batch_linger_ms);
+  config.pipeline.batches_in_flight_max = static_cast<size_t>(batches_max);
+  if (config.pipeline.batch.arena_bytes_max < config.decode.message_bytes_max + 1024) {
+    check(absl::InvalidArgumentError(Cat(path, ": pipeline.batch_bytes_max must exceed clearing.message_bytes_max")));
+  }
+
+  Section log(path, root, "log");
+  int64_t progress_ms = config.progress_log_interval.count();
+  check(log.String("level", config.log_level));
+  check(log.Integer("progress_interval_ms", progress_ms, 0, 3'600'000));
+  check(log.RefuseUnknown());
+  config.progress_log_interval = std::chrono::milliseconds(progress_ms);
+  if (!s.ok()) return s;
+
+  if (config.store_path.empty()) return absl::InvalidArgumentError(Cat(path, ": store.path is required"));
+  if (config.registry_path.empty()) return absl::InvalidArgumentError(Cat(path, ": registry.path is required"));
+  if (config.card_token_key_file.empty()) {
+    return absl::InvalidArgumentError(Cat(path, ": privacy.card_token_key_file is required (the HMAC key for card tokens)"));
+  }
+  config.store_path = Resolve(path, config.store_path);
+  config.registry_path = Resolve(path, config.registry_path);
+  config.card_token_key_file = Resolve(path, config.card_token_key_file);
+  return config;
+}
+
+}  // namespace yrd

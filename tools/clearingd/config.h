@@ -1,0 +1,44 @@
+// DaemonConfig: clearingd's configuration, read from a TOML file (docs/configuration.md lists
+// every key with its unit, default, range and whether SIGHUP reloads it) and overridden by
+// flags. Parsing refuses unknown keys, wrong types and out-of-range values with a message that
+// names the key and the file line.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "adapters/kafka/producer.h"
+#include "engine/event.h"
+#include "engine/pipeline.h"
+#include "engine/window.h"
+
+namespace yrd {
+
+struct DaemonConfig {
+  // [kafka]
+  std::string bootstrap_servers = "127.0.0.1:9092";
+  std::string group_id = "yrd-clearingd";
+  kafka::Settings kafka_settings;            // [kafka.settings]: librdkafka properties, strings
+  bool dead_letter = true;
+  // [store]
+  std::string store_path;
+  // [registry]
+  std::string registry_path;
+  // [privacy]
+  std::string card_token_key_file;
+  // [clearing]
+  WindowCalendar calendar;                   // cutoff_local "HH:MM", grace_ms
+  DecodeLimits decode;                       // dedup_horizon_days, clock_skew_ms_max, message_bytes_max
+  int64_t clock_fixed_ms = 0;                // 0: the system clock
+  // [pipeline]
+  PipelineOptions pipeline;
+  // [log]
+  std::string log_level = "info";
+  std::chrono::milliseconds progress_log_interval{10'000};
+};
+
+[[nodiscard]] absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path);
+
+}  // namespace yrd
