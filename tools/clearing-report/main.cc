@@ -1,0 +1,334 @@
+// clearing-report: read-only reports for reconciliation staff and the hotline, from the state
+// store of a running or stopped clearingd (it opens the store as a secondary instance, so it
+// never blocks or changes the daemon). Output as an aligned table, CSV or JSON.
+//   positions  positions per window, by province, bank, fund, merchant or institution
+//   outcome    a window's counts and positions as the outcome JSON the generator's oracle uses
+//   progress   what the store has committed: counts over all windows and partition offsets
+//   txn <id>   one transaction's fate
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <map>
+
+#include "CLI/CLI.hpp"
+#include "adapters/rocksdb/rocks_store.h"
+#include "engine/money.h"
+#include "engine/positions.h"
+#include "engine/records.h"
+#include "engine/registry.h"
+#include "engine/strings.h"
+#include "nlohmann/json.hpp"
+
+namespace yrd {
+namespace {
+
+struct TableOut {
+  std::vector<std::string> headers;
+  std::vector<std::vector<std::string>> rows;
+  std::vector<bool> numeric;  // right-aligned in tables, numbers in JSON
+};
+
+std::string CsvField(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out.push_back('"');
+    out.push_back(c);
+  }
+  return out + "\"";
+}
+
+void Print(const TableOut& t, const std::string& format) {
+  if (format == "json") {
+    nlohmann::json rows = nlohmann::json::array();
+    for (const auto& row : t.rows) {
+      nlohmann::json object = nlohmann::json::object();
+      for (size_t i = 0; i < t.headers.size(); ++i) {
+        if (i < t.numeric.size() && t.numeric[i] && !row[i].empty()) {
+          object[t.headers[i]] = std::stoll(row[i]);
+        } else {
+          object[t.headers[i]] = row[i];
+        }
+      }
+      rows.push_back(object);
+    }
+    std::cout << rows.dump(2) << "\n";
+    return;
+  }
+  if (format == "csv") {
+    for (size_t i = 0; i < t.headers.size(); ++i) std::cout << (i ? "," : "") << CsvField(t.headers[i]);
+    std::cout << "\n";
+    for (const auto& row : t.rows) {
+      for (size_t i = 0; i < row.size(); ++i) std::cout << (i ? "," : "") << CsvField(row[i]);
+      std::cout << "\n";
+    }
+    return;
+  }
+  std::vector<size_t> widths(t.headers.size());
+  for (size_t i = 0; i < t.headers.size(); ++i) widths[i] = t.headers[i].size();
+  for (const auto& row : t.rows) {
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  auto line = [&](const std::vector<std::string>& cells) {
+    for (size_t i = 0; i < cells.size(); ++i) {
+      const bool right = i < t.numeric.size() && t.numeric[i];
+      const std::string pad(widths[i] - cells[i].size(), ' ');
+      std::cout << (i ? "  " : "") << (right ? pad + cells[i] : cells[i] + (i + 1 < cells.size() ? pad : ""));
+    }
+    std::cout << "\n";
+  };
+  line(t.headers);
+  std::vector<std::string> rule;
+  for (size_t w : widths) rule.push_back(std::string(w, '-'));
+  line(rule);
+  for (const auto& row : t.rows) line(row);
+}
+
+// A secondary instance in a scratch directory that is removed on exit.
+class StoreReader {
+ public:
+  static absl::StatusOr<std::unique_ptr<StoreReader>> Open(const std::string& path) {
+    if (!std::filesystem::exists(std::filesystem::path(path) / "CURRENT")) {
+      return absl::NotFoundError(Cat("no state store at ", path));
+    }
+    auto reader = std::unique_ptr<StoreReader>(new StoreReader());
+    char pattern[] = "/tmp/clearing-report-XXXXXX";
+    if (::mkdtemp(pattern) == nullptr) return absl::InternalError("cannot create a scratch directory in /tmp");
+    reader->scratch_ = pattern;
+    auto store = RocksStore::OpenSecondary(path, reader->scratch_);
+    if (!store.ok()) return store.status();
+    reader->store_ = *std::move(store);
+    if (absl::Status s = reader->store_->CatchUp(); !s.ok()) return s;
+    return reader;
+  }
+  ~StoreReader() {
+    store_.reset();
+    std::error_code ignored;
+    if (!scratch_.empty()) std::filesystem::remove_all(scratch_, ignored);
+  }
+  RocksStore& store() { return *store_; }
+
+  // Windows that have counters, in order.
+  absl::StatusOr<std::map<WindowDay, WindowCounters>> Counters() {
+    std::map<WindowDay, WindowCounters> out;
+    absl::Status damaged;
+    absl::Status s = store_->Scan(Table::kMeta, kCountersKeyPrefix, {}, [&](std::string_view key, std::string_view v) {
+      WindowCounters c;
+      if (key.size() != kCountersKeyPrefix.size() + 4 || !DecodeWindowCounters(v, c)) {
+        damaged = absl::DataLossError("a counters record is damaged");
+        return false;
+      }
+      out[WindowFromKeyBits(ReadBigEndian32(key.data() + kCountersKeyPrefix.size()))] = c;
+      return true;
+    });
+    if (!s.ok()) return s;
+    if (!damaged.ok()) return damaged;
+    return out;
+  }
+
+  absl::StatusOr<std::vector<WindowLine>> Lines(WindowDay day) {
+    std::vector<WindowLine> lines;
+    std::string prefix;
+    AppendBigEndian32(prefix, WindowKeyBits(day));
+    absl::Status damaged;
+    absl::Status s = store_->Scan(Table::kLines, prefix, {}, [&](std::string_view key, std::string_view v) {
+      WindowLine line;
+      line.line_key.assign(key.substr(4));
+      if (!DecodeLineTotals(v, line.totals)) {
+        damaged = absl::DataLossError(Cat("netting line ", line.line_key, " is damaged"));
+        return false;
+      }
+      lines.push_back(std::move(line));
+      return true;
+    });
+    if (!s.ok()) return s;
+    if (!damaged.ok()) return damaged;
+    return lines;
+  }
+
+ private:
+  StoreReader() = default;
+  std::string scratch_;
+  std::unique_ptr<RocksStore> store_;
+};
+
+int Fail(const absl::Status& status) {
+  std::cerr << "clearing-report: " << status.message() << "\n";
+  return 1;
+}
+
+absl::StatusOr<Outcome> ReadOutcome(StoreReader& reader, const Registry& registry, const std::string& window) {
+  auto counters = reader.Counters();
+  if (!counters.ok()) return counters.status();
+  std::optional<WindowDay> only;
+  if (!window.empty()) {
+    only = ParseWindowDate(window);
+    if (!only) return absl::InvalidArgumentError(Cat("--window must be YYYYMMDD, got ", window));
+  }
+  Outcome outcome;
+  const FeeSchedule fees = FeeSchedule::FromRegistry(registry);
+  for (const auto& [day, c] : *counters) {
+    if (only && day != *only) continue;
+    auto lines = reader.Lines(day);
+    if (!lines.ok()) return lines.status();
+    auto window_outcome = ComputeWindowOutcome(*lines, c, fees);
+    if (!window_outcome.ok()) return window_outcome.status();
+    outcome.windows[day] = *std::move(window_outcome);
+  }
+  return outcome;
+}
+
+int Positions(StoreReader& reader, const Registry& registry, const std::string& window, const std::string& by,
+              const std::string& scheme, const std::string& format) {
+  auto outcome = ReadOutcome(reader, registry, window);
+  if (!outcome.ok()) return Fail(outcome.status());
+  TableOut t{{"window", "scheme", "kind", "id", "name", "position_fen"}, {}, {false, false, false, false, false, true}};
+  auto name_of = [&](const std::string& kind, const std::string& id) -> std::string {
+    if (kind == "province") {
+      const Province* p = registry.FindProvince(id);
+      return p ? p->name : "";
+    }
+    if (kind == "bank") {
+      const Bank* b = registry.FindBank(id);
+      return b ? b->name : "";
+    }
+    if (kind == "fund") {
+      const Fund* f = registry.FindFund(id);
+      return f ? f->name : "";
+    }
+    const Merchant* m = registry.FindMerchant(id);
+    return m ? m->name : "";
+  };
+  for (const auto& [day, w] : outcome->windows) {
+    const std::pair<const char*, std::vector<std::pair<const char*, const PositionMap*>>> schemes[] = {
+        {"bank", {{"province", &w.bank_scheme_province}, {"bank", &w.bank_scheme_bank}, {"merchant", &w.bank_scheme_merchant}}},
+        {"fund", {{"province", &w.fund_scheme_province}, {"fund", &w.fund_scheme_fund}, {"institution", &w.fund_scheme_institution}}},
+    };
+    for (const auto& [scheme_name, kinds] : schemes) {
+      if (!scheme.empty() && scheme != scheme_name) continue;
+      for (const auto& [kind, map] : kinds) {
+        if (!by.empty() && by != kind) continue;
+        for (const auto& [id, fen] : *map) {
+          t.rows.push_back({FormatWindowDay(day), scheme_name, kind, id, name_of(kind, id), std::to_string(fen)});
+        }
+      }
+    }
+  }
+  Print(t, format);
+  return 0;
+}
+
+int Progress(StoreReader& reader, const std::string& format) {
+  auto counters = reader.Counters();
+  if (!counters.ok()) return Fail(counters.status());
+  int64_t applied = 0, duplicates = 0, exceptions = 0, late = 0;
+  for (const auto& [day, c] : *counters) {
+    applied += c.applied_count;
+    duplicates += c.exact_duplicate_count;
+    late += c.late_count;
+    for (int64_t n : c.exception_counts) exceptions += n;
+  }
+  std::string value;
+  bool found = false;
+  if (absl::Status s = reader.store().Get(Table::kMeta, kCommitSequenceKey, value, found); !s.ok()) return Fail(s);
+  const uint64_t sequence = found && value.size() == 8 ? ReadBigEndian64(value.data()) : 0;
+  if (format == "json") {
+    nlohmann::json j = {{"messages", applied + duplicates + exceptions}, {"applied", applied},
+                        {"exact_duplicates", duplicates},           {"exceptions", exceptions},
+                        {"late", late},                             {"commit_sequence", sequence}};
+    std::cout << j.dump() << "\n";
+    return 0;
+  }
+  TableOut t{{"messages", "applied", "exact_duplicates", "exceptions", "late", "commit_sequence"}, {}, {true, true, true, true, true, true}};
+  t.rows.push_back({std::to_string(applied + duplicates + exceptions), std::to_string(applied), std::to_string(duplicates),
+                    std::to_string(exceptions), std::to_string(late), std::to_string(sequence)});
+  Print(t, format);
+  return 0;
+}
+
+int Txn(StoreReader& reader, const std::string& txn_id, const std::string& format) {
+  if (!IsValidId(txn_id)) return Fail(absl::InvalidArgumentError("a txn id is 1 to 64 characters of [A-Za-z0-9_-]"));
+  TableOut t{{"txn_id", "family", "kind", "fate", "window", "late", "partition", "offset", "amount_fen", "refunded_fen",
+              "cancelled", "exact_duplicates", "original_txn_id", "detail"},
+             {},
+             {false, false, false, false, false, false, true, true, true, true, false, true, false, false}};
+  for (const Family family : {Family::kTaps, Family::kMedical}) {
+    std::string key, value;
+    bool found = false;
+    TxnKey(family, txn_id, key);
+    if (absl::Status s = reader.store().Get(Table::kTxn, key, value, found); !s.ok()) return Fail(s);
+    if (!found) continue;
+    TxnRecord r;
+    if (!DecodeTxnRecord(value, r)) return Fail(absl::DataLossError(Cat("the record of ", txn_id, " is damaged")));
+    std::string fate = "applied";
+    if (r.kind == EventKind::kTap && r.refunded_fen > 0) fate = r.refunded_fen == r.amount_fen ? "refunded" : "partly_refunded";
+    if (r.cancelled) fate = "cancelled";
+    t.rows.push_back({txn_id, family == Family::kTaps ? "taps" : "medical", std::string(EventKindName(r.kind)), fate,
+                      FormatWindowDay(r.window), r.late ? "yes" : "no", std::to_string(r.partition),
+                      std::to_string(r.offset), std::to_string(r.amount_fen), std::to_string(r.refunded_fen),
+                      r.cancelled ? "yes" : "no", std::to_string(r.duplicate_count), std::string(r.original_txn_id),
+                      std::string(r.line_key)});
+  }
+  // Rejected messages that carried this id (as txn_id or as the original they named).
+  absl::Status damaged;
+  absl::Status s = reader.store().Scan(Table::kExceptions, {}, {}, [&](std::string_view key, std::string_view v) {
+    ExceptionRecord e;
+    if (!DecodeExceptionRecord(key, v, e)) {
+      damaged = absl::DataLossError("an exception record is damaged");
+      return false;
+    }
+    if (e.txn_id != txn_id && e.original_txn_id != txn_id) return true;
+    std::string detail = Cat("digest ", DigestHex(e.message_digest));
+    if (e.reason == Reason::kDuplicateConflict) detail += Cat(", first digest ", DigestHex(e.first_digest));
+    t.rows.push_back({std::string(e.txn_id), e.topic == SourceTopic::kTaps ? "taps" : "medical", "", Cat("rejected:", ReasonName(e.reason)),
+                      FormatWindowDay(e.window), "", std::to_string(e.partition), std::to_string(e.offset), "", "", "", "",
+                      std::string(e.original_txn_id), detail});
+    return true;
+  });
+  if (!s.ok()) return Fail(s);
+  if (!damaged.ok()) return Fail(damaged);
+  if (t.rows.empty()) {
+    std::cerr << "clearing-report: no transaction or rejected message with id " << txn_id << "\n";
+    return 3;
+  }
+  Print(t, format);
+  return 0;
+}
+
+}  // namespace
+}  // namespace yrd
+
+int main(int argc, char** argv) {
+  CLI::App app{"clearing-report: positions, transactions and progress from the clearing store"};
+  app.require_subcommand(1);
+  std::string store_path, format = "table", registry_path, window, by, scheme, txn_id;
+  app.add_option("--store", store_path, "the state store directory (store.path of clearingd)")->required();
+  app.add_option("--format", format, "table, csv or json")->check(CLI::IsMember({"table", "csv", "json"}));
+  CLI::App* positions = app.add_subcommand("positions", "positions per window, province, bank, fund, merchant");
+  positions->add_option("--registry", registry_path, "registry (names and fee rates)")->required();
+  positions->add_option("--window", window, "YYYYMMDD (default: every window)");
+  positions->add_option("--by", by, "province, bank, merchant, fund or institution")
+      ->check(CLI::IsMember({"province", "bank", "merchant", "fund", "institution"}));
+  positions->add_option("--scheme", scheme, "bank or fund")->check(CLI::IsMember({"bank", "fund"}));
+  CLI::App* outcome = app.add_subcommand("outcome", "counts and positions as outcome JSON (for comparisons)");
+  outcome->add_option("--registry", registry_path, "registry (fee rates)")->required();
+  outcome->add_option("--window", window, "YYYYMMDD (default: every window)");
+  CLI::App* progress = app.add_subcommand("progress", "committed counts over all windows");
+  CLI::App* txn = app.add_subcommand("txn", "one transaction's fate");
+  txn->add_option("txn_id", txn_id, "the transaction id")->required();
+  CLI11_PARSE(app, argc, argv);
+
+  auto reader = yrd::StoreReader::Open(store_path);
+  if (!reader.ok()) return yrd::Fail(reader.status());
+  if (*progress) return yrd::Progress(**reader, format);
+  if (*txn) return yrd::Txn(**reader, txn_id, format);
+  auto registry = yrd::Registry::FromFile(registry_path);
+  if (!registry.ok()) return yrd::Fail(registry.status());
+  if (*positions) return yrd::Positions(**reader, **registry, window, by, scheme, format);
+  auto result = yrd::ReadOutcome(**reader, **registry, window);
+  if (!result.ok()) return yrd::Fail(result.status());
+  std::cout << yrd::OutcomeToJson(*result).dump(2) << "\n";
+  return 0;
+}
