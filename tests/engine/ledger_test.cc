@@ -1,0 +1,613 @@
+// Ledger: dedup, refunds and cancellations against their originals, window routing of late
+// events, and the offsets committed with the state, all on a real RocksDB store in a temporary
+// directory. Batches are built by hand and decoded as the pipeline's ingest stage does.
+#include "engine/ledger.h"
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "adapters/crypto/hmac.h"
+#include "adapters/rocksdb/rocks_store.h"
+#include "engine/batch.h"
+#include "engine/records.h"
+#include "gtest/gtest.h"
+#include "tests/support/events.h"
+
+namespace yrd {
+namespace {
+
+using test::CancellationFields;
+using test::RefundFields;
+using test::SettlementFields;
+using test::TapFields;
+
+constexpr int64_t kMinuteMs = 60'000;
+// 2026-11-27 and its neighbours (days since 1970-01-01).
+constexpr WindowDay kNov26 = 20783;
+constexpr WindowDay kNov27 = 20784;
+constexpr WindowDay kNov28 = 20785;
+
+// The lines the default test events net into (see tests/support/events.h).
+constexpr std::string_view kMetroLine = "T|B3301|330000|M_SH_METRO|B3101|310000|metro";
+constexpr std::string_view kSettlementLine = "M|310100|310000|H_HZ_1|330100|330000";
+
+struct Message {
+  SourceTopic topic;
+  std::string payload;
+};
+Message TapMessage(const TapFields& tap) { return {SourceTopic::kTaps, test::TapBytes(tap)}; }
+Message RefundMessage(const RefundFields& refund) { return {SourceTopic::kTaps, test::RefundBytes(refund)}; }
+Message SettlementMessage(const SettlementFields& s) { return {SourceTopic::kMedical, test::SettlementBytes(s)}; }
+Message CancellationMessage(const CancellationFields& c) {
+  return {SourceTopic::kMedical, test::CancellationBytes(c)};
+}
+
+// An exception record with its strings copied out of the store.
+struct StoredException {
+  Reason reason;
+  SourceTopic topic;
+  int32_t partition;
+  int64_t offset;
+  WindowDay window;
+  Digest message_digest;
+  Digest first_digest;
+  std::string txn_id;
+};
+
+// An applied record with its strings copied out of the store.
+struct StoredApplied {
+  EventKind kind;
+  bool late;
+  int64_t amount_fen;
+  std::string txn_id;
+  std::string card_masked;
+};
+
+class LedgerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto hmac = HmacSha256::Create("ledger-test-key-not-a-secret");
+    ASSERT_TRUE(hmac.ok());
+    tokenizer_ = *std::move(hmac);
+    Open();
+  }
+
+  void Open() {
+    auto store = RocksStore::Open(store_path_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+    ledger_ = std::make_unique<Ledger>(*store_, LedgerOptions{calendar_});
+    const absl::Status status = ledger_->Load(now_ms_);
+    ASSERT_TRUE(status.ok()) << status;
+  }
+
+  // Closes the store as a stopped daemon would and opens it again with a fresh Ledger.
+  void Reopen() {
+    ledger_.reset();
+    store_.reset();
+    Open();
+  }
+
+  // Adds the messages to a new batch at the offsets that follow the last ones of `partition`,
+  // decodes the batch and applies it. The batch lives until the end of the test.
+  Batch& Apply(const std::vector<Message>& messages, int32_t partition = 0) {
+    batches_.push_back(std::make_unique<Batch>(BatchLimits{.messages_max = 64, .arena_bytes_max = 1 << 20}));
+    Batch& batch = *batches_.back();
+    batch.now_ms = now_ms_;
+    batch.registry = registry_;
+    for (const Message& message : messages) {
+      int64_t& next = next_offsets_[{message.topic, partition}];
+      batch.Add(message.topic, partition, next++, "key", message.payload, limits_.message_bytes_max);
+    }
+    test::DecodeBatch(batch, *tokenizer_, limits_);
+    const absl::Status status = ledger_->Apply(batch, result_);
+    EXPECT_TRUE(status.ok()) << status;
+    return batch;
+  }
+
+  TapFields Tap(std::string txn_id = "TAP1", int64_t amount_fen = 300) const {
+    TapFields tap;
+    tap.txn_id = std::move(txn_id);
+    tap.amount_fen = amount_fen;
+    tap.occurred_at_ms = now_ms_ - kMinuteMs;
+    return tap;
+  }
+  RefundFields Refund(std::string txn_id, int64_t amount_fen, std::string original = "TAP1") const {
+    RefundFields refund;
+    refund.txn_id = std::move(txn_id);
+    refund.original_txn_id = std::move(original);
+    refund.amount_fen = amount_fen;
+    refund.occurred_at_ms = now_ms_ - kMinuteMs / 2;
+    return refund;
+  }
+  SettlementFields Settlement(std::string txn_id = "SETTLE1") const {
+    SettlementFields settlement;
+    settlement.txn_id = std::move(txn_id);
+    settlement.occurred_at_ms = now_ms_ - kMinuteMs;
+    return settlement;
+  }
+  CancellationFields Cancellation(std::string txn_id, std::string original = "SETTLE1") const {
+    CancellationFields cancellation;
+    cancellation.txn_id = std::move(txn_id);
+    cancellation.original_txn_id = std::move(original);
+    cancellation.occurred_at_ms = now_ms_ - kMinuteMs / 2;
+    return cancellation;
+  }
+
+  // ---- reading the store back --------------------------------------------------------------
+
+  LineTotals Line(WindowDay day, std::string_view line_key) {
+    std::string key, value;
+    LineStoreKey(day, line_key, key);
+    bool found = false;
+    EXPECT_TRUE(store_->Get(Table::kLines, key, value, found).ok());
+    LineTotals totals;
+    if (found) {
+      EXPECT_TRUE(DecodeLineTotals(value, totals));
+    }
+    return totals;
+  }
+
+  // The stored record of `txn_id`; `storage` keeps the bytes its views point into.
+  std::optional<TxnRecord> Txn(Family family, std::string_view txn_id, std::string& storage) {
+    std::string key;
+    TxnKey(family, txn_id, key);
+    bool found = false;
+    EXPECT_TRUE(store_->Get(Table::kTxn, key, storage, found).ok());
+    if (!found) return std::nullopt;
+    TxnRecord record;
+    EXPECT_TRUE(DecodeTxnRecord(storage, record));
+    return record;
+  }
+
+  WindowCounters Counters(WindowDay day) {
+    std::string key, value;
+    CountersKey(day, key);
+    bool found = false;
+    EXPECT_TRUE(store_->Get(Table::kMeta, key, value, found).ok());
+    WindowCounters counters;
+    if (found) {
+      EXPECT_TRUE(DecodeWindowCounters(value, counters));
+    }
+    return counters;
+  }
+
+  std::vector<StoredException> Exceptions() {
+    std::vector<StoredException> out;
+    const absl::Status status = store_->Scan(Table::kExceptions, {}, {}, [&](std::string_view k, std::string_view v) {
+      ExceptionRecord record;
+      EXPECT_TRUE(DecodeExceptionRecord(k, v, record));
+      out.push_back({record.reason, record.topic, record.partition, record.offset, record.window,
+                     record.message_digest, record.first_digest, std::string(record.txn_id)});
+      return true;
+    });
+    EXPECT_TRUE(status.ok()) << status;
+    return out;
+  }
+
+  std::vector<StoredApplied> Applied(WindowDay day) {
+    std::vector<StoredApplied> out;
+    std::string prefix;
+    AppendBigEndian32(prefix, WindowKeyBits(day));
+    const absl::Status status = store_->Scan(Table::kApplied, prefix, {}, [&](std::string_view, std::string_view blob) {
+      size_t position = 0;
+      AppliedRecord record;
+      bool damaged = false;
+      while (NextAppliedRecord(blob, position, record, damaged)) {
+        out.push_back({record.kind, record.late, record.amount_fen, std::string(record.txn_id),
+                       std::string(record.card_masked)});
+      }
+      EXPECT_FALSE(damaged);
+      return true;
+    });
+    EXPECT_TRUE(status.ok()) << status;
+    return out;
+  }
+
+  test::TempDir dir_;
+  const std::string store_path_ = dir_.path() + "/state";
+  WindowCalendar calendar_;
+  DecodeLimits limits_;
+  int64_t now_ms_ = test::ChinaTimeMs(2026, 11, 27, 10, 0);
+  std::shared_ptr<const Registry> registry_ = test::TestRegistry();
+  std::unique_ptr<HmacSha256> tokenizer_;
+  std::unique_ptr<RocksStore> store_;
+  std::unique_ptr<Ledger> ledger_;
+  std::map<std::pair<SourceTopic, int32_t>, int64_t> next_offsets_;
+  std::vector<std::unique_ptr<Batch>> batches_;
+  BatchResult result_;
+};
+
+// ---- taps --------------------------------------------------------------------------------------
+
+TEST_F(LedgerTest, TapIsAppliedToItsWindowAndNetsIntoItsLine) {
+  const Batch& batch = Apply({TapMessage(Tap())});
+  const MessageSlot& slot = batch.slots()[0];
+  EXPECT_EQ(slot.fate, Fate::kApplied);
+  EXPECT_EQ(slot.window, kNov27);
+  EXPECT_FALSE(slot.late);
+  EXPECT_EQ(result_.applied_count, 1u);
+  EXPECT_EQ(result_.rejected_count, 0u);
+
+  const LineTotals line = Line(kNov27, kMetroLine);
+  EXPECT_EQ(line.count, 1);
+  EXPECT_EQ(line.amount_fen, 300);
+  EXPECT_EQ(line.reversal_count, 0);
+
+  std::string storage;
+  const std::optional<TxnRecord> record = Txn(Family::kTaps, "TAP1", storage);
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(record->kind, EventKind::kTap);
+  EXPECT_EQ(record->window, kNov27);
+  EXPECT_EQ(record->amount_fen, 300);
+  EXPECT_EQ(record->refunded_fen, 0);
+  EXPECT_EQ(record->offset, 0);
+  EXPECT_EQ(record->digest, slot.event.digest);
+  EXPECT_EQ(record->line_key, kMetroLine);
+
+  EXPECT_EQ(Counters(kNov27).applied_count, 1);
+  const std::vector<StoredApplied> applied = Applied(kNov27);
+  ASSERT_EQ(applied.size(), 1u);
+  EXPECT_EQ(applied[0].txn_id, "TAP1");
+  EXPECT_EQ(applied[0].amount_fen, 300);
+  EXPECT_EQ(applied[0].card_masked, "621700*********0123");
+  EXPECT_TRUE(Exceptions().empty());
+}
+
+TEST_F(LedgerTest, FreeEntryOfAmountZeroIsApplied) {
+  TapFields entry = Tap("ENTRY1", 0);
+  entry.merchant_id = test::kMuseumNanjing;
+  const Batch& batch = Apply({TapMessage(entry)});
+  EXPECT_EQ(batch.slots()[0].fate, Fate::kApplied);
+  const LineTotals line = Line(kNov27, "T|B3301|330000|M_NJ_MUSEUM|B3201|320000|museum");
+  EXPECT_EQ(line.count, 1);
+  EXPECT_EQ(line.amount_fen, 0);
+  EXPECT_EQ(Counters(kNov27).applied_count, 1);
+}
+
+TEST_F(LedgerTest, CardNumberIsNeverWrittenToTheStore) {
+  Apply({TapMessage(Tap()), SettlementMessage(Settlement())});
+  ASSERT_EQ(result_.applied_count, 2u);
+  // Every byte the store holds on disk so far (the write-ahead log is synced on each commit).
+  std::string everything;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(store_path_)) {
+    if (!entry.is_regular_file()) continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    everything.append(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  // The search can see what was written: the terminal id and the masked card are there.
+  ASSERT_NE(everything.find("GATE_07"), std::string::npos);
+  ASSERT_NE(everything.find("621700*********0123"), std::string::npos);
+  EXPECT_EQ(everything.find(test::kCardNumber19), std::string::npos);
+}
+
+// ---- dedup -------------------------------------------------------------------------------------
+
+TEST_F(LedgerTest, ExactDuplicateIsCountedNotNetted) {
+  Apply({TapMessage(Tap())});
+  const Batch& again = Apply({TapMessage(Tap())});
+  EXPECT_EQ(again.slots()[0].fate, Fate::kExactDuplicate);
+  EXPECT_EQ(result_.exact_duplicate_count, 1u);
+  EXPECT_EQ(result_.applied_count, 0u);
+  const LineTotals line = Line(kNov27, kMetroLine);
+  EXPECT_EQ(line.count, 1);
+  EXPECT_EQ(line.amount_fen, 300);
+  const WindowCounters counters = Counters(kNov27);
+  EXPECT_EQ(counters.applied_count, 1);
+  EXPECT_EQ(counters.exact_duplicate_count, 1);
+  std::string storage;
+  EXPECT_EQ(Txn(Family::kTaps, "TAP1", storage)->duplicate_count, 1);
+  EXPECT_TRUE(Exceptions().empty());
+  EXPECT_EQ(Applied(kNov27).size(), 1u);
+}
+
+TEST_F(LedgerTest, ExactDuplicateWithinOneBatchIsCountedNotNetted) {
+  const Batch& batch = Apply({TapMessage(Tap()), TapMessage(Tap()), TapMessage(Tap())});
+  EXPECT_EQ(batch.slots()[0].fate, Fate::kApplied);
+  EXPECT_EQ(batch.slots()[1].fate, Fate::kExactDuplicate);
+  EXPECT_EQ(batch.slots()[2].fate, Fate::kExactDuplicate);
+  EXPECT_EQ(Line(kNov27, kMetroLine).amount_fen, 300);
+  EXPECT_EQ(Counters(kNov27).exact_duplicate_count, 2);
+}
+
+TEST_F(LedgerTest, SameIdWithDifferentContentIsAConflictAndTheFirstStands) {
+  const Batch& first = Apply({TapMessage(Tap("TAP1", 300))});
+  const Digest first_digest = first.slots()[0].event.digest;
+  const Batch& second = Apply({TapMessage(Tap("TAP1", 500))});
+  const MessageSlot& slot = second.slots()[0];
+  EXPECT_EQ(slot.fate, Fate::kRejected);
+  EXPECT_EQ(slot.reason, Reason::kDuplicateConflict);
+  EXPECT_EQ(slot.first_digest, first_digest);
+  EXPECT_NE(slot.event.digest, first_digest);
+
+  EXPECT_EQ(Line(kNov27, kMetroLine).amount_fen, 300);
+  std::string storage;
+  const std::optional<TxnRecord> record = Txn(Family::kTaps, "TAP1", storage);
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(record->amount_fen, 300);
+  EXPECT_EQ(record->digest, first_digest);
+
+  const std::vector<StoredException> exceptions = Exceptions();
+  ASSERT_EQ(exceptions.size(), 1u);
+  EXPECT_EQ(exceptions[0].reason, Reason::kDuplicateConflict);
+  EXPECT_EQ(exceptions[0].txn_id, "TAP1");
+  EXPECT_EQ(exceptions[0].offset, 1);
+  EXPECT_EQ(exceptions[0].first_digest, first_digest);
+  EXPECT_EQ(exceptions[0].message_digest, slot.event.digest);
+  EXPECT_EQ(Counters(kNov27).exception_counts[static_cast<size_t>(Reason::kDuplicateConflict)], 1);
+}
+
+TEST_F(LedgerTest, ConflictWithinOneBatchLeavesTheFirstStanding) {
+  const Batch& batch = Apply({TapMessage(Tap("TAP1", 300)), TapMessage(Tap("TAP1", 500))});
+  EXPECT_EQ(batch.slots()[0].fate, Fate::kApplied);
+  EXPECT_EQ(batch.slots()[1].reason, Reason::kDuplicateConflict);
+  EXPECT_EQ(batch.slots()[1].first_digest, batch.slots()[0].event.digest);
+  EXPECT_EQ(Line(kNov27, kMetroLine).amount_fen, 300);
+}
+
+TEST_F(LedgerTest, SameIdInTheTwoFamiliesIsTwoTransactions) {
+  const Batch& batch = Apply({TapMessage(Tap("X1")), SettlementMessage(Settlement("X1"))});
+  EXPECT_EQ(batch.slots()[0].fate, Fate::kApplied);
+  EXPECT_EQ(batch.slots()[1].fate, Fate::kApplied);
+}
+
+// ---- refunds -----------------------------------------------------------------------------------
+
+TEST_F(LedgerTest, RefundDownToExactlyZeroIsApplied) {
+  Apply({TapMessage(Tap("TAP1", 300))});
+  const Batch& batch = Apply({RefundMessage(Refund("R1", 200)), RefundMessage(Refund("R2", 100))});
+  EXPECT_EQ(batch.slots()[0].fate, Fate::kApplied);
+  EXPECT_EQ(batch.slots()[1].fate, Fate::kApplied);
+  const LineTotals line = Line(kNov27, kMetroLine);
+  EXPECT_EQ(line.count, 1);
+  EXPECT_EQ(line.amount_fen, 300);
+  EXPECT_EQ(line.reversal_count, 2);
+  EXPECT_EQ(line.reversed_amount_fen, 300);
+  std::string storage;
+  EXPECT_EQ(Txn(Family::kTaps, "TAP1", storage)->refunded_fen, 300);
+  const std::optional<TxnRecord> refund = Txn(Family::kTaps, "R2", storage);
+  ASSERT_TRUE(refund.has_value());
+  EXPECT_EQ(refund->kind, EventKind::kTapRefund);
+  EXPECT_EQ(refund->original_txn_id, "TAP1");
+}
+
+TEST_F(LedgerTest, RefundOneFenPastTheOriginalIsRejected) {
+  Apply({TapMessage(Tap("TAP1", 300)), RefundMessage(Refund("R1", 300))});
+  const Batch& batch = Apply({RefundMessage(Refund("R2", 1))});
+  EXPECT_EQ(batch.slots()[0].reason, Reason::kRefundExceedsOriginal);
+  const LineTotals line = Line(kNov27, kMetroLine);
+  EXPECT_EQ(line.reversal_count, 1);
+  EXPECT_EQ(line.reversed_amount_fen, 300);
+  std::string storage;
+  EXPECT_EQ(Txn(Family::kTaps, "TAP1", storage)->refunded_fen, 300);
+  EXPECT_FALSE(Txn(Family::kTaps, "R2", storage).has_value());
+}
+
+TEST_F(LedgerTest, SingleRefundLargerThanTheTapIsRejected) {
+  const Batch& batch = Apply({TapMessage(Tap("TAP1", 300)), RefundMessage(Refund("R1", 301))});
+  EXPECT_EQ(batch.slots()[1].reason, Reason::kRefundExceedsOriginal);
+  EXPECT_EQ(Line(kNov27, kMetroLine).reversed_amount_fen, 0);
+}
+
+TEST_F(LedgerTest, RefundOfUnknownIdIsUnknownOriginal) {
+  const Batch& batch = Apply({RefundMessage(Refund("R1", 100, "NEVER_SEEN"))});
+  EXPECT_EQ(batch.slots()[0].reason, Reason::kUnknownOriginal);
+  const std::vector<StoredException> exceptions = Exceptions();
+  ASSERT_EQ(exceptions.size(), 1u);
+  EXPECT_EQ(exceptions[0].reason, Reason::kUnknownOriginal);
+  EXPECT_EQ(exceptions[0].txn_id, "R1");
+}
+
+TEST_F(LedgerTest, RefundBeforeItsTapInTheSameBatchIsUnknownOriginal) {
+  const Batch& batch = Apply({RefundMessage(Refund("R1", 100)), TapMessage(Tap())});
+  EXPECT_EQ(batch.slots()[0].reason, Reason::kUnknownOriginal);
+  EXPECT_EQ(batch.slots()[1].fate, Fate::kApplied);
+}
+
+TEST_F(LedgerTest, RefundOfARefundIsUnknownOriginal) {
+  const Batch& batch =
+      Apply({TapMessage(Tap()), RefundMessage(Refund("R1", 100)), RefundMessage(Refund("R2", 50, "R1"))});
+  EXPECT_EQ(batch.slots()[1].fate, Fate::kApplied);
+  EXPECT_EQ(batch.slots()[2].reason, Reason::kUnknownOriginal);
+}
+
+TEST_F(LedgerTest, RedeliveredRefundIsAnExactDuplicateNotASecondRefund) {
+  Apply({TapMessage(Tap("TAP1", 300)), RefundMessage(Refund("R1", 200))});
+  const Batch& batch = Apply({RefundMessage(Refund("R1", 200))});
+  EXPECT_EQ(batch.slots()[0].fate, Fate::kExactDuplicate);
+  EXPECT_EQ(Line(kNov27, kMetroLine).reversed_amount_fen, 200);
+}
+
+// ---- medical -----------------------------------------------------------------------------------
+
+TEST_F(LedgerTest, SettlementAndItsCancellationNetIntoOneLine) {
+  Apply({SettlementMessage(Settlement())});
+  const Batch& batch = Apply({CancellationMessage(Cancellation("C1"))});
+  EXPECT_EQ(batch.slots()[0].fate, Fate::kApplied);
+  const LineTotals line = Line(kNov27, kSettlementLine);
+  EXPECT_EQ(line.count, 1);
+  EXPECT_EQ(line.amount_fen, 10'000);
+  EXPECT_EQ(line.fund_pay_fen, 6'000);
+  EXPECT_EQ(line.account_pay_fen, 1'000);
+  EXPECT_EQ(line.cash_pay_fen, 3'000);
+  EXPECT_EQ(line.reversal_count, 1);
+  EXPECT_EQ(line.reversed_amount_fen, 10'000);
+  EXPECT_EQ(line.reversed_fund_pay_fen, 6'000);
+  EXPECT_EQ(line.reversed_account_pay_fen, 1'000);
+  EXPECT_EQ(line.reversed_cash_pay_fen, 3'000);
+  std::string storage;
+  EXPECT_TRUE(Txn(Family::kMedical, "SETTLE1", storage)->cancelled);
+}
+
+TEST_F(LedgerTest, SecondCancellationIsAlreadyCancelled) {
+  Apply({SettlementMessage(Settlement()), CancellationMessage(Cancellation("C1"))});
+  const Batch& batch = Apply({CancellationMessage(Cancellation("C2"))});
+  EXPECT_EQ(batch.slots()[0].reason, Reason::kAlreadyCancelled);
+  EXPECT_EQ(Line(kNov27, kSettlementLine).reversal_count, 1);
+  EXPECT_EQ(Counters(kNov27).exception_counts[static_cast<size_t>(Reason::kAlreadyCancelled)], 1);
+}
+
+TEST_F(LedgerTest, RedeliveredCancellationIsAnExactDuplicateNotAlreadyCancelled) {
+  Apply({SettlementMessage(Settlement()), CancellationMessage(Cancellation("C1"))});
+  const Batch& batch = Apply({CancellationMessage(Cancellation("C1"))});
+  EXPECT_EQ(batch.slots()[0].fate, Fate::kExactDuplicate);
+}
+
+TEST_F(LedgerTest, CancellationOfATapIdIsUnknownOriginal) {
+  const Batch& batch = Apply({TapMessage(Tap("TAP1")), CancellationMessage(Cancellation("C1", "TAP1"))});
+  EXPECT_EQ(batch.slots()[1].reason, Reason::kUnknownOriginal);
+}
+
+// ---- windows -----------------------------------------------------------------------------------
+
+TEST_F(LedgerTest, EventDuringTheGracePeriodGoesToItsOwnWindow) {
+  TapFields tap = Tap();
+  tap.occurred_at_ms = test::ChinaTimeMs(2026, 11, 27, 23, 59, 59, 999);
+  now_ms_ = calendar_.CloseInstantMs(kNov27) - 1;
+  const Batch& batch = Apply({TapMessage(tap)});
+  EXPECT_EQ(batch.slots()[0].window, kNov27);
+  EXPECT_FALSE(batch.slots()[0].late);
+}
+
+TEST_F(LedgerTest, LateEventGoesToTheOldestOpenWindowMarkedLate) {
+  TapFields tap = Tap();
+  tap.occurred_at_ms = test::ChinaTimeMs(2026, 11, 27, 23, 59, 59, 999);
+  now_ms_ = calendar_.CloseInstantMs(kNov27);  // the instant the window closes by the clock
+  const Batch& batch = Apply({TapMessage(tap)});
+  const MessageSlot& slot = batch.slots()[0];
+  EXPECT_EQ(slot.fate, Fate::kApplied);
+  EXPECT_EQ(slot.window, kNov28);
+  EXPECT_TRUE(slot.late);
+  EXPECT_EQ(result_.late_count, 1u);
+
+  EXPECT_EQ(Line(kNov28, kMetroLine).amount_fen, 300);
+  EXPECT_EQ(Line(kNov27, kMetroLine).count, 0);
+  const WindowCounters counters = Counters(kNov28);
+  EXPECT_EQ(counters.applied_count, 1);
+  EXPECT_EQ(counters.late_count, 1);
+  std::string storage;
+  const std::optional<TxnRecord> record = Txn(Family::kTaps, "TAP1", storage);
+  ASSERT_TRUE(record.has_value());
+  EXPECT_TRUE(record->late);
+  EXPECT_EQ(record->window, kNov28);
+  EXPECT_EQ(record->occurred_at_ms, tap.occurred_at_ms);  // its original date is kept
+  const std::vector<StoredApplied> applied = Applied(kNov28);
+  ASSERT_EQ(applied.size(), 1u);
+  EXPECT_TRUE(applied[0].late);
+}
+
+TEST_F(LedgerTest, EventOfAWindowClosedByTheOperatorIsLate) {
+  // An operator closed 27 November ahead of its cutoff.
+  std::unique_ptr<StateWriteBatch> write = store_->NewWriteBatch();
+  std::string key, value;
+  WindowStateKey(kNov27, key);
+  EncodeWindowRecord(WindowRecord{WindowState::kClosed, now_ms_ - kMinuteMs}, value);
+  write->Put(Table::kMeta, key, value);
+  ASSERT_TRUE(store_->Write(*write).ok());
+  Reopen();
+
+  const Batch& batch = Apply({TapMessage(Tap())});
+  EXPECT_EQ(batch.slots()[0].window, kNov28);
+  EXPECT_TRUE(batch.slots()[0].late);
+}
+
+TEST_F(LedgerTest, MalformedMessageIsCountedInTheOldestOpenWindow) {
+  // At 10:00 on 27 November the 26th has closed; the oldest open window is the 27th.
+  const Batch& batch = Apply({{SourceTopic::kTaps, "not a flatbuffer"}});
+  EXPECT_EQ(batch.slots()[0].reason, Reason::kMalformed);
+  EXPECT_EQ(batch.slots()[0].window, kNov27);
+  EXPECT_EQ(Counters(kNov27).exception_counts[static_cast<size_t>(Reason::kMalformed)], 1);
+  const std::vector<StoredException> exceptions = Exceptions();
+  ASSERT_EQ(exceptions.size(), 1u);
+  EXPECT_EQ(exceptions[0].txn_id, "");
+  EXPECT_EQ(exceptions[0].message_digest, DigestOfBytes("not a flatbuffer"));
+}
+
+TEST_F(LedgerTest, DuringGraceTheOldestOpenWindowIsYesterday) {
+  now_ms_ = test::ChinaTimeMs(2026, 11, 27, 0, 5);
+  EXPECT_EQ(ledger_->OldestOpenWindow(now_ms_), kNov26);
+  EXPECT_EQ(ledger_->OldestOpenWindow(calendar_.CloseInstantMs(kNov26)), kNov27);
+}
+
+// ---- offsets and restart -----------------------------------------------------------------------
+
+TEST_F(LedgerTest, OffsetsAdvancePastAppliedAndRejectedMessages) {
+  Apply({TapMessage(Tap("TAP1")), {SourceTopic::kTaps, "garbage"}, TapMessage(Tap("TAP2"))}, 0);
+  Apply({SettlementMessage(Settlement())}, 3);
+  const PartitionOffsets& offsets = ledger_->offsets();
+  ASSERT_EQ(offsets.size(), 2u);
+  EXPECT_EQ(offsets.at({SourceTopic::kTaps, 0}), 3);
+  EXPECT_EQ(offsets.at({SourceTopic::kMedical, 3}), 1);
+  EXPECT_EQ(ledger_->commit_sequence(), 2u);
+}
+
+TEST_F(LedgerTest, OffsetsAndStateSurviveAReopenTogether) {
+  Apply({TapMessage(Tap("TAP1", 300)), TapMessage(Tap("TAP2", 200)), RefundMessage(Refund("R1", 100))}, 0);
+  Apply({SettlementMessage(Settlement())}, 3);
+  const PartitionOffsets before = ledger_->offsets();
+  const uint64_t sequence_before = ledger_->commit_sequence();
+
+  Reopen();
+  EXPECT_EQ(ledger_->offsets(), before);
+  EXPECT_EQ(ledger_->commit_sequence(), sequence_before);
+
+  // The reopened ledger gives the same answers as the one that never stopped.
+  const Batch& batch = Apply({TapMessage(Tap("TAP1", 300)), TapMessage(Tap("TAP2", 999)),
+                              RefundMessage(Refund("R2", 201)), RefundMessage(Refund("R3", 200)),
+                              TapMessage(Tap("TAP3", 50))},
+                             0);
+  EXPECT_EQ(batch.slots()[0].fate, Fate::kExactDuplicate);
+  EXPECT_EQ(batch.slots()[1].reason, Reason::kDuplicateConflict);
+  EXPECT_EQ(batch.slots()[2].reason, Reason::kRefundExceedsOriginal);
+  EXPECT_EQ(batch.slots()[3].fate, Fate::kApplied);
+  EXPECT_EQ(batch.slots()[4].fate, Fate::kApplied);
+  EXPECT_EQ(ledger_->offsets().at({SourceTopic::kTaps, 0}), 8);
+  EXPECT_EQ(ledger_->commit_sequence(), sequence_before + 1);
+
+  // Lines continue from the stored totals instead of starting again.
+  const LineTotals line = Line(kNov27, kMetroLine);
+  EXPECT_EQ(line.count, 3);
+  EXPECT_EQ(line.amount_fen, 550);
+  EXPECT_EQ(line.reversal_count, 2);
+  EXPECT_EQ(line.reversed_amount_fen, 300);
+  const WindowCounters counters = Counters(kNov27);
+  EXPECT_EQ(counters.applied_count, 6);
+  EXPECT_EQ(counters.exact_duplicate_count, 1);
+  EXPECT_EQ(counters.exception_counts[static_cast<size_t>(Reason::kDuplicateConflict)], 1);
+  EXPECT_EQ(counters.exception_counts[static_cast<size_t>(Reason::kRefundExceedsOriginal)], 1);
+
+  // A cancellation after the reopen still finds its settlement, once.
+  const Batch& medical =
+      Apply({CancellationMessage(Cancellation("C1")), CancellationMessage(Cancellation("C2"))}, 3);
+  EXPECT_EQ(medical.slots()[0].fate, Fate::kApplied);
+  EXPECT_EQ(medical.slots()[1].reason, Reason::kAlreadyCancelled);
+}
+
+TEST_F(LedgerTest, AppliedRecordsOfEveryCommitSurviveAReopen) {
+  Apply({TapMessage(Tap("TAP1"))});
+  Reopen();
+  Apply({TapMessage(Tap("TAP2"))});
+  const std::vector<StoredApplied> applied = Applied(kNov27);
+  ASSERT_EQ(applied.size(), 2u);
+  EXPECT_EQ(applied[0].txn_id, "TAP1");
+  EXPECT_EQ(applied[1].txn_id, "TAP2");
+}
+
+TEST_F(LedgerTest, OversizedMessageIsRejectedAndItsOffsetCommitted) {
+  limits_.message_bytes_max = 16;
+  const Batch& batch = Apply({TapMessage(Tap())});
+  EXPECT_EQ(batch.slots()[0].reason, Reason::kOversized);
+  EXPECT_EQ(ledger_->offsets().at({SourceTopic::kTaps, 0}), 1);
+  const std::vector<StoredException> exceptions = Exceptions();
+  ASSERT_EQ(exceptions.size(), 1u);
+  EXPECT_EQ(exceptions[0].reason, Reason::kOversized);
+  EXPECT_EQ(exceptions[0].offset, 0);
+}
+
+}  // namespace
+}  // namespace yrd
