@@ -50,7 +50,8 @@ class Batch {
 
   // True when a message of `key_bytes` + `payload_bytes` still fits.
   [[nodiscard]] bool HasRoomFor(size_t key_bytes, size_t payload_bytes) const {
-    return slots_.size() < limits_.messages_max && arena_used_ + key_bytes + payload_bytes <= limits_.arena_bytes_max;
+    return slots_.size() < limits_.messages_max &&
+           arena_used_ + key_bytes + payload_bytes + 2 * kPayloadAlignment <= limits_.arena_bytes_max;
   }
   [[nodiscard]] bool full() const { return slots_.size() >= limits_.messages_max; }
   [[nodiscard]] bool empty() const { return slots_.empty(); }
@@ -95,7 +96,11 @@ class Batch {
   bool committed = false;  // set by the ledger thread when the store write returned OK
 
  private:
+  // FlatBuffers reads its scalars in place: payloads start on an 8-byte boundary.
+  static constexpr size_t kPayloadAlignment = 8;
+
   std::string_view Copy(std::string_view bytes) {
+    arena_used_ = (arena_used_ + kPayloadAlignment - 1) & ~(kPayloadAlignment - 1);
     char* destination = arena_.get() + arena_used_;
     std::copy(bytes.begin(), bytes.end(), destination);
     arena_used_ += bytes.size();

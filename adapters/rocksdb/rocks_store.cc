@@ -127,7 +127,11 @@ Configured Configure(const RocksStoreOptions& options) {
 
 struct RocksStore::Scratch {
   std::vector<rocksdb::Slice> slices;
-  std::vector<rocksdb::PinnableSlice> pinned;
+  // Never moved: RocksDB 7.8's PinnableSlice move leaves the target's buffer pointer unset when
+  // the source was pinned, so a std::vector growing over pinned slices corrupts them. It grows
+  // by allocating fresh slices instead.
+  std::unique_ptr<rocksdb::PinnableSlice[]> pinned;
+  size_t pinned_capacity = 0;
   std::vector<rocksdb::Status> statuses;
 };
 
@@ -201,16 +205,19 @@ absl::Status RocksStore::MultiGet(Table table, std::span<const std::string_view>
                                   std::span<uint8_t> found) {
   const size_t count = keys.size();
   std::vector<rocksdb::Slice>& slices_ = scratch_->slices;
-  std::vector<rocksdb::PinnableSlice>& pinned_ = scratch_->pinned;
   std::vector<rocksdb::Status>& statuses_ = scratch_->statuses;
+  if (scratch_->pinned_capacity < count) {
+    scratch_->pinned.reset(new rocksdb::PinnableSlice[count]);
+    scratch_->pinned_capacity = count;
+  }
+  rocksdb::PinnableSlice* pinned_ = scratch_->pinned.get();
   slices_.resize(count);
-  pinned_.resize(count);
   statuses_.resize(count);
   for (size_t i = 0; i < count; ++i) {
     slices_[i] = ToSlice(keys[i]);
     pinned_[i].Reset();
   }
-  db_->MultiGet(rocksdb::ReadOptions(), Handle(table), count, slices_.data(), pinned_.data(), statuses_.data(),
+  db_->MultiGet(rocksdb::ReadOptions(), Handle(table), count, slices_.data(), pinned_, statuses_.data(),
                 /*sorted_input=*/false);
   for (size_t i = 0; i < count; ++i) {
     if (statuses_[i].ok()) {
@@ -219,9 +226,12 @@ absl::Status RocksStore::MultiGet(Table table, std::span<const std::string_view>
     } else if (statuses_[i].IsNotFound()) {
       found[i] = 0;
     } else {
+      for (size_t j = 0; j < count; ++j) pinned_[j].Reset();
       return FromRocks(statuses_[i], "reading the dedup state");
     }
   }
+  // Release the pins now rather than at the next call: a pin holds a memtable or cache block.
+  for (size_t i = 0; i < count; ++i) pinned_[i].Reset();
   return absl::OkStatus();
 }
 

@@ -1,0 +1,138 @@
+#include "tests/integration/scenario.h"
+
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+
+#include "engine/outcome.h"
+#include "gtest/gtest.h"
+
+namespace yrd::testing {
+
+Scenario::Scenario() = default;
+
+Scenario::~Scenario() {
+  if (broker_) {
+    broker_->Signal(SIGTERM);
+    (void)broker_->Wait(std::chrono::seconds(20));
+  }
+}
+
+void Scenario::StartBroker(int partitions) {
+  const std::string address_file = dir_ / "broker.address";
+  broker_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{YRD_BROKER_BINARY, "--port", "0", "--partitions", std::to_string(partitions),
+                               "--address-file", address_file},
+      dir_ / "broker.log");
+  ASSERT_TRUE(WaitFor([&] { return !ReadFile(address_file).empty(); }, std::chrono::seconds(30)))
+      << ReadFile(dir_ / "broker.log");
+  bootstrap_servers_ = ReadFile(address_file);
+  while (!bootstrap_servers_.empty() && std::isspace(static_cast<unsigned char>(bootstrap_servers_.back()))) {
+    bootstrap_servers_.pop_back();
+  }
+}
+
+void Scenario::Prepare(int merchants, int seed, const std::string& extra_config) {
+  ASSERT_EQ(RunProgram({YRD_GEN_BINARY, "registry", "--out", dir_ / "registry.toml", "--merchants",
+                        std::to_string(merchants), "--seed", std::to_string(seed)},
+                       std::chrono::seconds(60), nullptr, dir_ / "gen.log"),
+            0)
+      << ReadFile(dir_ / "gen.log");
+  WriteFile(dir_ / "card.key", "00112233445566778899aabbccddeeff0123456789abcdef0123456789abcdef\n", 0600);
+  WriteFile(dir_ / "clearingd.toml",
+            "[kafka]\nbootstrap_servers = \"" + bootstrap_servers_ +
+                "\"\n[store]\npath = \"state\"\n[registry]\npath = \"registry.toml\"\n"
+                "[privacy]\ncard_token_key_file = \"card.key\"\n[log]\nprogress_interval_ms = 1000\n" + extra_config);
+}
+
+void Scenario::Generate(int64_t events, int seed, const std::vector<std::string>& extra_flags) {
+  std::vector<std::string> argv = {YRD_GEN_BINARY, "day", "--registry", dir_ / "registry.toml", "--date", "20261127",
+                                   "--events", std::to_string(events), "--seed", std::to_string(seed), "--brokers",
+                                   bootstrap_servers_, "--oracle", dir_ / "oracle.json"};
+  argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+  ASSERT_EQ(RunProgram(argv, std::chrono::minutes(5), nullptr, dir_ / "gen.log"), 0) << ReadFile(dir_ / "gen.log");
+  oracle_ = nlohmann::json::parse(ReadFile(dir_ / "oracle.json"));
+  messages_ = oracle_.at("messages").get<int64_t>();
+  ASSERT_GT(messages_, 0);
+}
+
+std::unique_ptr<ChildProcess> Scenario::StartDaemon() {
+  return std::make_unique<ChildProcess>(
+      std::vector<std::string>{YRD_CLEARINGD_BINARY, "--config", dir_ / "clearingd.toml", "--clock-fixed-ms",
+                               std::to_string(oracle_.at("clock_fixed_ms").get<int64_t>())},
+      daemon_log());
+}
+
+int64_t Scenario::CommittedMessages() {
+  std::string output;
+  if (RunProgram({YRD_REPORT_BINARY, "--store", dir_ / "state", "--format", "json", "progress"},
+                 std::chrono::seconds(60), &output) != 0) {
+    return -1;
+  }
+  try {
+    return nlohmann::json::parse(output).at("messages").get<int64_t>();
+  } catch (const nlohmann::json::exception&) {
+    return -1;
+  }
+}
+
+bool Scenario::WaitCaughtUp(std::chrono::milliseconds timeout) {
+  return WaitFor([&] { return CommittedMessages() == messages_; }, timeout);
+}
+
+std::vector<std::string> Scenario::DiffWithOracle() {
+  std::string output;
+  const int code = RunProgram({YRD_REPORT_BINARY, "--store", dir_ / "state", "outcome", "--registry",
+                               dir_ / "registry.toml"},
+                              std::chrono::seconds(120), &output, dir_ / "report.log");
+  if (code != 0) return {"clearing-report outcome failed: " + ReadFile(dir_ / "report.log")};
+  auto actual = OutcomeFromJson(nlohmann::json::parse(output));
+  auto expected = OutcomeFromJson(oracle_);
+  if (!actual.ok()) return {"store outcome: " + actual.status().ToString()};
+  if (!expected.ok()) return {"oracle: " + expected.status().ToString()};
+  return DiffOutcomes(*expected, *actual);
+}
+
+int64_t Scenario::DeadLetterCount(std::chrono::milliseconds timeout) {
+  char error[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap_servers_.c_str(), error, sizeof error);
+  rd_kafka_conf_set(conf, "group.id", "dlq-count", error, sizeof error);
+  rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", error, sizeof error);
+  rd_kafka_conf_set(conf, "enable.partition.eof", "true", error, sizeof error);
+  rd_kafka_conf_set(conf, "enable.auto.commit", "false", error, sizeof error);
+  rd_kafka_t* consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, error, sizeof error);
+  if (consumer == nullptr) return -1;
+  rd_kafka_poll_set_consumer(consumer);
+  const rd_kafka_metadata_t* metadata = nullptr;
+  int partitions = 0;
+  if (rd_kafka_metadata(consumer, 1, nullptr, &metadata, 10'000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    for (int t = 0; t < metadata->topic_cnt; ++t) {
+      if (std::string_view(metadata->topics[t].topic) == "yrd.dlq") partitions = metadata->topics[t].partition_cnt;
+    }
+    rd_kafka_metadata_destroy(metadata);
+  }
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
+  for (int p = 0; p < partitions; ++p) {
+    rd_kafka_topic_partition_list_add(list, "yrd.dlq", p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  }
+  rd_kafka_assign(consumer, list);
+  rd_kafka_topic_partition_list_destroy(list);
+  int64_t count = 0;
+  int at_end = 0;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (at_end < partitions && std::chrono::steady_clock::now() < deadline) {
+    rd_kafka_message_t* message = rd_kafka_consumer_poll(consumer, 100);
+    if (message == nullptr) continue;
+    if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      ++at_end;
+    } else if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      ++count;
+    }
+    rd_kafka_message_destroy(message);
+  }
+  rd_kafka_consumer_close(consumer);
+  rd_kafka_destroy(consumer);
+  return at_end == partitions ? count : -1;
+}
+
+}  // namespace yrd::testing

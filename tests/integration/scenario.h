@@ -1,0 +1,51 @@
+// Scenario: the real programs on loopback for integration and crash tests: clearing-broker in
+// its own process, a generated registry and day (clearing-gen, with its oracle), clearingd
+// started and stopped as a process, and clearing-report to read what it committed.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nlohmann/json.hpp"
+#include "tests/support/process.h"
+
+namespace yrd::testing {
+
+class Scenario {
+ public:
+  Scenario();
+  ~Scenario();
+
+  // Starts clearing-broker and waits (bounded) for its address.
+  void StartBroker(int partitions);
+  // Generates a registry, a key and the daemon's configuration.
+  // `extra_config` is appended to clearingd's TOML configuration.
+  void Prepare(int merchants, int seed, const std::string& extra_config = "");
+  // Produces a generated day to the broker; reads its oracle.
+  void Generate(int64_t events, int seed, const std::vector<std::string>& extra_flags = {});
+  [[nodiscard]] std::unique_ptr<ChildProcess> StartDaemon();
+  // Messages the store has committed an outcome for (applied, duplicates, exceptions); -1 when
+  // the store cannot be read yet.
+  [[nodiscard]] int64_t CommittedMessages();
+  // Waits until every generated message is committed.
+  [[nodiscard]] bool WaitCaughtUp(std::chrono::milliseconds timeout);
+  // The differences between the store's outcome and the oracle; empty when equal.
+  [[nodiscard]] std::vector<std::string> DiffWithOracle();
+  // How many messages the daemon copied to yrd.dlq.
+  [[nodiscard]] int64_t DeadLetterCount(std::chrono::milliseconds timeout);
+
+  [[nodiscard]] const TempDir& dir() const { return dir_; }
+  [[nodiscard]] int64_t messages() const { return messages_; }
+  [[nodiscard]] const nlohmann::json& oracle() const { return oracle_; }
+  [[nodiscard]] std::string daemon_log() const { return dir_ / "clearingd.log"; }
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<ChildProcess> broker_;
+  std::string bootstrap_servers_;
+  nlohmann::json oracle_;
+  int64_t messages_ = 0;
+};
+
+}  // namespace yrd::testing

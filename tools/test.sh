@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh Debian machine: installs what is missing, builds the
+# release and the ASan+UBSan builds, then runs every test in the release build and the unit
+# tests again under the sanitizers. Exits non-zero when anything fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/setup.sh asan
+jobs=$(nproc)
+echo "== tests (release build) =="
+ctest --test-dir build/release --output-on-failure --timeout 900 -j "$jobs"
+echo "== unit tests under ASan+UBSan =="
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build/asan --output-on-failure --timeout 900 -j "$jobs" -LE integration
