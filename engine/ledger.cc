@@ -376,13 +376,15 @@ void Ledger::BuildWrite(const Batch& batch) {
     EncodeExceptionRecord(exception, value_scratch_);
     write.Put(Table::kExceptions, key_scratch_, value_scratch_);
   }
+  // The offsets move in memory only once the write returned OK (Apply swaps them in).
+  pending_offsets_ = offsets_;
   for (const MessageSlot& slot : batch.slots()) {
-    int64_t& next = offsets_[{slot.topic, slot.partition}];
+    int64_t& next = pending_offsets_[{slot.topic, slot.partition}];
     // The source delivers each partition in order, without gaps it has not reported.
     YRD_ASSERT(slot.offset >= next);
     next = slot.offset + 1;
   }
-  for (const auto& [topic_partition, next] : offsets_) {
+  for (const auto& [topic_partition, next] : pending_offsets_) {
     OffsetKey(topic_partition.first, topic_partition.second, key_scratch_);
     value_scratch_.clear();
     AppendBigEndian64(value_scratch_, static_cast<uint64_t>(next));
@@ -424,6 +426,7 @@ absl::Status Ledger::Apply(Batch& batch, BatchResult& result) {
     return s;
   }
   ++commit_sequence_;
+  offsets_.swap(pending_offsets_);
   return absl::OkStatus();
 }
 

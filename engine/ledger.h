@@ -99,6 +99,7 @@ class Ledger {
   absl::Status failure_;
   uint64_t commit_sequence_ = 0;
   PartitionOffsets offsets_;
+  PartitionOffsets pending_offsets_;
   std::map<WindowDay, WindowRecord> windows_;
 
   // Lines and counters of open windows.

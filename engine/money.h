@@ -25,7 +25,8 @@ namespace yrd {
 // Fee of `net_fen` at `basis_points` (1 bp = 1/10000), rounded half up to the fen. "Half up"
 // is applied to the magnitude, so a negative net (a window where refunds exceed sales) gets
 // exactly the mirror of the fee the same positive net would get: FeeFen(-x) == -FeeFen(x).
-// Returns nullopt on overflow (net beyond about 9.2e14 fen at 10000 bp) or a negative rate.
+// The fee never exceeds the net in magnitude, so it cannot overflow; returns nullopt only for a
+// rate outside [0, 10000] or a net of INT64_MIN (whose magnitude has no int64).
 [[nodiscard]] inline std::optional<int64_t> FeeFen(int64_t net_fen, int32_t basis_points) {
   if (basis_points < 0 || basis_points > 10000) return std::nullopt;
   const bool negative = net_fen < 0;

@@ -27,7 +27,10 @@ absl::StatusOr<WindowOutcome> ComputeWindowOutcome(const std::vector<WindowLine>
     std::string bank_id;
     Category category = Category::kBus;
   };
-  std::map<std::string, MerchantNet> merchants;
+  // Keyed by merchant and settlement bank: if a registry reload moved a merchant to another
+  // bank within the window, each bank is credited what was cleared through it, and the fee is
+  // charged on each part.
+  std::map<std::pair<std::string, std::string>, MerchantNet> merchants;
   for (const WindowLine& line : lines) {
     const LineTotals& t = line.totals;
     if (line.line_key.starts_with("T|")) {
@@ -39,7 +42,7 @@ absl::StatusOr<WindowOutcome> ComputeWindowOutcome(const std::vector<WindowLine>
       AddPosition(out.bank_scheme_province, std::string(parts->issuer_province), -*net);
       AddPosition(out.bank_scheme_province, std::string(parts->merchant_province), *net);
       AddPosition(out.bank_scheme_bank, std::string(parts->issuer_bank), -*net);
-      MerchantNet& merchant = merchants[std::string(parts->merchant)];
+      MerchantNet& merchant = merchants[{std::string(parts->merchant), std::string(parts->merchant_bank)}];
       const std::optional<int64_t> sum = CheckedAddFen(merchant.net_fen, *net);
       if (!sum) return absl::DataLossError(Cat("merchant ", parts->merchant, " net overflows"));
       merchant.net_fen = *sum;
@@ -60,7 +63,8 @@ absl::StatusOr<WindowOutcome> ComputeWindowOutcome(const std::vector<WindowLine>
       return absl::DataLossError(Cat("netting line '", line.line_key, "' has an unknown type"));
     }
   }
-  for (const auto& [merchant_id, merchant] : merchants) {
+  for (const auto& [merchant_and_bank, merchant] : merchants) {
+    const std::string& merchant_id = merchant_and_bank.first;
     const std::optional<int64_t> fee =
         FeeFen(merchant.net_fen, fees.basis_points[static_cast<size_t>(merchant.category)]);
     if (!fee) return absl::DataLossError(Cat("fee of merchant ", merchant_id, " overflows"));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "absl/status/status.h"
@@ -66,15 +67,17 @@ absl::Status ForEachTable(const toml::table& root, std::string_view section, std
 
 template <typename T>
 absl::Status BuildIndex(const std::vector<T>& items, std::string T::*id_member, std::string_view what,
-                        StringMap<uint32_t>& index) {
+                        StringMap<uint32_t>& index, std::string& offending) {
   index.clear();
   index.reserve(items.size());
   for (uint32_t i = 0; i < items.size(); ++i) {
     const std::string& id = items[i].*id_member;
     if (!IsValidId(id)) {
+      offending = Cat(what, ":", id);
       return absl::InvalidArgumentError(Cat(what, " id '", id, "' is not 1 to 64 characters of [A-Za-z0-9_-]"));
     }
     if (!index.emplace(id, i).second) {
+      offending = Cat(what, ":", id);
       return absl::InvalidArgumentError(Cat(what, " id '", id, "' is registered twice"));
     }
   }
@@ -105,6 +108,8 @@ absl::StatusOr<std::shared_ptr<const Registry>> Registry::FromToml(std::string_v
     return status;
   }
 
+  // Where each participant was defined, to name the line of a reference that does not resolve.
+  std::map<std::string, int64_t> line_of;
   std::vector<Province> provinces;
   std::vector<Bank> banks;
   std::vector<Fund> funds;
@@ -118,6 +123,7 @@ absl::StatusOr<std::shared_ptr<const Registry>> Registry::FromToml(std::string_v
     if (!code.ok()) return code.status();
     auto name = RequiredString(t, "name", "province", source_name);
     if (!name.ok()) return name.status();
+    line_of[Cat("province:", *code)] = t.source().begin.line;
     p.code = *std::move(code);
     p.name = *std::move(name);
     provinces.push_back(std::move(p));
@@ -136,6 +142,7 @@ absl::StatusOr<std::shared_ptr<const Registry>> Registry::FromToml(std::string_v
     if (!name.ok()) return name.status();
     auto province = RequiredString(t, "province", "bank", source_name);
     if (!province.ok()) return province.status();
+    line_of[Cat("bank:", *id)] = t.source().begin.line;
     b.bank_id = *std::move(id);
     b.name = *std::move(name);
     b.province = *std::move(province);
@@ -160,6 +167,7 @@ absl::StatusOr<std::shared_ptr<const Registry>> Registry::FromToml(std::string_v
     if (!name.ok()) return name.status();
     auto province = RequiredString(t, "province", "fund", source_name);
     if (!province.ok()) return province.status();
+    line_of[Cat("fund:", *id)] = t.source().begin.line;
     f.fund_id = *std::move(id);
     f.name = *std::move(name);
     f.province = *std::move(province);
@@ -190,6 +198,7 @@ absl::StatusOr<std::shared_ptr<const Registry>> Registry::FromToml(std::string_v
       return absl::InvalidArgumentError(Cat(Where(source_name, t), ": merchant '", *id,
                                                      "' has unknown category '", *category, "'"));
     }
+    line_of[Cat("merchant:", *id)] = t.source().begin.line;
     m.merchant_id = *std::move(id);
     m.name = *std::move(name);
     m.province = *std::move(province);
@@ -225,9 +234,13 @@ absl::StatusOr<std::shared_ptr<const Registry>> Registry::FromToml(std::string_v
     }
   }
 
-  auto registry = FromParts(std::move(provinces), std::move(banks), std::move(funds), std::move(merchants), fee_bps);
+  std::string offending;
+  auto registry =
+      Build(std::move(provinces), std::move(banks), std::move(funds), std::move(merchants), fee_bps, offending);
   if (!registry.ok()) {
-    return absl::InvalidArgumentError(Cat(source_name, ": ", registry.status().message()));
+    const auto line = line_of.find(offending);
+    const std::string where = line == line_of.end() ? std::string(source_name) : Cat(source_name, ":", line->second);
+    return absl::InvalidArgumentError(Cat(where, ": ", registry.status().message()));
   }
   return registry;
 }
@@ -243,6 +256,13 @@ absl::StatusOr<std::shared_ptr<const Registry>> Registry::FromFile(const std::st
 absl::StatusOr<std::shared_ptr<const Registry>> Registry::FromParts(
     std::vector<Province> provinces, std::vector<Bank> banks, std::vector<Fund> funds,
     std::vector<Merchant> merchants, std::array<int32_t, kCategoryCount> fee_bps) {
+  std::string offending;
+  return Build(std::move(provinces), std::move(banks), std::move(funds), std::move(merchants), fee_bps, offending);
+}
+
+absl::StatusOr<std::shared_ptr<const Registry>> Registry::Build(
+    std::vector<Province> provinces, std::vector<Bank> banks, std::vector<Fund> funds,
+    std::vector<Merchant> merchants, std::array<int32_t, kCategoryCount> fee_bps, std::string& offending) {
   std::shared_ptr<Registry> registry(new Registry());
   auto by = [](auto member) { return [member](const auto& a, const auto& b) { return a.*member < b.*member; }; };
   std::sort(provinces.begin(), provinces.end(), by(&Province::code));
@@ -254,20 +274,23 @@ absl::StatusOr<std::shared_ptr<const Registry>> Registry::FromParts(
   registry->funds_ = std::move(funds);
   registry->merchants_ = std::move(merchants);
   registry->fee_bps_ = fee_bps;
-  if (absl::Status status = registry->Index(); !status.ok()) return status;
+  if (absl::Status status = registry->Index(offending); !status.ok()) return status;
   return std::shared_ptr<const Registry>(std::move(registry));
 }
 
-absl::Status Registry::Index() {
-  if (auto s = BuildIndex(provinces_, &Province::code, "province", province_index_); !s.ok()) return s;
-  if (auto s = BuildIndex(banks_, &Bank::bank_id, "bank", bank_index_); !s.ok()) return s;
-  if (auto s = BuildIndex(funds_, &Fund::fund_id, "fund", fund_index_); !s.ok()) return s;
-  if (auto s = BuildIndex(merchants_, &Merchant::merchant_id, "merchant", merchant_index_); !s.ok()) return s;
+absl::Status Registry::Index(std::string& offending) {
+  if (auto s = BuildIndex(provinces_, &Province::code, "province", province_index_, offending); !s.ok()) return s;
+  if (auto s = BuildIndex(banks_, &Bank::bank_id, "bank", bank_index_, offending); !s.ok()) return s;
+  if (auto s = BuildIndex(funds_, &Fund::fund_id, "fund", fund_index_, offending); !s.ok()) return s;
+  if (auto s = BuildIndex(merchants_, &Merchant::merchant_id, "merchant", merchant_index_, offending); !s.ok()) {
+    return s;
+  }
   if (provinces_.empty()) return absl::InvalidArgumentError("no [[province]] is registered");
   size_t fee_banks = 0;
   for (size_t i = 0; i < banks_.size(); ++i) {
     const Bank& bank = banks_[i];
     if (FindProvince(bank.province) == nullptr) {
+      offending = Cat("bank:", bank.bank_id);
       return absl::InvalidArgumentError(
           Cat("bank '", bank.bank_id, "' names province '", bank.province, "', which is not registered"));
     }
@@ -282,11 +305,13 @@ absl::Status Registry::Index() {
   }
   for (const Fund& fund : funds_) {
     if (FindProvince(fund.province) == nullptr) {
+      offending = Cat("fund:", fund.fund_id);
       return absl::InvalidArgumentError(
           Cat("fund '", fund.fund_id, "' names province '", fund.province, "', which is not registered"));
     }
   }
   for (const Merchant& merchant : merchants_) {
+    offending = Cat("merchant:", merchant.merchant_id);
     if (FindProvince(merchant.province) == nullptr) {
       return absl::InvalidArgumentError(Cat("merchant '", merchant.merchant_id, "' names province '",
                                                      merchant.province, "', which is not registered"));
@@ -306,6 +331,7 @@ absl::Status Registry::Index() {
                                                      "' has a fund_id but is not a hospital or pharmacy"));
     }
   }
+  offending.clear();
   return absl::OkStatus();
 }
 

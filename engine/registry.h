@@ -102,7 +102,11 @@ class Registry {
 
  private:
   Registry() = default;
-  [[nodiscard]] absl::Status Index();
+  // Sorts, indexes and checks; on failure `offending` names the entry ("merchant:M1").
+  [[nodiscard]] static absl::StatusOr<std::shared_ptr<const Registry>> Build(
+      std::vector<Province> provinces, std::vector<Bank> banks, std::vector<Fund> funds,
+      std::vector<Merchant> merchants, std::array<int32_t, kCategoryCount> fee_bps, std::string& offending);
+  [[nodiscard]] absl::Status Index(std::string& offending);
 
   std::vector<Province> provinces_;
   std::vector<Bank> banks_;
