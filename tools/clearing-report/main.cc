@@ -9,6 +9,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 
@@ -313,8 +314,11 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"province", "bank", "merchant", "fund", "institution"}));
   positions->add_option("--scheme", scheme, "bank or fund")->check(CLI::IsMember({"bank", "fund"}));
   CLI::App* outcome = app.add_subcommand("outcome", "counts and positions as outcome JSON (for comparisons)");
+  std::string expect_path;
   outcome->add_option("--registry", registry_path, "registry (fee rates)")->required();
   outcome->add_option("--window", window, "YYYYMMDD (default: every window)");
+  outcome->add_option("--expect", expect_path,
+                      "an expected outcome (the generator's oracle): print the differences instead, exit 1 if any");
   CLI::App* progress = app.add_subcommand("progress", "committed counts over all windows");
   CLI::App* txn = app.add_subcommand("txn", "one transaction's fate");
   txn->add_option("txn_id", txn_id, "the transaction id")->required();
@@ -329,6 +333,23 @@ int main(int argc, char** argv) {
   if (*positions) return yrd::Positions(**reader, **registry, window, by, scheme, format);
   auto result = yrd::ReadOutcome(**reader, **registry, window);
   if (!result.ok()) return yrd::Fail(result.status());
-  std::cout << yrd::OutcomeToJson(*result).dump(2) << "\n";
+  if (expect_path.empty()) {
+    std::cout << yrd::OutcomeToJson(*result).dump(2) << "\n";
+    return 0;
+  }
+  std::ifstream expect_file(expect_path);
+  if (!expect_file) return yrd::Fail(absl::NotFoundError(yrd::Cat("cannot read ", expect_path)));
+  nlohmann::json expect_json;
+  try {
+    expect_json = nlohmann::json::parse(expect_file);
+  } catch (const nlohmann::json::exception& error) {
+    return yrd::Fail(absl::InvalidArgumentError(yrd::Cat(expect_path, ": ", error.what())));
+  }
+  auto expected = yrd::OutcomeFromJson(expect_json);
+  if (!expected.ok()) return yrd::Fail(expected.status());
+  const std::vector<std::string> diff = yrd::DiffOutcomes(*expected, *result, 200);
+  for (const std::string& line : diff) std::cout << line << "\n";
+  if (!diff.empty()) return 1;
+  std::cout << "outcome matches " << expect_path << ": " << result->windows.size() << " window(s)\n";
   return 0;
 }
