@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# The main job on the embedded default, on a fresh Debian machine: installs and builds what is
+# missing, starts the embedded Kafka broker (clearing-broker) and the daemon (clearingd),
+# produces a generated day of events while the daemon consumes them, waits until every message
+# is committed, stops the daemon with SIGTERM, checks the result against the generator's
+# oracle and prints the positions.
+#
+#   tools/demo.sh                 # 1,000,000 events of yesterday (China time)
+#   EVENTS=200000 tools/demo.sh   # a smaller day
+#   OUT=/some/dir tools/demo.sh   # where the run's files go (default out/demo)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+events=${EVENTS:-1000000}
+out=${OUT:-$root/out/demo}
+date_cst=${DATE:-$(date -u -d '+8 hours -1 day' +%Y%m%d)}
+partitions=${PARTITIONS:-32}
+catch_up_seconds_max=${CATCH_UP_SECONDS_MAX:-600}
+
+tools/setup.sh
+bin=$root/build/release/tools
+
+rm -rf "$out"
+mkdir -p "$out"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+echo "== starting the embedded Kafka broker (clearing-broker, loopback)"
+"$bin/clearing-broker/clearing-broker" --port 0 --partitions "$partitions" --address-file "$out/broker.address" \
+  >"$out/broker.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 300); do [[ -s $out/broker.address ]] && break; sleep 0.1; done
+[[ -s $out/broker.address ]] || { echo "the broker did not start; see $out/broker.log" >&2; exit 1; }
+bootstrap=$(cat "$out/broker.address")
+echo "   bootstrap servers: $bootstrap"
+
+echo "== generating a registry and the daemon's configuration"
+"$bin/clearing-gen/clearing-gen" registry --out "$out/registry.toml" --merchants 2000 --seed 1
+# The card-token key comes from configuration, never from the repository: a fresh one per run.
+(umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$out/card-token.key")
+# The daemon's clock stands at 23:59 China time of the generated day, so that day is open and
+# the day before it is closed (its late events go to the open window).
+clock_ms=$(( $(date -u -d "${date_cst:0:4}-${date_cst:4:2}-${date_cst:6:2} 23:59:00 +0800" +%s) * 1000 ))
+cat >"$out/clearingd.toml" <<CONFIG
+[kafka]
+bootstrap_servers = "$bootstrap"
+[store]
+path = "state"
+[registry]
+path = "registry.toml"
+[privacy]
+card_token_key_file = "card-token.key"
+[clearing]
+clock_fixed_ms = $clock_ms
+[log]
+progress_interval_ms = 2000
+CONFIG
+
+echo "== starting clearingd"
+"$bin/clearingd/clearingd" --config "$out/clearingd.toml" >"$out/clearingd.log" 2>&1 &
+daemon=$!
+pids+=("$daemon")
+
+echo "== producing $events events of $date_cst while clearingd consumes them"
+"$bin/clearing-gen/clearing-gen" day --registry "$out/registry.toml" --date "$date_cst" --events "$events" \
+  --seed 2 --brokers "$bootstrap" --oracle "$out/oracle.json"
+
+messages=$(sed -n 's/.*"messages": *\([0-9]*\).*/\1/p' "$out/oracle.json" | head -n1)
+echo "== waiting until clearingd has committed all $messages messages"
+start=$(date +%s)
+while :; do
+  committed=$("$bin/clearing-report/clearing-report" --store "$out/state" --format json progress 2>/dev/null |
+    sed -n 's/.*"messages":\([0-9]*\).*/\1/p')
+  [[ ${committed:-0} -eq $messages ]] && break
+  if (( $(date +%s) - start > catch_up_seconds_max )); then
+    echo "clearingd did not catch up within ${catch_up_seconds_max}s (committed ${committed:-0}); see $out/clearingd.log" >&2
+    exit 1
+  fi
+  kill -0 "$daemon" 2>/dev/null || { echo "clearingd stopped; see $out/clearingd.log" >&2; exit 1; }
+  sleep 0.5
+done
+echo "   done in $(( $(date +%s) - start ))s after the last message was produced"
+
+echo "== stopping clearingd (SIGTERM: finish and commit what is in flight)"
+kill -TERM "$daemon"
+wait "$daemon"
+
+echo "== checking every position and count against the generator's oracle"
+"$bin/clearing-report/clearing-report" --store "$out/state" outcome --registry "$out/registry.toml" \
+  --expect "$out/oracle.json"
+
+echo "== province positions of $date_cst (fen)"
+"$bin/clearing-report/clearing-report" --store "$out/state" positions --registry "$out/registry.toml" \
+  --window "$date_cst" --by province
+echo
+echo "Files of this run: $out (state store, logs, registry, oracle)."
