@@ -71,11 +71,13 @@ int Main(int argc, char** argv) {
   std::string events_path, registry_path, oracle_path, store_path;
   size_t batch_messages_max = 16'384;
   bool no_sync = false;
+  size_t txn_memtable_mib = RocksStoreOptions{}.txn_write_buffer_bytes >> 20;
   app.add_option("--events", events_path, "event file from clearing-gen day --out")->required();
   app.add_option("--registry", registry_path, "registry the events were generated with")->required();
   app.add_option("--oracle", oracle_path, "oracle JSON to check the result against");
   app.add_option("--store", store_path, "store directory (default: a fresh temporary one)");
   app.add_option("--batch-messages-max", batch_messages_max, "messages per commit at most");
+  app.add_option("--txn-memtable-mib", txn_memtable_mib, "memtable size of the dedup table, MiB");
   app.add_flag("--no-sync", no_sync, "do not sync the WAL per commit (to measure what syncing costs)");
   CLI11_PARSE(app, argc, argv);
 
@@ -104,6 +106,7 @@ int Main(int argc, char** argv) {
   {
     RocksStoreOptions store_options;
     store_options.sync_writes = !no_sync;
+    store_options.txn_write_buffer_bytes = txn_memtable_mib << 20;
     auto store = RocksStore::Open(store_path, store_options);
     if (!store.ok()) return std::cerr << store.status() << "\n", 2;
     Ledger ledger(**store, LedgerOptions{});

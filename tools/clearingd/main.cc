@@ -130,6 +130,9 @@ int Run(DaemonConfig config, bool check_only) {
   const PipelineStats& stats = pipeline.stats();
   log::Info("stopped", {{"consumed", stats.consumed_count.load()},
                         {"applied", stats.applied_count.load()},
+                        {"batches", stats.committed_batch_count.load()},
+                        {"commit_latency_us_p50", stats.commit_latency_us.QuantileUpperBoundUs(0.50)},
+                        {"commit_latency_us_p99", stats.commit_latency_us.QuantileUpperBoundUs(0.99)},
                         {"commit_sequence", ledger.commit_sequence()}});
   if (!pipeline_status.ok()) {
     return Fail("pipeline_stopped", pipeline_status,
