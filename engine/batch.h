@@ -21,6 +21,14 @@ namespace yrd {
 
 enum class Fate : uint8_t { kPending = 0, kApplied, kExactDuplicate, kRejected };
 
+// An operator's or the file writer's request about a window, carried by a batch so that it is
+// applied in order with the events and committed in the same atomic write.
+struct WindowCommand {
+  enum class Kind : uint8_t { kClose = 0, kMarkFilesWritten = 1 };
+  Kind kind = Kind::kClose;
+  WindowDay day = 0;
+};
+
 struct MessageSlot {
   SourceTopic topic = SourceTopic::kTaps;
   int32_t partition = 0;
@@ -86,6 +94,9 @@ class Batch {
     arena_used_ = 0;
     registry.reset();
     committed = false;
+    commands.clear();
+    windows_closed.clear();
+    windows_files_marked.clear();
   }
 
   // Set by the ingest stage before decoding; the ledger uses the same instant.
@@ -94,6 +105,9 @@ class Batch {
   std::chrono::steady_clock::time_point sealed_at{};
   std::chrono::steady_clock::time_point committed_at{};
   bool committed = false;  // set by the ledger thread when the store write returned OK
+  std::vector<WindowCommand> commands;          // applied before the batch's messages
+  std::vector<WindowDay> windows_closed;        // set by the ledger: closed by this batch
+  std::vector<WindowDay> windows_files_marked;  // set by the ledger: marked files_written
 
  private:
   // FlatBuffers reads its scalars in place: payloads start on an 8-byte boundary.

@@ -52,10 +52,11 @@ absl::Status Ledger::Load(int64_t now_ms) {
   if (!s.ok()) return s;
   if (!decode_status.ok()) return decode_status;
 
+  // Every window's counters (one record per window): a window that closed while the daemon was
+  // down is found here and closed on the first batch.
   const WindowDay oldest_open = OldestOpenWindow(now_ms);
   std::string start;
-  CountersKey(oldest_open, start);
-  s = store_.Scan(Table::kMeta, kCountersKeyPrefix, start, [&](std::string_view key, std::string_view v) {
+  s = store_.Scan(Table::kMeta, kCountersKeyPrefix, {}, [&](std::string_view key, std::string_view v) {
     WindowCounters counters;
     if (key.size() != kCountersKeyPrefix.size() + 4 || !DecodeWindowCounters(v, counters)) {
       decode_status = absl::DataLossError("a window counters record is damaged");
@@ -80,7 +81,74 @@ absl::Status Ledger::Load(int64_t now_ms) {
     return true;
   });
   if (!s.ok()) return s;
-  return decode_status;
+  if (!decode_status.ok()) return decode_status;
+  PublishWindows(now_ms);
+  return absl::OkStatus();
+}
+
+WindowState Ledger::PersistedState(WindowDay day) const {
+  const auto it = windows_.find(day);
+  return it == windows_.end() ? WindowState::kOpen : it->second.state;
+}
+
+std::vector<WindowDay> Ledger::WindowsAwaitingFiles() const {
+  std::vector<WindowDay> days;
+  for (const auto& [day, record] : windows_) {
+    if (record.state == WindowState::kClosed) days.push_back(day);
+  }
+  return days;
+}
+
+void Ledger::CloseWindow(WindowDay day, int64_t closed_at_ms, const Registry& registry, Batch& batch) {
+  if (PersistedState(day) >= WindowState::kClosed) return;  // closing twice is a no-op
+  WindowRecord& record = windows_[day];
+  record.state = WindowState::kClosed;
+  record.closed_at_ms = closed_at_ms;
+  for (size_t i = 0; i < kCategoryCount; ++i) record.fee_basis_points[i] = registry.fee_bps(static_cast<Category>(i));
+  record.fee_bank_id = registry.fee_bank().bank_id;
+  touched_windows_.push_back(day);
+  batch.windows_closed.push_back(day);
+}
+
+void Ledger::ApplyWindowCommands(Batch& batch) {
+  const int64_t now_ms = batch.now_ms;
+  // The clock closes every window with activity once its cutoff plus grace has passed; the
+  // close time is that instant, so files generated again carry the same header.
+  for (const auto& [day, entry] : counters_) {
+    const int64_t close_at_ms = options_.calendar.CloseInstantMs(day);
+    if (close_at_ms <= now_ms) CloseWindow(day, close_at_ms, *batch.registry, batch);
+  }
+  for (const WindowCommand& command : batch.commands) {
+    switch (command.kind) {
+      case WindowCommand::Kind::kClose:
+        CloseWindow(command.day, now_ms, *batch.registry, batch);
+        break;
+      case WindowCommand::Kind::kMarkFilesWritten: {
+        auto it = windows_.find(command.day);
+        if (it != windows_.end() && it->second.state == WindowState::kClosed) {
+          it->second.state = WindowState::kFilesWritten;
+          touched_windows_.push_back(command.day);
+          batch.windows_files_marked.push_back(command.day);
+        }
+        break;
+      }
+    }
+  }
+}
+
+void Ledger::PublishWindows(int64_t now_ms) {
+  auto table = std::make_shared<WindowTable>();
+  for (const auto& [day, entry] : counters_) (*table)[day].counters = entry.counters;
+  for (const auto& [day, record] : windows_) {
+    WindowInfo& info = (*table)[day];
+    info.state = record.state;
+    info.closed_at_ms = record.closed_at_ms;
+  }
+  for (auto& [day, info] : *table) {
+    if (info.state >= WindowState::kClosed) continue;
+    info.state = options_.calendar.CutoffInstantMs(day) <= now_ms ? WindowState::kClosing : WindowState::kOpen;
+  }
+  published_windows_.store(std::move(table));
 }
 
 bool Ledger::IsClosed(WindowDay day, int64_t now_ms) const {
@@ -355,6 +423,11 @@ void Ledger::BuildWrite(const Batch& batch) {
     EncodeWindowCounters(entry.counters, value_scratch_);
     write.Put(Table::kMeta, key_scratch_, value_scratch_);
   }
+  for (const WindowDay day : touched_windows_) {
+    WindowStateKey(day, key_scratch_);
+    EncodeWindowRecord(windows_.at(day), value_scratch_);
+    write.Put(Table::kMeta, key_scratch_, value_scratch_);
+  }
   for (auto& [day, blob] : applied_blobs_) {
     if (blob.empty()) continue;
     AppliedKey(day, sequence, key_scratch_);
@@ -399,7 +472,10 @@ absl::Status Ledger::Apply(Batch& batch, BatchResult& result) {
   if (!failure_.ok()) return failure_;
   result = BatchResult{};
   const int64_t now_ms = batch.now_ms;
+  touched_windows_.clear();
+  ApplyWindowCommands(batch);
   const WindowDay oldest_open = OldestOpenWindow(now_ms);
+  if (batch.empty() && touched_windows_.empty()) return absl::OkStatus();  // an idle tick: nothing to commit
 
   for (auto& index : txn_index_) index.clear();
   txn_states_used_ = 0;
@@ -427,6 +503,7 @@ absl::Status Ledger::Apply(Batch& batch, BatchResult& result) {
   }
   ++commit_sequence_;
   offsets_.swap(pending_offsets_);
+  PublishWindows(now_ms);
   return absl::OkStatus();
 }
 

@@ -11,6 +11,8 @@
 #pragma once
 
 #include <array>
+#include <atomic>
+#include <memory>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -29,6 +31,14 @@ namespace yrd {
 struct LedgerOptions {
   WindowCalendar calendar;
 };
+
+// A window as the admin endpoint and the file writer see it.
+struct WindowInfo {
+  WindowState state = WindowState::kOpen;  // open/closing follow from the clock
+  int64_t closed_at_ms = 0;
+  WindowCounters counters;
+};
+using WindowTable = std::map<WindowDay, WindowInfo>;
 
 // Per-batch figures for metrics and the commit log line.
 struct BatchResult {
@@ -54,6 +64,11 @@ class Ledger {
 
   // The next offset to consume per partition, as committed.
   [[nodiscard]] const PartitionOffsets& offsets() const { return offsets_; }
+
+  // Windows with activity or a persisted state, as of the last commit. Thread-safe.
+  [[nodiscard]] std::shared_ptr<const WindowTable> windows() const { return published_windows_.load(); }
+  // Windows closed but whose files are not written yet (to resume after a restart).
+  [[nodiscard]] std::vector<WindowDay> WindowsAwaitingFiles() const;
   [[nodiscard]] bool failed() const { return !failure_.ok(); }
   [[nodiscard]] uint64_t commit_sequence() const { return commit_sequence_; }
 
@@ -85,6 +100,11 @@ class Ledger {
   };
 
   [[nodiscard]] bool IsClosed(WindowDay day, int64_t now_ms) const;
+  [[nodiscard]] WindowState PersistedState(WindowDay day) const;
+  // Closes `day` at `closed_at_ms` with the registry's fee schedule, unless already closed.
+  void CloseWindow(WindowDay day, int64_t closed_at_ms, const Registry& registry, Batch& batch);
+  void ApplyWindowCommands(Batch& batch);
+  void PublishWindows(int64_t now_ms);
   uint32_t StateFor(Family family, std::string_view txn_id);
   [[nodiscard]] absl::Status LookUpPending();
   void ApplySlot(MessageSlot& slot, WindowDay oldest_open, int64_t now_ms, BatchResult& result);
@@ -101,6 +121,8 @@ class Ledger {
   PartitionOffsets offsets_;
   PartitionOffsets pending_offsets_;
   std::map<WindowDay, WindowRecord> windows_;
+  std::vector<WindowDay> touched_windows_;  // window records to write with this batch
+  std::atomic<std::shared_ptr<const WindowTable>> published_windows_;
 
   // Lines and counters of open windows.
   StringMap<uint32_t> line_index_;

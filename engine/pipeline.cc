@@ -57,6 +57,14 @@ void Pipeline::RequestStop() {
   queues_->to_ingest_signal.notify_all();
 }
 
+void Pipeline::SubmitWindowCommand(WindowCommand command) {
+  {
+    std::lock_guard<std::mutex> lock(commands_mutex_);
+    pending_commands_.push_back(command);
+  }
+  commands_pending_.store(true, std::memory_order_release);
+}
+
 void Pipeline::Decode(Batch& batch, CardTokenizer& tokenizer) {
   DecodeContext context;
   context.registry = batch.registry.get();
@@ -93,9 +101,11 @@ void Pipeline::LedgerLoop() {
       stats_.rejected_count.fetch_add(result.rejected_count, std::memory_order_relaxed);
       stats_.late_count.fetch_add(result.late_count, std::memory_order_relaxed);
       stats_.store_bytes.fetch_add(result.store_bytes, std::memory_order_relaxed);
-      stats_.committed_batch_count.fetch_add(1, std::memory_order_relaxed);
-      stats_.commit_latency_us.Record(
-          std::chrono::duration_cast<std::chrono::microseconds>(batch->committed_at - batch->sealed_at).count());
+      if (!batch->empty()) {
+        stats_.committed_batch_count.fetch_add(1, std::memory_order_relaxed);
+        stats_.commit_latency_us.Record(
+            std::chrono::duration_cast<std::chrono::microseconds>(batch->committed_at - batch->sealed_at).count());
+      }
     } else if (ledger_failure_.ok()) {
       ledger_failure_ = status;
     }
@@ -109,6 +119,7 @@ absl::Status Pipeline::Run() {
   for (auto& batch : pool_) free.push_back(batch.get());
   size_t in_flight = 0;
   absl::Status failure;
+  auto last_sent = std::chrono::steady_clock::now();
   std::thread ledger_thread([this] { LedgerLoop(); });
 
   auto take_back = [&](Batch* batch) {
@@ -116,6 +127,9 @@ absl::Status Pipeline::Run() {
     --in_flight;
     if (batch->committed) {
       if (absl::Status s = source_.OnCommitted(*batch); !s.ok() && failure.ok()) failure = s;
+      if (on_windows_changed && (!batch->windows_closed.empty() || !batch->windows_files_marked.empty())) {
+        on_windows_changed(batch->windows_closed, batch->windows_files_marked);
+      }
     } else if (failure.ok()) {
       // The ledger recorded why; it is read once the ledger thread has stopped.
       failure = absl::InternalError("a batch was not committed");
@@ -135,8 +149,15 @@ absl::Status Pipeline::Run() {
     Batch* batch = free.back();
     batch->now_ms = clock_.NowMs();
     batch->registry = registry_.Get();
+    if (commands_pending_.exchange(false, std::memory_order_acq_rel)) {
+      std::lock_guard<std::mutex> lock(commands_mutex_);
+      batch->commands.swap(pending_commands_);
+    }
     const absl::Status fill_status = source_.Fill(*batch, options_.batch_linger);
-    if (!batch->empty()) {
+    const auto now = std::chrono::steady_clock::now();
+    const bool tick_due = now - last_sent >= options_.window_tick;
+    if (!batch->empty() || !batch->commands.empty() || tick_due) {
+      last_sent = now;
       Decode(*batch, tokenizer_);
       batch->sealed_at = std::chrono::steady_clock::now();
       free.pop_back();

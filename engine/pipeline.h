@@ -16,7 +16,10 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <functional>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "engine/batch.h"
@@ -53,6 +56,9 @@ class RegistryHolder {
 
 struct PipelineOptions {
   BatchLimits batch;
+  // When no message arrives for this long, an empty batch still goes to the ledger so that
+  // windows close on the clock and operator commands are applied (config window_tick_ms).
+  std::chrono::milliseconds window_tick{1000};
   size_t batches_in_flight_max = 4;                  // config pipeline_batches_max
   std::chrono::milliseconds batch_linger{5};         // config batch_linger_ms: how long a batch waits to fill
   DecodeLimits decode;
@@ -80,6 +86,15 @@ class Pipeline {
 
   [[nodiscard]] absl::Status Run();
   void RequestStop();
+
+  // Queues a window command (close, mark files written); it is committed with the next batch,
+  // in order with the events. Thread-safe; takes a mutex, which only these rare commands use.
+  void SubmitWindowCommand(WindowCommand command);
+
+  // Called on the ingest thread after a batch that closed windows or marked their files is
+  // committed. Set before Run.
+  std::function<void(const std::vector<WindowDay>& closed, const std::vector<WindowDay>& files_marked)>
+      on_windows_changed;
   [[nodiscard]] const PipelineStats& stats() const { return stats_; }
 
  private:
@@ -96,6 +111,9 @@ class Pipeline {
   std::vector<std::unique_ptr<Batch>> pool_;
   std::unique_ptr<Queues> queues_;
   std::atomic<bool> stop_requested_{false};
+  std::mutex commands_mutex_;
+  std::vector<WindowCommand> pending_commands_;  // guarded by commands_mutex_
+  std::atomic<bool> commands_pending_{false};
   absl::Status ledger_failure_;  // written by the ledger thread before it returns a failed batch
   PipelineStats stats_;
 };

@@ -231,13 +231,25 @@ void EncodeWindowRecord(const WindowRecord& record, std::string& out) {
   w.Byte(kFormatVersion);
   w.Byte(static_cast<uint8_t>(record.state));
   w.Fixed(record.closed_at_ms);
+  w.Byte(static_cast<uint8_t>(kCategoryCount));
+  for (const int32_t bps : record.fee_basis_points) w.Fixed(bps);
+  w.Text(record.fee_bank_id);
 }
 bool DecodeWindowRecord(std::string_view bytes, WindowRecord& out) {
   Reader r(bytes);
   uint8_t version = 0, state = 0;
   if (!r.Byte(version) || version != kFormatVersion || !r.Byte(state) || state > 3) return false;
   out.state = static_cast<WindowState>(state);
-  return r.Fixed(out.closed_at_ms) && r.AtEnd();
+  uint8_t categories = 0;
+  if (!r.Fixed(out.closed_at_ms) || !r.Byte(categories) || categories > kCategoryCount) return false;
+  out.fee_basis_points = {};
+  for (size_t i = 0; i < categories; ++i) {
+    if (!r.Fixed(out.fee_basis_points[i])) return false;
+  }
+  std::string_view fee_bank_id;
+  if (!r.Text(fee_bank_id)) return false;
+  out.fee_bank_id.assign(fee_bank_id);
+  return r.AtEnd();
 }
 
 // TxnRecord layout: version, kind, flags, window, partition, offset, occurred, digest (16),

@@ -105,9 +105,14 @@ void EncodeWindowCounters(const WindowCounters& counters, std::string& out);
 
 enum class WindowState : uint8_t { kOpen = 0, kClosing = 1, kClosed = 2, kFilesWritten = 3 };
 [[nodiscard]] std::string_view WindowStateName(WindowState state);
+// Persisted when a window closes (and again when its files are written). Open and closing are
+// not persisted: they follow from the clock. The fee schedule is frozen at close, so a later
+// registry change never changes a closed window's files.
 struct WindowRecord {
   WindowState state = WindowState::kOpen;
   int64_t closed_at_ms = 0;  // the instant the window closed (clock or operator), 0 while open
+  std::array<int32_t, kCategoryCount> fee_basis_points{};
+  std::string fee_bank_id;
 };
 void EncodeWindowRecord(const WindowRecord& record, std::string& out);
 [[nodiscard]] bool DecodeWindowRecord(std::string_view bytes, WindowRecord& out);

@@ -95,11 +95,13 @@ class LedgerTest : public ::testing::Test {
 
   // Adds the messages to a new batch at the offsets that follow the last ones of `partition`,
   // decodes the batch and applies it. The batch lives until the end of the test.
-  Batch& Apply(const std::vector<Message>& messages, int32_t partition = 0) {
+  Batch& Apply(const std::vector<Message>& messages, int32_t partition = 0,
+               std::vector<WindowCommand> commands = {}) {
     batches_.push_back(std::make_unique<Batch>(BatchLimits{.messages_max = 64, .arena_bytes_max = 1 << 20}));
     Batch& batch = *batches_.back();
     batch.now_ms = now_ms_;
     batch.registry = registry_;
+    batch.commands = std::move(commands);
     for (const Message& message : messages) {
       int64_t& next = next_offsets_[{message.topic, partition}];
       batch.Add(message.topic, partition, next++, "key", message.payload, limits_.message_bytes_max);
@@ -502,13 +504,9 @@ TEST_F(LedgerTest, LateEventGoesToTheOldestOpenWindowMarkedLate) {
 }
 
 TEST_F(LedgerTest, EventOfAWindowClosedByTheOperatorIsLate) {
-  // An operator closed 27 November ahead of its cutoff.
-  std::unique_ptr<StateWriteBatch> write = store_->NewWriteBatch();
-  std::string key, value;
-  WindowStateKey(kNov27, key);
-  EncodeWindowRecord(WindowRecord{WindowState::kClosed, now_ms_ - kMinuteMs}, value);
-  write->Put(Table::kMeta, key, value);
-  ASSERT_TRUE(store_->Write(*write).ok());
+  // An operator closed 27 November ahead of its cutoff (the command survives a restart).
+  const Batch& close = Apply({}, 0, {WindowCommand{WindowCommand::Kind::kClose, kNov27}});
+  EXPECT_EQ(close.windows_closed, std::vector<WindowDay>{kNov27});
   Reopen();
 
   const Batch& batch = Apply({TapMessage(Tap())});
@@ -607,6 +605,49 @@ TEST_F(LedgerTest, OversizedMessageIsRejectedAndItsOffsetCommitted) {
   ASSERT_EQ(exceptions.size(), 1u);
   EXPECT_EQ(exceptions[0].reason, Reason::kOversized);
   EXPECT_EQ(exceptions[0].offset, 0);
+}
+
+}  // namespace
+}  // namespace yrd
+
+namespace yrd {
+namespace {
+
+TEST_F(LedgerTest, ClosingAWindowTwiceIsANoOp) {
+  Apply({TapMessage(Tap())});
+  const Batch& first = Apply({}, 0, {WindowCommand{WindowCommand::Kind::kClose, kNov27}});
+  EXPECT_EQ(first.windows_closed, std::vector<WindowDay>{kNov27});
+  const Batch& second = Apply({}, 0, {WindowCommand{WindowCommand::Kind::kClose, kNov27}});
+  EXPECT_TRUE(second.windows_closed.empty());
+  const std::shared_ptr<const WindowTable> windows = ledger_->windows();
+  ASSERT_TRUE(windows->contains(kNov27));
+  EXPECT_EQ(windows->at(kNov27).state, WindowState::kClosed);
+  EXPECT_EQ(windows->at(kNov27).closed_at_ms, now_ms_);
+}
+
+TEST_F(LedgerTest, TheClockClosesAWindowWithActivityAtCutoffPlusGraceWithThatInstant) {
+  Apply({TapMessage(Tap())});
+  const WindowDay day = WindowCalendar{}.DayOf(now_ms_);
+  const int64_t close_at_ms = WindowCalendar{}.CloseInstantMs(day);
+  now_ms_ = close_at_ms - 1;
+  EXPECT_TRUE(Apply({}).windows_closed.empty());
+  now_ms_ = close_at_ms;
+  const Batch& batch = Apply({});
+  EXPECT_EQ(batch.windows_closed, std::vector<WindowDay>{day});
+  EXPECT_EQ(ledger_->windows()->at(day).closed_at_ms, close_at_ms);
+  EXPECT_EQ(ledger_->WindowsAwaitingFiles(), std::vector<WindowDay>{day});
+}
+
+TEST_F(LedgerTest, FilesWrittenIsPersistedOnlyAfterClose) {
+  Apply({TapMessage(Tap())});
+  const WindowDay day = WindowCalendar{}.DayOf(now_ms_);
+  EXPECT_TRUE(Apply({}, 0, {WindowCommand{WindowCommand::Kind::kMarkFilesWritten, day}}).windows_files_marked.empty());
+  Apply({}, 0, {WindowCommand{WindowCommand::Kind::kClose, day}});
+  EXPECT_EQ(Apply({}, 0, {WindowCommand{WindowCommand::Kind::kMarkFilesWritten, day}}).windows_files_marked,
+            std::vector<WindowDay>{day});
+  Reopen();
+  EXPECT_EQ(ledger_->windows()->at(day).state, WindowState::kFilesWritten);
+  EXPECT_TRUE(ledger_->WindowsAwaitingFiles().empty());
 }
 
 }  // namespace
