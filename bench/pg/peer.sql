@@ -53,7 +53,7 @@ SELECT resolve_dedup_and_originals(1000) AS dedup_rounds \gset
 CREATE UNLOGGED TABLE work_outcome AS
 SELECT family, seq, kind, txn_id, original_txn_id, occurred_at_ms, digest,
        CASE WHEN digest = standing_digest THEN 'exact_duplicate' ELSE 'duplicate_conflict' END AS verdict,
-       standing_digest AS first_digest, NULL::bigint AS original_seq, NULL::bigint AS units
+       standing_digest AS first_digest, standing_seq AS first_seq, NULL::bigint AS original_seq, NULL::bigint AS units
 FROM work_rank
 WHERE NOT standing_rejected AND standing_seq < seq
 UNION ALL
@@ -62,7 +62,7 @@ SELECT family, seq, kind, txn_id, original_txn_id, occurred_at_ms, digest,
             WHEN original_seq IS NULL THEN 'unknown_original'
             WHEN kind = 1 THEN 'refund_exceeds_original'
             ELSE 'already_cancelled' END,
-       NULL, original_seq, units
+       NULL, NULL, original_seq, units
 FROM work_reversal;
 CREATE INDEX ON work_outcome (seq);
 ANALYZE work_outcome;
@@ -103,12 +103,15 @@ WHERE c.kind = 3 AND c.verdict = 'applied';
 -- duplicates need (refunded amount, cancelled flag, duplicate count).
 INSERT INTO txn (family, txn_id, kind, seq, window_day, late, occurred_at_ms, digest, original_txn_id, amount_fen,
                  refunded_fen, cancelled, duplicate_count)
-WITH reversed AS (
-  SELECT original_seq, sum(units) AS units, count(*) AS reversal_count
-  FROM work_outcome WHERE kind IN (1, 3) AND verdict = 'applied' GROUP BY original_seq
-), duplicated AS (
-  SELECT family, txn_id, count(*) AS duplicate_count
-  FROM work_outcome WHERE verdict = 'exact_duplicate' GROUP BY family, txn_id
+WITH followers AS (
+  -- Per registered message (by seq): the refunds and cancellations applied to it, and its exact
+  -- duplicates.
+  SELECT coalesce(original_seq, first_seq) AS seq,
+         sum(units) FILTER (WHERE verdict = 'applied') AS reversed_units,
+         count(*) FILTER (WHERE verdict = 'applied') AS reversal_count,
+         count(*) FILTER (WHERE verdict = 'exact_duplicate') AS duplicate_count
+  FROM work_outcome WHERE verdict IN ('applied', 'exact_duplicate')
+  GROUP BY 1
 ), registered AS (
   SELECT 0::smallint AS family, t.txn_id, 0::smallint AS kind, t.seq, t.occurred_at_ms, t.digest,
          NULL::text AS original_txn_id, t.amount_fen
@@ -126,12 +129,11 @@ SELECT g.family, g.txn_id, g.kind, g.seq,
        routed_window(g.occurred_at_ms, :day_shift_ms, :oldest_open_day),
        is_late(g.occurred_at_ms, :day_shift_ms, :oldest_open_day), g.occurred_at_ms, g.digest, g.original_txn_id,
        g.amount_fen,
-       CASE WHEN g.kind = 0 THEN coalesce(r.units, 0) ELSE 0 END,
-       g.kind = 2 AND r.reversal_count IS NOT NULL,
-       coalesce(d.duplicate_count, 0)
+       CASE WHEN g.kind = 0 THEN coalesce(f.reversed_units, 0) ELSE 0 END,
+       g.kind = 2 AND coalesce(f.reversal_count, 0) > 0,
+       coalesce(f.duplicate_count, 0)
 FROM registered g
-LEFT JOIN reversed r ON r.original_seq = g.seq
-LEFT JOIN duplicated d ON d.family = g.family AND d.txn_id = g.txn_id;
+LEFT JOIN followers f ON f.seq = g.seq;
 
 -- Every message not applied, with its reason and window.
 INSERT INTO exception (topic, seq, window_day, reason, txn_id, original_txn_id, digest, first_digest)
