@@ -5,6 +5,7 @@
 //   outcome    a window's counts and positions as the outcome JSON the generator's oracle uses
 //   progress   what the store has committed: counts over all windows and partition offsets
 //   txn <id>   one transaction's fate
+//   verify <window-dir>  a window's clearing files against their MANIFEST, trailers and the store
 #include <unistd.h>
 
 #include <cstdlib>
@@ -21,6 +22,7 @@
 #include "engine/registry.h"
 #include "engine/strings.h"
 #include "nlohmann/json.hpp"
+#include "tools/clearing-report/verify.h"
 
 namespace yrd {
 namespace {
@@ -322,6 +324,12 @@ int main(int argc, char** argv) {
   CLI::App* progress = app.add_subcommand("progress", "committed counts over all windows");
   CLI::App* txn = app.add_subcommand("txn", "one transaction's fate");
   txn->add_option("txn_id", txn_id, "the transaction id")->required();
+  CLI::App* verify = app.add_subcommand("verify", "check a window's files against their MANIFEST, trailers and the store");
+  std::string window_dir, key_file;
+  verify->add_option("window_dir", window_dir, "the window's directory, <output_dir>/<YYYYMMDD>")->required();
+  verify->add_option("--registry", registry_path, "registry (the banks and funds that get files)")->required();
+  verify->add_option("--key-file", key_file, "the MANIFEST key file (hex)")->required();
+  verify->fallthrough();  // --store may follow the subcommand
   CLI11_PARSE(app, argc, argv);
 
   auto reader = yrd::StoreReader::Open(store_path);
@@ -331,6 +339,7 @@ int main(int argc, char** argv) {
   auto registry = yrd::Registry::FromFile(registry_path);
   if (!registry.ok()) return yrd::Fail(registry.status());
   if (*positions) return yrd::Positions(**reader, **registry, window, by, scheme, format);
+  if (*verify) return yrd::RunVerify(window_dir, (*reader)->store(), **registry, key_file);
   auto result = yrd::ReadOutcome(**reader, **registry, window);
   if (!result.ok()) return yrd::Fail(result.status());
   if (expect_path.empty()) {

@@ -1,0 +1,358 @@
+// The file-system sink of the clearing files (atomic, never overwriting a different file,
+// idempotent on identical ones), its SHA-256, and `clearing-report verify` on a window written to
+// a temporary directory: it accepts the files as written and catches one changed byte in any
+// file, a removed line, a change re-signed with the key, and a file the MANIFEST does not list.
+#include "adapters/fs/file_set.h"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "adapters/crypto/hmac.h"
+#include "adapters/crypto/sha256.h"
+#include "adapters/rocksdb/rocks_store.h"
+#include "engine/strings.h"
+#include "gtest/gtest.h"
+#include "tests/golden/golden_window.h"
+#include "tests/support/events.h"
+#include "tools/clearing-report/verify.h"
+
+namespace yrd {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string ReadWhole(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+void WriteWhole(const fs::path& path, std::string_view bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// Every regular file under `dir`, by path relative to it, hidden ones included.
+std::map<std::string, std::string> FilesUnder(const fs::path& dir) {
+  std::map<std::string, std::string> files;
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+    if (entry.is_regular_file()) files[fs::relative(entry.path(), dir).generic_string()] = ReadWhole(entry.path());
+  }
+  return files;
+}
+
+absl::Status Write(DirectoryFileSet& set, const std::string& path, std::string_view bytes) {
+  absl::StatusOr<OutputFile*> file = set.Create(path);
+  if (!file.ok()) return file.status();
+  return (*file)->Append(bytes);
+}
+
+class DirectoryFileSetTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<DirectoryFileSet> Open() {
+    auto set = DirectoryFileSet::Open(output_dir_, test::kGoldenDay);
+    EXPECT_TRUE(set.ok()) << set.status();
+    return set.ok() ? *std::move(set) : nullptr;
+  }
+
+  test::TempDir dir_;
+  const std::string output_dir_ = dir_.path() + "/out";
+  const fs::path window_dir_ = fs::path(output_dir_) / "20261127";
+};
+
+TEST_F(DirectoryFileSetTest, WritesEveryFileUnderTheWindowDirectoryWithMode0640) {
+  std::unique_ptr<DirectoryFileSet> set = Open();
+  ASSERT_NE(set, nullptr);
+  EXPECT_EQ(set->window_dir(), window_dir_.string());
+  ASSERT_TRUE(Write(*set, "banks/B3101.txt", "H|bank\n").ok());
+  ASSERT_TRUE(Write(*set, "summary.txt", "H|summary\n").ok());
+  ASSERT_TRUE(Write(*set, "MANIFEST", "signed\n").ok());
+  // Nothing is visible under a final name before the commit.
+  EXPECT_FALSE(fs::exists(window_dir_ / "MANIFEST"));
+  ASSERT_TRUE(set->Commit().ok());
+  const std::map<std::string, std::string> expected = {
+      {"MANIFEST", "signed\n"}, {"banks/B3101.txt", "H|bank\n"}, {"summary.txt", "H|summary\n"}};
+  EXPECT_EQ(FilesUnder(window_dir_), expected);  // no temporary file is left
+  for (const auto& [path, bytes] : expected) {
+    struct stat status {};
+    ASSERT_EQ(::stat((window_dir_ / path).c_str(), &status), 0);
+    EXPECT_EQ(status.st_mode & 0777, 0640u) << path;
+  }
+}
+
+TEST_F(DirectoryFileSetTest, FileLargerThanTheBufferIsWrittenWhole) {
+  std::string bytes;
+  for (size_t i = 0; bytes.size() < 3 * kFileBufferBytes + 17; ++i) bytes += Cat("D|line|", i, "\n");
+  std::unique_ptr<DirectoryFileSet> set = Open();
+  ASSERT_NE(set, nullptr);
+  absl::StatusOr<OutputFile*> file = set->Create("banks/B3101.detail.txt");
+  ASSERT_TRUE(file.ok());
+  for (size_t at = 0; at < bytes.size(); at += 1000) ASSERT_TRUE((*file)->Append(bytes.substr(at, 1000)).ok());
+  ASSERT_TRUE(set->Commit().ok());
+  EXPECT_EQ(ReadWhole(window_dir_ / "banks/B3101.detail.txt"), bytes);
+}
+
+TEST_F(DirectoryFileSetTest, RefusesToOverwriteAFileWithDifferentContentAndChangesNothing) {
+  fs::create_directories(window_dir_);
+  WriteWhole(window_dir_ / "summary.txt", "the bank already fetched this\n");
+  std::unique_ptr<DirectoryFileSet> set = Open();
+  ASSERT_NE(set, nullptr);
+  ASSERT_TRUE(Write(*set, "banks/B3101.txt", "new bank file\n").ok());
+  ASSERT_TRUE(Write(*set, "summary.txt", "a different summary\n").ok());
+  ASSERT_TRUE(Write(*set, "MANIFEST", "new manifest\n").ok());
+  const absl::Status status = set->Commit();
+  EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists) << status;
+  EXPECT_NE(std::string(status.message()).find((window_dir_ / "summary.txt").string()), std::string::npos) << status;
+  // The old file stands; no other file of the refused set appeared; no temporary file is left.
+  const std::map<std::string, std::string> expected = {{"summary.txt", "the bank already fetched this\n"}};
+  EXPECT_EQ(FilesUnder(window_dir_), expected);
+  EXPECT_EQ(set->Commit().code(), absl::StatusCode::kAlreadyExists);  // a failed set stays failed
+}
+
+TEST_F(DirectoryFileSetTest, AcceptsAnIdenticalFileAndLeavesItInPlace) {
+  fs::create_directories(window_dir_);
+  WriteWhole(window_dir_ / "summary.txt", "same bytes\n");
+  struct stat before {};
+  ASSERT_EQ(::stat((window_dir_ / "summary.txt").c_str(), &before), 0);
+  std::unique_ptr<DirectoryFileSet> set = Open();
+  ASSERT_NE(set, nullptr);
+  ASSERT_TRUE(Write(*set, "summary.txt", "same bytes\n").ok());
+  ASSERT_TRUE(Write(*set, "MANIFEST", "manifest\n").ok());
+  ASSERT_TRUE(set->Commit().ok());
+  struct stat after {};
+  ASSERT_EQ(::stat((window_dir_ / "summary.txt").c_str(), &after), 0);
+  EXPECT_EQ(after.st_ino, before.st_ino);
+  const std::map<std::string, std::string> expected = {{"MANIFEST", "manifest\n"}, {"summary.txt", "same bytes\n"}};
+  EXPECT_EQ(FilesUnder(window_dir_), expected);
+}
+
+TEST_F(DirectoryFileSetTest, SetDestroyedUncommittedLeavesNoFile) {
+  {
+    std::unique_ptr<DirectoryFileSet> set = Open();
+    ASSERT_NE(set, nullptr);
+    // Larger than the buffer, so that a temporary file exists before the set goes away.
+    ASSERT_TRUE(Write(*set, "banks/B3101.detail.txt", std::string(2 * kFileBufferBytes, 'x')).ok());
+    ASSERT_TRUE(Write(*set, "MANIFEST", "manifest\n").ok());
+  }
+  EXPECT_TRUE(FilesUnder(window_dir_).empty());
+}
+
+TEST_F(DirectoryFileSetTest, RefusesPathsOutsideTheWindowDirectoryAndTwiceTheSamePath) {
+  std::unique_ptr<DirectoryFileSet> set = Open();
+  ASSERT_NE(set, nullptr);
+  for (const char* path : {"", "../summary.txt", "/etc/passwd", ".MANIFEST.tmp", "banks/.B3101.txt.tmp", "banks/../x",
+                           "a/b/c.txt", "banks//x.txt", "banks/", "sp ace.txt", "banks\\x.txt"}) {
+    EXPECT_EQ(set->Create(path).status().code(), absl::StatusCode::kInvalidArgument) << "'" << path << "'";
+  }
+  ASSERT_TRUE(set->Create("summary.txt").ok());
+  EXPECT_EQ(set->Create("summary.txt").status().code(), absl::StatusCode::kAlreadyExists);
+}
+
+TEST(Sha256, MatchesTheStandardVectorsWholeAndInPieces) {
+  EXPECT_EQ(Sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  auto hash = Sha256::Create();
+  ASSERT_TRUE(hash.ok());
+  (*hash)->Update("ab");
+  (*hash)->Update("");
+  (*hash)->Update("c");
+  EXPECT_EQ((*hash)->FinishHex(), Sha256Hex("abc"));
+}
+
+TEST(FileSetDigests, RefuseAKeyShorterThanTheMinimum) {
+  EXPECT_EQ(MakeFileSetDigests(std::string(kHmacKeyBytesMin - 1, 'k')).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(MakeFileSetDigests(std::string(kHmacKeyBytesMin, 'k')).ok());
+}
+
+// ---- the golden window on disk, and verify -----------------------------------------------------
+
+class WindowOnDiskTest : public DirectoryFileSetTest {
+ protected:
+  void SetUp() override {
+    auto store = RocksStore::Open(store_path_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+    auto golden = test::BuildGoldenWindow(*store_);
+    ASSERT_TRUE(golden.ok()) << golden.status();
+    golden_ = *std::move(golden);
+    auto digests = MakeFileSetDigests(test::kGoldenManifestKey);
+    ASSERT_TRUE(digests.ok());
+    digests_ = *std::move(digests);
+    const absl::Status status = WriteWindow(golden_.window);
+    ASSERT_TRUE(status.ok()) << status;
+  }
+
+  absl::Status WriteWindow(const ClosedWindow& window) {
+    auto set = DirectoryFileSet::Open(output_dir_, window.day);
+    if (!set.ok()) return set.status();
+    return RenderWindowFiles(*store_, *golden_.registry, window, **set, digests_);
+  }
+
+  absl::StatusOr<std::string> Verify(std::string_view key = test::kGoldenManifestKey) {
+    return VerifyWindowFiles(window_dir_.string(), *store_, *golden_.registry, key);
+  }
+
+  // Rewrites the MANIFEST for the files as they are now, signed with the right key: what a
+  // tamperer who holds the key, or a broken writer, would leave.
+  void Resign() {
+    std::string body;
+    for (const auto& [path, bytes] : FilesUnder(window_dir_)) {
+      if (path == "MANIFEST") continue;
+      body += Cat(Sha256Hex(bytes), " ", bytes.size(), " ", path, "\n");
+    }
+    auto hmac = HmacSha256::Create(test::kGoldenManifestKey);
+    ASSERT_TRUE(hmac.ok());
+    WriteWhole(window_dir_ / "MANIFEST", Cat(body, "HMAC-SHA256 ", (*hmac)->MacHex(body), "\n"));
+  }
+
+  // Replaces the first occurrence of `from` in a file.
+  void Edit(const std::string& path, std::string_view from, std::string_view to) {
+    std::string bytes = ReadWhole(window_dir_ / path);
+    const size_t at = bytes.find(from);
+    ASSERT_NE(at, std::string::npos) << from << " not in " << path;
+    bytes.replace(at, from.size(), to);
+    WriteWhole(window_dir_ / path, bytes);
+  }
+
+  void ExpectMismatch(std::string_view expected_message) {
+    const absl::StatusOr<std::string> result = Verify();
+    ASSERT_FALSE(result.ok()) << "verify accepted a changed window: " << *result;
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kDataLoss) << result.status();
+    EXPECT_NE(std::string(result.status().message()).find(expected_message), std::string::npos) << result.status();
+  }
+
+  const std::string store_path_ = dir_.path() + "/state";
+  std::unique_ptr<RocksStore> store_;
+  test::GoldenWindow golden_;
+  Digests digests_;
+};
+
+TEST_F(WindowOnDiskTest, FilesOnDiskAreTheFilesRenderedInMemory) {
+  MemoryFileSet memory;
+  ASSERT_TRUE(RenderWindowFiles(*store_, *golden_.registry, golden_.window, memory, digests_).ok());
+  EXPECT_TRUE(FilesUnder(window_dir_) == memory.files());
+}
+
+TEST_F(WindowOnDiskTest, WritingTheWindowAgainIsIdempotent) {
+  const std::map<std::string, std::string> before = FilesUnder(window_dir_);
+  const absl::Status status = WriteWindow(golden_.window);
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_TRUE(FilesUnder(window_dir_) == before);
+}
+
+TEST_F(WindowOnDiskTest, WritingOtherBytesUnderTheSameNamesIsRefusedAndTheFilesStand) {
+  const std::map<std::string, std::string> before = FilesUnder(window_dir_);
+  // A registry that has lost bank B3401 since: its files are no longer rendered, and the others
+  // are the same, except summary.txt, which no longer lists its position.
+  std::vector<Bank> banks;
+  for (const Bank& bank : golden_.registry->banks()) {
+    if (bank.bank_id != "B3401") banks.push_back(bank);
+  }
+  std::array<int32_t, kCategoryCount> fee_bps{};
+  for (size_t i = 0; i < kCategoryCount; ++i) fee_bps[i] = golden_.registry->fee_bps(static_cast<Category>(i));
+  auto smaller = Registry::FromParts(golden_.registry->provinces(), banks, golden_.registry->funds(),
+                                     golden_.registry->merchants(), fee_bps);
+  ASSERT_TRUE(smaller.ok()) << smaller.status();
+  auto set = DirectoryFileSet::Open(output_dir_, test::kGoldenDay);
+  ASSERT_TRUE(set.ok());
+  const absl::Status status = RenderWindowFiles(*store_, **smaller, golden_.window, **set, digests_);
+  EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists) << status;
+  EXPECT_NE(std::string(status.message()).find("/20261127/summary.txt already exists with different content"),
+            std::string::npos)
+      << status;
+  EXPECT_TRUE(FilesUnder(window_dir_) == before);
+}
+
+TEST_F(WindowOnDiskTest, VerifyAcceptsTheFilesAsWritten) {
+  const absl::StatusOr<std::string> result = Verify();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->starts_with("window 20261127: 15 files match the MANIFEST")) << *result;
+}
+
+TEST_F(WindowOnDiskTest, VerifyCatchesOneChangedByteInAnyFile) {
+  const std::map<std::string, std::string> files = FilesUnder(window_dir_);
+  ASSERT_EQ(files.size(), 16u);  // 15 files and the MANIFEST
+  for (const auto& [path, bytes] : files) {
+    for (const size_t at : {size_t{0}, bytes.size() / 2, bytes.size() - 2, bytes.size() - 1}) {
+      std::string changed = bytes;
+      changed[at] = static_cast<char>(changed[at] ^ 0x01);
+      WriteWhole(window_dir_ / path, changed);
+      const absl::StatusOr<std::string> result = Verify();
+      EXPECT_FALSE(result.ok()) << "byte " << at << " of " << path << " changed, yet verify said: " << *result;
+      WriteWhole(window_dir_ / path, bytes);
+    }
+  }
+  EXPECT_TRUE(Verify().ok());
+}
+
+TEST_F(WindowOnDiskTest, VerifyCatchesARemovedLine) {
+  Edit("banks/B3101.txt", "D|ISSUER_DEBIT|330000|1|400|0|0|400\n", "");
+  ExpectMismatch("banks/B3101.txt: has ");  // the size the MANIFEST lists
+}
+
+TEST_F(WindowOnDiskTest, VerifyCatchesARemovedLineEvenUnderAResignedManifest) {
+  Edit("banks/B3101.txt", "D|ISSUER_DEBIT|330000|1|400|0|0|400\n", "");
+  Resign();
+  ExpectMismatch("banks/B3101.txt line 6: trailer record_count is 5 but the file has 4 D records");
+}
+
+TEST_F(WindowOnDiskTest, VerifyCatchesATrailerThatIsNotTheSumOfItsRecords) {
+  Edit("banks/B3101.txt", "D|ISSUER_DEBIT|330000|1|400|0|0|400\n", "D|ISSUER_DEBIT|330000|1|401|0|0|401\n");
+  Resign();
+  ExpectMismatch("banks/B3101.txt: trailer total_debit_fen is 600 but its records add up to 601");
+}
+
+TEST_F(WindowOnDiskTest, VerifyCatchesASignedChangeThatOnlyTheStoreContradicts) {
+  Edit("banks/B3101.detail.txt", "|GATE_07|", "|GATE_08|");
+  Resign();
+  ExpectMismatch(
+      "banks/B3101.detail.txt line 2: differs from what the store gives: the file has "
+      "'D|TAP_A1|TAP|ACQUIRER|621700*********0123|M_SH_METRO|GATE_08|");
+}
+
+TEST_F(WindowOnDiskTest, VerifyCatchesAManifestSignedWithAnotherKey) {
+  const absl::StatusOr<std::string> result = Verify("another-key-of-sufficient-length");
+  ASSERT_FALSE(result.ok());
+  EXPECT_NE(std::string(result.status().message()).find("MANIFEST: the HMAC-SHA256 of its lines does not match"),
+            std::string::npos)
+      << result.status();
+}
+
+TEST_F(WindowOnDiskTest, VerifyCatchesAFileTheManifestDoesNotList) {
+  WriteWhole(window_dir_ / "banks" / "B9999.txt", "H|format=YRD-BANK\n");
+  ExpectMismatch("banks/B9999.txt: is in the window directory but not in the MANIFEST");
+}
+
+TEST_F(WindowOnDiskTest, VerifyCommandExitsZeroOnGoodFilesAndOneOnAChangedByte) {
+  // The report tool opens the store as a secondary instance; the daemon's store stays open here.
+  std::string key_hex;
+  for (const unsigned char c : test::kGoldenManifestKey)
+    key_hex += Cat("0123456789abcdef"[c >> 4], "0123456789abcdef"[c & 15]);
+  const fs::path key_file = fs::path(dir_.path()) / "manifest.key";
+  WriteWhole(key_file, key_hex + "\n");
+  fs::permissions(key_file, fs::perms::owner_read | fs::perms::owner_write);
+  const std::string command =
+      Cat(YRD_REPORT_BINARY, " verify ", window_dir_.string(), " --store ", store_path_, " --registry ",
+          test::GoldenDir(), "/registry.toml --key-file ", key_file.string(), " > ", dir_.path(), "/verify.out 2>&1");
+  int status = std::system(command.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << ReadWhole(fs::path(dir_.path()) / "verify.out");
+  EXPECT_TRUE(ReadWhole(fs::path(dir_.path()) / "verify.out").starts_with("window 20261127: 15 files match"));
+
+  Edit("funds/330100.txt", "11000", "11001");
+  status = std::system(command.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  EXPECT_NE(ReadWhole(fs::path(dir_.path()) / "verify.out").find("funds/330100.txt: sha256 is "), std::string::npos)
+      << ReadWhole(fs::path(dir_.path()) / "verify.out");
+}
+
+}  // namespace
+}  // namespace yrd
