@@ -1,0 +1,75 @@
+#include "adapters/http/clearing_metrics.h"
+
+#include <string>
+
+namespace yrd::http {
+namespace {
+
+constexpr WindowState kWindowStates[] = {WindowState::kOpen, WindowState::kClosing, WindowState::kClosed,
+                                         WindowState::kFilesWritten};
+
+}  // namespace
+
+void AppendClearingMetrics(const ClearingMetrics& metrics, PrometheusText& page) {
+  page.Counter("yrd_events_consumed_total", "Messages consumed from yrd.taps and yrd.medical.",
+               metrics.events_consumed_count);
+  page.Counter("yrd_events_applied_total", "Events applied to a window's positions.", metrics.events_applied_count);
+  page.Counter("yrd_events_exact_duplicate_total",
+               "Events identical to one already applied (same txn_id, same content); counted, not applied.",
+               metrics.events_exact_duplicate_count);
+  page.Counter("yrd_events_late_total", "Events applied to a later window because theirs had closed.",
+               metrics.events_late_count);
+  page.Counter("yrd_batches_committed_total", "Batches durably committed to the state store.",
+               metrics.batches_committed_count);
+  page.Counter("yrd_store_written_bytes_total", "Bytes of state-store write batches committed.",
+               metrics.store_written_bytes);
+
+  page.Family("yrd_exceptions_total", PrometheusType::kCounter,
+              "Messages not applied, by reason; each is in the exception store (clearing-report exceptions).");
+  for (size_t i = 0; i < kReasonCount; ++i) {
+    page.Sample({{"reason", kReasonNames[i]}}, metrics.exception_count_by_reason[i]);
+  }
+
+  page.Family("yrd_pipeline_queue_depth_batches", PrometheusType::kGauge,
+              "Batches waiting in front of a pipeline stage.");
+  for (const ClearingMetrics::StageDepth& stage : metrics.queue_depths) {
+    page.Sample({{"stage", stage.stage}}, stage.depth_batches);
+  }
+
+  page.Family("yrd_consumer_lag_messages", PrometheusType::kGauge,
+              "Messages in a partition not consumed yet (high watermark minus next offset).");
+  for (const ClearingMetrics::PartitionLag& lag : metrics.consumer_lags) {
+    const std::string partition = std::to_string(lag.partition);
+    page.Sample({{"topic", lag.topic}, {"partition", partition}}, lag.lag_messages);
+  }
+
+  if (metrics.commit_latency != nullptr) {
+    page.Family("yrd_commit_latency_seconds", PrometheusType::kHistogram,
+                "Time from a batch sealed to its synced store commit returning.");
+    page.Histogram({}, *metrics.commit_latency);
+  }
+
+  page.Family("yrd_window_state", PrometheusType::kGauge,
+              "1 for a window's current state (open, closing, closed, files_written), 0 for the others.");
+  for (const ClearingMetrics::Window& window : metrics.windows) {
+    const std::string date = FormatWindowDay(window.day);
+    for (WindowState state : kWindowStates) {
+      page.Sample({{"window", date}, {"state", WindowStateName(state)}}, window.state == state ? 1 : 0);
+    }
+  }
+
+  page.Family("yrd_last_file_set_timestamp_seconds", PrometheusType::kGauge,
+              "When the last clearing file set was committed (UTC epoch seconds), by window.");
+  if (metrics.last_file_set) {
+    const std::string date = FormatWindowDay(metrics.last_file_set->day);
+    // Printed in shortest round-trip form, so the three decimals of the milliseconds come back.
+    page.Sample({{"window", date}}, static_cast<double>(metrics.last_file_set->written_at_ms) / 1000.0);
+  }
+  page.Family("yrd_last_file_set_files", PrometheusType::kGauge,
+              "Files in the last clearing file set committed, MANIFEST included, by window.");
+  if (metrics.last_file_set) {
+    page.Sample({{"window", FormatWindowDay(metrics.last_file_set->day)}}, metrics.last_file_set->file_count);
+  }
+}
+
+}  // namespace yrd::http
