@@ -28,6 +28,7 @@ for _ in $(seq 1 300); do [[ -s $work/addr ]] && break; sleep 0.1; done
 bootstrap=$(cat "$work/addr")
 "$bin/clearing-gen/clearing-gen" registry --out "$work/registry.toml" --merchants 2000 --seed 1 >/dev/null
 (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$work/key")
+(umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$work/manifest.key")
 cat >"$work/clearingd.toml" <<CONFIG
 [kafka]
 bootstrap_servers = "$bootstrap"
@@ -37,6 +38,7 @@ path = "state"
 path = "registry.toml"
 [privacy]
 card_token_key_file = "key"
+manifest_key_file = "manifest.key"
 [clearing]
 clock_fixed_ms = 1795795140000
 [pipeline]
@@ -64,7 +66,7 @@ while :; do
 done
 done_ns=$(date +%s%N)
 kill -TERM "$daemon"; wait "$daemon" || true
-stopped=$(grep '"stopped"' "$work/clearingd.log" | tail -n1)
+stopped=$(grep '"pipeline_stopped"' "$work/clearingd.log" | tail -n1)
 p50=$(sed -n 's/.*"commit_latency_us_p50":\([0-9]*\).*/\1/p' <<<"$stopped")
 p99=$(sed -n 's/.*"commit_latency_us_p99":\([0-9]*\).*/\1/p' <<<"$stopped")
 oracle=mismatch

@@ -3,7 +3,8 @@
 # missing, starts the embedded Kafka broker (clearing-broker) and the daemon (clearingd),
 # produces a generated day of events while the daemon consumes them, waits until every message
 # is committed, stops the daemon with SIGTERM, checks the result against the generator's
-# oracle and prints the positions.
+# oracle, then lets the next day begin: the window closes, its clearing files are written and
+# verified, and the province positions of the summary are printed.
 #
 #   tools/demo.sh                 # 1,000,000 events of yesterday (China time)
 #   EVENTS=200000 tools/demo.sh   # a smaller day
@@ -43,6 +44,7 @@ echo "== generating a registry and the daemon's configuration"
 "$bin/clearing-gen/clearing-gen" registry --out "$out/registry.toml" --merchants 2000 --seed 1
 # The card-token key comes from configuration, never from the repository: a fresh one per run.
 (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$out/card-token.key")
+(umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$out/manifest.key")
 # The daemon's clock stands at 23:59 China time of the generated day, so that day is open and
 # the day before it is closed (its late events go to the open window).
 clock_ms=$(( $(date -u -d "${date_cst:0:4}-${date_cst:4:2}-${date_cst:6:2} 23:59:00 +0800" +%s) * 1000 ))
@@ -55,6 +57,9 @@ path = "state"
 path = "registry.toml"
 [privacy]
 card_token_key_file = "card-token.key"
+manifest_key_file = "manifest.key"
+[output]
+dir = "files"
 [clearing]
 clock_fixed_ms = $clock_ms
 [log]
@@ -94,8 +99,31 @@ echo "== checking every position and count against the generator's oracle"
 "$bin/clearing-report/clearing-report" --store "$out/state" outcome --registry "$out/registry.toml" \
   --expect "$out/oracle.json"
 
-echo "== province positions of $date_cst (fen)"
-"$bin/clearing-report/clearing-report" --store "$out/state" positions --registry "$out/registry.toml" \
-  --window "$date_cst" --by province
+echo "== the next day: clearingd restarts with its clock past $date_cst's cutoff plus grace,"
+echo "   closes the window, checks the invariants and writes the clearing files"
+next_day_clock_ms=$(( clock_ms + 17 * 60 * 1000 ))   # 00:16 China time, after the 15-minute grace
+"$bin/clearingd/clearingd" --config "$out/clearingd.toml" --clock-fixed-ms "$next_day_clock_ms" \
+  >>"$out/clearingd.log" 2>&1 &
+daemon=$!
+pids+=("$daemon")
+for _ in $(seq 1 1200); do
+  grep -q "\"window_files_written\".*\"$date_cst\"\|\"window\":\"$date_cst\".*\"window_files_written\"" \
+    "$out/clearingd.log" && break
+  grep -q '"clearing_files_not_written"' "$out/clearingd.log" && break
+  kill -0 "$daemon" 2>/dev/null || break
+  sleep 0.5
+done
+kill -TERM "$daemon"
+wait "$daemon"
+files="$out/files/$date_cst"
+[[ -f $files/MANIFEST ]] || { echo "no clearing files were written; see $out/clearingd.log" >&2; exit 1; }
+
+echo "== verifying the files against their MANIFEST, their trailers and the store"
+"$bin/clearing-report/clearing-report" --store "$out/state" verify "$files" --registry "$out/registry.toml" \
+  --key-file "$out/manifest.key"
+
+echo "== province positions of $date_cst from $files/summary.txt (fen)"
+grep 'PROVINCE' "$files/summary.txt"
 echo
-echo "Files of this run: $out (state store, logs, registry, oracle)."
+echo "Clearing files: $files"
+echo "Everything of this run: $out (state store, logs, registry, oracle, files)."

@@ -36,6 +36,12 @@ TEST(Ingest, GeneratedDayMatchesOracleExactly) {
   EXPECT_TRUE(diff.empty());
   // Every rejected message was also copied to the dead-letter topic, once.
   EXPECT_EQ(scenario.DeadLetterCount(std::chrono::seconds(60)), ExceptionTotal(scenario.oracle()));
+
+  // The next day the window closes and its files agree with the oracle and verify.
+  ASSERT_TRUE(scenario.CloseDayAndWriteFiles(std::chrono::minutes(3))) << ReadFile(scenario.daemon_log());
+  const std::vector<std::string> file_diff = scenario.DiffFilesWithOracle();
+  for (const std::string& line : file_diff) ADD_FAILURE() << line;
+  EXPECT_TRUE(file_diff.empty());
 }
 
 TEST(Ingest, RestartAfterSigtermResumesWithoutLossOrDoubleCount) {

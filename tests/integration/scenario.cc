@@ -3,6 +3,10 @@
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
 
+#include <filesystem>
+#include <map>
+#include <sstream>
+
 #include "engine/outcome.h"
 #include "gtest/gtest.h"
 
@@ -38,10 +42,12 @@ void Scenario::Prepare(int merchants, int seed, const std::string& extra_config)
             0)
       << ReadFile(dir_ / "gen.log");
   WriteFile(dir_ / "card.key", "00112233445566778899aabbccddeeff0123456789abcdef0123456789abcdef\n", 0600);
+  WriteFile(dir_ / "manifest.key", "ffeeddccbbaa99887766554433221100fedcba9876543210fedcba9876543210\n", 0600);
   WriteFile(dir_ / "clearingd.toml",
             "[kafka]\nbootstrap_servers = \"" + bootstrap_servers_ +
                 "\"\n[store]\npath = \"state\"\n[registry]\npath = \"registry.toml\"\n"
-                "[privacy]\ncard_token_key_file = \"card.key\"\n[log]\nprogress_interval_ms = 1000\n" + extra_config);
+                "[privacy]\ncard_token_key_file = \"card.key\"\nmanifest_key_file = \"manifest.key\"\n"
+                "[output]\ndir = \"files\"\n[log]\nprogress_interval_ms = 1000\n" + extra_config);
 }
 
 void Scenario::Generate(int64_t events, int seed, const std::vector<std::string>& extra_flags) {
@@ -90,6 +96,100 @@ std::vector<std::string> Scenario::DiffWithOracle() {
   if (!actual.ok()) return {"store outcome: " + actual.status().ToString()};
   if (!expected.ok()) return {"oracle: " + expected.status().ToString()};
   return DiffOutcomes(*expected, *actual);
+}
+
+bool Scenario::CloseDayAndWriteFiles(std::chrono::milliseconds timeout) {
+  // 00:16 China time of the next day: past the 15-minute grace after the midnight cutoff.
+  const int64_t next_day_ms = oracle_.at("clock_fixed_ms").get<int64_t>() + 17 * 60'000;
+  ChildProcess daemon({YRD_CLEARINGD_BINARY, "--config", dir_ / "clearingd.toml", "--clock-fixed-ms",
+                       std::to_string(next_day_ms)},
+                      daemon_log());
+  const bool written = WaitFor(
+      [&] { return ReadFile(daemon_log()).find("\"window_files_written\"") != std::string::npos || !daemon.running(); },
+      timeout);
+  daemon.Signal(SIGTERM);
+  (void)daemon.Wait(std::chrono::seconds(60));
+  return written && !ReadFile(files_dir() + "/MANIFEST").empty();
+}
+
+namespace {
+
+// Splits a '|'-separated record.
+std::vector<std::string> Fields(const std::string& line) {
+  std::vector<std::string> fields;
+  size_t start = 0;
+  for (;;) {
+    const size_t bar = line.find('|', start);
+    fields.push_back(line.substr(start, bar == std::string::npos ? std::string::npos : bar - start));
+    if (bar == std::string::npos) return fields;
+    start = bar + 1;
+  }
+}
+
+// The value of `name=` in a file's trailer, or nullopt.
+std::optional<int64_t> TrailerValue(const std::string& text, const std::string& name) {
+  const size_t trailer = text.rfind("\nT|");
+  if (trailer == std::string::npos) return std::nullopt;
+  const size_t at = text.find("|" + name + "=", trailer);
+  if (at == std::string::npos) return std::nullopt;
+  return std::stoll(text.substr(at + name.size() + 2));
+}
+
+}  // namespace
+
+std::vector<std::string> Scenario::DiffFilesWithOracle() {
+  std::vector<std::string> diff;
+  const nlohmann::json& window = oracle_.at("windows").at("20261127");
+  auto expected = [&](const char* scheme, const char* kind, const std::string& id) -> int64_t {
+    const nlohmann::json& map = window.at(scheme).at(kind);
+    return map.contains(id) ? map.at(id).get<int64_t>() : 0;
+  };
+  std::map<std::string, int64_t> merchant_net;
+  std::vector<std::string> banks, funds;
+  for (const auto& entry : std::filesystem::directory_iterator(files_dir() + "/banks")) {
+    const std::string name = entry.path().filename().string();
+    if (name.ends_with(".txt") && !name.ends_with(".detail.txt")) banks.push_back(name.substr(0, name.size() - 4));
+  }
+  for (const auto& entry : std::filesystem::directory_iterator(files_dir() + "/funds")) {
+    const std::string name = entry.path().filename().string();
+    if (name.ends_with(".txt") && !name.ends_with(".detail.txt")) funds.push_back(name.substr(0, name.size() - 4));
+  }
+  if (banks.empty() || funds.empty()) diff.push_back("no bank or fund files in " + files_dir());
+  for (const std::string& bank : banks) {
+    const std::string text = ReadFile(files_dir() + "/banks/" + bank + ".txt");
+    const std::optional<int64_t> net = TrailerValue(text, "net_position_fen");
+    if (!net || *net != expected("bank_scheme", "bank", bank)) {
+      diff.push_back("bank " + bank + ": file net " + (net ? std::to_string(*net) : "missing") + ", oracle " +
+                     std::to_string(expected("bank_scheme", "bank", bank)));
+    }
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+      if (!line.starts_with("D|MERCHANT_CREDIT|")) continue;
+      const std::vector<std::string> f = Fields(line);
+      merchant_net[f[2]] += std::stoll(f.back());
+    }
+  }
+  for (const auto& [id, fen] : window.at("bank_scheme").at("merchant").items()) merchant_net.try_emplace(id, 0);
+  for (const auto& [merchant, net] : merchant_net) {
+    if (net != expected("bank_scheme", "merchant", merchant)) {
+      diff.push_back("merchant " + merchant + ": files net " + std::to_string(net) + ", oracle " +
+                     std::to_string(expected("bank_scheme", "merchant", merchant)));
+    }
+  }
+  for (const std::string& fund : funds) {
+    const std::optional<int64_t> net = TrailerValue(ReadFile(files_dir() + "/funds/" + fund + ".txt"), "net_position_fen");
+    if (!net || *net != expected("fund_scheme", "fund", fund)) {
+      diff.push_back("fund " + fund + ": file net " + (net ? std::to_string(*net) : "missing") + ", oracle " +
+                     std::to_string(expected("fund_scheme", "fund", fund)));
+    }
+  }
+  std::string output;
+  if (RunProgram({YRD_REPORT_BINARY, "--store", dir_ / "state", "verify", files_dir(), "--registry",
+                  dir_ / "registry.toml", "--key-file", dir_ / "manifest.key"},
+                 std::chrono::minutes(2), &output, dir_ / "report.log") != 0) {
+    diff.push_back("clearing-report verify failed: " + output + ReadFile(dir_ / "report.log"));
+  }
+  return diff;
 }
 
 int64_t Scenario::DeadLetterCount(std::chrono::milliseconds timeout) {

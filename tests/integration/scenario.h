@@ -32,6 +32,14 @@ class Scenario {
   [[nodiscard]] bool WaitCaughtUp(std::chrono::milliseconds timeout);
   // The differences between the store's outcome and the oracle; empty when equal.
   [[nodiscard]] std::vector<std::string> DiffWithOracle();
+  // Restarts the daemon with its clock past the generated day's close, waits until the day's
+  // clearing files are written and stops it; false if they did not appear in time.
+  [[nodiscard]] bool CloseDayAndWriteFiles(std::chrono::milliseconds timeout);
+  // The differences between the day's clearing files (bank, merchant and fund net positions)
+  // and the oracle, plus the verdict of `clearing-report verify`; empty when all agree.
+  [[nodiscard]] std::vector<std::string> DiffFilesWithOracle();
+  [[nodiscard]] std::string files_dir() const { return dir_ / "files/20261127"; }
+
   // How many messages the daemon copied to yrd.dlq.
   [[nodiscard]] int64_t DeadLetterCount(std::chrono::milliseconds timeout);
 

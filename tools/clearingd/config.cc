@@ -96,7 +96,8 @@ absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
     return absl::InvalidArgumentError(Cat(path, ":", error.source().begin.line, ": ", error.description()));
   }
   for (const auto& [key, node] : root) {
-    static constexpr std::string_view kSections[] = {"kafka", "store", "registry", "privacy", "clearing", "pipeline", "log"};
+    static constexpr std::string_view kSections[] = {"kafka",    "store",    "registry", "privacy",
+                                                     "clearing", "pipeline", "log",      "output"};
     if (std::find(std::begin(kSections), std::end(kSections), key.str()) == std::end(kSections)) {
       return absl::InvalidArgumentError(Cat(At(path, node), ": unknown section or key '", key.str(), "'"));
     }
@@ -135,7 +136,11 @@ absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
   check(registry.RefuseUnknown());
   Section privacy(path, root, "privacy");
   check(privacy.String("card_token_key_file", config.card_token_key_file));
+  check(privacy.String("manifest_key_file", config.manifest_key_file));
   check(privacy.RefuseUnknown());
+  Section output(path, root, "output");
+  check(output.String("dir", config.output_dir));
+  check(output.RefuseUnknown());
 
   Section clearing(path, root, "clearing");
   std::string cutoff = "00:00";
@@ -162,6 +167,8 @@ absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
   int64_t batch_bytes_max = static_cast<int64_t>(config.pipeline.batch.arena_bytes_max);
   int64_t batch_linger_ms = config.pipeline.batch_linger.count();
   int64_t batches_max = static_cast<int64_t>(config.pipeline.batches_in_flight_max);
+  int64_t window_tick_ms = config.pipeline.window_tick.count();
+  check(pipeline.Integer("window_tick_ms", window_tick_ms, 10, 60'000));
   check(pipeline.Integer("batch_messages_max", batch_messages_max, 1, 1 << 20));
   check(pipeline.Integer("batch_bytes_max", batch_bytes_max, 1 << 20, 1 << 30));
   check(pipeline.Integer("batch_linger_ms", batch_linger_ms, 0, 1000));
@@ -171,6 +178,7 @@ absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
   config.pipeline.batch.arena_bytes_max = static_cast<size_t>(batch_bytes_max);
   config.pipeline.batch_linger = std::chrono::milliseconds(batch_linger_ms);
   config.pipeline.batches_in_flight_max = static_cast<size_t>(batches_max);
+  config.pipeline.window_tick = std::chrono::milliseconds(window_tick_ms);
   if (config.pipeline.batch.arena_bytes_max < config.decode.message_bytes_max + 1024) {
     check(absl::InvalidArgumentError(Cat(path, ": pipeline.batch_bytes_max must exceed clearing.message_bytes_max")));
   }
@@ -190,7 +198,12 @@ absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
   }
   config.store_path = Resolve(path, config.store_path);
   config.registry_path = Resolve(path, config.registry_path);
+  if (config.manifest_key_file.empty()) {
+    return absl::InvalidArgumentError(Cat(path, ": privacy.manifest_key_file is required (the HMAC key that signs each MANIFEST)"));
+  }
   config.card_token_key_file = Resolve(path, config.card_token_key_file);
+  config.manifest_key_file = Resolve(path, config.manifest_key_file);
+  config.output_dir = Resolve(path, config.output_dir);
   return config;
 }
 

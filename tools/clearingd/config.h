@@ -28,6 +28,9 @@ struct DaemonConfig {
   std::string registry_path;
   // [privacy]
   std::string card_token_key_file;
+  std::string manifest_key_file;             // HMAC key of the clearing files' MANIFEST
+  // [output]
+  std::string output_dir = "clearing-files";  // files go to <dir>/<YYYYMMDD>/
   // [clearing]
   WindowCalendar calendar;                   // cutoff_local "HH:MM", grace_ms
   DecodeLimits decode;                       // dedup_horizon_days, clock_skew_ms_max, message_bytes_max

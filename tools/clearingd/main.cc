@@ -1,12 +1,22 @@
 // clearingd: the clearing daemon. Consumes yrd.taps and yrd.medical, deduplicates and nets
-// them into the state store with exactly-once effect. SIGTERM/SIGINT: stop consuming, commit
-// what is in flight, exit 0. SIGHUP: reload the registry (a bad one is refused, the old stays).
+// them into the state store with exactly-once effect, closes windows on its clock and writes
+// their clearing files. SIGTERM/SIGINT: stop consuming, commit what is in flight, exit 0.
+// SIGHUP: reload the registry (a bad one is refused, the old one stays).
+//
+// Threads: the main thread runs the io_context (signals, timers); a worker thread runs the
+// pipeline's ingest stage (the pipeline owns the ledger thread); the file writer has its own.
+// A store or broker failure that may clear by itself (disk full, brokers unreachable) stops
+// consumption, and the worker reopens everything from the store after kRetryInterval: nothing
+// is acknowledged past what was stored, so nothing is lost or doubled.
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
+#include <mutex>
 #include <thread>
 
 #include "CLI/CLI.hpp"
 #include "adapters/crypto/hmac.h"
+#include "adapters/fs/file_set.h"
 #include "adapters/kafka/kafka_source.h"
 #include "adapters/log/log.h"
 #include "adapters/rocksdb/rocks_store.h"
@@ -17,97 +27,102 @@
 #include "engine/ledger.h"
 #include "engine/pipeline.h"
 #include "tools/clearingd/config.h"
+#include "tools/clearingd/file_writer.h"
 
 namespace yrd {
 namespace {
+
+// After a failure that may clear by itself, the worker waits this long before reopening.
+constexpr std::chrono::seconds kRetryInterval{5};
 
 int Fail(std::string_view event, const absl::Status& status, std::string_view action) {
   log::Error(event, {{"error", status.ToString()}, {"action", action}});
   return 1;
 }
 
-int Run(DaemonConfig config, bool check_only) {
-  if (config.log_level == "debug") log::MinimumLevel() = static_cast<int>(log::Level::kDebug);
-  if (config.log_level == "warning") log::MinimumLevel() = static_cast<int>(log::Level::kWarning);
-  auto registry = Registry::FromFile(config.registry_path);
-  if (!registry.ok()) return Fail("registry_invalid", registry.status(), "fix the registry file and start again");
-  auto key = ReadKeyFile(config.card_token_key_file);
-  if (!key.ok()) return Fail("card_token_key_invalid", key.status(), "provide the HMAC key file named by privacy.card_token_key_file");
-  auto tokenizer = HmacSha256::Create(*key);
-  if (!tokenizer.ok()) return Fail("card_token_key_invalid", tokenizer.status(), "check the key file");
-  if (check_only) {
-    log::Info("config_ok", {{"registry_banks", (*registry)->banks().size()},
-                            {"registry_merchants", (*registry)->merchants().size()}});
+bool IsRetryable(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kUnavailable || status.code() == absl::StatusCode::kResourceExhausted ||
+         status.code() == absl::StatusCode::kDeadlineExceeded;
+}
+
+class Daemon {
+ public:
+  Daemon(DaemonConfig config, std::shared_ptr<const Registry> registry, std::unique_ptr<HmacSha256> tokenizer,
+         Digests digests, std::unique_ptr<Clock> clock)
+      : config_(std::move(config)),
+        registry_(std::move(registry)),
+        tokenizer_(std::move(tokenizer)),
+        digests_(std::move(digests)),
+        clock_(std::move(clock)) {}
+
+  // Runs until SIGTERM/SIGINT (returns 0) or a failure that cannot clear by itself (returns 1).
+  int Run() {
+    boost::asio::signal_set stop_signals(io_, SIGTERM, SIGINT);
+    stop_signals.async_wait([this](const boost::system::error_code& error, int signal) {
+      if (error) return;
+      log::Info("stopping", {{"signal", signal}, {"detail", "finishing and committing the batches in flight"}});
+      RequestStop();
+    });
+    boost::asio::signal_set reload_signals(io_, SIGHUP);
+    std::function<void(const boost::system::error_code&, int)> on_reload = [&](const boost::system::error_code& error,
+                                                                                int) {
+      if (error) return;
+      ReloadRegistry();
+      reload_signals.async_wait(on_reload);
+    };
+    reload_signals.async_wait(on_reload);
+    boost::asio::steady_timer progress(io_);
+    std::function<void(const boost::system::error_code&)> on_progress = [&](const boost::system::error_code& error) {
+      if (error) return;
+      LogProgress();
+      progress.expires_after(config_.progress_log_interval);
+      progress.async_wait(on_progress);
+    };
+    if (config_.progress_log_interval.count() > 0) {
+      progress.expires_after(config_.progress_log_interval);
+      progress.async_wait(on_progress);
+    }
+
+    std::thread worker([this] {
+      WorkerLoop();
+      boost::asio::post(io_, [this] { io_.stop(); });
+    });
+    io_.run();
+    worker.join();
+    if (!final_status_.ok()) {
+      return Fail("stopped_on_error", final_status_,
+                  final_status_.code() == absl::StatusCode::kDataLoss
+                      ? "messages are missing upstream; see the detail: nothing after the gap was applied"
+                      : "fix the cause named in the error and start clearingd again; it resumes from its last commit");
+    }
+    log::Info("stopped", {});
     return 0;
   }
 
-  std::unique_ptr<Clock> clock;
-  if (config.clock_fixed_ms != 0) {
-    clock = std::make_unique<ManualClock>(config.clock_fixed_ms);
-  } else {
-    clock = std::make_unique<SystemClock>();
+ private:
+  void RequestStop() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_requested_ = true;
+    if (pipeline_ != nullptr) pipeline_->RequestStop();
+    wake_.notify_all();
   }
-  auto store = RocksStore::Open(config.store_path);
-  if (!store.ok()) return Fail("store_open_failed", store.status(), "check store.path, free disk space, and that no other clearingd runs on it");
-  (*store)->SetHorizonStartMs(clock->NowMs() - config.decode.dedup_horizon_ms);
-  Ledger ledger(**store, LedgerOptions{config.calendar});
-  if (absl::Status s = ledger.Load(clock->NowMs()); !s.ok()) {
-    return Fail("store_load_failed", s, "the state store is damaged; restore it from backup or contact the maintainers");
-  }
-  kafka::KafkaSourceOptions source_options;
-  source_options.bootstrap_servers = config.bootstrap_servers;
-  source_options.group_id = config.group_id;
-  source_options.settings = config.kafka_settings;
-  source_options.message_bytes_max = config.decode.message_bytes_max;
-  source_options.dead_letter = config.dead_letter;
-  source_options.on_warning = [](const std::string& text) {
-    log::Warning("kafka_transient_error", {{"detail", text}, {"action", "none if it clears; check the brokers if it repeats"}});
-  };
-  auto source = kafka::KafkaSource::Create(source_options, ledger.offsets());
-  if (!source.ok()) return Fail("kafka_connect_failed", source.status(), "check kafka.bootstrap_servers and that the topics exist");
 
-  RegistryHolder registry_holder(*registry);
-  Pipeline pipeline(config.pipeline, **source, ledger, *clock, registry_holder, **tokenizer);
-  log::Info("started", {{"store", config.store_path},
-                        {"bootstrap_servers", config.bootstrap_servers},
-                        {"commit_sequence", ledger.commit_sequence()},
-                        {"clock_fixed_ms", config.clock_fixed_ms}});
-
-  boost::asio::io_context io;
-  absl::Status pipeline_status;
-  std::atomic<bool> pipeline_done{false};
-  std::thread worker([&] {
-    pipeline_status = pipeline.Run();
-    pipeline_done = true;
-    boost::asio::post(io, [&io] { io.stop(); });
-  });
-
-  boost::asio::signal_set stop_signals(io, SIGTERM, SIGINT);
-  std::function<void(const boost::system::error_code&, int)> on_stop = [&](const boost::system::error_code& error, int signal) {
-    if (error) return;
-    log::Info("stopping", {{"signal", signal}, {"detail", "finishing and committing the batches in flight"}});
-    pipeline.RequestStop();
-  };
-  stop_signals.async_wait(on_stop);
-  boost::asio::signal_set reload_signals(io, SIGHUP);
-  std::function<void(const boost::system::error_code&, int)> on_reload = [&](const boost::system::error_code& error, int) {
-    if (error) return;
-    auto fresh = Registry::FromFile(config.registry_path);
-    if (fresh.ok()) {
-      registry_holder.Set(*fresh);
-      log::Info("registry_reloaded", {{"banks", (*fresh)->banks().size()}, {"merchants", (*fresh)->merchants().size()}});
-    } else {
-      log::Error("registry_reload_refused", {{"error", fresh.status().ToString()},
-                                             {"action", "fix the registry file and send SIGHUP again; the previous registry stays in force"}});
+  void ReloadRegistry() {
+    auto fresh = Registry::FromFile(config_.registry_path);
+    if (!fresh.ok()) {
+      log::Error("registry_reload_refused",
+                 {{"error", fresh.status().ToString()},
+                  {"action", "fix the registry file and send SIGHUP again; the previous registry stays in force"}});
+      return;
     }
-    reload_signals.async_wait(on_reload);
-  };
-  reload_signals.async_wait(on_reload);
+    registry_holder_.Set(*fresh);
+    log::Info("registry_reloaded", {{"banks", (*fresh)->banks().size()}, {"merchants", (*fresh)->merchants().size()}});
+  }
 
-  boost::asio::steady_timer progress(io);
-  std::function<void(const boost::system::error_code&)> on_progress = [&](const boost::system::error_code& error) {
-    if (error) return;
-    const PipelineStats& stats = pipeline.stats();
+  void LogProgress() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (pipeline_ == nullptr) return;
+    const PipelineStats& stats = pipeline_->stats();
     log::Info("progress", {{"consumed", stats.consumed_count.load()},
                            {"applied", stats.applied_count.load()},
                            {"exact_duplicates", stats.exact_duplicate_count.load()},
@@ -115,32 +130,140 @@ int Run(DaemonConfig config, bool check_only) {
                            {"late", stats.late_count.load()},
                            {"batches", stats.committed_batch_count.load()},
                            {"commit_latency_us_p99", stats.commit_latency_us.QuantileUpperBoundUs(0.99)}});
-    progress.expires_after(config.progress_log_interval);
-    progress.async_wait(on_progress);
-  };
-  if (config.progress_log_interval.count() > 0) {
-    progress.expires_after(config.progress_log_interval);
-    progress.async_wait(on_progress);
   }
-  io.run();
-  worker.join();
-  if (absl::Status s = (*source)->FlushDeadLetters(std::chrono::seconds(10)); !s.ok()) {
-    log::Warning("dead_letter_flush_incomplete", {{"error", s.ToString()}, {"action", "the exception store holds every rejected message; list them with clearing-report"}});
+
+  void WorkerLoop() {
+    for (;;) {
+      const absl::Status status = Attempt();
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (stop_requested_) {
+        final_status_ = status;
+        return;
+      }
+      if (status.ok() || !IsRetryable(status)) {
+        final_status_ = status.ok() ? absl::InternalError("the pipeline stopped without being asked to") : status;
+        return;
+      }
+      log::Error("consumption_paused",
+                 {{"error", status.ToString()},
+                  {"action", "nothing past the last commit was acknowledged; clearingd retries by itself every " +
+                                 std::to_string(kRetryInterval.count()) +
+                                 " s: free disk space or restore the brokers named in the error"}});
+      wake_.wait_for(lock, kRetryInterval, [this] { return stop_requested_; });
+      if (stop_requested_) return;
+    }
   }
-  const PipelineStats& stats = pipeline.stats();
-  log::Info("stopped", {{"consumed", stats.consumed_count.load()},
-                        {"applied", stats.applied_count.load()},
-                        {"batches", stats.committed_batch_count.load()},
-                        {"commit_latency_us_p50", stats.commit_latency_us.QuantileUpperBoundUs(0.50)},
-                        {"commit_latency_us_p99", stats.commit_latency_us.QuantileUpperBoundUs(0.99)},
-                        {"commit_sequence", ledger.commit_sequence()}});
-  if (!pipeline_status.ok()) {
-    return Fail("pipeline_stopped", pipeline_status,
-                pipeline_status.code() == absl::StatusCode::kDataLoss
-                    ? "messages are missing upstream; see the detail, nothing after the gap was applied"
-                    : "restart clearingd; it resumes from the last commit (check disk space and the brokers first)");
+
+  // One life of the store, ledger, Kafka source and pipeline, until a stop or a failure.
+  absl::Status Attempt() {
+    auto store = RocksStore::Open(config_.store_path);
+    if (!store.ok()) return store.status();
+    (*store)->SetHorizonStartMs(clock_->NowMs() - config_.decode.dedup_horizon_ms);
+    Ledger ledger(**store, LedgerOptions{config_.calendar});
+    if (absl::Status s = ledger.Load(clock_->NowMs()); !s.ok()) return s;
+    kafka::KafkaSourceOptions source_options;
+    source_options.bootstrap_servers = config_.bootstrap_servers;
+    source_options.group_id = config_.group_id;
+    source_options.settings = config_.kafka_settings;
+    source_options.message_bytes_max = config_.decode.message_bytes_max;
+    source_options.dead_letter = config_.dead_letter;
+    source_options.on_warning = [](const std::string& text) {
+      log::Warning("kafka_transient_error",
+                   {{"detail", text}, {"action", "none if it clears; check the brokers if it repeats"}});
+    };
+    auto source = kafka::KafkaSource::Create(source_options, ledger.offsets());
+    if (!source.ok()) return source.status();
+
+    Pipeline pipeline(config_.pipeline, **source, ledger, *clock_, registry_holder_, *tokenizer_);
+    FileWriter file_writer(**store, registry_holder_, config_.output_dir, digests_, [&pipeline](WindowDay day) {
+      pipeline.SubmitWindowCommand(WindowCommand{WindowCommand::Kind::kMarkFilesWritten, day});
+    });
+    pipeline.on_windows_changed = [&file_writer](const std::vector<WindowDay>& closed,
+                                                 const std::vector<WindowDay>& marked) {
+      for (const WindowDay day : closed) {
+        log::Info("window_closed", {{"window", FormatWindowDay(day)}});
+        file_writer.Enqueue(day);
+      }
+      for (const WindowDay day : marked) log::Info("window_files_written", {{"window", FormatWindowDay(day)}});
+    };
+    // Windows closed before a stop whose files were not finished: write them again (same bytes).
+    for (const WindowDay day : ledger.WindowsAwaitingFiles()) file_writer.Enqueue(day);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      pipeline_ = &pipeline;
+      if (stop_requested_) pipeline.RequestStop();
+    }
+    log::Info("started", {{"store", config_.store_path},
+                          {"bootstrap_servers", config_.bootstrap_servers},
+                          {"commit_sequence", ledger.commit_sequence()},
+                          {"clock_fixed_ms", config_.clock_fixed_ms}});
+    const absl::Status status = pipeline.Run();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      pipeline_ = nullptr;
+    }
+    if (absl::Status s = (*source)->FlushDeadLetters(std::chrono::seconds(10)); !s.ok()) {
+      log::Warning("dead_letter_flush_incomplete",
+                   {{"error", s.ToString()},
+                    {"action", "the exception store holds every rejected message; list them with clearing-report"}});
+    }
+    const PipelineStats& stats = pipeline.stats();
+    log::Info("pipeline_stopped", {{"consumed", stats.consumed_count.load()},
+                                   {"applied", stats.applied_count.load()},
+                                   {"batches", stats.committed_batch_count.load()},
+                                   {"commit_latency_us_p50", stats.commit_latency_us.QuantileUpperBoundUs(0.50)},
+                                   {"commit_latency_us_p99", stats.commit_latency_us.QuantileUpperBoundUs(0.99)},
+                                   {"commit_sequence", ledger.commit_sequence()},
+                                   {"status", status.ToString()}});
+    return status;
   }
-  return 0;
+
+  DaemonConfig config_;
+  std::shared_ptr<const Registry> registry_;
+  RegistryHolder registry_holder_{registry_};
+  std::unique_ptr<HmacSha256> tokenizer_;
+  Digests digests_;
+  std::unique_ptr<Clock> clock_;
+  boost::asio::io_context io_;
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stop_requested_ = false;    // guarded by mutex_
+  Pipeline* pipeline_ = nullptr;   // guarded by mutex_; the running pipeline, if any
+  absl::Status final_status_;      // written by the worker before it returns
+};
+
+int Start(DaemonConfig config, bool check_only) {
+  if (config.log_level == "debug") log::MinimumLevel() = static_cast<int>(log::Level::kDebug);
+  if (config.log_level == "warning") log::MinimumLevel() = static_cast<int>(log::Level::kWarning);
+  auto registry = Registry::FromFile(config.registry_path);
+  if (!registry.ok()) return Fail("registry_invalid", registry.status(), "fix the registry file and start again");
+  auto key = ReadKeyFile(config.card_token_key_file);
+  if (!key.ok()) {
+    return Fail("card_token_key_invalid", key.status(), "provide the HMAC key file named by privacy.card_token_key_file");
+  }
+  auto tokenizer = HmacSha256::Create(*key);
+  if (!tokenizer.ok()) return Fail("card_token_key_invalid", tokenizer.status(), "check the key file");
+  auto manifest_key = ReadKeyFile(config.manifest_key_file);
+  if (!manifest_key.ok()) {
+    return Fail("manifest_key_invalid", manifest_key.status(),
+                "provide the HMAC key file named by privacy.manifest_key_file");
+  }
+  auto digests = MakeFileSetDigests(*manifest_key);
+  if (!digests.ok()) return Fail("manifest_key_invalid", digests.status(), "check the key file");
+  if (check_only) {
+    log::Info("config_ok", {{"registry_banks", (*registry)->banks().size()},
+                            {"registry_merchants", (*registry)->merchants().size()}});
+    return 0;
+  }
+  std::unique_ptr<Clock> clock;
+  if (config.clock_fixed_ms != 0) {
+    clock = std::make_unique<ManualClock>(config.clock_fixed_ms);
+  } else {
+    clock = std::make_unique<SystemClock>();
+  }
+  Daemon daemon(std::move(config), *std::move(registry), *std::move(tokenizer), *std::move(digests), std::move(clock));
+  return daemon.Run();
 }
 
 }  // namespace
@@ -153,7 +276,7 @@ int main(int argc, char** argv) {
   int64_t clock_fixed_ms = -1;
   bool check_config = false;
   app.add_option("-c,--config", config_path, "configuration file (TOML)")->required()->check(CLI::ExistingFile);
-  app.add_flag("--check-config", check_config, "check the configuration, registry and key, then exit");
+  app.add_flag("--check-config", check_config, "check the configuration, registry and keys, then exit");
   app.add_option("--bootstrap-servers", bootstrap_servers, "overrides kafka.bootstrap_servers");
   app.add_option("--store", store_path, "overrides store.path");
   app.add_option("--clock-fixed-ms", clock_fixed_ms, "overrides clearing.clock_fixed_ms (0: system clock)");
@@ -166,5 +289,5 @@ int main(int argc, char** argv) {
   if (!bootstrap_servers.empty()) config->bootstrap_servers = bootstrap_servers;
   if (!store_path.empty()) config->store_path = store_path;
   if (clock_fixed_ms >= 0) config->clock_fixed_ms = clock_fixed_ms;
-  return yrd::Run(*std::move(config), check_config);
+  return yrd::Start(*std::move(config), check_config);
 }

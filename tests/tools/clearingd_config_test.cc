@@ -1,0 +1,84 @@
+// clearingd's configuration: every refusal names the key and the file line.
+#include "tools/clearingd/config.h"
+
+#include "gtest/gtest.h"
+#include "tests/support/process.h"
+
+namespace yrd {
+namespace {
+
+using testing::TempDir;
+using testing::WriteFile;
+
+constexpr const char* kGood =
+    "[kafka]\nbootstrap_servers = \"127.0.0.1:9\"\n"
+    "[store]\npath = \"state\"\n"
+    "[registry]\npath = \"registry.toml\"\n"
+    "[privacy]\ncard_token_key_file = \"card.key\"\nmanifest_key_file = \"manifest.key\"\n";
+
+absl::StatusOr<DaemonConfig> Load(const TempDir& dir, const std::string& text) {
+  WriteFile(dir / "clearingd.toml", text);
+  return LoadDaemonConfig(dir / "clearingd.toml");
+}
+
+TEST(DaemonConfig, GoodFileGivesDefaultsAndPathsRelativeToTheFile) {
+  TempDir dir;
+  auto config = Load(dir, kGood);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->store_path, dir / "state");
+  EXPECT_EQ(config->output_dir, dir / "clearing-files");
+  EXPECT_EQ(config->calendar.grace_ms, 900'000);
+  EXPECT_EQ(config->decode.dedup_horizon_ms, 40 * kDayMs);
+}
+
+TEST(DaemonConfig, UnknownKeyIsRefusedWithItsNameAndLine) {
+  TempDir dir;
+  auto config = Load(dir, std::string(kGood) + "[clearing]\ngrace_minutes = 15\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("grace_minutes"), std::string::npos) << config.status();
+  EXPECT_NE(config.status().message().find("clearingd.toml:11"), std::string::npos) << config.status();
+}
+
+TEST(DaemonConfig, UnknownSectionIsRefused) {
+  TempDir dir;
+  auto config = Load(dir, std::string(kGood) + "[metrics]\nport = 1\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("metrics"), std::string::npos) << config.status();
+}
+
+TEST(DaemonConfig, WrongTypeIsRefusedWithTheKey) {
+  TempDir dir;
+  auto config = Load(dir, std::string(kGood) + "[clearing]\ngrace_ms = \"15 minutes\"\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("clearing.grace_ms must be an integer"), std::string::npos)
+      << config.status();
+}
+
+TEST(DaemonConfig, OutOfRangeIsRefusedWithTheRange) {
+  TempDir dir;
+  auto config = Load(dir, std::string(kGood) + "[pipeline]\npipeline_batches_max = 1\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("pipeline.pipeline_batches_max = 1 is out of range [2, 64]"),
+            std::string::npos)
+      << config.status();
+}
+
+TEST(DaemonConfig, MissingManifestKeyIsRefused) {
+  TempDir dir;
+  std::string text = kGood;
+  text.erase(text.find("manifest_key_file"));
+  auto config = Load(dir, text);
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("privacy.manifest_key_file is required"), std::string::npos)
+      << config.status();
+}
+
+TEST(DaemonConfig, BadCutoffIsRefused) {
+  TempDir dir;
+  auto config = Load(dir, std::string(kGood) + "[clearing]\ncutoff_local = \"24:00\"\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("clearing.cutoff_local"), std::string::npos) << config.status();
+}
+
+}  // namespace
+}  // namespace yrd
