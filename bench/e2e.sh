@@ -44,6 +44,8 @@ clock_fixed_ms = 1795795140000
 [pipeline]
 batch_messages_max = $batch
 pipeline_batches_max = $in_flight
+[admin]
+port = 0
 [log]
 progress_interval_ms = 0
 CONFIG

@@ -62,6 +62,8 @@ manifest_key_file = "manifest.key"
 dir = "files"
 [clearing]
 clock_fixed_ms = $clock_ms
+[admin]
+port = 0
 [log]
 progress_interval_ms = 2000
 CONFIG

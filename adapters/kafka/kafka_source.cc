@@ -50,6 +50,24 @@ struct KafkaSource::Impl {
   // Consumed but did not fit the last batch (its arena was full); taken first next time.
   std::deque<rd_kafka_message_t*> carry;
   std::vector<rd_kafka_message_t*> messages = std::vector<rd_kafka_message_t*>(kConsumeChunkMax);
+  std::chrono::steady_clock::time_point lag_refreshed_at{};
+  std::atomic<std::shared_ptr<const std::vector<PartitionLag>>> lag{std::make_shared<const std::vector<PartitionLag>>()};
+
+  void RefreshLag() {
+    auto lags = std::make_shared<std::vector<PartitionLag>>();
+    for (const auto& [topic_partition, next] : expected) {
+      int64_t low = 0, high = 0;
+      const std::string topic(TopicName(topic_partition.first));
+      PartitionLag entry{topic_partition.first, topic_partition.second, -1};
+      if (rd_kafka_get_watermark_offsets(handle, topic.c_str(), topic_partition.second, &low, &high) ==
+              RD_KAFKA_RESP_ERR_NO_ERROR &&
+          high >= 0) {
+        entry.lag_messages = std::max<int64_t>(0, high - std::max<int64_t>(next, low));
+      }
+      lags->push_back(entry);
+    }
+    lag.store(std::move(lags));
+  }
 
   ~Impl() {
     for (rd_kafka_message_t* message : carry) rd_kafka_message_destroy(message);
@@ -189,8 +207,14 @@ absl::StatusOr<std::unique_ptr<KafkaSource>> KafkaSource::Create(KafkaSourceOpti
   return std::unique_ptr<KafkaSource>(new KafkaSource(std::move(impl)));
 }
 
+std::shared_ptr<const std::vector<KafkaSource::PartitionLag>> KafkaSource::Lag() const { return impl_->lag.load(); }
+
 absl::Status KafkaSource::Fill(Batch& batch, std::chrono::milliseconds wait) {
   Impl& impl = *impl_;
+  if (const auto now = std::chrono::steady_clock::now(); now - impl.lag_refreshed_at >= kLagRefreshInterval) {
+    impl.lag_refreshed_at = now;
+    impl.RefreshLag();
+  }
   while (!impl.carry.empty() && !batch.full()) {
     bool fitted = false;
     if (absl::Status s = impl.Take(impl.carry.front(), batch, fitted); !s.ok()) return s;

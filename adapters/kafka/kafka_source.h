@@ -10,7 +10,9 @@
 
 #include <chrono>
 #include <functional>
+#include <atomic>
 #include <memory>
+#include <vector>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -41,6 +43,16 @@ class KafkaSource final : public MessageSource {
 
   [[nodiscard]] absl::Status Fill(Batch& batch, std::chrono::milliseconds wait) override;
   [[nodiscard]] absl::Status OnCommitted(const Batch& batch) override;
+
+  struct PartitionLag {
+    SourceTopic topic = SourceTopic::kTaps;
+    int32_t partition = 0;
+    int64_t lag_messages = 0;  // high watermark minus the next offset to consume; -1 unknown
+  };
+  // The lag of every assigned partition, as of the last refresh (every kLagRefreshInterval
+  // while consuming, from librdkafka's cached watermarks). Thread-safe.
+  [[nodiscard]] std::shared_ptr<const std::vector<PartitionLag>> Lag() const;
+  static constexpr std::chrono::milliseconds kLagRefreshInterval{1000};
 
   // Waits for the dead-letter copies to be delivered, at most `timeout`.
   [[nodiscard]] absl::Status FlushDeadLetters(std::chrono::milliseconds timeout);

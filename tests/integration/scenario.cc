@@ -3,6 +3,11 @@
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <map>
 #include <sstream>
@@ -42,12 +47,13 @@ void Scenario::Prepare(int merchants, int seed, const std::string& extra_config)
             0)
       << ReadFile(dir_ / "gen.log");
   WriteFile(dir_ / "card.key", "00112233445566778899aabbccddeeff0123456789abcdef0123456789abcdef\n", 0600);
+  WriteFile(dir_ / "admin.token", std::string(kAdminToken) + "\n", 0600);
   WriteFile(dir_ / "manifest.key", "ffeeddccbbaa99887766554433221100fedcba9876543210fedcba9876543210\n", 0600);
   WriteFile(dir_ / "clearingd.toml",
             "[kafka]\nbootstrap_servers = \"" + bootstrap_servers_ +
                 "\"\n[store]\npath = \"state\"\n[registry]\npath = \"registry.toml\"\n"
                 "[privacy]\ncard_token_key_file = \"card.key\"\nmanifest_key_file = \"manifest.key\"\n"
-                "[output]\ndir = \"files\"\n[log]\nprogress_interval_ms = 1000\n" + extra_config);
+                "[output]\ndir = \"files\"\n[admin]\nport = 0\nclose_token_file = \"admin.token\"\n[log]\nprogress_interval_ms = 1000\n" + extra_config);
 }
 
 void Scenario::Generate(int64_t events, int seed, const std::vector<std::string>& extra_flags) {
@@ -64,7 +70,8 @@ void Scenario::Generate(int64_t events, int seed, const std::vector<std::string>
 std::unique_ptr<ChildProcess> Scenario::StartDaemon() {
   return std::make_unique<ChildProcess>(
       std::vector<std::string>{YRD_CLEARINGD_BINARY, "--config", dir_ / "clearingd.toml", "--clock-fixed-ms",
-                               std::to_string(oracle_.at("clock_fixed_ms").get<int64_t>())},
+                               std::to_string(oracle_.is_null() ? kDayClockMs
+                                                                : oracle_.at("clock_fixed_ms").get<int64_t>())},
       daemon_log());
 }
 
@@ -190,6 +197,47 @@ std::vector<std::string> Scenario::DiffFilesWithOracle() {
     diff.push_back("clearing-report verify failed: " + output + ReadFile(dir_ / "report.log"));
   }
   return diff;
+}
+
+int Scenario::AdminPort() const {
+  // The last "admin_endpoint" line of the log names the port of the latest daemon.
+  const std::string log = ReadFile(daemon_log());
+  const size_t line = log.rfind("\"event\":\"admin_endpoint\"");
+  if (line == std::string::npos) return 0;
+  const size_t start = log.rfind('\n', line);
+  const size_t port = log.find("\"port\":", start == std::string::npos ? 0 : start);
+  if (port == std::string::npos) return 0;
+  return std::stoi(log.substr(port + 7));
+}
+
+std::pair<int, std::string> Scenario::Http(const std::string& method, const std::string& target,
+                                           const std::string& bearer_token) const {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(AdminPort()));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval timeout{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    ::close(fd);
+    return {0, "connect failed"};
+  }
+  std::string request = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+  if (!bearer_token.empty()) request += "Authorization: Bearer " + bearer_token + "\r\n";
+  request += "Content-Length: 0\r\n\r\n";
+  (void)::write(fd, request.data(), request.size());
+  std::string response;
+  char buffer[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n <= 0) break;
+    response.append(buffer, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  if (response.size() < 12) return {0, response};
+  const size_t body = response.find("\r\n\r\n");
+  return {std::stoi(response.substr(9, 3)), body == std::string::npos ? "" : response.substr(body + 4)};
 }
 
 int64_t Scenario::DeadLetterCount(std::chrono::milliseconds timeout) {

@@ -12,6 +12,11 @@
 
 namespace yrd::testing {
 
+// 2026-11-27 23:59 China time: the generator's default clock for the day the scenarios use.
+inline constexpr int64_t kDayClockMs = 1'795'795'140'000;
+// The admin close token the scenario's daemon is configured with.
+inline constexpr const char* kAdminToken = "scenario-admin-token-0123456789";
+
 class Scenario {
  public:
   Scenario();
@@ -42,6 +47,12 @@ class Scenario {
 
   // How many messages the daemon copied to yrd.dlq.
   [[nodiscard]] int64_t DeadLetterCount(std::chrono::milliseconds timeout);
+
+  // The admin endpoint's port of the daemon whose log is daemon_log() (0 until it logged it).
+  [[nodiscard]] int AdminPort() const;
+  // One HTTP/1.1 request to the admin endpoint on 127.0.0.1: the status code and body.
+  [[nodiscard]] std::pair<int, std::string> Http(const std::string& method, const std::string& target,
+                                                 const std::string& bearer_token = "") const;
 
   [[nodiscard]] const TempDir& dir() const { return dir_; }
   [[nodiscard]] int64_t messages() const { return messages_; }

@@ -97,7 +97,7 @@ absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
   }
   for (const auto& [key, node] : root) {
     static constexpr std::string_view kSections[] = {"kafka",    "store",    "registry", "privacy",
-                                                     "clearing", "pipeline", "log",      "output"};
+                                                     "clearing", "pipeline", "log",      "output", "admin"};
     if (std::find(std::begin(kSections), std::end(kSections), key.str()) == std::end(kSections)) {
       return absl::InvalidArgumentError(Cat(At(path, node), ": unknown section or key '", key.str(), "'"));
     }
@@ -183,6 +183,12 @@ absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
     check(absl::InvalidArgumentError(Cat(path, ": pipeline.batch_bytes_max must exceed clearing.message_bytes_max")));
   }
 
+  Section admin(path, root, "admin");
+  check(admin.String("address", config.admin_address));
+  check(admin.Integer("port", config.admin_port, 0, 65535));
+  check(admin.String("close_token_file", config.admin_close_token_file));
+  check(admin.RefuseUnknown());
+
   Section log(path, root, "log");
   int64_t progress_ms = config.progress_log_interval.count();
   check(log.String("level", config.log_level));
@@ -204,6 +210,7 @@ absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
   config.card_token_key_file = Resolve(path, config.card_token_key_file);
   config.manifest_key_file = Resolve(path, config.manifest_key_file);
   config.output_dir = Resolve(path, config.output_dir);
+  config.admin_close_token_file = Resolve(path, config.admin_close_token_file);
   return config;
 }
 

@@ -37,6 +37,10 @@ struct DaemonConfig {
   int64_t clock_fixed_ms = 0;                // 0: the system clock
   // [pipeline]
   PipelineOptions pipeline;
+  // [admin]
+  std::string admin_address = "127.0.0.1";
+  int64_t admin_port = 9464;                 // 0: any free port (its number is logged)
+  std::string admin_close_token_file;        // empty: the close command is disabled
   // [log]
   std::string log_level = "info";
   std::chrono::milliseconds progress_log_interval{10'000};

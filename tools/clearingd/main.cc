@@ -8,7 +8,11 @@
 // A store or broker failure that may clear by itself (disk full, brokers unreachable) stops
 // consumption, and the worker reopens everything from the store after kRetryInterval: nothing
 // is acknowledged past what was stored, so nothing is lost or doubled.
+#include <sys/stat.h>
+
 #include <atomic>
+#include <fstream>
+#include <sstream>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
@@ -17,6 +21,9 @@
 #include "CLI/CLI.hpp"
 #include "adapters/crypto/hmac.h"
 #include "adapters/fs/file_set.h"
+#include "adapters/http/admin_server.h"
+#include "adapters/http/clearing_metrics.h"
+#include "adapters/http/prometheus.h"
 #include "adapters/kafka/kafka_source.h"
 #include "adapters/log/log.h"
 #include "adapters/rocksdb/rocks_store.h"
@@ -26,6 +33,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "engine/ledger.h"
 #include "engine/pipeline.h"
+#include "engine/strings.h"
 #include "tools/clearingd/config.h"
 #include "tools/clearingd/file_writer.h"
 
@@ -45,7 +53,24 @@ bool IsRetryable(const absl::Status& status) {
          status.code() == absl::StatusCode::kDeadlineExceeded;
 }
 
-class Daemon {
+// Reads the admin close token: the file's text without surrounding white space. Refuses a
+// file readable by others than owner and group.
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) return absl::NotFoundError(Cat("cannot read token file ", path));
+  if ((info.st_mode & S_IROTH) != 0) {
+    return absl::PermissionDeniedError(Cat("token file ", path, " is readable by everyone; chmod 600 it"));
+  }
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string token = text.str();
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.front()))) token.erase(token.begin());
+  return token;
+}
+
+class Daemon final : public http::AdminHandler {
  public:
   Daemon(DaemonConfig config, std::shared_ptr<const Registry> registry, std::unique_ptr<HmacSha256> tokenizer,
          Digests digests, std::unique_ptr<Clock> clock)
@@ -83,9 +108,26 @@ class Daemon {
       progress.async_wait(on_progress);
     }
 
-    std::thread worker([this] {
+    http::AdminServerOptions admin_options;
+    admin_options.address = config_.admin_address;
+    admin_options.port = static_cast<uint16_t>(config_.admin_port);
+    if (!config_.admin_close_token_file.empty()) {
+      auto token = ReadTokenFile(config_.admin_close_token_file);
+      if (!token.ok()) return Fail("admin_token_invalid", token.status(), "fix admin.close_token_file");
+      admin_options.close_token = *std::move(token);
+    }
+    auto admin = http::AdminServer::Start(io_, admin_options, *this);
+    if (!admin.ok()) {
+      return Fail("admin_endpoint_failed", admin.status(), "free the port named by admin.port or choose another");
+    }
+    log::Info("admin_endpoint", {{"address", config_.admin_address}, {"port", (*admin)->port()}});
+
+    std::thread worker([this, server = admin->get()] {
       WorkerLoop();
-      boost::asio::post(io_, [this] { io_.stop(); });
+      boost::asio::post(io_, [this, server] {
+        server->Stop();
+        io_.stop();
+      });
     });
     io_.run();
     worker.join();
@@ -99,7 +141,114 @@ class Daemon {
     return 0;
   }
 
+  // ---- AdminHandler: called on the io_context thread ----
+
+  std::string MetricsText() override {
+    http::ClearingMetrics m;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (pipeline_ != nullptr) {
+      const PipelineStats& stats = pipeline_->stats();
+      m.events_consumed_count = stats.consumed_count.load();
+      m.events_applied_count = stats.applied_count.load();
+      m.events_exact_duplicate_count = stats.exact_duplicate_count.load();
+      m.events_late_count = stats.late_count.load();
+      m.batches_committed_count = stats.committed_batch_count.load();
+      m.store_written_bytes = stats.store_bytes.load();
+      m.queue_depths = {{"ledger", stats.ledger_queue_depth.load()}, {"done", stats.done_queue_depth.load()}};
+      m.commit_latency = &stats.commit_latency_us;
+    }
+    if (ledger_ != nullptr) {
+      for (const auto& [day, info] : *ledger_->windows()) {
+        m.windows.push_back({day, info.state});
+        for (size_t i = 0; i < kReasonCount; ++i) {
+          m.exception_count_by_reason[i] += static_cast<uint64_t>(info.counters.exception_counts[i]);
+        }
+      }
+    }
+    if (source_ != nullptr) {
+      for (const auto& lag : *source_->Lag()) {
+        m.consumer_lags.push_back(
+            {std::string(lag.topic == SourceTopic::kTaps ? kTapsTopic : kMedicalTopic), lag.partition, lag.lag_messages});
+      }
+    }
+    if (last_file_set_day_ != 0) {
+      m.last_file_set = http::ClearingMetrics::FileSet{last_file_set_day_, last_file_set_at_ms_, 0};
+    }
+    http::PrometheusText page;
+    http::AppendClearingMetrics(m, page);
+    return page.Take();
+  }
+
+  bool Healthy() override { return true; }
+
+  bool Ready(std::string& why_not) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (pipeline_ == nullptr || source_ == nullptr) {
+      why_not = "not consuming: the store or the brokers are not available (see the log)";
+      return false;
+    }
+    int64_t lag_messages = 0;
+    for (const auto& lag : *source_->Lag()) {
+      if (lag.lag_messages < 0) {
+        why_not = "consumer lag not known yet";
+        return false;
+      }
+      lag_messages += lag.lag_messages;
+    }
+    if (lag_messages > static_cast<int64_t>(config_.pipeline.batch.messages_max)) {
+      why_not = Cat("catching up: ", lag_messages, " messages behind");
+      return false;
+    }
+    return true;
+  }
+
+  nlohmann::json Windows() override {
+    nlohmann::json list = nlohmann::json::array();
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (ledger_ == nullptr) return list;
+    for (const auto& [day, info] : *ledger_->windows()) list.push_back(WindowJson(day, info));
+    return list;
+  }
+
+  std::optional<nlohmann::json> Window(WindowDay day) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (ledger_ == nullptr) return std::nullopt;
+    const std::shared_ptr<const WindowTable> table = ledger_->windows();
+    const auto it = table->find(day);
+    if (it == table->end()) return std::nullopt;
+    return WindowJson(day, it->second);
+  }
+
+  absl::StatusOr<nlohmann::json> CloseWindow(WindowDay day) override {
+    const WindowDay today = config_.calendar.DayOf(clock_->NowMs());
+    if (day > today) {
+      return absl::FailedPreconditionError(Cat("window ", FormatWindowDay(day), " has not begun; only today's or an earlier window can be closed"));
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (pipeline_ == nullptr) return absl::UnavailableError("not consuming right now; try again when /readyz is ready");
+    log::Info("window_close_requested", {{"window", FormatWindowDay(day)}});
+    pipeline_->SubmitWindowCommand(WindowCommand{WindowCommand::Kind::kClose, day});
+    return nlohmann::json{{"window", FormatWindowDay(day)},
+                          {"detail", "the close is committed with the next batch (a no-op if already closed); "
+                                     "follow GET /v1/windows/" + FormatWindowDay(day)}};
+  }
+
  private:
+  static nlohmann::json WindowJson(WindowDay day, const WindowInfo& info) {
+    nlohmann::json exceptions = nlohmann::json::object();
+    for (size_t i = 0; i < kReasonCount; ++i) {
+      if (info.counters.exception_counts[i] != 0) exceptions[std::string(kReasonNames[i])] = info.counters.exception_counts[i];
+    }
+    nlohmann::json window = {{"window", FormatWindowDay(day)},
+                             {"state", WindowStateName(info.state)},
+                             {"applied", info.counters.applied_count},
+                             {"exact_duplicates", info.counters.exact_duplicate_count},
+                             {"late", info.counters.late_count},
+                             {"exceptions", exceptions}};
+    if (info.closed_at_ms != 0) window["closed_at"] = FormatChinaTime(info.closed_at_ms);
+    return window;
+  }
+
   void RequestStop() {
     std::lock_guard<std::mutex> lock(mutex_);
     stop_requested_ = true;
@@ -178,19 +327,26 @@ class Daemon {
     FileWriter file_writer(**store, registry_holder_, config_.output_dir, digests_, [&pipeline](WindowDay day) {
       pipeline.SubmitWindowCommand(WindowCommand{WindowCommand::Kind::kMarkFilesWritten, day});
     });
-    pipeline.on_windows_changed = [&file_writer](const std::vector<WindowDay>& closed,
+    pipeline.on_windows_changed = [this, &file_writer](const std::vector<WindowDay>& closed,
                                                  const std::vector<WindowDay>& marked) {
       for (const WindowDay day : closed) {
         log::Info("window_closed", {{"window", FormatWindowDay(day)}});
         file_writer.Enqueue(day);
       }
-      for (const WindowDay day : marked) log::Info("window_files_written", {{"window", FormatWindowDay(day)}});
+      for (const WindowDay day : marked) {
+        log::Info("window_files_written", {{"window", FormatWindowDay(day)}});
+        std::lock_guard<std::mutex> lock(mutex_);
+        last_file_set_day_ = day;
+        last_file_set_at_ms_ = SystemClock().NowMs();
+      }
     };
     // Windows closed before a stop whose files were not finished: write them again (same bytes).
     for (const WindowDay day : ledger.WindowsAwaitingFiles()) file_writer.Enqueue(day);
     {
       std::lock_guard<std::mutex> lock(mutex_);
       pipeline_ = &pipeline;
+      ledger_ = &ledger;
+      source_ = source->get();
       if (stop_requested_) pipeline.RequestStop();
     }
     log::Info("started", {{"store", config_.store_path},
@@ -201,6 +357,8 @@ class Daemon {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       pipeline_ = nullptr;
+      ledger_ = nullptr;
+      source_ = nullptr;
     }
     if (absl::Status s = (*source)->FlushDeadLetters(std::chrono::seconds(10)); !s.ok()) {
       log::Warning("dead_letter_flush_incomplete",
@@ -230,6 +388,10 @@ class Daemon {
   std::condition_variable wake_;
   bool stop_requested_ = false;    // guarded by mutex_
   Pipeline* pipeline_ = nullptr;   // guarded by mutex_; the running pipeline, if any
+  Ledger* ledger_ = nullptr;       // guarded by mutex_; its ledger
+  kafka::KafkaSource* source_ = nullptr;  // guarded by mutex_; its source
+  WindowDay last_file_set_day_ = 0;       // guarded by mutex_
+  int64_t last_file_set_at_ms_ = 0;       // guarded by mutex_
   absl::Status final_status_;      // written by the worker before it returns
 };
 

@@ -1,0 +1,101 @@
+// The daemon's admin endpoint, on a real clearingd over a real broker: metrics that parse as
+// Prometheus text and move with the events, readiness, window status, and the token-protected
+// close command; SIGHUP reloads of a good and of a bad registry.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <regex>
+#include <sstream>
+
+#include "gtest/gtest.h"
+#include "tests/integration/scenario.h"
+
+namespace yrd::testing {
+namespace {
+
+// The value of an unlabelled sample, or -1.
+double Sample(const std::string& metrics, const std::string& name) {
+  std::istringstream lines(metrics);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
+  }
+  return -1;
+}
+
+// Every line is a comment (# HELP / # TYPE) or `name{labels} value`.
+std::vector<std::string> PrometheusViolations(const std::string& metrics) {
+  static const std::regex kSample(R"(^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*"(,[a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*")*\})? -?([0-9.eE+-]+|NaN|\+Inf|-Inf)$)");
+  static const std::regex kComment(R"(^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .*$)");
+  std::vector<std::string> bad;
+  std::istringstream lines(metrics);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty()) continue;
+    if (!std::regex_match(line, line[0] == '#' ? kComment : kSample)) bad.push_back(line);
+  }
+  return bad;
+}
+
+TEST(Admin, MetricsMoveWithEventsAndCloseNeedsTheToken) {
+  Scenario scenario;
+  scenario.StartBroker(4);
+  scenario.Prepare(/*merchants=*/100, /*seed=*/31);
+  auto daemon = scenario.StartDaemon();
+  ASSERT_TRUE(WaitFor([&] { return scenario.AdminPort() != 0; }, std::chrono::seconds(60)))
+      << ReadFile(scenario.daemon_log());
+  ASSERT_TRUE(WaitFor([&] { return scenario.Http("GET", "/healthz").first == 200; }, std::chrono::seconds(30)));
+  const auto [before_code, before] = scenario.Http("GET", "/metrics");
+  ASSERT_EQ(before_code, 200);
+  EXPECT_EQ(Sample(before, "yrd_events_consumed_total"), 0);
+
+  scenario.Generate(20'000, /*seed=*/37);
+  ASSERT_TRUE(scenario.WaitCaughtUp(std::chrono::minutes(2))) << ReadFile(scenario.daemon_log());
+  std::string after;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        after = scenario.Http("GET", "/metrics").second;
+        return Sample(after, "yrd_events_consumed_total") == static_cast<double>(scenario.messages());
+      },
+      std::chrono::seconds(30)))
+      << after;
+  EXPECT_GT(Sample(after, "yrd_events_applied_total"), 0);
+  EXPECT_GT(Sample(after, "yrd_commit_latency_seconds_count"), 0);
+  for (const std::string& line : PrometheusViolations(after)) ADD_FAILURE() << "not Prometheus text: " << line;
+  EXPECT_NE(after.find("yrd_consumer_lag_messages{"), std::string::npos);
+  EXPECT_TRUE(WaitFor([&] { return scenario.Http("GET", "/readyz").first == 200; }, std::chrono::seconds(30)));
+
+  const auto [window_code, window] = scenario.Http("GET", "/v1/windows/20261127");
+  EXPECT_EQ(window_code, 200);
+  EXPECT_NE(window.find("\"state\":\"open\""), std::string::npos) << window;
+
+  // Without the token, or with a wrong one: 401 and nothing closes.
+  EXPECT_EQ(scenario.Http("POST", "/v1/windows/20261127/close").first, 401);
+  EXPECT_EQ(scenario.Http("POST", "/v1/windows/20261127/close", "wrong-token-wrong-token").first, 401);
+  EXPECT_NE(scenario.Http("GET", "/v1/windows/20261127").second.find("\"state\":\"open\""), std::string::npos);
+  // With it: accepted, closed, and its files are written.
+  EXPECT_EQ(scenario.Http("POST", "/v1/windows/20261127/close", kAdminToken).first, 202);
+  EXPECT_TRUE(WaitFor(
+      [&] { return scenario.Http("GET", "/v1/windows/20261127").second.find("files_written") != std::string::npos; },
+      std::chrono::minutes(2)))
+      << ReadFile(scenario.daemon_log());
+  EXPECT_FALSE(ReadFile(scenario.files_dir() + "/MANIFEST").empty());
+
+  // SIGHUP with a broken registry: refused, the daemon goes on; with a good one: reloaded.
+  const std::string registry = ReadFile(scenario.dir() / "registry.toml");
+  WriteFile(scenario.dir() / "registry.toml", registry + "\n[[bank]]\nbank_id = \"B9\"\n");
+  daemon->Signal(SIGHUP);
+  EXPECT_TRUE(WaitFor([&] { return ReadFile(scenario.daemon_log()).find("registry_reload_refused") != std::string::npos; },
+                      std::chrono::seconds(30)));
+  EXPECT_TRUE(daemon->running());
+  WriteFile(scenario.dir() / "registry.toml", registry);
+  daemon->Signal(SIGHUP);
+  EXPECT_TRUE(WaitFor([&] { return ReadFile(scenario.daemon_log()).find("registry_reloaded") != std::string::npos; },
+                      std::chrono::seconds(30)));
+
+  daemon->Signal(SIGTERM);
+  const std::optional<int> status = daemon->Wait(std::chrono::seconds(60));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(scenario.daemon_log());
+}
+
+}  // namespace
+}  // namespace yrd::testing
