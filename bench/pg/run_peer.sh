@@ -118,11 +118,20 @@ psql_cmd=(psql -X -q -h "$work/socket" -U postgres -d postgres -v ON_ERROR_STOP=
 
 # 3. The job (timed), with the server's memory sampled.
 postmaster=$(head -1 "$work/data/postmaster.pid")
+server_pids() {  # the postmaster and its children, from /proc (no procps needed)
+  local stat line fields
+  echo "$postmaster"
+  for stat in /proc/[0-9]*/stat; do
+    read -r line 2>/dev/null <"$stat" || continue
+    read -r -a fields <<<"${line##*) }"  # after the command name: state, ppid, ...
+    [[ ${fields[1]} == "$postmaster" ]] && { stat=${stat#/proc/}; echo "${stat%/stat}"; }
+  done
+}
 sample_memory() {  # sums Pss of the postmaster and its children, keeps the largest sum
   local max=0 sum pid pss
   while :; do
     sum=0
-    for pid in $postmaster $(ps -o pid= --ppid "$postmaster"); do
+    for pid in $(server_pids); do
       pss=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || true)
       sum=$((sum + ${pss:-0}))
     done
