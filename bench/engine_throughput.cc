@@ -17,6 +17,8 @@
 #include "CLI/CLI.hpp"
 #include "adapters/crypto/hmac.h"
 #include "adapters/rocksdb/rocks_store.h"
+#include "adapters/fs/file_set.h"
+#include "engine/clearing_files.h"
 #include "engine/event_file.h"
 #include "engine/ledger.h"
 #include "engine/pipeline.h"
@@ -71,6 +73,7 @@ int Main(int argc, char** argv) {
   std::string events_path, registry_path, oracle_path, store_path;
   size_t batch_messages_max = 16'384;
   bool no_sync = false;
+  bool close_window = false;
   size_t txn_memtable_mib = RocksStoreOptions{}.txn_write_buffer_bytes >> 20;
   app.add_option("--events", events_path, "event file from clearing-gen day --out")->required();
   app.add_option("--registry", registry_path, "registry the events were generated with")->required();
@@ -78,6 +81,8 @@ int Main(int argc, char** argv) {
   app.add_option("--store", store_path, "store directory (default: a fresh temporary one)");
   app.add_option("--batch-messages-max", batch_messages_max, "messages per commit at most");
   app.add_option("--txn-memtable-mib", txn_memtable_mib, "memtable size of the dedup table, MiB");
+  app.add_flag("--close", close_window,
+               "after ingest, close the generated day's window and write all its clearing files (timed)");
   app.add_flag("--no-sync", no_sync, "do not sync the WAL per commit (to measure what syncing costs)");
   CLI11_PARSE(app, argc, argv);
 
@@ -165,6 +170,30 @@ int Main(int argc, char** argv) {
     for (const std::string& line : diff) std::printf("oracle mismatch: %s\n", line.c_str());
     std::printf("oracle=%s\n", diff.empty() ? "match" : "MISMATCH");
     if (!diff.empty()) return 1;
+
+    if (close_window) {
+      const WindowDay day = counters.rbegin()->first;
+      Batch close(BatchLimits{.messages_max = 1, .arena_bytes_max = 1 << 20});
+      close.now_ms = clock_ms;
+      close.registry = *registry;
+      close.commands.push_back(WindowCommand{WindowCommand::Kind::kClose, day});
+      BatchResult result;
+      const auto close_start = std::chrono::steady_clock::now();
+      if (absl::Status s = ledger.Apply(close, result); !s.ok()) return std::cerr << s << "\n", 1;
+      ClosedWindow window{day, clock_ms, FeeSchedule::FromRegistry(**registry)};
+      const std::string output_dir = (scratch.empty() ? store_path + ".files" : scratch + "/files");
+      auto sink = DirectoryFileSet::Open(output_dir, day);
+      if (!sink.ok()) return std::cerr << sink.status() << "\n", 1;
+      auto digests = MakeFileSetDigests("benchmark-manifest-key");
+      if (!digests.ok()) return std::cerr << digests.status() << "\n", 1;
+      if (absl::Status s = RenderWindowFiles(**store, **registry, window, **sink, *digests); !s.ok()) {
+        return std::cerr << s << "\n", 1;
+      }
+      const double close_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - close_start).count();
+      std::printf("window=%s applied=%ld close_and_files_seconds=%.3f files_bytes=%lu\n", FormatWindowDay(day).c_str(),
+                  static_cast<long>(counters.rbegin()->second.applied_count), close_seconds,
+                  static_cast<unsigned long>(DirectoryBytes(output_dir)));
+    }
   }
   if (!scratch.empty()) std::filesystem::remove_all(scratch);
   return 0;

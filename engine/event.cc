@@ -44,7 +44,8 @@ class CanonicalWriter {
   size_t size_ = 0;
 };
 
-bool TimestampReason(int64_t occurred_at_ms, const DecodeContext& context, std::optional<Reason>& reason) {
+bool TimestampReason(int64_t occurred_at_ms, const DecodeContext& context, std::optional<Reason>& reason,
+                     DecodedEvent& event) {
   if (occurred_at_ms < context.now_ms - context.limits.dedup_horizon_ms) {
     reason = Reason::kStale;
     return true;
@@ -53,6 +54,7 @@ bool TimestampReason(int64_t occurred_at_ms, const DecodeContext& context, std::
     reason = Reason::kFutureTimestamp;
     return true;
   }
+  event.timestamp_checked = true;
   return false;
 }
 
@@ -78,7 +80,7 @@ std::optional<Reason> DecodeTap(SourceTopic topic, const fb::Tap& tap, DecodeCon
   }
   if (event.amount_fen < 0) return Reason::kAmountInvalid;
   std::optional<Reason> reason;
-  if (TimestampReason(event.occurred_at_ms, context, reason)) return reason;
+  if (TimestampReason(event.occurred_at_ms, context, reason, event)) return reason;
   const Registry& registry = *context.registry;
   event.issuer_bank = registry.FindBank(issuer_bank_id);
   event.merchant = registry.FindMerchant(merchant_id);
@@ -116,7 +118,7 @@ std::optional<Reason> DecodeRefund(SourceTopic topic, const fb::TapRefund& refun
   if (!IsValidId(event.txn_id) || !IsValidId(event.original_txn_id)) return Reason::kInvalidField;
   if (event.amount_fen <= 0) return Reason::kAmountInvalid;
   std::optional<Reason> reason;
-  if (TimestampReason(event.occurred_at_ms, context, reason)) return reason;
+  if (TimestampReason(event.occurred_at_ms, context, reason, event)) return reason;
   CanonicalWriter canonical;
   canonical.Byte(static_cast<uint8_t>(event.kind));
   canonical.Text(event.txn_id);
@@ -155,7 +157,7 @@ std::optional<Reason> DecodeSettlement(SourceTopic topic, const fb::MedicalSettl
   const std::optional<int64_t> sum = partial ? CheckedAddFen(*partial, event.cash_pay_fen) : std::nullopt;
   if (!sum || *sum != event.amount_fen) return Reason::kAmountInvalid;
   std::optional<Reason> reason;
-  if (TimestampReason(event.occurred_at_ms, context, reason)) return reason;
+  if (TimestampReason(event.occurred_at_ms, context, reason, event)) return reason;
   const Registry& registry = *context.registry;
   event.insured_fund = registry.FindFund(insured_fund_id);
   event.merchant = registry.FindMerchant(institution_id);
@@ -190,7 +192,7 @@ std::optional<Reason> DecodeCancellation(SourceTopic topic, const fb::MedicalCan
   if (topic != SourceTopic::kMedical) return Reason::kInvalidField;
   if (!IsValidId(event.txn_id) || !IsValidId(event.original_txn_id)) return Reason::kInvalidField;
   std::optional<Reason> reason;
-  if (TimestampReason(event.occurred_at_ms, context, reason)) return reason;
+  if (TimestampReason(event.occurred_at_ms, context, reason, event)) return reason;
   CanonicalWriter canonical;
   canonical.Byte(static_cast<uint8_t>(event.kind));
   canonical.Text(event.txn_id);

@@ -94,6 +94,10 @@ struct DecodedEvent {
   uint8_t card_masked_length = 0;
   char card_masked[kMaskedCardLengthMax]{};
   Digest digest;  // content digest for dedup (card token in place of the card number)
+  // True once the timestamp passed the stale and future checks: a rejection decided after
+  // that point is counted in the event's own (routed) window, an earlier one in the oldest
+  // open window.
+  bool timestamp_checked = false;
 
   [[nodiscard]] std::string_view card_masked_view() const { return {card_masked, card_masked_length}; }
 };
@@ -103,11 +107,5 @@ struct DecodedEvent {
 [[nodiscard]] std::optional<Reason> Decode(SourceTopic topic, std::string_view payload, DecodeContext& context,
                                            DecodedEvent& event_out);
 
-// True when the reason is decided before the event's timestamp is trusted (its counts then go
-// to the oldest open window).
-[[nodiscard]] constexpr bool IsDecidedBeforeTimestamp(Reason reason) {
-  return reason == Reason::kMalformed || reason == Reason::kOversized || reason == Reason::kInvalidField ||
-         reason == Reason::kAmountInvalid || reason == Reason::kStale || reason == Reason::kFutureTimestamp;
-}
 
 }  // namespace yrd

@@ -245,7 +245,7 @@ WindowCounters& Ledger::TouchCounters(WindowDay day) {
 void Ledger::Reject(MessageSlot& slot, Reason reason, WindowDay oldest_open, int64_t now_ms) {
   slot.fate = Fate::kRejected;
   slot.reason = reason;
-  if (IsDecidedBeforeTimestamp(reason)) {
+  if (!slot.event.timestamp_checked) {
     slot.window = oldest_open;
     slot.late = false;
   } else {

@@ -652,3 +652,26 @@ TEST_F(LedgerTest, FilesWrittenIsPersistedOnlyAfterClose) {
 
 }  // namespace
 }  // namespace yrd
+
+namespace yrd {
+namespace {
+
+TEST_F(LedgerTest, ARejectionDecidedAfterTheTimestampCountsInTheEventsOwnWindow) {
+  // 00:05 on 28 November: the 27th is in its grace period (the oldest open window), the 28th open.
+  now_ms_ = test::ChinaTimeMs(2026, 11, 28, 0, 5);
+  TapFields tap = Tap("MISMATCH1");
+  tap.occurred_at_ms = test::ChinaTimeMs(2026, 11, 28, 0, 1);
+  tap.issuer_province = std::string(test::kShanghai);  // the bank is a Zhejiang bank
+  Apply({TapMessage(tap)});
+  const size_t invalid = static_cast<size_t>(Reason::kInvalidField);
+  EXPECT_EQ(Counters(kNov28).exception_counts[invalid], 1);
+  EXPECT_EQ(Counters(kNov27).exception_counts[invalid], 0);
+  // A rejection decided before the timestamp is trusted goes to the oldest open window.
+  TapFields bad_id = Tap("BAD|ID");
+  bad_id.occurred_at_ms = test::ChinaTimeMs(2026, 11, 28, 0, 1);
+  Apply({TapMessage(bad_id)});
+  EXPECT_EQ(Counters(kNov27).exception_counts[invalid], 1);
+}
+
+}  // namespace
+}  // namespace yrd
