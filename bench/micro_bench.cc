@@ -1,0 +1,165 @@
+// Micro benchmarks of each stage, with Google Benchmark: verification and decoding, validation
+// with the card token, dedup (miss and hit) with netting, the synced commit, fee rounding, and
+// rendering a window's clearing files. They print figures; they assert nothing about time.
+//
+//   build/release/bench/micro_bench [--benchmark_filter=Ledger]
+#include <benchmark/benchmark.h>
+
+#include "adapters/crypto/hmac.h"
+#include "adapters/fs/file_set.h"
+#include "adapters/rocksdb/rocks_store.h"
+#include "engine/batch.h"
+#include "engine/clearing_files.h"
+#include "engine/ledger.h"
+#include "engine/money.h"
+#include "schemas/events_generated.h"
+#include "tests/support/events.h"
+
+namespace yrd {
+namespace {
+
+constexpr size_t kBatchMessages = 4096;
+
+int64_t Now() { return test::ChinaTimeMs(2026, 11, 27, 12, 0); }
+
+std::string TapPayload(uint64_t index) {
+  test::TapFields tap;
+  tap.txn_id = "T" + std::to_string(1'000'000'000ULL + index);
+  tap.occurred_at_ms = Now() - 60'000;
+  return test::TapBytes(tap);
+}
+
+void BM_VerifyEnvelope(benchmark::State& state) {
+  const std::string payload = TapPayload(1);
+  for (auto _ : state) {
+    flatbuffers::Verifier verifier(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
+    benchmark::DoNotOptimize(schema::VerifyEnvelopeBuffer(verifier));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_VerifyEnvelope);
+
+// Verification, every validation rule, registry lookups, the HMAC card token, the mask and the
+// content digest: the whole ingest-stage cost of one tap.
+void BM_DecodeAndValidateTap(benchmark::State& state) {
+  const std::string payload = TapPayload(1);
+  auto registry = test::TestRegistry();
+  auto tokenizer = HmacSha256::Create("micro-benchmark-card-key");
+  DecodeContext context;
+  context.registry = registry.get();
+  context.tokenizer = tokenizer->get();
+  context.now_ms = Now();
+  DecodedEvent event;
+  for (auto _ : state) benchmark::DoNotOptimize(Decode(SourceTopic::kTaps, payload, context, event));
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_DecodeAndValidateTap);
+
+void BM_CardToken(benchmark::State& state) {
+  auto tokenizer = HmacSha256::Create("micro-benchmark-card-key");
+  CardToken token;
+  for (auto _ : state) {
+    (*tokenizer)->Tokenize(test::kCardNumber19, token);
+    benchmark::DoNotOptimize(token);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_CardToken);
+
+void BM_FeeFen(benchmark::State& state) {
+  int64_t net_fen = 12'345'678;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(FeeFen(net_fen, 60));
+    ++net_fen;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_FeeFen);
+
+// Applies batches of kBatchMessages taps through the ledger into a real RocksDB store:
+// state.range(0) = 0 for new ids (dedup misses), 1 for the same ids again (exact duplicates);
+// state.range(1) = 1 to sync each commit, 0 to measure the ledger without the fsync.
+void BM_LedgerApplyBatch(benchmark::State& state) {
+  const bool duplicates = state.range(0) == 1;
+  test::TempDir dir;
+  RocksStoreOptions options;
+  options.sync_writes = state.range(1) == 1;
+  auto store = RocksStore::Open(dir.path() + "/state", options);
+  Ledger ledger(**store, LedgerOptions{});
+  if (!ledger.Load(Now()).ok()) state.SkipWithError("load failed");
+  auto registry = test::TestRegistry();
+  auto tokenizer = HmacSha256::Create("micro-benchmark-card-key");
+  std::vector<std::string> payloads;
+  uint64_t next_id = 0;
+  Batch batch(BatchLimits{.messages_max = kBatchMessages, .arena_bytes_max = 16u << 20});
+  int64_t offset = 0;
+  auto fill = [&] {
+    batch.Clear();
+    batch.now_ms = Now();
+    batch.registry = registry;
+    if (!duplicates || payloads.empty()) {
+      payloads.clear();
+      for (size_t i = 0; i < kBatchMessages; ++i) payloads.push_back(TapPayload(next_id++));
+    }
+    for (const std::string& payload : payloads) batch.Add(SourceTopic::kTaps, 0, offset++, "k", payload, 65'536);
+    test::DecodeBatch(batch, **tokenizer);
+  };
+  if (duplicates) {  // the first pass registers the ids; every timed pass finds them
+    fill();
+    BatchResult warm;
+    if (!ledger.Apply(batch, warm).ok()) state.SkipWithError("apply failed");
+  }
+  for (auto _ : state) {
+    state.PauseTiming();
+    fill();
+    state.ResumeTiming();
+    BatchResult result;
+    if (!ledger.Apply(batch, result).ok()) state.SkipWithError("apply failed");
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(kBatchMessages));
+}
+BENCHMARK(BM_LedgerApplyBatch)->ArgNames({"duplicates", "sync"})->Args({0, 0})->Args({1, 0})->Args({0, 1})
+    ->Unit(benchmark::kMillisecond);
+
+// Renders (in memory) every clearing file of a window of state.range(0) applied taps.
+void BM_RenderWindowFiles(benchmark::State& state) {
+  test::TempDir dir;
+  auto store = RocksStore::Open(dir.path() + "/state", RocksStoreOptions{.sync_writes = false});
+  Ledger ledger(**store, LedgerOptions{});
+  (void)ledger.Load(Now());
+  auto registry = test::TestRegistry();
+  auto tokenizer = HmacSha256::Create("micro-benchmark-card-key");
+  const int64_t events = state.range(0);
+  int64_t offset = 0;
+  for (int64_t done = 0; done < events;) {
+    Batch batch(BatchLimits{.messages_max = kBatchMessages, .arena_bytes_max = 16u << 20});
+    batch.now_ms = Now();
+    batch.registry = registry;
+    std::vector<std::string> payloads;
+    for (; done < events && batch.size() < kBatchMessages; ++done) payloads.push_back(TapPayload(done));
+    for (const std::string& payload : payloads) batch.Add(SourceTopic::kTaps, 0, offset++, "k", payload, 65'536);
+    test::DecodeBatch(batch, **tokenizer);
+    BatchResult result;
+    (void)ledger.Apply(batch, result);
+  }
+  const WindowDay day = WindowCalendar{}.DayOf(Now());
+  Batch close(BatchLimits{.messages_max = 1, .arena_bytes_max = 1 << 20});
+  close.now_ms = Now();
+  close.registry = registry;
+  close.commands.push_back(WindowCommand{WindowCommand::Kind::kClose, day});
+  BatchResult result;
+  (void)ledger.Apply(close, result);
+  auto digests = MakeFileSetDigests("micro-benchmark-manifest-key");
+  const ClosedWindow window{day, Now(), FeeSchedule::FromRegistry(*registry)};
+  for (auto _ : state) {
+    MemoryFileSet sink;
+    if (!RenderWindowFiles(**store, *registry, window, sink, *digests).ok()) state.SkipWithError("render failed");
+  }
+  state.SetItemsProcessed(state.iterations() * events);
+}
+BENCHMARK(BM_RenderWindowFiles)->Arg(20'000)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace yrd
+
+BENCHMARK_MAIN();
