@@ -33,11 +33,15 @@ class DecodeTest : public ::testing::Test {
     context_.now_ms = now_ms_;
   }
 
-  std::optional<Reason> DecodeTaps(const std::string& payload) {
-    return Decode(SourceTopic::kTaps, payload, context_, event_);
+  // The payload is kept in the fixture: the decoded event's views point into it, as they point
+  // into the batch arena in the pipeline.
+  std::optional<Reason> DecodeTaps(std::string payload) {
+    payload_ = std::move(payload);
+    return Decode(SourceTopic::kTaps, payload_, context_, event_);
   }
-  std::optional<Reason> DecodeMedical(const std::string& payload) {
-    return Decode(SourceTopic::kMedical, payload, context_, event_);
+  std::optional<Reason> DecodeMedical(std::string payload) {
+    payload_ = std::move(payload);
+    return Decode(SourceTopic::kMedical, payload_, context_, event_);
   }
   TapFields Tap() const {
     TapFields tap;
@@ -54,6 +58,7 @@ class DecodeTest : public ::testing::Test {
   std::shared_ptr<const Registry> registry_ = test::TestRegistry();
   std::unique_ptr<HmacSha256> tokenizer_;
   DecodeContext context_;
+  std::string payload_;
   DecodedEvent event_;
 };
 
