@@ -45,6 +45,13 @@ void Field(std::string& out, int64_t value) {
   out.push_back('|');
   AppendInt(out, value);
 }
+// One whole record: its tag, each field after a '|', and the line end.
+template <typename... Fields>
+void Record(std::string& out, char tag, const Fields&... fields) {
+  out.push_back(tag);
+  (Field(out, fields), ...);
+  out.push_back('\n');
+}
 void Pair(std::string& out, std::string_view key, std::string_view value) {
   out.push_back('|');
   out.append(key);
@@ -572,37 +579,20 @@ std::string RenderBankFile(const ClosedWindow& window, const std::string& bank_i
   std::string out;
   AppendHeader(out, "YRD-BANK", window, "bank_id", bank_id);
   for (const auto& [merchant_id, c] : bank.merchant_credits) {
-    out.push_back('D');
-    Field(out, "MERCHANT_CREDIT");
-    Field(out, merchant_id);
-    Field(out, c.count);
-    Field(out, c.gross_fen);
-    Field(out, c.refund_count);
-    Field(out, c.refunds_fen);
-    Field(out, c.fee_fen);
-    Field(out, c.net_fen);
-    out.push_back('\n');
+    Record(out, 'D', "MERCHANT_CREDIT",
+           merchant_id,
+           c.count,
+           c.gross_fen,
+           c.refund_count,
+           c.refunds_fen,
+           c.fee_fen,
+           c.net_fen);
   }
   for (const auto& [province, d] : bank.issuer_debits) {
-    out.push_back('D');
-    Field(out, "ISSUER_DEBIT");
-    Field(out, province);
-    Field(out, d.count);
-    Field(out, d.gross_fen);
-    Field(out, d.refund_count);
-    Field(out, d.refunds_fen);
-    Field(out, d.net_fen);
-    out.push_back('\n');
+    Record(out, 'D', "ISSUER_DEBIT", province, d.count, d.gross_fen, d.refund_count, d.refunds_fen, d.net_fen);
   }
   for (const auto& [category, f] : bank.fee_credits) {
-    out.push_back('D');
-    Field(out, "FEE_CREDIT");
-    Field(out, category);
-    Field(out, f.merchant_count);
-    Field(out, f.base_fen);
-    Field(out, f.basis_points);
-    Field(out, f.fee_fen);
-    out.push_back('\n');
+    Record(out, 'D', "FEE_CREDIT", category, f.merchant_count, f.base_fen, f.basis_points, f.fee_fen);
   }
   out.push_back('T');
   Pair(out, "record_count", bank.record_count());
@@ -614,16 +604,14 @@ std::string RenderBankFile(const ClosedWindow& window, const std::string& bank_i
 }
 
 void AppendFlow(std::string& out, std::string_view type, const std::string& id, const FundFlow& f) {
-  out.push_back('D');
-  Field(out, type);
-  Field(out, id);
-  Field(out, f.count);
-  Field(out, f.cancelled_count);
-  Field(out, f.fund_pay_fen);
-  Field(out, f.account_pay_fen);
-  Field(out, f.cash_pay_fen);
-  Field(out, f.cleared_fen);
-  out.push_back('\n');
+  Record(out, 'D', type,
+         id,
+         f.count,
+         f.cancelled_count,
+         f.fund_pay_fen,
+         f.account_pay_fen,
+         f.cash_pay_fen,
+         f.cleared_fen);
 }
 
 std::string RenderFundFile(const ClosedWindow& window, const std::string& fund_id, const FundStatement& fund) {
@@ -739,43 +727,39 @@ std::string RenderSummary(const ClosedWindow& window, const Registry& registry, 
 
 void AppendBankDetail(std::string& out, const AppliedRecord& r, std::string_view role, std::string_view merchant) {
   out.clear();
-  out.push_back('D');
-  Field(out, r.txn_id);
-  Field(out, KindName(r.kind));
-  Field(out, role);
-  Field(out, r.card_masked);
-  Field(out, merchant);
-  Field(out, r.terminal_id);
-  Field(out, FormatChinaTime(r.occurred_at_ms));
-  Field(out, r.amount_fen);
-  Field(out, r.late ? "Y" : "N");
-  Field(out, r.original_txn_id);
-  Field(out, r.partition);
-  Field(out, r.offset);
-  out.push_back('\n');
+  Record(out, 'D', r.txn_id,
+         KindName(r.kind),
+         role,
+         r.card_masked,
+         merchant,
+         r.terminal_id,
+         FormatChinaTime(r.occurred_at_ms),
+         r.amount_fen,
+         r.late ? "Y" : "N",
+         r.original_txn_id,
+         r.partition,
+         r.offset);
 }
 
 void AppendFundDetail(std::string& out, const AppliedRecord& r, std::string_view role,
                       const SettlementLineParts& parts) {
   out.clear();
-  out.push_back('D');
-  Field(out, r.txn_id);
-  Field(out, KindName(r.kind));
-  Field(out, role);
-  Field(out, r.card_masked);
-  Field(out, parts.insured_fund);
-  Field(out, parts.institution);
-  Field(out, parts.institution_fund);
-  Field(out, FormatChinaTime(r.occurred_at_ms));
-  Field(out, r.amount_fen);
-  Field(out, r.fund_pay_fen);
-  Field(out, r.account_pay_fen);
-  Field(out, r.cash_pay_fen);
-  Field(out, r.late ? "Y" : "N");
-  Field(out, r.original_txn_id);
-  Field(out, r.partition);
-  Field(out, r.offset);
-  out.push_back('\n');
+  Record(out, 'D', r.txn_id,
+         KindName(r.kind),
+         role,
+         r.card_masked,
+         parts.insured_fund,
+         parts.institution,
+         parts.institution_fund,
+         FormatChinaTime(r.occurred_at_ms),
+         r.amount_fen,
+         r.fund_pay_fen,
+         r.account_pay_fen,
+         r.cash_pay_fen,
+         r.late ? "Y" : "N",
+         r.original_txn_id,
+         r.partition,
+         r.offset);
 }
 
 void CountBankDetail(BankDetailTotals& t, const AppliedRecord& r, bool issuer, bool acquirer, bool& overflowed) {
