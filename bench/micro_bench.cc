@@ -124,7 +124,9 @@ BENCHMARK(BM_LedgerApplyBatch)->ArgNames({"duplicates", "sync"})->Args({0, 0})->
 // Renders (in memory) every clearing file of a window of state.range(0) applied taps.
 void BM_RenderWindowFiles(benchmark::State& state) {
   test::TempDir dir;
-  auto store = RocksStore::Open(dir.path() + "/state", RocksStoreOptions{.sync_writes = false});
+  RocksStoreOptions options;
+  options.sync_writes = false;
+  auto store = RocksStore::Open(dir.path() + "/state", std::move(options));
   Ledger ledger(**store, LedgerOptions{});
   (void)ledger.Load(Now());
   auto registry = test::TestRegistry();

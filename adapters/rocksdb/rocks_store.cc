@@ -1,12 +1,17 @@
 #include "adapters/rocksdb/rocks_store.h"
 
+#include <sys/statvfs.h>
+
 #include <array>
+#include <cstring>
+#include <filesystem>
 
 #include "engine/strings.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/compaction_filter.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
+#include "rocksdb/sst_file_manager.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
 
@@ -87,6 +92,9 @@ Configured Configure(const RocksStoreOptions& options) {
   c.db.bytes_per_sync = 1 << 20;
   c.db.max_total_wal_size = 1u << 30;
   c.db.keep_log_file_num = 5;
+  // Compactions check the space they need before starting, and RocksDB recovers from a
+  // background "no space" error by itself once space returns.
+  c.db.sst_file_manager.reset(rocksdb::NewSstFileManager(rocksdb::Env::Default()));
   std::shared_ptr<rocksdb::Cache> cache = rocksdb::NewLRUCache(options.block_cache_bytes);
 
   auto base = [&](int bloom_bits) {
@@ -147,6 +155,12 @@ absl::StatusOr<std::unique_ptr<RocksStore>> RocksStore::Open(const std::string& 
   c.families[static_cast<size_t>(Table::kTxn)].options.compaction_filter = filter;
   store->owned_filter_.reset(filter);
   store->sync_writes_ = options.sync_writes;
+  store->min_free_bytes_ = options.min_free_bytes;
+  store->path_ = path;
+  std::error_code error;
+  std::filesystem::create_directories(path, error);
+  if (error) return absl::UnavailableError(Cat("creating the state store directory ", path, ": ", error.message()));
+  c.db.info_log = NewInfoLog(path, options.on_warning);
   rocksdb::DB* db = nullptr;
   rocksdb::Status status = rocksdb::DB::Open(c.db, path, c.families, &store->handles_, &db);
   if (!status.ok()) {
@@ -160,8 +174,11 @@ absl::StatusOr<std::unique_ptr<RocksStore>> RocksStore::Open(const std::string& 
 absl::StatusOr<std::unique_ptr<RocksStore>> RocksStore::OpenSecondary(const std::string& path,
                                                                        const std::string& secondary_path) {
   std::unique_ptr<RocksStore> store(new RocksStore());
-  Configured c = Configure(RocksStoreOptions{.block_cache_bytes = 64u << 20});
+  RocksStoreOptions options;
+  options.block_cache_bytes = 64u << 20;
+  Configured c = Configure(options);
   c.db.max_open_files = -1;  // required for a secondary instance
+  c.db.sst_file_manager.reset();  // a follower deletes nothing and recovers nothing
   c.db.create_if_missing = false;
   rocksdb::DB* db = nullptr;
   rocksdb::Status status = rocksdb::DB::OpenAsSecondary(c.db, path, secondary_path, c.families, &store->handles_, &db);
@@ -189,6 +206,19 @@ std::unique_ptr<StateWriteBatch> RocksStore::NewWriteBatch() { return std::make_
 
 absl::Status RocksStore::Write(StateWriteBatch& batch) {
   if (!failure_.ok()) return failure_;
+  if (min_free_bytes_ > 0) {
+    const absl::StatusOr<uint64_t> free_bytes = FreeBytesAt(path_);
+    if (!free_bytes.ok()) {
+      failure_ = free_bytes.status();
+      return failure_;
+    }
+    if (*free_bytes < min_free_bytes_) {
+      failure_ = absl::UnavailableError(Cat("the state store's disk has ", *free_bytes / (1u << 20),
+                                            " MiB free, below store.min_free_mib (", min_free_bytes_ / (1u << 20),
+                                            " MiB); nothing of this batch was written"));
+      return failure_;
+    }
+  }
   auto& rocks_batch = static_cast<RocksWriteBatch&>(batch);
   if (!rocks_batch.first_error_.ok()) {
     failure_ = FromRocks(rocks_batch.first_error_, "building a state write");
@@ -263,6 +293,19 @@ absl::Status RocksStore::Flush() {
   rocksdb::FlushOptions options;
   options.wait = true;
   return FromRocks(db_->Flush(options, handles_), "flushing the state store");
+}
+
+absl::StatusOr<uint64_t> FreeBytesAt(const std::string& path) {
+  std::filesystem::path probe(path);
+  std::error_code error;
+  while (!std::filesystem::exists(probe, error) && probe.has_parent_path() && probe != probe.parent_path()) {
+    probe = probe.parent_path();
+  }
+  struct statvfs info {};
+  if (::statvfs(probe.c_str(), &info) != 0) {
+    return absl::UnavailableError(Cat("cannot read the free space of ", probe.string(), ": ", std::strerror(errno)));
+  }
+  return static_cast<uint64_t>(info.f_bavail) * info.f_frsize;
 }
 
 }  // namespace yrd

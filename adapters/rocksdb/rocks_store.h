@@ -2,7 +2,9 @@
 // through the write-ahead log and are synced (WriteOptions::sync = true, chosen on purpose:
 // a commit acknowledges Kafka offsets, so it must survive power loss). After a failed write
 // every later write fails with the same status. Transaction records older than the dedup
-// horizon are dropped by a compaction filter, which bounds the dedup state on disk.
+// horizon are dropped by a compaction filter, which bounds the dedup state on disk. A write
+// that would leave the disk with less than `min_free_bytes` fails (Unavailable) before RocksDB
+// sees it; RocksDB's own log goes through InfoLog, which survives a full disk.
 //
 // Open() gives the single writer (the daemon; RocksDB's lock file keeps a second one out).
 // OpenSecondary() gives a read-only follower for the report tools, which may run while the
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "adapters/rocksdb/info_log.h"
 #include "engine/state_store.h"
 
 namespace rocksdb {
@@ -37,7 +40,17 @@ struct RocksStoreOptions {
   // Sync the write-ahead log on every Write. Only benchmarks that measure the difference turn
   // this off; the daemon refuses to start without it.
   bool sync_writes = true;
+  // Free space the store's file system must keep, bytes: a Write that finds less fails with
+  // Unavailable before it reaches RocksDB, so a filling disk pauses the daemon with room left for
+  // flushes, compactions and the report tools. 0 turns the check off (the disk then fills to
+  // ENOSPC, which RocksDB reports as an error of its own). Config key store.min_free_mib.
+  uint64_t min_free_bytes = 0;
+  // Receives RocksDB's warnings and errors (background errors, recovery); may be empty.
+  StoreWarningSink on_warning;
 };
+
+// Free bytes on the file system holding `path` (or its nearest existing parent).
+[[nodiscard]] absl::StatusOr<uint64_t> FreeBytesAt(const std::string& path);
 
 class RocksStore final : public StateStore {
  public:
@@ -76,6 +89,8 @@ class RocksStore final : public StateStore {
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   bool sync_writes_ = true;
+  uint64_t min_free_bytes_ = 0;
+  std::string path_;
   absl::Status failure_;
   std::unique_ptr<rocksdb::CompactionFilter> owned_filter_;
   std::unique_ptr<Scratch> scratch_;

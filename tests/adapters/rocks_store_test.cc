@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <utility>
 #include <vector>
@@ -145,6 +146,46 @@ TEST_F(RocksStoreTest, DataSurvivesCloseAndReopen) {
   ASSERT_TRUE((*reopened)->Get(Table::kMeta, "offset|x", value, found).ok());
   EXPECT_TRUE(found);
   EXPECT_EQ(value, "42");
+}
+
+TEST_F(RocksStoreTest, WriteBelowTheFreeSpaceReserveIsRefusedAndWritesNothing) {
+  store_.reset();
+  const absl::StatusOr<uint64_t> free_bytes = FreeBytesAt(path_);
+  ASSERT_TRUE(free_bytes.ok()) << free_bytes.status();
+  ASSERT_GT(*free_bytes, 0u);
+  RocksStoreOptions options;
+  options.min_free_bytes = *free_bytes + (uint64_t{1} << 40);  // more than this disk will have
+  auto guarded = RocksStore::Open(path_, std::move(options));
+  ASSERT_TRUE(guarded.ok()) << guarded.status();
+  std::unique_ptr<StateWriteBatch> batch = (*guarded)->NewWriteBatch();
+  batch->Put(Table::kMeta, "offset|x", "42");
+  const absl::Status refused = (*guarded)->Write(*batch);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(refused.message().find("store.min_free_mib"), std::string_view::npos) << refused;
+  // Like any failed write, it is final for this instance: nothing later is written over it.
+  EXPECT_EQ((*guarded)->Write(*batch).code(), absl::StatusCode::kUnavailable);
+  guarded->reset();
+
+  auto reopened = RocksStore::Open(path_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  std::string value;
+  bool found = true;
+  ASSERT_TRUE((*reopened)->Get(Table::kMeta, "offset|x", value, found).ok());
+  EXPECT_FALSE(found);
+}
+
+TEST_F(RocksStoreTest, FreeBytesOfAPathNotYetCreatedIsThatOfItsParent) {
+  const absl::StatusOr<uint64_t> parent = FreeBytesAt(dir_.path());
+  const absl::StatusOr<uint64_t> missing = FreeBytesAt(dir_.path() + "/not/yet/created");
+  ASSERT_TRUE(parent.ok() && missing.ok());
+  // The same file system; other writers may move it a little between the two reads.
+  EXPECT_NEAR(static_cast<double>(*parent), static_cast<double>(*missing), 64.0 * (1 << 20));
+}
+
+TEST_F(RocksStoreTest, RocksDbDiagnosticsGoToTheStoreLogFile) {
+  store_.reset();  // closing logs a line
+  EXPECT_TRUE(std::filesystem::exists(path_ + "/LOG"));
+  EXPECT_GT(std::filesystem::file_size(path_ + "/LOG"), 0u);
 }
 
 TEST_F(RocksStoreTest, SecondarySeesNewWritesOnlyAfterCatchUp) {

@@ -25,8 +25,9 @@ class Scenario {
   // Starts clearing-broker and waits (bounded) for its address.
   void StartBroker(int partitions);
   // Generates a registry, a key and the daemon's configuration.
-  // `extra_config` is appended to clearingd's TOML configuration.
-  void Prepare(int merchants, int seed, const std::string& extra_config = "");
+  // `extra_config` is appended to clearingd's TOML configuration; `store_config` goes into its
+  // [store] section.
+  void Prepare(int merchants, int seed, const std::string& extra_config = "", const std::string& store_config = "");
   // Produces a generated day to the broker; reads its oracle.
   void Generate(int64_t events, int seed, const std::vector<std::string>& extra_flags = {});
   [[nodiscard]] std::unique_ptr<ChildProcess> StartDaemon();

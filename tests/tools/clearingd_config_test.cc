@@ -29,6 +29,21 @@ TEST(DaemonConfig, GoodFileGivesDefaultsAndPathsRelativeToTheFile) {
   EXPECT_EQ(config->output_dir, dir / "clearing-files");
   EXPECT_EQ(config->calendar.grace_ms, 900'000);
   EXPECT_EQ(config->decode.dedup_horizon_ms, 40 * kDayMs);
+  EXPECT_EQ(config->store_min_free_bytes, uint64_t{256} << 20);
+}
+
+TEST(DaemonConfig, StoreFreeSpaceReserveIsInMebibytesAndMayBeOff) {
+  TempDir dir;
+  std::string text = kGood;
+  text.replace(text.find("path = \"state\"\n"), 15, "path = \"state\"\nmin_free_mib = 0\n");
+  auto off = Load(dir, text);
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_EQ(off->store_min_free_bytes, 0u);
+  text.replace(text.find("min_free_mib = 0"), 16, "min_free_mib = -1");
+  auto negative = Load(dir, text);
+  ASSERT_FALSE(negative.ok());
+  EXPECT_NE(negative.status().message().find("store.min_free_mib = -1 is out of range"), std::string::npos)
+      << negative.status();
 }
 
 TEST(DaemonConfig, UnknownKeyIsRefusedWithItsNameAndLine) {

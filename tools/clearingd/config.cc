@@ -129,8 +129,11 @@ absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
   }
 
   Section store(path, root, "store");
+  int64_t min_free_mib = static_cast<int64_t>(config.store_min_free_bytes >> 20);
   check(store.String("path", config.store_path));
+  check(store.Integer("min_free_mib", min_free_mib, 0, 1 << 24));
   check(store.RefuseUnknown());
+  config.store_min_free_bytes = static_cast<uint64_t>(min_free_mib) << 20;
   Section registry(path, root, "registry");
   check(registry.String("path", config.registry_path));
   check(registry.RefuseUnknown());

@@ -24,6 +24,7 @@ struct DaemonConfig {
   bool dead_letter = true;
   // [store]
   std::string store_path;
+  uint64_t store_min_free_bytes = 256u << 20;  // min_free_mib: writes pause below it, resume above
   // [registry]
   std::string registry_path;
   // [privacy]

@@ -300,12 +300,38 @@ class Daemon final : public http::AdminHandler {
                                  " s: free disk space or restore the brokers named in the error"}});
       wake_.wait_for(lock, kRetryInterval, [this] { return stop_requested_; });
       if (stop_requested_) return;
+      // Reopening on a disk that is still full would only fail again (or take the last of the
+      // space for a new log file): wait until the store has its reserve back.
+      while (!StoreHasRoom()) {
+        wake_.wait_for(lock, kRetryInterval, [this] { return stop_requested_; });
+        if (stop_requested_) return;
+      }
     }
+  }
+
+  // True when the store's file system has store.min_free_mib free (or the check is off).
+  bool StoreHasRoom() {
+    if (config_.store_min_free_bytes == 0) return true;
+    const absl::StatusOr<uint64_t> free_bytes = FreeBytesAt(config_.store_path);
+    if (free_bytes.ok() && *free_bytes >= config_.store_min_free_bytes) return true;
+    log::Warning("waiting_for_disk_space",
+                 {{"store", config_.store_path},
+                  {"free_mib", free_bytes.ok() ? static_cast<int64_t>(*free_bytes >> 20) : -1},
+                  {"min_free_mib", static_cast<int64_t>(config_.store_min_free_bytes >> 20)},
+                  {"action", "free space on the store's file system; clearingd resumes by itself"}});
+    return false;
   }
 
   // One life of the store, ledger, Kafka source and pipeline, until a stop or a failure.
   absl::Status Attempt() {
-    auto store = RocksStore::Open(config_.store_path);
+    RocksStoreOptions store_options;
+    store_options.min_free_bytes = config_.store_min_free_bytes;
+    store_options.on_warning = [](std::string_view severity, std::string_view message) {
+      log::Warning("store_warning", {{"severity", severity},
+                                     {"detail", message},
+                                     {"action", "none if it clears; if it repeats, check the store's disk"}});
+    };
+    auto store = RocksStore::Open(config_.store_path, std::move(store_options));
     if (!store.ok()) return store.status();
     (*store)->SetHorizonStartMs(clock_->NowMs() - config_.decode.dedup_horizon_ms);
     Ledger ledger(**store, LedgerOptions{config_.calendar});

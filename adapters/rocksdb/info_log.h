@@ -1,0 +1,30 @@
+// InfoLog: RocksDB's diagnostic log (the LOG file in the store directory), written by us
+// instead of RocksDB's own file logger. RocksDB 7.8's logger aborts the process (an assertion in
+// WritableFileWriter) the first time it appends after a failed append, which is what a full disk
+// produces; this one drops a line it cannot write, counts it, and carries on, so a full disk
+// turns into an error the daemon can wait out. Warnings and errors also go to `on_warning`,
+// so they reach the daemon's own log. The file is rotated to LOG.old at kInfoLogBytesMax.
+// Thread-safe (RocksDB logs from its background threads).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace rocksdb {
+class Logger;
+}
+
+namespace yrd {
+
+// Size of the LOG file before it is rotated to LOG.old (one old file is kept), bytes.
+inline constexpr size_t kInfoLogBytesMax = 16u << 20;
+
+// Called with "warning", "error" or "fatal" and the line RocksDB logged.
+using StoreWarningSink = std::function<void(std::string_view severity, std::string_view message)>;
+
+// A logger writing `directory`/LOG. The directory must exist.
+std::shared_ptr<rocksdb::Logger> NewInfoLog(const std::string& directory, StoreWarningSink on_warning);
+
+}  // namespace yrd
