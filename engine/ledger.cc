@@ -1,5 +1,7 @@
 #include "engine/ledger.h"
 
+#include <algorithm>
+
 #include "engine/assert.h"
 #include "engine/money.h"
 
@@ -405,9 +407,17 @@ void Ledger::BuildWrite(const Batch& batch) {
   StateWriteBatch& write = *write_batch_;
   write.Clear();
   const uint64_t sequence = commit_sequence_ + 1;
+  // The transaction records go in key order: the store's sorted in-memory table then inserts
+  // each one next to the previous instead of searching from the top, which halves the cost of
+  // the one write every event makes.
+  dirty_in_key_order_.clear();
   for (size_t i = 0; i < txn_states_used_; ++i) {
-    TxnState& state = txn_states_[i];
-    if (!state.dirty) continue;
+    if (txn_states_[i].dirty) dirty_in_key_order_.push_back(static_cast<uint32_t>(i));
+  }
+  std::sort(dirty_in_key_order_.begin(), dirty_in_key_order_.end(),
+            [this](uint32_t a, uint32_t b) { return txn_states_[a].key < txn_states_[b].key; });
+  for (const uint32_t index : dirty_in_key_order_) {
+    TxnState& state = txn_states_[index];
     state.record.line_key = state.line_key;
     state.record.original_txn_id = state.original_txn_id;
     EncodeTxnRecord(state.record, value_scratch_);

@@ -135,6 +135,7 @@ class Ledger {
   std::array<absl::flat_hash_map<std::string_view, uint32_t, StringHash, StringEq>, 2> txn_index_;
   std::vector<TxnState> txn_states_;
   size_t txn_states_used_ = 0;
+  std::vector<uint32_t> dirty_in_key_order_;  // BuildWrite's scratch
   std::vector<uint32_t> pending_lookups_;
   std::vector<std::string_view> lookup_keys_;
   std::vector<std::string> lookup_values_;
