@@ -23,6 +23,12 @@ void AppendClearingMetrics(const ClearingMetrics& metrics, PrometheusText& page)
                metrics.batches_committed_count);
   page.Counter("yrd_store_written_bytes_total", "Bytes of state-store write batches committed.",
                metrics.store_written_bytes);
+  page.Counter("yrd_store_background_errors_total",
+               "Flush, compaction or write errors after which RocksDB stopped writes (disk full, I/O errors).",
+               metrics.store_background_error_count);
+  page.Counter("yrd_consumption_pauses_total",
+               "Times consumption stopped on a store or broker failure and waited to retry.",
+               metrics.consumption_pause_count);
 
   page.Family("yrd_exceptions_total", PrometheusType::kCounter,
               "Messages not applied, by reason; each is in the exception store (clearing-report exceptions).");

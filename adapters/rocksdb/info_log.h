@@ -21,8 +21,13 @@ namespace yrd {
 // Size of the LOG file before it is rotated to LOG.old (one old file is kept), bytes.
 inline constexpr size_t kInfoLogBytesMax = 16u << 20;
 
-// Called with "warning", "error" or "fatal" and the line RocksDB logged.
+// Called with a severity and a line: "warning", "error" or "fatal" for what RocksDB logged;
+// kBackgroundError when a flush, compaction or write failed and RocksDB stopped writes;
+// kRecovered / kRecoveryFailed when its own recovery from such an error ended.
 using StoreWarningSink = std::function<void(std::string_view severity, std::string_view message)>;
+inline constexpr std::string_view kBackgroundError = "background_error";
+inline constexpr std::string_view kRecovered = "recovered";
+inline constexpr std::string_view kRecoveryFailed = "recovery_failed";
 
 // A logger writing `directory`/LOG. The directory must exist.
 std::shared_ptr<rocksdb::Logger> NewInfoLog(const std::string& directory, StoreWarningSink on_warning);

@@ -11,6 +11,7 @@
 #include "rocksdb/compaction_filter.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
+#include "rocksdb/listener.h"
 #include "rocksdb/perf_level.h"
 #include "rocksdb/sst_file_manager.h"
 #include "rocksdb/table.h"
@@ -62,6 +63,33 @@ class HorizonFilter final : public rocksdb::CompactionFilter {
 
  private:
   std::shared_ptr<std::atomic<int64_t>> horizon_start_ms_;
+};
+
+// Reports RocksDB's background errors and the end of its own recovery from them (with an
+// SstFileManager, RocksDB retries a "no space" error of a flush or compaction by itself once
+// space returns).
+class ErrorListener final : public rocksdb::EventListener {
+ public:
+  explicit ErrorListener(StoreWarningSink sink) : sink_(std::move(sink)) {}
+  void OnBackgroundError(rocksdb::BackgroundErrorReason reason, rocksdb::Status* error) override {
+    static constexpr const char* kReasons[] = {"flush", "compaction", "write", "memtable", "manifest write",
+                                               "flush without WAL", "manifest write without WAL"};
+    const auto index = static_cast<size_t>(reason);
+    sink_(kBackgroundError, Cat("RocksDB stopped writes after a failed ",
+                                index < std::size(kReasons) ? kReasons[index] : "operation", ": ",
+                                error != nullptr ? error->ToString() : std::string("unknown error")));
+  }
+  void OnErrorRecoveryEnd(const rocksdb::BackgroundErrorRecoveryInfo& info) override {
+    if (info.new_bg_error.ok()) {
+      sink_(kRecovered, Cat("RocksDB recovered from ", info.old_bg_error.ToString()));
+    } else {
+      sink_(kRecoveryFailed, Cat("RocksDB could not recover from ", info.old_bg_error.ToString(), ": ",
+                                 info.new_bg_error.ToString()));
+    }
+  }
+
+ private:
+  StoreWarningSink sink_;
 };
 
 class RocksWriteBatch final : public StateWriteBatch {
@@ -172,6 +200,7 @@ absl::StatusOr<std::unique_ptr<RocksStore>> RocksStore::Open(const std::string& 
   std::filesystem::create_directories(path, error);
   if (error) return absl::UnavailableError(Cat("creating the state store directory ", path, ": ", error.message()));
   c.db.info_log = NewInfoLog(path, options.on_warning);
+  if (options.on_warning) c.db.listeners.push_back(std::make_shared<ErrorListener>(options.on_warning));
   rocksdb::DB* db = nullptr;
   rocksdb::Status status = rocksdb::DB::Open(c.db, path, c.families, &store->handles_, &db);
   if (!status.ok()) {

@@ -14,15 +14,6 @@
 namespace yrd::testing {
 namespace {
 
-// The value of an unlabelled sample, or -1.
-double Sample(const std::string& metrics, const std::string& name) {
-  std::istringstream lines(metrics);
-  for (std::string line; std::getline(lines, line);) {
-    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
-  }
-  return -1;
-}
-
 // Every line is a comment (# HELP / # TYPE) or `name{label="value",...} number`.
 bool IsSampleLine(const std::string& line) {
   auto name_char = [](char c, bool first) {
@@ -76,7 +67,7 @@ TEST(Admin, MetricsMoveWithEventsAndCloseNeedsTheToken) {
   ASSERT_TRUE(WaitFor([&] { return scenario.Http("GET", "/healthz").first == 200; }, std::chrono::seconds(30)));
   const auto [before_code, before] = scenario.Http("GET", "/metrics");
   ASSERT_EQ(before_code, 200);
-  EXPECT_EQ(Sample(before, "yrd_events_consumed_total"), 0);
+  EXPECT_EQ(MetricSample(before, "yrd_events_consumed_total"), 0);
 
   scenario.Generate(20'000, /*seed=*/37);
   ASSERT_TRUE(scenario.WaitCaughtUp(std::chrono::minutes(2))) << ReadFile(scenario.daemon_log());
@@ -84,12 +75,12 @@ TEST(Admin, MetricsMoveWithEventsAndCloseNeedsTheToken) {
   ASSERT_TRUE(WaitFor(
       [&] {
         after = scenario.Http("GET", "/metrics").second;
-        return Sample(after, "yrd_events_consumed_total") == static_cast<double>(scenario.messages());
+        return MetricSample(after, "yrd_events_consumed_total") == static_cast<double>(scenario.messages());
       },
       std::chrono::seconds(30)))
       << after;
-  EXPECT_GT(Sample(after, "yrd_events_applied_total"), 0);
-  EXPECT_GT(Sample(after, "yrd_commit_latency_seconds_count"), 0);
+  EXPECT_GT(MetricSample(after, "yrd_events_applied_total"), 0);
+  EXPECT_GT(MetricSample(after, "yrd_commit_latency_seconds_count"), 0);
   for (const std::string& line : PrometheusViolations(after)) ADD_FAILURE() << "not Prometheus text: " << line;
   EXPECT_NE(after.find("yrd_consumer_lag_messages{"), std::string::npos);
   EXPECT_TRUE(WaitFor([&] { return scenario.Http("GET", "/readyz").first == 200; }, std::chrono::seconds(30)));

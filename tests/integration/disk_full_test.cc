@@ -38,7 +38,7 @@ class MountedTmpfs {
 // Fills the store's disk while clearingd ingests 200k messages, checks that consumption
 // pauses with nothing acknowledged past the last commit, gives the space back and checks that
 // the daemon resumes by itself and the outcome equals the oracle exactly.
-void FillThenGrow(const std::string& store_config, const std::string& paused_because) {
+void FillThenGrow(const std::string& store_config, const std::string& paused_because, bool rocksdb_saw_the_error) {
   Scenario scenario;
   MountedTmpfs disk(scenario.dir() / "state");
   if (!disk.mounted()) GTEST_SKIP() << "mounting a tmpfs needs root (CAP_SYS_ADMIN)";
@@ -59,6 +59,13 @@ void FillThenGrow(const std::string& store_config, const std::string& paused_bec
   ASSERT_TRUE(daemon->running()) << ReadFile(scenario.daemon_log());
   EXPECT_LT(scenario.CommittedMessages(), scenario.messages());
   EXPECT_TRUE(WaitFor([&] { return scenario.Http("GET", "/readyz").first == 503; }, std::chrono::seconds(30)));
+  const std::string metrics = scenario.Http("GET", "/metrics").second;
+  EXPECT_GE(MetricSample(metrics, "yrd_consumption_pauses_total"), 1) << metrics;
+  if (rocksdb_saw_the_error) {
+    EXPECT_GE(MetricSample(metrics, "yrd_store_background_errors_total"), 1) << metrics;
+  } else {
+    EXPECT_EQ(MetricSample(metrics, "yrd_store_background_errors_total"), 0) << metrics;
+  }
 
   // Space returns: the daemon retries by itself and catches up.
   ASSERT_TRUE(disk.Grow());
@@ -77,13 +84,13 @@ void FillThenGrow(const std::string& store_config, const std::string& paused_bec
 // (its diagnostic log is ours and survives the full disk), and clearingd reopens from the last
 // commit once space returns.
 TEST(DiskFull, WriteAheadLogMeetsEnospcThenResumesLosingNothing) {
-  FillThenGrow("min_free_mib = 0\n", "No space left on device");
+  FillThenGrow("min_free_mib = 0\n", "No space left on device", /*rocksdb_saw_the_error=*/true);
 }
 
 // The reserve check on: commits stop while a few MiB are still free, before RocksDB sees any
 // error, and resume when the reserve is back.
 TEST(DiskFull, ReserveBelowMinimumPausesThenResumesLosingNothing) {
-  FillThenGrow("min_free_mib = 8\n", "store.min_free_mib");
+  FillThenGrow("min_free_mib = 8\n", "store.min_free_mib", /*rocksdb_saw_the_error=*/false);
 }
 
 }  // namespace

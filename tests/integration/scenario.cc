@@ -17,6 +17,14 @@
 
 namespace yrd::testing {
 
+double MetricSample(const std::string& metrics, const std::string& name) {
+  std::istringstream lines(metrics);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
+  }
+  return -1;
+}
+
 Scenario::Scenario() = default;
 
 Scenario::~Scenario() {

@@ -17,6 +17,9 @@ inline constexpr int64_t kDayClockMs = 1'795'795'140'000;
 // The admin close token the scenario's daemon is configured with.
 inline constexpr const char* kAdminToken = "scenario-admin-token-0123456789";
 
+// The value of an unlabelled sample in a Prometheus text page, or -1 when it is missing.
+double MetricSample(const std::string& metrics, const std::string& name);
+
 class Scenario {
  public:
   Scenario();

@@ -171,6 +171,8 @@ class Daemon final : public http::AdminHandler {
             {std::string(lag.topic == SourceTopic::kTaps ? kTapsTopic : kMedicalTopic), lag.partition, lag.lag_messages});
       }
     }
+    m.store_background_error_count = store_background_error_count_.load();
+    m.consumption_pause_count = consumption_pause_count_.load();
     if (last_file_set_day_ != 0) {
       m.last_file_set = http::ClearingMetrics::FileSet{last_file_set_day_, last_file_set_at_ms_, 0};
     }
@@ -293,6 +295,7 @@ class Daemon final : public http::AdminHandler {
         final_status_ = status.ok() ? absl::InternalError("the pipeline stopped without being asked to") : status;
         return;
       }
+      consumption_pause_count_.fetch_add(1);
       log::Error("consumption_paused",
                  {{"error", status.ToString()},
                   {"action", "nothing past the last commit was acknowledged; clearingd retries by itself every " +
@@ -326,10 +329,23 @@ class Daemon final : public http::AdminHandler {
   absl::Status Attempt() {
     RocksStoreOptions store_options;
     store_options.min_free_bytes = config_.store_min_free_bytes;
-    store_options.on_warning = [](std::string_view severity, std::string_view message) {
-      log::Warning("store_warning", {{"severity", severity},
-                                     {"detail", message},
-                                     {"action", "none if it clears; if it repeats, check the store's disk"}});
+    store_options.on_warning = [this](std::string_view severity, std::string_view message) {
+      if (severity == kBackgroundError) {
+        store_background_error_count_.fetch_add(1);
+        log::Error("store_background_error",
+                   {{"detail", message},
+                    {"action", "if commits fail, consumption pauses until RocksDB or a reopen recovers; free disk "
+                               "space if the detail says there is none"}});
+      } else if (severity == kRecovered) {
+        log::Info("store_recovered", {{"detail", message}});
+      } else if (severity == kRecoveryFailed) {
+        log::Error("store_recovery_failed",
+                   {{"detail", message}, {"action", "clearingd reopens the store from its last commit every 5 s"}});
+      } else {
+        log::Warning("store_warning", {{"severity", severity},
+                                       {"detail", message},
+                                       {"action", "none if it clears; if it repeats, check the store's disk"}});
+      }
     };
     auto store = RocksStore::Open(config_.store_path, std::move(store_options));
     if (!store.ok()) return store.status();
@@ -419,6 +435,8 @@ class Daemon final : public http::AdminHandler {
   WindowDay last_file_set_day_ = 0;       // guarded by mutex_
   int64_t last_file_set_at_ms_ = 0;       // guarded by mutex_
   absl::Status final_status_;      // written by the worker before it returns
+  std::atomic<uint64_t> store_background_error_count_{0};  // from RocksDB's threads
+  std::atomic<uint64_t> consumption_pause_count_{0};
 };
 
 int Start(DaemonConfig config, bool check_only) {
