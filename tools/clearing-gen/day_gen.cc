@@ -320,12 +320,17 @@ class DayGenerator::Impl {
            occurred_at_ms <= options_.now_ms + model_settings_.clock_skew_ms_max;
   }
 
-  // "T1127" + 10 digits: unique within the run, 15 characters.
+  // "T1127" + 10 digits: unique within the run, 15 characters. The digits are the run's counter
+  // scrambled by a bijection of [0, 10^10) (multiplication by a number prime to 10), so ids
+  // arrive in no particular order, as ids from thousands of terminals and phones do; a counter
+  // in order would make the store's sorted inserts unrealistically cheap.
   std::string NextId(char prefix) {
+    constexpr unsigned __int128 kModulus = 10'000'000'000ull;
+    constexpr unsigned __int128 kMultiplier = 6'364'136'223ull;  // odd, not a multiple of 5
     std::string id(15, '0');
     id[0] = prefix;
     id.replace(1, 4, date_tag_);
-    PutDigits(id.data() + 5, ++id_counter_, 10);
+    PutDigits(id.data() + 5, static_cast<uint64_t>((++id_counter_ * kMultiplier) % kModulus), 10);
     return id;
   }
 
