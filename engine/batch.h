@@ -22,6 +22,15 @@ namespace yrd {
 enum class Fate : uint8_t { kPending = 0, kApplied, kExactDuplicate, kRejected };
 
 // An operator's or the file writer's request about a window, carried by a batch so that it is
+// Per-batch figures for metrics and the commit log line, set when the ledger prepares it.
+struct BatchResult {
+  size_t applied_count = 0;
+  size_t exact_duplicate_count = 0;
+  size_t rejected_count = 0;
+  size_t late_count = 0;
+  size_t store_bytes = 0;
+};
+
 // applied in order with the events and committed in the same atomic write.
 struct WindowCommand {
   enum class Kind : uint8_t { kClose = 0, kMarkFilesWritten = 1 };
@@ -94,6 +103,8 @@ class Batch {
     arena_used_ = 0;
     registry.reset();
     committed = false;
+    ledger_prepared = false;
+    ledger_result = BatchResult{};
     commands.clear();
     windows_closed.clear();
     windows_files_marked.clear();
@@ -104,7 +115,9 @@ class Batch {
   std::shared_ptr<const Registry> registry;
   std::chrono::steady_clock::time_point sealed_at{};
   std::chrono::steady_clock::time_point committed_at{};
-  bool committed = false;  // set by the ledger thread when the store write returned OK
+  bool committed = false;  // set by the commit stage when the store write returned OK
+  bool ledger_prepared = false;  // set by Ledger::Prepare when the batch's write is built
+  BatchResult ledger_result;     // set by Ledger::Prepare
   std::vector<WindowCommand> commands;          // applied before the batch's messages
   std::vector<WindowDay> windows_closed;        // set by the ledger: closed by this batch
   std::vector<WindowDay> windows_files_marked;  // set by the ledger: marked files_written

@@ -18,8 +18,20 @@ void AddChecked(int64_t& total, int64_t delta) {
 
 }  // namespace
 
-Ledger::Ledger(StateStore& store, LedgerOptions options)
-    : store_(store), options_(options), write_batch_(store.NewWriteBatch()) {}
+Ledger::Ledger(StateStore& store, LedgerOptions options) : store_(store), options_(options) {
+  for (PreparedWrite& prepared : prepared_) prepared.write = store.NewWriteBatch();
+}
+
+void Ledger::Fail(const absl::Status& status) {
+  std::lock_guard<std::mutex> lock(failure_mutex_);
+  if (failure_.ok()) failure_ = status;
+  failed_.store(true, std::memory_order_release);
+}
+
+absl::Status Ledger::Failure() const {
+  std::lock_guard<std::mutex> lock(failure_mutex_);
+  return failure_.ok() ? absl::InternalError("the ledger failed") : failure_;
+}
 
 absl::Status Ledger::Load(int64_t now_ms) {
   std::string value;
@@ -27,7 +39,7 @@ absl::Status Ledger::Load(int64_t now_ms) {
   if (absl::Status s = store_.Get(Table::kMeta, kCommitSequenceKey, value, found); !s.ok()) return s;
   if (found) {
     if (value.size() != 8) return absl::DataLossError("commit_sequence record is damaged");
-    commit_sequence_ = ReadBigEndian64(value.data());
+    commit_sequence_.store(ReadBigEndian64(value.data()));
   }
   absl::Status decode_status;
   absl::Status s = store_.Scan(Table::kMeta, kOffsetKeyPrefix, {}, [&](std::string_view key, std::string_view v) {
@@ -84,7 +96,9 @@ absl::Status Ledger::Load(int64_t now_ms) {
   });
   if (!s.ok()) return s;
   if (!decode_status.ok()) return decode_status;
-  PublishWindows(now_ms);
+  prepared_sequence_ = commit_sequence_.load();
+  prepared_offsets_ = offsets_;
+  published_windows_.store(BuildWindowTable(now_ms));
   return absl::OkStatus();
 }
 
@@ -138,7 +152,7 @@ void Ledger::ApplyWindowCommands(Batch& batch) {
   }
 }
 
-void Ledger::PublishWindows(int64_t now_ms) {
+std::shared_ptr<const WindowTable> Ledger::BuildWindowTable(int64_t now_ms) const {
   auto table = std::make_shared<WindowTable>();
   for (const auto& [day, entry] : counters_) (*table)[day].counters = entry.counters;
   for (const auto& [day, record] : windows_) {
@@ -150,7 +164,7 @@ void Ledger::PublishWindows(int64_t now_ms) {
     if (info.state >= WindowState::kClosed) continue;
     info.state = options_.calendar.CutoffInstantMs(day) <= now_ms ? WindowState::kClosing : WindowState::kOpen;
   }
-  published_windows_.store(std::move(table));
+  return table;
 }
 
 bool Ledger::IsClosed(WindowDay day, int64_t now_ms) const {
@@ -188,13 +202,36 @@ uint32_t Ledger::StateFor(Family family, std::string_view txn_id) {
   return static_cast<uint32_t>(txn_states_used_++);
 }
 
+bool Ledger::AdoptRecord(TxnState& state, std::string_view bytes) {
+  if (!DecodeTxnRecord(bytes, state.record)) return false;
+  // The record's views must outlive `bytes`: they move into the state's own strings.
+  state.line_key.assign(state.record.line_key);
+  state.original_txn_id.assign(state.record.original_txn_id);
+  state.record.line_key = state.line_key;
+  state.record.original_txn_id = state.original_txn_id;
+  state.exists = true;
+  return true;
+}
+
 absl::Status Ledger::LookUpPending() {
-  const size_t count = pending_lookups_.size();
+  // A record written by a batch still waiting for its commit is newer than the store's.
+  lookup_keys_.clear();
+  lookup_states_.clear();
+  for (const uint32_t index : pending_lookups_) {
+    TxnState& state = txn_states_[index];
+    const auto it = overlay_.find(std::string_view(state.key));
+    if (it == overlay_.end()) {
+      lookup_keys_.push_back(state.key);
+      lookup_states_.push_back(index);
+    } else if (!AdoptRecord(state, it->second)) {
+      return absl::DataLossError(Cat("transaction record ", state.key.substr(1), " is damaged"));
+    }
+  }
+  pending_lookups_.clear();
+  const size_t count = lookup_keys_.size();
   if (count == 0) return absl::OkStatus();
-  lookup_keys_.resize(count);
   if (lookup_values_.size() < count) lookup_values_.resize(count);
   lookup_found_.assign(count, 0);
-  for (size_t i = 0; i < count; ++i) lookup_keys_[i] = txn_states_[pending_lookups_[i]].key;
   if (absl::Status s = store_.MultiGet(Table::kTxn, lookup_keys_, std::span(lookup_values_.data(), count),
                                        lookup_found_);
       !s.ok()) {
@@ -202,17 +239,11 @@ absl::Status Ledger::LookUpPending() {
   }
   for (size_t i = 0; i < count; ++i) {
     if (!lookup_found_[i]) continue;
-    TxnState& state = txn_states_[pending_lookups_[i]];
-    if (!DecodeTxnRecord(lookup_values_[i], state.record)) {
+    TxnState& state = txn_states_[lookup_states_[i]];
+    if (!AdoptRecord(state, lookup_values_[i])) {
       return absl::DataLossError(Cat("transaction record ", state.key.substr(1), " is damaged"));
     }
-    state.line_key.assign(state.record.line_key);
-    state.original_txn_id.assign(state.record.original_txn_id);
-    state.record.line_key = state.line_key;
-    state.record.original_txn_id = state.original_txn_id;
-    state.exists = true;
   }
-  pending_lookups_.clear();
   return absl::OkStatus();
 }
 
@@ -231,8 +262,8 @@ LineTotals& Ledger::TouchLine(WindowDay day, std::string_view line_key) {
     index = it->second;
   }
   LineEntry& entry = lines_[index];
-  if (entry.touched_sequence != commit_sequence_ + 1) {
-    entry.touched_sequence = commit_sequence_ + 1;
+  if (entry.touched_sequence != prepared_sequence_ + 1) {
+    entry.touched_sequence = prepared_sequence_ + 1;
     touched_lines_.push_back(index);
   }
   return entry.totals;
@@ -240,7 +271,7 @@ LineTotals& Ledger::TouchLine(WindowDay day, std::string_view line_key) {
 
 WindowCounters& Ledger::TouchCounters(WindowDay day) {
   CountersEntry& entry = counters_[day];
-  entry.touched_sequence = commit_sequence_ + 1;
+  entry.touched_sequence = prepared_sequence_ + 1;
   return entry.counters;
 }
 
@@ -403,10 +434,12 @@ void Ledger::ApplySlot(MessageSlot& slot, WindowDay oldest_open, int64_t now_ms,
   RecordApplied(slot, original != nullptr ? std::string_view(original->line_key) : std::string_view(self.line_key));
 }
 
-void Ledger::BuildWrite(const Batch& batch) {
-  StateWriteBatch& write = *write_batch_;
+void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
+  StateWriteBatch& write = *prepared.write;
   write.Clear();
-  const uint64_t sequence = commit_sequence_ + 1;
+  overlay_arena_.clear();
+  overlay_spans_.clear();
+  const uint64_t sequence = prepared_sequence_ + 1;
   // The transaction records go in key order: the store's sorted in-memory table then inserts
   // each one next to the previous instead of searching from the top, which halves the cost of
   // the one write every event makes.
@@ -422,6 +455,19 @@ void Ledger::BuildWrite(const Batch& batch) {
     state.record.original_txn_id = state.original_txn_id;
     EncodeTxnRecord(state.record, value_scratch_);
     write.Put(Table::kTxn, state.key, value_scratch_);
+    const auto key_offset = static_cast<uint32_t>(overlay_arena_.size());
+    overlay_arena_.append(state.key);
+    overlay_arena_.append(value_scratch_);
+    overlay_spans_.push_back({key_offset, static_cast<uint32_t>(state.key.size()),
+                              key_offset + static_cast<uint32_t>(state.key.size()),
+                              static_cast<uint32_t>(value_scratch_.size())});
+  }
+  // Indexed once the arena has stopped growing, so the views stay valid.
+  overlay_.clear();
+  const std::string_view arena = overlay_arena_;
+  for (const OverlaySpan& span : overlay_spans_) {
+    overlay_.insert_or_assign(arena.substr(span.key_offset, span.key_size),
+                              arena.substr(span.value_offset, span.value_size));
   }
   for (const uint32_t index : touched_lines_) {
     EncodeLineTotals(lines_[index].totals, value_scratch_);
@@ -459,15 +505,15 @@ void Ledger::BuildWrite(const Batch& batch) {
     EncodeExceptionRecord(exception, value_scratch_);
     write.Put(Table::kExceptions, key_scratch_, value_scratch_);
   }
-  // The offsets move in memory only once the write returned OK (Apply swaps them in).
-  pending_offsets_ = offsets_;
+  // The committed offsets move only once the write returned OK (Commit moves them in).
+  prepared.offsets = prepared_offsets_;
   for (const MessageSlot& slot : batch.slots()) {
-    int64_t& next = pending_offsets_[{slot.topic, slot.partition}];
+    int64_t& next = prepared.offsets[{slot.topic, slot.partition}];
     // The source delivers each partition in order, without gaps it has not reported.
     YRD_ASSERT(slot.offset >= next);
     next = slot.offset + 1;
   }
-  for (const auto& [topic_partition, next] : pending_offsets_) {
+  for (const auto& [topic_partition, next] : prepared.offsets) {
     OffsetKey(topic_partition.first, topic_partition.second, key_scratch_);
     value_scratch_.clear();
     AppendBigEndian64(value_scratch_, static_cast<uint64_t>(next));
@@ -479,13 +525,36 @@ void Ledger::BuildWrite(const Batch& batch) {
 }
 
 absl::Status Ledger::Apply(Batch& batch, BatchResult& result) {
-  if (!failure_.ok()) return failure_;
+  if (absl::Status s = Prepare(batch); !s.ok()) return s;
+  result = batch.ledger_result;
+  return Commit(batch);
+}
+
+absl::Status Ledger::WaitForPreparedRoom() {
+  for (;;) {
+    if (failed()) return Failure();
+    const uint64_t finished = finished_count_.load(std::memory_order_acquire);
+    if (prepared_count_ - finished < kPreparedAheadMax) return absl::OkStatus();
+    finished_count_.wait(finished, std::memory_order_acquire);
+  }
+}
+
+absl::Status Ledger::Prepare(Batch& batch) {
+  batch.ledger_prepared = false;
+  if (absl::Status s = WaitForPreparedRoom(); !s.ok()) return s;
+  BatchResult& result = batch.ledger_result;
   result = BatchResult{};
+  PreparedWrite& prepared = prepared_[prepared_count_ % kPreparedAheadMax];
   const int64_t now_ms = batch.now_ms;
   touched_windows_.clear();
   ApplyWindowCommands(batch);
   const WindowDay oldest_open = OldestOpenWindow(now_ms);
-  if (batch.empty() && touched_windows_.empty()) return absl::OkStatus();  // an idle tick: nothing to commit
+  if (batch.empty() && touched_windows_.empty()) {  // an idle tick: nothing to commit
+    prepared.write_needed = false;
+    ++prepared_count_;
+    batch.ledger_prepared = true;
+    return absl::OkStatus();
+  }
 
   for (auto& index : txn_index_) index.clear();
   txn_states_used_ = 0;
@@ -500,21 +569,40 @@ absl::Status Ledger::Apply(Batch& batch, BatchResult& result) {
     if (!slot.event.original_txn_id.empty()) StateFor(family, slot.event.original_txn_id);
   }
   if (absl::Status s = LookUpPending(); !s.ok()) {
-    failure_ = s;
+    Fail(s);
     return s;
   }
   for (MessageSlot& slot : batch.slots()) ApplySlot(slot, oldest_open, now_ms, result);
 
-  BuildWrite(batch);
-  result.store_bytes = write_batch_->size_bytes();
-  if (absl::Status s = store_.Write(*write_batch_); !s.ok()) {
-    failure_ = s;
-    return s;
-  }
-  ++commit_sequence_;
-  offsets_.swap(pending_offsets_);
-  PublishWindows(now_ms);
+  BuildWrite(batch, prepared);
+  result.store_bytes = prepared.write->size_bytes();
+  prepared.write_needed = true;
+  prepared.sequence = ++prepared_sequence_;
+  prepared_offsets_ = prepared.offsets;
+  prepared.windows = BuildWindowTable(now_ms);
+  ++prepared_count_;
+  batch.ledger_prepared = true;
   return absl::OkStatus();
+}
+
+absl::Status Ledger::Commit(Batch& batch) {
+  if (!batch.ledger_prepared) return Failure();  // Prepare failed and said why
+  const uint64_t number = finished_count_.load(std::memory_order_relaxed);
+  PreparedWrite& prepared = prepared_[number % kPreparedAheadMax];
+  absl::Status status = failed() ? Failure() : absl::OkStatus();
+  if (status.ok() && prepared.write_needed) {
+    status = store_.Write(*prepared.write);
+    if (status.ok()) {
+      offsets_ = prepared.offsets;
+      commit_sequence_.store(prepared.sequence, std::memory_order_release);
+      published_windows_.store(prepared.windows);
+    } else {
+      Fail(status);
+    }
+  }
+  finished_count_.store(number + 1, std::memory_order_release);
+  finished_count_.notify_all();
+  return status;
 }
 
 }  // namespace yrd

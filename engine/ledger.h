@@ -5,9 +5,16 @@
 // synced store write. It keeps the open windows' lines and counters in memory and loads them
 // from the store at start, so a restart continues exactly where the last commit ended.
 //
-// Owned by the pipeline's ledger thread: every method is called from that thread only, except
-// the const accessors documented as thread-safe. After a failed store write the ledger refuses
-// every later batch (failed() is set); the process reopens the store to recover.
+// Apply does a batch start to end on one thread. A pipeline splits it: Prepare, on the ledger
+// thread, decides every slot's fate and builds the batch's store write; Commit, on the commit
+// thread, writes it, so the ledger prepares the next batch while the store inserts and syncs the
+// last one. Batches are committed in the order they were prepared; at most kPreparedAheadMax
+// batches are prepared and not yet committed (Prepare waits), and Prepare sees the transaction
+// records of those batches as if they were already stored, so a duplicate or a refund in the
+// next batch is decided exactly as without the overlap. Every other method belongs to the
+// ledger thread, except the accessors documented as thread-safe. After a failed store write
+// the ledger refuses every later batch (failed() is set), including one already prepared; the
+// process reopens the store to recover.
 #pragma once
 
 #include <array>
@@ -15,6 +22,7 @@
 #include <memory>
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -40,15 +48,6 @@ struct WindowInfo {
 };
 using WindowTable = std::map<WindowDay, WindowInfo>;
 
-// Per-batch figures for metrics and the commit log line.
-struct BatchResult {
-  size_t applied_count = 0;
-  size_t exact_duplicate_count = 0;
-  size_t rejected_count = 0;
-  size_t late_count = 0;
-  size_t store_bytes = 0;
-};
-
 using PartitionOffsets = std::map<std::pair<SourceTopic, int32_t>, int64_t>;
 
 class Ledger {
@@ -62,15 +61,26 @@ class Ledger {
   // On error nothing of the batch is acknowledged and the ledger is failed.
   [[nodiscard]] absl::Status Apply(Batch& batch, BatchResult& result);
 
-  // The next offset to consume per partition, as committed.
+  // The first half of Apply: on OK every slot has its fate, reason and window, the batch's
+  // figures are in `batch.ledger_result`, and its write waits for Commit. Nothing is
+  // acknowledged yet. On error the ledger is failed.
+  [[nodiscard]] absl::Status Prepare(Batch& batch);
+  // The second half: writes the oldest prepared batch, which must be `batch`. On OK the batch
+  // is durable and the committed offsets, sequence and window table move to it. Called from
+  // one thread (the commit thread), which may differ from the ledger thread.
+  [[nodiscard]] absl::Status Commit(Batch& batch);
+  static constexpr uint64_t kPreparedAheadMax = 2;
+
+  // The next offset to consume per partition, as committed. Read it while no batch is in flight.
   [[nodiscard]] const PartitionOffsets& offsets() const { return offsets_; }
 
   // Windows with activity or a persisted state, as of the last commit. Thread-safe.
   [[nodiscard]] std::shared_ptr<const WindowTable> windows() const { return published_windows_.load(); }
   // Windows closed but whose files are not written yet (to resume after a restart).
   [[nodiscard]] std::vector<WindowDay> WindowsAwaitingFiles() const;
-  [[nodiscard]] bool failed() const { return !failure_.ok(); }
-  [[nodiscard]] uint64_t commit_sequence() const { return commit_sequence_; }
+  [[nodiscard]] bool failed() const { return failed_.load(std::memory_order_acquire); }
+  // The sequence of the last committed write. Thread-safe.
+  [[nodiscard]] uint64_t commit_sequence() const { return commit_sequence_.load(std::memory_order_acquire); }
 
   // The window an event of `occurred_at_ms` goes to at `now_ms`, and whether that makes it late.
   [[nodiscard]] std::pair<WindowDay, bool> RouteWindow(int64_t occurred_at_ms, int64_t now_ms) const;
@@ -104,7 +114,7 @@ class Ledger {
   // Closes `day` at `closed_at_ms` with the registry's fee schedule, unless already closed.
   void CloseWindow(WindowDay day, int64_t closed_at_ms, const Registry& registry, Batch& batch);
   void ApplyWindowCommands(Batch& batch);
-  void PublishWindows(int64_t now_ms);
+  [[nodiscard]] std::shared_ptr<const WindowTable> BuildWindowTable(int64_t now_ms) const;
   uint32_t StateFor(Family family, std::string_view txn_id);
   [[nodiscard]] absl::Status LookUpPending();
   void ApplySlot(MessageSlot& slot, WindowDay oldest_open, int64_t now_ms, BatchResult& result);
@@ -112,14 +122,45 @@ class Ledger {
   LineTotals& TouchLine(WindowDay day, std::string_view line_key);
   WindowCounters& TouchCounters(WindowDay day);
   void RecordApplied(const MessageSlot& slot, std::string_view line_key);
-  void BuildWrite(const Batch& batch);
+  // A prepared batch's write, waiting for Commit.
+  struct PreparedWrite {
+    std::unique_ptr<StateWriteBatch> write;
+    bool write_needed = false;  // false for an idle tick: nothing to store
+    uint64_t sequence = 0;      // the commit sequence it stores
+    PartitionOffsets offsets;   // next offsets once it is committed
+    std::shared_ptr<const WindowTable> windows;
+  };
+  void BuildWrite(const Batch& batch, PreparedWrite& prepared);
+  void Fail(const absl::Status& status);
+  [[nodiscard]] absl::Status Failure() const;
+  // Waits until fewer than kPreparedAheadMax batches are prepared and not committed.
+  [[nodiscard]] absl::Status WaitForPreparedRoom();
+  [[nodiscard]] bool AdoptRecord(TxnState& state, std::string_view bytes);
 
   StateStore& store_;
   LedgerOptions options_;
-  absl::Status failure_;
-  uint64_t commit_sequence_ = 0;
+  std::atomic<bool> failed_{false};
+  mutable std::mutex failure_mutex_;
+  absl::Status failure_;  // guarded by failure_mutex_
+  // Committed state, moved by Commit.
+  std::atomic<uint64_t> commit_sequence_{0};
   PartitionOffsets offsets_;
-  PartitionOffsets pending_offsets_;
+  // Prepared state (the ledger thread): what the next batch builds on.
+  uint64_t prepared_sequence_ = 0;
+  PartitionOffsets prepared_offsets_;
+  std::array<PreparedWrite, kPreparedAheadMax> prepared_;
+  uint64_t prepared_count_ = 0;                  // batches prepared so far (ledger thread)
+  std::atomic<uint64_t> finished_count_{0};      // of those, committed or given up (commit thread)
+  // The transaction records of the last prepared batch, keys and values side by side in the
+  // arena, indexed by key. With kPreparedAheadMax = 2, that batch is the only one Prepare can
+  // find uncommitted, so the next batch looks here before the store.
+  static_assert(kPreparedAheadMax == 2, "the overlay holds one prepared batch");
+  std::string overlay_arena_;
+  struct OverlaySpan {
+    uint32_t key_offset, key_size, value_offset, value_size;
+  };
+  std::vector<OverlaySpan> overlay_spans_;
+  absl::flat_hash_map<std::string_view, std::string_view, StringHash, StringEq> overlay_;
   std::map<WindowDay, WindowRecord> windows_;
   std::vector<WindowDay> touched_windows_;  // window records to write with this batch
   std::atomic<std::shared_ptr<const WindowTable>> published_windows_;
@@ -140,11 +181,11 @@ class Ledger {
   std::vector<std::string_view> lookup_keys_;
   std::vector<std::string> lookup_values_;
   std::vector<uint8_t> lookup_found_;
+  std::vector<uint32_t> lookup_states_;  // which txn state each store lookup is for
   std::map<WindowDay, std::string> applied_blobs_;
   std::string key_scratch_;
   std::string line_key_scratch_;
   std::string value_scratch_;
-  std::unique_ptr<StateWriteBatch> write_batch_;
 };
 
 }  // namespace yrd

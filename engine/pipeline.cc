@@ -6,11 +6,14 @@
 namespace yrd {
 
 struct Pipeline::Queues {
-  explicit Queues(size_t capacity) : to_ledger(capacity), to_ingest(capacity) {}
-  // A nullptr on to_ledger tells the ledger thread to return.
+  explicit Queues(size_t capacity) : to_ledger(capacity), to_commit(capacity), to_ingest(capacity) {}
+  // A nullptr on to_ledger tells the ledger thread to return, and it passes it on to the
+  // commit thread.
   boost::lockfree::spsc_queue<Batch*> to_ledger;
+  boost::lockfree::spsc_queue<Batch*> to_commit;
   boost::lockfree::spsc_queue<Batch*> to_ingest;
   std::atomic<uint32_t> to_ledger_signal{0};
+  std::atomic<uint32_t> to_commit_signal{0};
   std::atomic<uint32_t> to_ingest_signal{0};
 };
 
@@ -89,12 +92,27 @@ void Pipeline::Decode(Batch& batch, CardTokenizer& tokenizer) {
 void Pipeline::LedgerLoop() {
   for (;;) {
     Batch* batch = PopWaiting(queues_->to_ledger, queues_->to_ledger_signal);
-    if (batch == nullptr) return;
+    if (batch == nullptr) {
+      Push(queues_->to_commit, queues_->to_commit_signal, nullptr);
+      return;
+    }
     stats_.ledger_queue_depth.fetch_sub(1, std::memory_order_relaxed);
-    BatchResult result;
-    const absl::Status status = ledger_.Apply(*batch, result);
+    // A failure is recorded by the ledger; the commit stage reports it for this batch.
+    (void)ledger_.Prepare(*batch);
+    stats_.commit_queue_depth.fetch_add(1, std::memory_order_relaxed);
+    Push(queues_->to_commit, queues_->to_commit_signal, batch);
+  }
+}
+
+void Pipeline::CommitLoop() {
+  for (;;) {
+    Batch* batch = PopWaiting(queues_->to_commit, queues_->to_commit_signal);
+    if (batch == nullptr) return;
+    stats_.commit_queue_depth.fetch_sub(1, std::memory_order_relaxed);
+    const absl::Status status = ledger_.Commit(*batch);
     batch->committed_at = std::chrono::steady_clock::now();
     if (status.ok()) {
+      const BatchResult& result = batch->ledger_result;
       batch->committed = true;
       stats_.applied_count.fetch_add(result.applied_count, std::memory_order_relaxed);
       stats_.exact_duplicate_count.fetch_add(result.exact_duplicate_count, std::memory_order_relaxed);
@@ -121,6 +139,7 @@ absl::Status Pipeline::Run() {
   absl::Status failure;
   auto last_sent = std::chrono::steady_clock::now();
   std::thread ledger_thread([this] { LedgerLoop(); });
+  std::thread commit_thread([this] { CommitLoop(); });
 
   auto take_back = [&](Batch* batch) {
     stats_.done_queue_depth.fetch_sub(1, std::memory_order_relaxed);
@@ -179,6 +198,7 @@ absl::Status Pipeline::Run() {
   }
   Push(queues_->to_ledger, queues_->to_ledger_signal, nullptr);
   ledger_thread.join();
+  commit_thread.join();
   if (!ledger_failure_.ok()) return ledger_failure_;
   return failure;
 }

@@ -1,11 +1,12 @@
-// Pipeline: the lock-free path from consumed messages to committed state. Two threads share a
-// fixed pool of batches (batches_in_flight_max) through two bounded single-producer
-// single-consumer queues: the ingest thread (the caller of Run) fills a batch from the
-// MessageSource, stamps it with the clock and the current registry, decodes and validates every
-// message, and hands it to the ledger thread, which deduplicates, nets and commits it in one
-// synced store write; the committed batch comes back to the ingest thread, which acknowledges
-// it to the source (dead-letter copies, Kafka commit hints) and reuses it. Threads wait on
-// atomics, not mutexes, and no stage allocates per message once warm.
+// Pipeline: the lock-free path from consumed messages to committed state. Three threads share a
+// fixed pool of batches (batches_in_flight_max) through bounded single-producer single-consumer
+// queues: the ingest thread (the caller of Run) fills a batch from the MessageSource, stamps it
+// with the clock and the current registry, decodes and validates every message, and hands it to
+// the ledger thread, which deduplicates and nets it and builds its store write (Ledger::Prepare);
+// the commit thread writes that in one synced store write (Ledger::Commit) while the ledger
+// thread prepares the next batch; the committed batch comes back to the ingest thread, which
+// acknowledges it to the source (dead-letter copies, Kafka commit hints) and reuses it. Threads
+// wait on atomics, not mutexes, and no stage allocates per message once warm.
 //
 // RequestStop may be called from any thread: consumption stops, every batch already consumed
 // is committed and acknowledged, and Run returns OK. Run returns the first error of the source
@@ -74,6 +75,7 @@ struct PipelineStats {
   std::atomic<uint64_t> committed_batch_count{0};
   std::atomic<uint64_t> store_bytes{0};
   std::atomic<uint32_t> ledger_queue_depth{0};
+  std::atomic<uint32_t> commit_queue_depth{0};
   std::atomic<uint32_t> done_queue_depth{0};
   LatencyHistogram commit_latency_us;  // from a batch sealed to its commit returning
 };
@@ -100,6 +102,7 @@ class Pipeline {
  private:
   struct Queues;
   void LedgerLoop();
+  void CommitLoop();
   void Decode(Batch& batch, CardTokenizer& tokenizer);
 
   PipelineOptions options_;
@@ -114,7 +117,7 @@ class Pipeline {
   std::mutex commands_mutex_;
   std::vector<WindowCommand> pending_commands_;  // guarded by commands_mutex_
   std::atomic<bool> commands_pending_{false};
-  absl::Status ledger_failure_;  // written by the ledger thread before it returns a failed batch
+  absl::Status ledger_failure_;  // written by the commit thread before it returns a failed batch
   PipelineStats stats_;
 };
 

@@ -36,7 +36,7 @@ struct ClearingMetrics {
 
   // yrd_pipeline_queue_depth_batches{stage}: batches waiting in front of a pipeline stage.
   struct StageDepth {
-    std::string stage;  // "ledger", "done"
+    std::string stage;  // "ledger", "commit", "done"
     uint64_t depth_batches = 0;
   };
   std::vector<StageDepth> queue_depths;

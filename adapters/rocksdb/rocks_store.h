@@ -9,7 +9,8 @@
 // Open() gives the single writer (the daemon; RocksDB's lock file keeps a second one out).
 // OpenSecondary() gives a read-only follower for the report tools, which may run while the
 // daemon writes: it sees the state as of its last CatchUp().
-// Write, MultiGet: one thread (the ledger). Get, Scan: any thread.
+// Write: one thread (the commit thread); MultiGet: one thread (the ledger thread), which may
+// run at the same time. Get, Scan: any thread.
 #pragma once
 
 #include <atomic>

@@ -77,8 +77,8 @@ class LedgerTest : public ::testing::Test {
     Open();
   }
 
-  void Open() {
-    auto store = RocksStore::Open(store_path_);
+  void Open(RocksStoreOptions options = {}) {
+    auto store = RocksStore::Open(store_path_, std::move(options));
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
     ledger_ = std::make_unique<Ledger>(*store_, LedgerOptions{calendar_});
@@ -87,16 +87,31 @@ class LedgerTest : public ::testing::Test {
   }
 
   // Closes the store as a stopped daemon would and opens it again with a fresh Ledger.
-  void Reopen() {
+  void Reopen(RocksStoreOptions options = {}) {
     ledger_.reset();
     store_.reset();
-    Open();
+    Open(std::move(options));
   }
 
   // Adds the messages to a new batch at the offsets that follow the last ones of `partition`,
   // decodes the batch and applies it. The batch lives until the end of the test.
   Batch& Apply(const std::vector<Message>& messages, int32_t partition = 0,
                std::vector<WindowCommand> commands = {}) {
+    Batch& batch = Decoded(messages, partition, std::move(commands));
+    const absl::Status status = ledger_->Apply(batch, result_);
+    EXPECT_TRUE(status.ok()) << status;
+    return batch;
+  }
+
+  // The first half of Apply only, as the pipeline's ledger thread does it.
+  Batch& Prepare(const std::vector<Message>& messages, int32_t partition = 0) {
+    Batch& batch = Decoded(messages, partition, {});
+    const absl::Status status = ledger_->Prepare(batch);
+    EXPECT_TRUE(status.ok()) << status;
+    return batch;
+  }
+
+  Batch& Decoded(const std::vector<Message>& messages, int32_t partition, std::vector<WindowCommand> commands) {
     batches_.push_back(std::make_unique<Batch>(BatchLimits{.messages_max = 64, .arena_bytes_max = 1 << 20}));
     Batch& batch = *batches_.back();
     batch.now_ms = now_ms_;
@@ -107,8 +122,6 @@ class LedgerTest : public ::testing::Test {
       batch.Add(message.topic, partition, next++, "key", message.payload, limits_.message_bytes_max);
     }
     test::DecodeBatch(batch, *tokenizer_, limits_);
-    const absl::Status status = ledger_->Apply(batch, result_);
-    EXPECT_TRUE(status.ok()) << status;
     return batch;
   }
 
@@ -584,6 +597,72 @@ TEST_F(LedgerTest, OffsetsAndStateSurviveAReopenTogether) {
       Apply({CancellationMessage(Cancellation("C1")), CancellationMessage(Cancellation("C2"))}, 3);
   EXPECT_EQ(medical.slots()[0].fate, Fate::kApplied);
   EXPECT_EQ(medical.slots()[1].reason, Reason::kAlreadyCancelled);
+}
+
+// The pipeline prepares a batch while the one before it is still being written: the second
+// batch must be decided exactly as if the first were already in the store.
+TEST_F(LedgerTest, PreparedBatchIsDecidedAsIfThePreviousOneWereCommitted) {
+  Batch& first = Prepare({TapMessage(Tap("TAP1", 300)), SettlementMessage(Settlement())});
+  Batch& second = Prepare({TapMessage(Tap("TAP1", 300)), TapMessage(Tap("TAP1", 500)),
+                           RefundMessage(Refund("R1", 100)), RefundMessage(Refund("R2", 201)),
+                           CancellationMessage(Cancellation("C1"))});
+  std::string storage;
+  EXPECT_FALSE(Txn(Family::kTaps, "TAP1", storage).has_value()) << "nothing is stored before Commit";
+  EXPECT_EQ(ledger_->commit_sequence(), 0u);
+
+  ASSERT_TRUE(ledger_->Commit(first).ok());
+  EXPECT_EQ(ledger_->commit_sequence(), 1u);
+  ASSERT_TRUE(ledger_->Commit(second).ok());
+  EXPECT_EQ(ledger_->commit_sequence(), 2u);
+  EXPECT_EQ(second.slots()[0].fate, Fate::kExactDuplicate);
+  EXPECT_EQ(second.slots()[1].reason, Reason::kDuplicateConflict);
+  EXPECT_EQ(second.slots()[2].fate, Fate::kApplied);
+  EXPECT_EQ(second.slots()[3].reason, Reason::kRefundExceedsOriginal);
+  EXPECT_EQ(second.slots()[4].fate, Fate::kApplied);
+  EXPECT_EQ(second.ledger_result.applied_count, 2u);
+  EXPECT_EQ(second.ledger_result.exact_duplicate_count, 1u);
+  EXPECT_EQ(second.ledger_result.rejected_count, 2u);
+
+  const std::optional<TxnRecord> tap = Txn(Family::kTaps, "TAP1", storage);
+  ASSERT_TRUE(tap.has_value());
+  EXPECT_EQ(tap->refunded_fen, 100);
+  EXPECT_EQ(tap->duplicate_count, 1);
+  const LineTotals line = Line(kNov27, kMetroLine);
+  EXPECT_EQ(line.count, 1);
+  EXPECT_EQ(line.amount_fen, 300);
+  EXPECT_EQ(line.reversed_amount_fen, 100);
+  EXPECT_EQ(ledger_->offsets().at({SourceTopic::kTaps, 0}), 5);  // taps at offsets 0 to 4
+  EXPECT_EQ(ledger_->offsets().at({SourceTopic::kMedical, 0}), 2);
+
+  // After a reopen the same store gives the same answers.
+  Reopen();
+  const Batch& third = Apply({RefundMessage(Refund("R3", 200)), CancellationMessage(Cancellation("C2"))});
+  EXPECT_EQ(third.slots()[0].fate, Fate::kApplied);
+  EXPECT_EQ(third.slots()[1].reason, Reason::kAlreadyCancelled);
+}
+
+// A failed write leaves the ledger failed: the batch prepared after it is not written either,
+// though it was built on the failed one, and nothing of either is in the store.
+TEST_F(LedgerTest, BatchPreparedBehindAFailedCommitIsNotWritten) {
+  RocksStoreOptions no_room;
+  no_room.min_free_bytes = uint64_t{1} << 62;  // every write finds the disk "full"
+  Reopen(std::move(no_room));
+  Batch& first = Prepare({TapMessage(Tap("TAP1", 300))});
+  Batch& second = Prepare({RefundMessage(Refund("R1", 100))});
+  EXPECT_EQ(ledger_->Commit(first).code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(ledger_->failed());
+  EXPECT_EQ(ledger_->Commit(second).code(), absl::StatusCode::kUnavailable);
+  Batch& third = Decoded({TapMessage(Tap("TAP2", 300))}, 0, {});
+  EXPECT_EQ(ledger_->Prepare(third).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ledger_->Commit(third).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ledger_->commit_sequence(), 0u);
+
+  Reopen();
+  std::string storage;
+  EXPECT_FALSE(Txn(Family::kTaps, "TAP1", storage).has_value());
+  EXPECT_FALSE(Txn(Family::kTaps, "R1", storage).has_value());
+  EXPECT_TRUE(ledger_->offsets().empty());
+  EXPECT_EQ(ledger_->commit_sequence(), 0u);
 }
 
 TEST_F(LedgerTest, AppliedRecordsOfEveryCommitSurviveAReopen) {

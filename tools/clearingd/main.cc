@@ -154,7 +154,9 @@ class Daemon final : public http::AdminHandler {
       m.events_late_count = stats.late_count.load();
       m.batches_committed_count = stats.committed_batch_count.load();
       m.store_written_bytes = stats.store_bytes.load();
-      m.queue_depths = {{"ledger", stats.ledger_queue_depth.load()}, {"done", stats.done_queue_depth.load()}};
+      m.queue_depths = {{"ledger", stats.ledger_queue_depth.load()},
+                        {"commit", stats.commit_queue_depth.load()},
+                        {"done", stats.done_queue_depth.load()}};
       m.commit_latency = &stats.commit_latency_us;
     }
     if (ledger_ != nullptr) {
