@@ -1,6 +1,7 @@
 #include "engine/records.h"
 
 #include <cstring>
+#include <limits>
 
 #include "engine/assert.h"
 
@@ -8,6 +9,11 @@ namespace yrd {
 namespace {
 
 constexpr uint8_t kFormatVersion = 1;
+// The per-event records (transaction, applied) are written once per event, so their integers
+// are variable-length: version 2. Every other record stays at kFormatVersion.
+constexpr uint8_t kCompactFormatVersion = 2;
+// A 64-bit integer in zigzag LEB128 takes at most 10 bytes.
+constexpr size_t kVarintBytesMax = 10;
 
 class Writer {
  public:
@@ -23,6 +29,18 @@ class Writer {
     YRD_ASSERT(text.size() <= 255);
     Byte(static_cast<uint8_t>(text.size()));
     out_.append(text);
+  }
+  // Zigzag LEB128: small magnitudes of either sign take few bytes (a zero amount takes one).
+  void Varint(int64_t value) {
+    uint64_t bits = (static_cast<uint64_t>(value) << 1) ^ static_cast<uint64_t>(value >> 63);
+    char bytes[kVarintBytesMax];
+    size_t size = 0;
+    while (bits >= 0x80) {
+      bytes[size++] = static_cast<char>((bits & 0x7F) | 0x80);
+      bits >>= 7;
+    }
+    bytes[size++] = static_cast<char>(bits);
+    out_.append(bytes, size);
   }
 
  private:
@@ -50,6 +68,22 @@ class Reader {
     text = bytes_.substr(position_, size);
     position_ += size;
     return true;
+  }
+  template <typename T>
+  bool Varint(T& value) {
+    uint64_t bits = 0;
+    for (size_t i = 0; i < kVarintBytesMax; ++i) {
+      if (position_ >= bytes_.size()) return false;
+      const auto byte = static_cast<uint8_t>(bytes_[position_++]);
+      bits |= static_cast<uint64_t>(byte & 0x7F) << (7 * i);
+      if ((byte & 0x80) == 0) {
+        const auto decoded = static_cast<int64_t>((bits >> 1) ^ (~(bits & 1) + 1));
+        if (decoded < std::numeric_limits<T>::min() || decoded > std::numeric_limits<T>::max()) return false;
+        value = static_cast<T>(decoded);
+        return true;
+      }
+    }
+    return false;  // more than ten bytes: not a varint this code wrote
   }
   bool Raw(void* out, size_t size) {
     if (position_ + size > bytes_.size()) return false;
@@ -252,66 +286,71 @@ bool DecodeWindowRecord(std::string_view bytes, WindowRecord& out) {
   return r.AtEnd();
 }
 
-// TxnRecord layout: version, kind, flags, window, partition, offset, occurred, digest (16),
-// amount, fund, account, cash, refunded, duplicates, line_key, original_txn_id.
+// TxnRecord layout: version, kind, flags, occurred (fixed 8, read alone by the horizon
+// filter), digest (16), then varints: window, partition, offset, amount, fund, account, cash,
+// refunded, duplicates; then line_key, original_txn_id.
+constexpr size_t kTxnOccurredAtPosition = 3;
+
 void EncodeTxnRecord(const TxnRecord& t, std::string& out) {
   out.clear();
   Writer w(out);
-  w.Byte(kFormatVersion);
+  w.Byte(kCompactFormatVersion);
   w.Byte(static_cast<uint8_t>(t.kind));
   w.Byte(static_cast<uint8_t>((t.late ? 1 : 0) | (t.cancelled ? 2 : 0)));
-  w.Fixed(t.window);
-  w.Fixed(t.partition);
-  w.Fixed(t.offset);
   w.Fixed(t.occurred_at_ms);
   w.Fixed(t.digest.high);
   w.Fixed(t.digest.low);
-  w.Fixed(t.amount_fen);
-  w.Fixed(t.fund_pay_fen);
-  w.Fixed(t.account_pay_fen);
-  w.Fixed(t.cash_pay_fen);
-  w.Fixed(t.refunded_fen);
-  w.Fixed(t.duplicate_count);
+  w.Varint(t.window);
+  w.Varint(t.partition);
+  w.Varint(t.offset);
+  w.Varint(t.amount_fen);
+  w.Varint(t.fund_pay_fen);
+  w.Varint(t.account_pay_fen);
+  w.Varint(t.cash_pay_fen);
+  w.Varint(t.refunded_fen);
+  w.Varint(t.duplicate_count);
   w.Text(t.line_key);
   w.Text(t.original_txn_id);
 }
 bool DecodeTxnRecord(std::string_view bytes, TxnRecord& t) {
   Reader r(bytes);
   uint8_t version = 0, kind = 0, flags = 0;
-  if (!r.Byte(version) || version != kFormatVersion || !r.Byte(kind) || kind > 3 || !r.Byte(flags)) return false;
+  if (!r.Byte(version) || version != kCompactFormatVersion || !r.Byte(kind) || kind > 3 || !r.Byte(flags)) {
+    return false;
+  }
   t.kind = static_cast<EventKind>(kind);
   t.late = (flags & 1) != 0;
   t.cancelled = (flags & 2) != 0;
-  return r.Fixed(t.window) && r.Fixed(t.partition) && r.Fixed(t.offset) && r.Fixed(t.occurred_at_ms) &&
-         r.Fixed(t.digest.high) && r.Fixed(t.digest.low) && r.Fixed(t.amount_fen) && r.Fixed(t.fund_pay_fen) &&
-         r.Fixed(t.account_pay_fen) && r.Fixed(t.cash_pay_fen) && r.Fixed(t.refunded_fen) &&
-         r.Fixed(t.duplicate_count) && r.Text(t.line_key) && r.Text(t.original_txn_id) && r.AtEnd();
+  return r.Fixed(t.occurred_at_ms) && r.Fixed(t.digest.high) && r.Fixed(t.digest.low) && r.Varint(t.window) &&
+         r.Varint(t.partition) && r.Varint(t.offset) && r.Varint(t.amount_fen) && r.Varint(t.fund_pay_fen) &&
+         r.Varint(t.account_pay_fen) && r.Varint(t.cash_pay_fen) && r.Varint(t.refunded_fen) &&
+         r.Varint(t.duplicate_count) && r.Text(t.line_key) && r.Text(t.original_txn_id) && r.AtEnd();
 }
 std::optional<int64_t> TxnRecordOccurredAt(std::string_view bytes) {
-  // version, kind, flags, window (4), partition (4), offset (8), then occurred_at_ms.
-  constexpr size_t kOccurredAtPosition = 3 + 4 + 4 + 8;
-  if (bytes.size() < kOccurredAtPosition + 8 || static_cast<uint8_t>(bytes[0]) != kFormatVersion) return std::nullopt;
+  if (bytes.size() < kTxnOccurredAtPosition + 8 || static_cast<uint8_t>(bytes[0]) != kCompactFormatVersion) {
+    return std::nullopt;
+  }
   int64_t occurred_at_ms = 0;
-  std::memcpy(&occurred_at_ms, bytes.data() + kOccurredAtPosition, sizeof occurred_at_ms);
+  std::memcpy(&occurred_at_ms, bytes.data() + kTxnOccurredAtPosition, sizeof occurred_at_ms);
   return occurred_at_ms;
 }
 
-// AppliedRecord: u16 length, then version, kind, late, occurred, partition, offset, amounts,
-// token, strings.
+// AppliedRecord: u16 length, then version, kind, late, occurred (fixed 8), varints: partition,
+// offset, amounts; then the token and the strings.
 void AppendAppliedRecord(const AppliedRecord& a, std::string& blob) {
   const size_t start = blob.size();
   blob.append(2, '\0');
   Writer w(blob);
-  w.Byte(kFormatVersion);
+  w.Byte(kCompactFormatVersion);
   w.Byte(static_cast<uint8_t>(a.kind));
   w.Byte(a.late ? 1 : 0);
   w.Fixed(a.occurred_at_ms);
-  w.Fixed(a.partition);
-  w.Fixed(a.offset);
-  w.Fixed(a.amount_fen);
-  w.Fixed(a.fund_pay_fen);
-  w.Fixed(a.account_pay_fen);
-  w.Fixed(a.cash_pay_fen);
+  w.Varint(a.partition);
+  w.Varint(a.offset);
+  w.Varint(a.amount_fen);
+  w.Varint(a.fund_pay_fen);
+  w.Varint(a.account_pay_fen);
+  w.Varint(a.cash_pay_fen);
   blob.append(reinterpret_cast<const char*>(a.card_token.data()), a.card_token.size());
   w.Text(a.txn_id);
   w.Text(a.original_txn_id);
@@ -337,9 +376,9 @@ bool NextAppliedRecord(std::string_view blob, size_t& position, AppliedRecord& a
   }
   Reader r(blob.substr(position + 2, length));
   uint8_t version = 0, kind = 0, late = 0;
-  const bool ok = r.Byte(version) && version == kFormatVersion && r.Byte(kind) && kind <= 3 && r.Byte(late) &&
-                  r.Fixed(a.occurred_at_ms) && r.Fixed(a.partition) && r.Fixed(a.offset) && r.Fixed(a.amount_fen) &&
-                  r.Fixed(a.fund_pay_fen) && r.Fixed(a.account_pay_fen) && r.Fixed(a.cash_pay_fen) &&
+  const bool ok = r.Byte(version) && version == kCompactFormatVersion && r.Byte(kind) && kind <= 3 && r.Byte(late) &&
+                  r.Fixed(a.occurred_at_ms) && r.Varint(a.partition) && r.Varint(a.offset) && r.Varint(a.amount_fen) &&
+                  r.Varint(a.fund_pay_fen) && r.Varint(a.account_pay_fen) && r.Varint(a.cash_pay_fen) &&
                   r.Raw(a.card_token.data(), a.card_token.size()) && r.Text(a.txn_id) && r.Text(a.original_txn_id) &&
                   r.Text(a.line_key) && r.Text(a.terminal_id) && r.Text(a.card_masked) && r.AtEnd();
   if (!ok) {
