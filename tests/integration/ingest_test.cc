@@ -36,6 +36,24 @@ TEST(Ingest, GeneratedDayMatchesOracleExactly) {
   EXPECT_TRUE(diff.empty());
   // Every rejected message was also copied to the dead-letter topic, once.
   EXPECT_EQ(scenario.DeadLetterCount(std::chrono::seconds(60)), ExceptionTotal(scenario.oracle()));
+  // The exception store lists each of them, and a reason filter finds exactly that reason's.
+  const nlohmann::json listed = scenario.Report({"exceptions", "--limit", "0"});
+  ASSERT_TRUE(listed.is_array()) << listed;
+  EXPECT_EQ(static_cast<int64_t>(listed.size()), ExceptionTotal(scenario.oracle()));
+  int64_t conflicts_expected = 0;
+  for (const auto& [date, window] : scenario.oracle().at("windows").items()) {
+    conflicts_expected += window.at("counts").at("exceptions").value("duplicate_conflict", int64_t{0});
+  }
+  ASSERT_GT(conflicts_expected, 0);
+  const nlohmann::json conflicts = scenario.Report({"exceptions", "--reason", "duplicate_conflict", "--limit", "0"});
+  ASSERT_TRUE(conflicts.is_array()) << conflicts;
+  EXPECT_EQ(static_cast<int64_t>(conflicts.size()), conflicts_expected);
+  for (const nlohmann::json& row : conflicts) {
+    EXPECT_EQ(row.at("reason"), "duplicate_conflict");
+    EXPECT_NE(row.at("first_digest"), row.at("digest"));
+    EXPECT_EQ(row.at("first_digest").get<std::string>().size(), 32u);
+  }
+  EXPECT_EQ(scenario.Report({"exceptions", "--limit", "3"}).size(), 3u);
 
   // The next day the window closes and its files agree with the oracle and verify.
   ASSERT_TRUE(scenario.CloseDayAndWriteFiles(std::chrono::minutes(3))) << ReadFile(scenario.daemon_log());

@@ -96,6 +96,18 @@ int64_t Scenario::CommittedMessages() {
   }
 }
 
+nlohmann::json Scenario::Report(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {YRD_REPORT_BINARY, "--store", dir_ / "state", "--format", "json"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::string output;
+  if (RunProgram(argv, std::chrono::seconds(60), &output) != 0) return nullptr;
+  try {
+    return nlohmann::json::parse(output);
+  } catch (const nlohmann::json::exception&) {
+    return nullptr;
+  }
+}
+
 bool Scenario::WaitCaughtUp(std::chrono::milliseconds timeout) {
   return WaitFor([&] { return CommittedMessages() == messages_; }, timeout);
 }

@@ -37,6 +37,8 @@ class Scenario {
   // Messages the store has committed an outcome for (applied, duplicates, exceptions); -1 when
   // the store cannot be read yet.
   [[nodiscard]] int64_t CommittedMessages();
+  // clearing-report's JSON output for `args` (a subcommand and its options); null on failure.
+  [[nodiscard]] nlohmann::json Report(const std::vector<std::string>& args);
   // Waits until every generated message is committed.
   [[nodiscard]] bool WaitCaughtUp(std::chrono::milliseconds timeout);
   // The differences between the store's outcome and the oracle; empty when equal.

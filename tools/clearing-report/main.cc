@@ -5,6 +5,7 @@
 //   outcome    a window's counts and positions as the outcome JSON the generator's oracle uses
 //   progress   what the store has committed: counts over all windows and partition offsets
 //   txn <id>   one transaction's fate
+//   exceptions  the rejected messages, by topic, partition and offset (filtered by window, reason)
 //   verify <window-dir>  a window's clearing files against their MANIFEST, trailers and the store
 #include <unistd.h>
 
@@ -300,6 +301,54 @@ int Txn(StoreReader& reader, const std::string& txn_id, const std::string& forma
   return 0;
 }
 
+// Rows `exceptions` prints unless told otherwise (--limit).
+constexpr int64_t kExceptionsListedDefault = 1000;
+
+int Exceptions(StoreReader& reader, const std::string& window, const std::string& reason_name, int64_t limit,
+               const std::string& format) {
+  std::optional<WindowDay> only_window;
+  if (!window.empty()) {
+    only_window = ParseWindowDate(window);
+    if (!only_window) return Fail(absl::InvalidArgumentError(Cat("--window must be YYYYMMDD, got '", window, "'")));
+  }
+  std::optional<Reason> only_reason;
+  if (!reason_name.empty()) {
+    only_reason = ReasonFromName(reason_name);
+    if (!only_reason) return Fail(absl::InvalidArgumentError(Cat("unknown reason '", reason_name, "'")));
+  }
+  TableOut t{{"topic", "partition", "offset", "reason", "window", "txn_id", "original_txn_id", "digest", "first_digest"},
+             {},
+             {false, true, true, false, false, false, false, false, false}};
+  int64_t matched = 0;
+  absl::Status damaged;
+  absl::Status s = reader.store().Scan(Table::kExceptions, {}, {}, [&](std::string_view key, std::string_view v) {
+    ExceptionRecord e;
+    if (!DecodeExceptionRecord(key, v, e)) {
+      damaged = absl::DataLossError("an exception record is damaged");
+      return false;
+    }
+    if (only_window && e.window != *only_window) return true;
+    if (only_reason && e.reason != *only_reason) return true;
+    if (limit == 0 || matched < limit) {
+      t.rows.push_back({std::string(e.topic == SourceTopic::kTaps ? kTapsTopic : kMedicalTopic),
+                        std::to_string(e.partition), std::to_string(e.offset), std::string(ReasonName(e.reason)),
+                        FormatWindowDay(e.window), std::string(e.txn_id), std::string(e.original_txn_id),
+                        DigestHex(e.message_digest),
+                        e.reason == Reason::kDuplicateConflict ? DigestHex(e.first_digest) : std::string()});
+    }
+    ++matched;
+    return true;
+  });
+  if (!s.ok()) return Fail(s);
+  if (!damaged.ok()) return Fail(damaged);
+  Print(t, format);
+  if (limit != 0 && matched > limit) {
+    std::cerr << "clearing-report: " << matched - limit << " more not shown (--limit " << limit
+              << "; --limit 0 lists all)\n";
+  }
+  return 0;
+}
+
 }  // namespace
 }  // namespace yrd
 
@@ -324,6 +373,12 @@ int main(int argc, char** argv) {
   CLI::App* progress = app.add_subcommand("progress", "committed counts over all windows");
   CLI::App* txn = app.add_subcommand("txn", "one transaction's fate");
   txn->add_option("txn_id", txn_id, "the transaction id")->required();
+  CLI::App* exceptions = app.add_subcommand("exceptions", "the rejected messages, by topic, partition and offset");
+  std::string reason_name;
+  int64_t limit = yrd::kExceptionsListedDefault;
+  exceptions->add_option("--window", window, "YYYYMMDD: only those counted in this window");
+  exceptions->add_option("--reason", reason_name, "only this reason (malformed, duplicate_conflict, ...)");
+  exceptions->add_option("--limit", limit, "rows at most (default 1000; 0: all)")->check(CLI::NonNegativeNumber);
   CLI::App* verify = app.add_subcommand("verify", "check a window's files against their MANIFEST, trailers and the store");
   std::string window_dir, key_file;
   verify->add_option("window_dir", window_dir, "the window's directory, <output_dir>/<YYYYMMDD>")->required();
@@ -336,6 +391,7 @@ int main(int argc, char** argv) {
   if (!reader.ok()) return yrd::Fail(reader.status());
   if (*progress) return yrd::Progress(**reader, format);
   if (*txn) return yrd::Txn(**reader, txn_id, format);
+  if (*exceptions) return yrd::Exceptions(**reader, window, reason_name, limit, format);
   auto registry = yrd::Registry::FromFile(registry_path);
   if (!registry.ok()) return yrd::Fail(registry.status());
   if (*positions) return yrd::Positions(**reader, **registry, window, by, scheme, format);

@@ -407,7 +407,7 @@ class Daemon final : public http::AdminHandler {
     if (absl::Status s = (*source)->FlushDeadLetters(std::chrono::seconds(10)); !s.ok()) {
       log::Warning("dead_letter_flush_incomplete",
                    {{"error", s.ToString()},
-                    {"action", "the exception store holds every rejected message; list them with clearing-report"}});
+                    {"action", "the exception store holds every rejected message; list them with clearing-report exceptions"}});
     }
     const PipelineStats& stats = pipeline.stats();
     log::Info("pipeline_stopped", {{"consumed", stats.consumed_count.load()},
