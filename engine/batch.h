@@ -105,6 +105,8 @@ class Batch {
     committed = false;
     ledger_prepared = false;
     ledger_result = BatchResult{};
+    commit_sequence = 0;
+    dead_letters_delivered_through = 0;
     commands.clear();
     windows_closed.clear();
     windows_files_marked.clear();
@@ -118,6 +120,10 @@ class Batch {
   bool committed = false;  // set by the commit stage when the store write returned OK
   bool ledger_prepared = false;  // set by Ledger::Prepare when the batch's write is built
   BatchResult ledger_result;     // set by Ledger::Prepare
+  uint64_t commit_sequence = 0;  // set by Ledger::Prepare: the sequence its write stores, 0 if none
+  // Set by the ingest stage: the dead-letter copies of every commit up to this sequence were
+  // delivered, so the ledger may drop them from the store with this batch.
+  uint64_t dead_letters_delivered_through = 0;
   std::vector<WindowCommand> commands;          // applied before the batch's messages
   std::vector<WindowDay> windows_closed;        // set by the ledger: closed by this batch
   std::vector<WindowDay> windows_files_marked;  // set by the ledger: marked files_written

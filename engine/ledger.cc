@@ -489,8 +489,28 @@ void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
     AppliedKey(day, sequence, key_scratch_);
     write.Put(Table::kApplied, key_scratch_, blob);
   }
+  if (batch.dead_letters_delivered_through > dead_letters_dropped_through_) {
+    DeadLetterKeyLimit(batch.dead_letters_delivered_through, key_scratch_);
+    write.DeleteRange(Table::kMeta, kDeadLetterKeyPrefix, key_scratch_);
+    dead_letters_dropped_through_ = batch.dead_letters_delivered_through;
+  }
   for (const MessageSlot& slot : batch.slots()) {
     if (slot.fate != Fate::kRejected) continue;
+    if (options_.keep_dead_letters) {
+      DeadLetterCopy copy;
+      copy.commit_sequence = sequence;
+      copy.topic = slot.topic;
+      copy.partition = slot.partition;
+      copy.offset = slot.offset;
+      copy.reason = *slot.reason;
+      copy.window = slot.window;
+      copy.digest = slot.event.digest;
+      copy.key = slot.key;
+      copy.payload = slot.payload;
+      DeadLetterKey(sequence, slot.topic, slot.partition, slot.offset, key_scratch_);
+      EncodeDeadLetterCopy(copy, value_scratch_);
+      write.Put(Table::kMeta, key_scratch_, value_scratch_);
+    }
     ExceptionRecord exception;
     exception.reason = *slot.reason;
     exception.topic = slot.topic;
@@ -549,7 +569,8 @@ absl::Status Ledger::Prepare(Batch& batch) {
   touched_windows_.clear();
   ApplyWindowCommands(batch);
   const WindowDay oldest_open = OldestOpenWindow(now_ms);
-  if (batch.empty() && touched_windows_.empty()) {  // an idle tick: nothing to commit
+  const bool dead_letters_to_drop = batch.dead_letters_delivered_through > dead_letters_dropped_through_;
+  if (batch.empty() && touched_windows_.empty() && !dead_letters_to_drop) {  // an idle tick: nothing to commit
     prepared.write_needed = false;
     ++prepared_count_;
     batch.ledger_prepared = true;
@@ -578,6 +599,7 @@ absl::Status Ledger::Prepare(Batch& batch) {
   result.store_bytes = prepared.write->size_bytes();
   prepared.write_needed = true;
   prepared.sequence = ++prepared_sequence_;
+  batch.commit_sequence = prepared.sequence;
   prepared_offsets_ = prepared.offsets;
   prepared.windows = BuildWindowTable(now_ms);
   ++prepared_count_;

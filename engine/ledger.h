@@ -38,6 +38,9 @@ namespace yrd {
 
 struct LedgerOptions {
   WindowCalendar calendar;
+  // Keep each rejected message's dead-letter copy in the store until the source reports it
+  // delivered (Batch::dead_letters_delivered_through); on for a daemon that copies to yrd.dlq.
+  bool keep_dead_letters = false;
 };
 
 // A window as the admin endpoint and the file writer see it.
@@ -147,6 +150,7 @@ class Ledger {
   PartitionOffsets offsets_;
   // Prepared state (the ledger thread): what the next batch builds on.
   uint64_t prepared_sequence_ = 0;
+  uint64_t dead_letters_dropped_through_ = 0;  // the last range of copies a write deleted
   PartitionOffsets prepared_offsets_;
   std::array<PreparedWrite, kPreparedAheadMax> prepared_;
   uint64_t prepared_count_ = 0;                  // batches prepared so far (ledger thread)

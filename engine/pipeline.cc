@@ -168,6 +168,7 @@ absl::Status Pipeline::Run() {
     Batch* batch = free.back();
     batch->now_ms = clock_.NowMs();
     batch->registry = registry_.Get();
+    batch->dead_letters_delivered_through = source_.DeadLettersDeliveredThrough();
     if (commands_pending_.exchange(false, std::memory_order_acq_rel)) {
       std::lock_guard<std::mutex> lock(commands_mutex_);
       batch->commands.swap(pending_commands_);

@@ -42,6 +42,9 @@ class MessageSource {
   // The batch is durably committed: its rejected messages may go to the dead-letter topic and
   // its offsets may be reported upstream.
   [[nodiscard]] virtual absl::Status OnCommitted(const Batch& batch) = 0;
+  // The highest commit sequence up to which every dead-letter copy is known delivered (0: none
+  // or no dead-letter topic). Asked on the ingest thread before each batch is filled.
+  [[nodiscard]] virtual uint64_t DeadLettersDeliveredThrough() const { return 0; }
 };
 
 // The registry in force; swapped whole on reload. Thread-safe.

@@ -85,6 +85,12 @@ class Reader {
     }
     return false;  // more than ten bytes: not a varint this code wrote
   }
+  bool View(size_t size, std::string_view& out) {
+    if (size > bytes_.size() - position_) return false;
+    out = bytes_.substr(position_, size);
+    position_ += size;
+    return true;
+  }
   bool Raw(void* out, size_t size) {
     if (position_ + size > bytes_.size()) return false;
     std::memcpy(out, bytes_.data() + position_, size);
@@ -151,6 +157,17 @@ void OffsetKey(SourceTopic topic, int32_t partition, std::string& out) {
   out.assign(kOffsetKeyPrefix);
   out.push_back(static_cast<char>(topic));
   AppendBigEndian32(out, static_cast<uint32_t>(partition));
+}
+void DeadLetterKey(uint64_t commit_sequence, SourceTopic topic, int32_t partition, int64_t offset, std::string& out) {
+  out.assign(kDeadLetterKeyPrefix);
+  AppendBigEndian64(out, commit_sequence);
+  out.push_back(static_cast<char>(topic));
+  AppendBigEndian32(out, static_cast<uint32_t>(partition));
+  AppendBigEndian64(out, static_cast<uint64_t>(offset));
+}
+void DeadLetterKeyLimit(uint64_t commit_sequence, std::string& out) {
+  out.assign(kDeadLetterKeyPrefix);
+  AppendBigEndian64(out, commit_sequence + 1);
 }
 void CountersKey(WindowDay day, std::string& out) {
   out.assign(kCountersKeyPrefix);
@@ -416,6 +433,41 @@ bool DecodeExceptionRecord(std::string_view key, std::string_view bytes, Excepti
   return r.Fixed(e.window) && r.Fixed(e.message_digest.high) && r.Fixed(e.message_digest.low) &&
          r.Fixed(e.first_digest.high) && r.Fixed(e.first_digest.low) && r.Text(e.txn_id) &&
          r.Text(e.original_txn_id) && r.AtEnd();
+}
+
+// DeadLetterCopy value: version, reason, window (varint), digest (16), key and payload each
+// with a varint length.
+void EncodeDeadLetterCopy(const DeadLetterCopy& copy, std::string& out) {
+  out.clear();
+  Writer w(out);
+  w.Byte(kCompactFormatVersion);
+  w.Byte(static_cast<uint8_t>(copy.reason));
+  w.Varint(copy.window);
+  w.Fixed(copy.digest.high);
+  w.Fixed(copy.digest.low);
+  w.Varint(static_cast<int64_t>(copy.key.size()));
+  out.append(copy.key);
+  w.Varint(static_cast<int64_t>(copy.payload.size()));
+  out.append(copy.payload);
+}
+bool DecodeDeadLetterCopy(std::string_view key, std::string_view value, DeadLetterCopy& out) {
+  constexpr size_t kKeySize = 4 + 8 + 1 + 4 + 8;  // "dlq|", sequence, topic, partition, offset
+  if (key.size() != kKeySize || !key.starts_with(kDeadLetterKeyPrefix)) return false;
+  out.commit_sequence = ReadBigEndian64(key.data() + 4);
+  out.topic = static_cast<SourceTopic>(key[12]);
+  out.partition = static_cast<int32_t>(ReadBigEndian32(key.data() + 13));
+  out.offset = static_cast<int64_t>(ReadBigEndian64(key.data() + 17));
+  Reader r(value);
+  uint8_t version = 0, reason = 0;
+  int64_t key_size = 0, payload_size = 0;
+  if (!r.Byte(version) || version != kCompactFormatVersion || !r.Byte(reason) || reason >= kReasonCount ||
+      !r.Varint(out.window) || !r.Fixed(out.digest.high) || !r.Fixed(out.digest.low) || !r.Varint(key_size) ||
+      key_size < 0 || !r.View(static_cast<size_t>(key_size), out.key) || !r.Varint(payload_size) || payload_size < 0 ||
+      !r.View(static_cast<size_t>(payload_size), out.payload)) {
+    return false;
+  }
+  out.reason = static_cast<Reason>(reason);
+  return r.AtEnd();
 }
 
 }  // namespace yrd

@@ -44,6 +44,8 @@ inline constexpr std::string_view kOffsetKeyPrefix = "offset|";
 inline constexpr std::string_view kCountersKeyPrefix = "counters|";
 inline constexpr std::string_view kWindowKeyPrefix = "window|";
 inline constexpr std::string_view kCommitSequenceKey = "commit_sequence";
+// Dead-letter copies not yet known delivered: commit sequence, then the exception key.
+inline constexpr std::string_view kDeadLetterKeyPrefix = "dlq|";
 void OffsetKey(SourceTopic topic, int32_t partition, std::string& out);
 void CountersKey(WindowDay day, std::string& out);
 void WindowStateKey(WindowDay day, std::string& out);
@@ -52,6 +54,9 @@ void LineStoreKey(WindowDay day, std::string_view line_key, std::string& out);
 void AppliedKey(WindowDay day, uint64_t commit_sequence, std::string& out);
 // kExceptions: topic, partition, offset.
 void ExceptionKey(SourceTopic topic, int32_t partition, int64_t offset, std::string& out);
+void DeadLetterKey(uint64_t commit_sequence, SourceTopic topic, int32_t partition, int64_t offset, std::string& out);
+// The first key after every dead-letter copy of commits up to `commit_sequence`.
+void DeadLetterKeyLimit(uint64_t commit_sequence, std::string& out);
 
 // ---- netting lines ---------------------------------------------------------------------------
 //
@@ -183,5 +188,27 @@ struct ExceptionRecord {
 };
 void EncodeExceptionRecord(const ExceptionRecord& record, std::string& out);
 [[nodiscard]] bool DecodeExceptionRecord(std::string_view key, std::string_view bytes, ExceptionRecord& out);
+
+// ---- dead-letter copies ------------------------------------------------------------------------
+//
+// A rejected message's copy for yrd.dlq, kept in the store (kMeta, DeadLetterKey) from the
+// commit that rejected it until its delivery is known, so a crash between the commit and the
+// delivery only delays the copy: the next start produces it again (at least once; the copy's
+// headers name its origin, by which a consumer of yrd.dlq drops a repeat).
+
+struct DeadLetterCopy {
+  uint64_t commit_sequence = 0;
+  SourceTopic topic = SourceTopic::kTaps;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  Reason reason = Reason::kMalformed;
+  WindowDay window = 0;
+  Digest digest;
+  std::string_view key;      // the Kafka message key
+  std::string_view payload;  // the message as consumed
+};
+void EncodeDeadLetterCopy(const DeadLetterCopy& copy, std::string& out);
+// The views of `out` point into `value`.
+[[nodiscard]] bool DecodeDeadLetterCopy(std::string_view key, std::string_view value, DeadLetterCopy& out);
 
 }  // namespace yrd

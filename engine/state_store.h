@@ -1,7 +1,7 @@
 // StateStore: the interface the engine needs from its durable store (implemented over RocksDB
 // in adapters/rocksdb). Keys and values are the records of engine/records.h.
-// A store is used by one writer thread (the ledger); readers on other threads may call Get,
-// MultiGet and Scan concurrently.
+// A store is used by one writer thread (the ledger's commit thread); readers on other threads
+// may call Get, MultiGet and Scan concurrently.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +22,8 @@ class StateWriteBatch {
   virtual ~StateWriteBatch() = default;
   virtual void Put(Table table, std::string_view key, std::string_view value) = 0;
   virtual void Delete(Table table, std::string_view key) = 0;
+  // Deletes every key of `table` in [begin, end).
+  virtual void DeleteRange(Table table, std::string_view begin, std::string_view end) = 0;
   virtual void Clear() = 0;
   [[nodiscard]] virtual size_t size_bytes() const = 0;
 };

@@ -45,6 +45,40 @@ struct KafkaSource::Impl {
   rd_kafka_t* handle = nullptr;
   rd_kafka_queue_t* queue = nullptr;
   std::unique_ptr<Producer> dead_letters;
+  // Dead-letter copies: produced for every commit up to produced_through, known delivered for
+  // every commit up to delivered_through. A failed delivery stops the latter for this run, so
+  // the store keeps those copies and the next start produces them again.
+  uint64_t produced_through = 0;
+  uint64_t delivered_through = 0;
+  bool delivery_failed = false;
+
+  absl::Status Produce(const DeadLetterCopy& copy) {
+    const std::string partition = std::to_string(copy.partition);
+    const std::string offset = std::to_string(copy.offset);
+    const std::string digest = DigestHex(copy.digest);
+    const std::string window = FormatWindowDay(copy.window);
+    const Header headers[] = {
+        {"source_topic", TopicName(copy.topic)}, {"source_partition", partition}, {"source_offset", offset},
+        {"reason", ReasonName(copy.reason)},     {"digest", digest},              {"window", window},
+    };
+    return dead_letters->Produce(kDeadLetterTopic, copy.key, copy.payload, headers);
+  }
+
+  // Everything produced so far is delivered when the producer's queue is empty.
+  void NoteDeliveries(std::chrono::milliseconds wait) {
+    if (dead_letters == nullptr || delivery_failed) return;
+    const absl::Status flushed = dead_letters->Flush(wait);
+    if (flushed.ok()) {
+      delivered_through = produced_through;
+    } else if (flushed.code() != absl::StatusCode::kDeadlineExceeded) {
+      delivery_failed = true;
+      if (options.on_warning) {
+        options.on_warning(Cat("dead-letter copies were not delivered (the store keeps them; the next start "
+                               "produces them again): ",
+                               flushed.ToString()));
+      }
+    }
+  }
   // Next expected offset per partition; -1 until the first message when nothing was committed.
   std::map<std::pair<SourceTopic, int32_t>, int64_t> expected;
   // Consumed but did not fit the last batch (its arena was full); taken first next time.
@@ -262,23 +296,29 @@ absl::Status KafkaSource::Fill(Batch& batch, std::chrono::milliseconds wait) {
 
 absl::Status KafkaSource::OnCommitted(const Batch& batch) {
   Impl& impl = *impl_;
+  // The copies of earlier commits have had a batch's time to arrive; see before adding more.
+  impl.NoteDeliveries(std::chrono::milliseconds(0));
   std::map<std::pair<SourceTopic, int32_t>, int64_t> next;
   for (const MessageSlot& slot : batch.slots()) {
     next[{slot.topic, slot.partition}] = slot.offset + 1;
     if (slot.fate != Fate::kRejected || impl.dead_letters == nullptr) continue;
-    const std::string partition = std::to_string(slot.partition);
-    const std::string offset = std::to_string(slot.offset);
-    const std::string digest = DigestHex(slot.event.digest);
-    const std::string window = FormatWindowDay(slot.window);
-    const Header headers[] = {
-        {"source_topic", TopicName(slot.topic)}, {"source_partition", partition}, {"source_offset", offset},
-        {"reason", ReasonName(*slot.reason)},    {"digest", digest},              {"window", window},
-    };
-    if (absl::Status s = impl.dead_letters->Produce(kDeadLetterTopic, slot.key, slot.payload, headers); !s.ok()) {
-      // The exception store already holds the message; the dead-letter copy is a convenience.
+    DeadLetterCopy copy;
+    copy.commit_sequence = batch.commit_sequence;
+    copy.topic = slot.topic;
+    copy.partition = slot.partition;
+    copy.offset = slot.offset;
+    copy.reason = *slot.reason;
+    copy.window = slot.window;
+    copy.digest = slot.event.digest;
+    copy.key = slot.key;
+    copy.payload = slot.payload;
+    if (absl::Status s = impl.Produce(copy); !s.ok()) {
+      // The store keeps the copy until a delivery is known; the next start produces it again.
+      impl.delivery_failed = true;
       if (impl.options.on_warning) impl.options.on_warning(Cat("dead-letter copy failed: ", s.ToString()));
     }
   }
+  if (batch.commit_sequence > impl.produced_through) impl.produced_through = batch.commit_sequence;
   rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(static_cast<int>(next.size()));
   for (const auto& [topic_partition, offset] : next) {
     const std::string name(TopicName(topic_partition.first));
@@ -292,7 +332,20 @@ absl::Status KafkaSource::OnCommitted(const Batch& batch) {
 
 absl::Status KafkaSource::FlushDeadLetters(std::chrono::milliseconds timeout) {
   if (impl_->dead_letters == nullptr) return absl::OkStatus();
-  return impl_->dead_letters->Flush(timeout);
+  impl_->NoteDeliveries(timeout);
+  if (impl_->delivery_failed) return absl::UnavailableError("some dead-letter copies were not delivered");
+  if (impl_->delivered_through < impl_->produced_through) {
+    return absl::DeadlineExceededError("dead-letter copies still in flight");
+  }
+  return absl::OkStatus();
 }
+
+absl::Status KafkaSource::ProduceStoredDeadLetter(const DeadLetterCopy& copy) {
+  if (impl_->dead_letters == nullptr) return absl::OkStatus();
+  if (copy.commit_sequence > impl_->produced_through) impl_->produced_through = copy.commit_sequence;
+  return impl_->Produce(copy);
+}
+
+uint64_t KafkaSource::DeadLettersDeliveredThrough() const { return impl_->delivered_through; }
 
 }  // namespace yrd::kafka

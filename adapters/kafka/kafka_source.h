@@ -4,7 +4,8 @@
 // store), and consumes with the batch API. It checks that each partition's offsets follow on
 // without a gap: a gap or an offset the broker no longer holds stops consumption with DataLoss
 // instead of skipping money. After a batch is committed it copies the rejected messages to
-// yrd.dlq with their origin and reason as headers.
+// yrd.dlq with their origin and reason as headers, and reports (DeadLettersDeliveredThrough)
+// up to which commit the copies are known delivered, so the ledger can drop its stored copies.
 // Called from the pipeline's ingest thread only; Lag() may be read from any thread.
 #pragma once
 
@@ -54,8 +55,14 @@ class KafkaSource final : public MessageSource {
   [[nodiscard]] std::shared_ptr<const std::vector<PartitionLag>> Lag() const;
   static constexpr std::chrono::milliseconds kLagRefreshInterval{1000};
 
-  // Waits for the dead-letter copies to be delivered, at most `timeout`.
+  [[nodiscard]] uint64_t DeadLettersDeliveredThrough() const override;
+
+  // Waits for the dead-letter copies to be delivered, at most `timeout`: OK when every copy
+  // produced so far is delivered (DeadLettersDeliveredThrough then covers them).
   [[nodiscard]] absl::Status FlushDeadLetters(std::chrono::milliseconds timeout);
+
+  // Produces a copy the store kept from an earlier run (before consumption starts).
+  [[nodiscard]] absl::Status ProduceStoredDeadLetter(const DeadLetterCopy& copy);
 
   // Most messages taken from librdkafka's queue per call.
   static constexpr size_t kConsumeChunkMax = 4096;

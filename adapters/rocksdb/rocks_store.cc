@@ -104,6 +104,11 @@ class RocksWriteBatch final : public StateWriteBatch {
     const rocksdb::Status status = batch_.Delete(handles_[static_cast<size_t>(table)], ToSlice(key));
     if (!status.ok() && first_error_.ok()) first_error_ = status;
   }
+  void DeleteRange(Table table, std::string_view begin, std::string_view end) override {
+    const rocksdb::Status status =
+        batch_.DeleteRange(handles_[static_cast<size_t>(table)], ToSlice(begin), ToSlice(end));
+    if (!status.ok() && first_error_.ok()) first_error_ = status;
+  }
   void Clear() override {
     batch_.Clear();
     first_error_ = rocksdb::Status::OK();

@@ -81,7 +81,8 @@ class LedgerTest : public ::testing::Test {
     auto store = RocksStore::Open(store_path_, std::move(options));
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
-    ledger_ = std::make_unique<Ledger>(*store_, LedgerOptions{calendar_});
+    ledger_ = std::make_unique<Ledger>(*store_,
+                                       LedgerOptions{.calendar = calendar_, .keep_dead_letters = keep_dead_letters_});
     const absl::Status status = ledger_->Load(now_ms_);
     ASSERT_TRUE(status.ok()) << status;
   }
@@ -236,6 +237,7 @@ class LedgerTest : public ::testing::Test {
   std::map<std::pair<SourceTopic, int32_t>, int64_t> next_offsets_;
   std::vector<std::unique_ptr<Batch>> batches_;
   BatchResult result_;
+  bool keep_dead_letters_ = false;
 };
 
 // ---- taps --------------------------------------------------------------------------------------
@@ -537,6 +539,64 @@ TEST_F(LedgerTest, MalformedMessageIsCountedInTheOldestOpenWindow) {
   ASSERT_EQ(exceptions.size(), 1u);
   EXPECT_EQ(exceptions[0].txn_id, "");
   EXPECT_EQ(exceptions[0].message_digest, DigestOfBytes("not a flatbuffer"));
+}
+
+// The dead-letter copies the store keeps, in key order.
+std::vector<std::pair<DeadLetterCopy, std::string>> StoredDeadLetters(StateStore& store) {
+  std::vector<std::pair<DeadLetterCopy, std::string>> out;
+  const absl::Status s = store.Scan(Table::kMeta, kDeadLetterKeyPrefix, {}, [&](std::string_view k, std::string_view v) {
+    DeadLetterCopy copy;
+    EXPECT_TRUE(DecodeDeadLetterCopy(k, v, copy));
+    out.emplace_back(copy, std::string(copy.payload));
+    out.back().first.payload = {};
+    out.back().first.key = {};
+    return true;
+  });
+  EXPECT_TRUE(s.ok()) << s;
+  return out;
+}
+
+TEST_F(LedgerTest, RejectedMessageCopyIsKeptUntilItsDeliveryIsReported) {
+  keep_dead_letters_ = true;
+  Reopen();
+  Apply({TapMessage(Tap("TAP1")), {SourceTopic::kTaps, "not a flatbuffer"}});
+  Apply({TapMessage(Tap("TAP1", 999))}, 1);  // a conflict, in a second commit
+  auto stored = StoredDeadLetters(*store_);
+  ASSERT_EQ(stored.size(), 2u);
+  EXPECT_EQ(stored[0].first.commit_sequence, 1u);
+  EXPECT_EQ(stored[0].first.reason, Reason::kMalformed);
+  EXPECT_EQ(stored[0].first.offset, 1);
+  EXPECT_EQ(stored[0].second, "not a flatbuffer");
+  EXPECT_EQ(stored[1].first.commit_sequence, 2u);
+  EXPECT_EQ(stored[1].first.reason, Reason::kDuplicateConflict);
+  EXPECT_EQ(stored[1].first.partition, 1);
+  EXPECT_EQ(stored[1].first.window, kNov27);
+
+  // They survive a restart (the daemon produces them again then).
+  Reopen();
+  EXPECT_EQ(StoredDeadLetters(*store_).size(), 2u);
+
+  // Delivered through commit 1: that copy goes with the next write, the other stays.
+  Batch& next = Decoded({TapMessage(Tap("TAP2"))}, 0, {});
+  next.dead_letters_delivered_through = 1;
+  ASSERT_TRUE(ledger_->Apply(next, result_).ok());
+  stored = StoredDeadLetters(*store_);
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].first.commit_sequence, 2u);
+
+  // A batch with no message still carries the news: nothing else to write is not idle here.
+  const uint64_t sequence = ledger_->commit_sequence();
+  Batch& empty = Decoded({}, 0, {});
+  empty.dead_letters_delivered_through = sequence;
+  ASSERT_TRUE(ledger_->Apply(empty, result_).ok());
+  EXPECT_EQ(ledger_->commit_sequence(), sequence + 1);
+  EXPECT_TRUE(StoredDeadLetters(*store_).empty());
+}
+
+TEST_F(LedgerTest, NoCopyIsKeptWithoutADeadLetterTopic) {
+  Apply({{SourceTopic::kTaps, "not a flatbuffer"}});
+  EXPECT_EQ(Exceptions().size(), 1u);
+  EXPECT_TRUE(StoredDeadLetters(*store_).empty());
 }
 
 TEST_F(LedgerTest, DuringGraceTheOldestOpenWindowIsYesterday) {

@@ -55,6 +55,12 @@ TEST(Crash, SigkillDuringIngestLosesAndDoublesNothing) {
   const std::vector<std::string> diff = scenario.DiffWithOracle();
   for (const std::string& line : diff) ADD_FAILURE() << line;
   EXPECT_TRUE(diff.empty());
+  // Every rejected message reached the dead-letter topic at least once, though kills fell
+  // between commits and deliveries (a copy may come twice; its headers name its origin).
+  int64_t origins = 0;
+  const int64_t copies = scenario.DeadLetterCount(std::chrono::seconds(60), &origins);
+  EXPECT_EQ(origins, OracleExceptionTotal(scenario.oracle()));
+  EXPECT_GE(copies, origins);
 }
 
 }  // namespace

@@ -10,13 +10,6 @@
 namespace yrd::testing {
 namespace {
 
-int64_t ExceptionTotal(const nlohmann::json& oracle) {
-  int64_t total = 0;
-  for (const auto& [date, window] : oracle.at("windows").items()) {
-    for (const auto& [reason, count] : window.at("counts").at("exceptions").items()) total += count.get<int64_t>();
-  }
-  return total;
-}
 
 TEST(Ingest, GeneratedDayMatchesOracleExactly) {
   Scenario scenario;
@@ -35,11 +28,11 @@ TEST(Ingest, GeneratedDayMatchesOracleExactly) {
   for (const std::string& line : diff) ADD_FAILURE() << line;
   EXPECT_TRUE(diff.empty());
   // Every rejected message was also copied to the dead-letter topic, once.
-  EXPECT_EQ(scenario.DeadLetterCount(std::chrono::seconds(60)), ExceptionTotal(scenario.oracle()));
+  EXPECT_EQ(scenario.DeadLetterCount(std::chrono::seconds(60)), OracleExceptionTotal(scenario.oracle()));
   // The exception store lists each of them, and a reason filter finds exactly that reason's.
   const nlohmann::json listed = scenario.Report({"exceptions", "--limit", "0"});
   ASSERT_TRUE(listed.is_array()) << listed;
-  EXPECT_EQ(static_cast<int64_t>(listed.size()), ExceptionTotal(scenario.oracle()));
+  EXPECT_EQ(static_cast<int64_t>(listed.size()), OracleExceptionTotal(scenario.oracle()));
   int64_t conflicts_expected = 0;
   for (const auto& [date, window] : scenario.oracle().at("windows").items()) {
     conflicts_expected += window.at("counts").at("exceptions").value("duplicate_conflict", int64_t{0});

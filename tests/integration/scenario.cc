@@ -10,12 +10,21 @@
 
 #include <filesystem>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "engine/outcome.h"
 #include "gtest/gtest.h"
 
 namespace yrd::testing {
+
+int64_t OracleExceptionTotal(const nlohmann::json& oracle) {
+  int64_t total = 0;
+  for (const auto& [date, window] : oracle.at("windows").items()) {
+    for (const auto& [reason, count] : window.at("counts").at("exceptions").items()) total += count.get<int64_t>();
+  }
+  return total;
+}
 
 double MetricSample(const std::string& metrics, const std::string& name) {
   std::istringstream lines(metrics);
@@ -260,7 +269,7 @@ std::pair<int, std::string> Scenario::Http(const std::string& method, const std:
   return {std::stoi(response.substr(9, 3)), body == std::string::npos ? "" : response.substr(body + 4)};
 }
 
-int64_t Scenario::DeadLetterCount(std::chrono::milliseconds timeout) {
+int64_t Scenario::DeadLetterCount(std::chrono::milliseconds timeout, int64_t* distinct_origins) {
   char error[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap_servers_.c_str(), error, sizeof error);
@@ -286,6 +295,7 @@ int64_t Scenario::DeadLetterCount(std::chrono::milliseconds timeout) {
   rd_kafka_assign(consumer, list);
   rd_kafka_topic_partition_list_destroy(list);
   int64_t count = 0;
+  std::set<std::string> origins;
   int at_end = 0;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (at_end < partitions && std::chrono::steady_clock::now() < deadline) {
@@ -295,11 +305,25 @@ int64_t Scenario::DeadLetterCount(std::chrono::milliseconds timeout) {
       ++at_end;
     } else if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       ++count;
+      rd_kafka_headers_t* headers = nullptr;
+      if (distinct_origins != nullptr && rd_kafka_message_headers(message, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        std::string origin;
+        for (const char* name : {"source_topic", "source_partition", "source_offset"}) {
+          const void* value = nullptr;
+          size_t size = 0;
+          if (rd_kafka_header_get_last(headers, name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            origin.append(static_cast<const char*>(value), size);
+          }
+          origin.push_back('/');
+        }
+        origins.insert(origin);
+      }
     }
     rd_kafka_message_destroy(message);
   }
   rd_kafka_consumer_close(consumer);
   rd_kafka_destroy(consumer);
+  if (distinct_origins != nullptr) *distinct_origins = static_cast<int64_t>(origins.size());
   return at_end == partitions ? count : -1;
 }
 

@@ -17,6 +17,9 @@ inline constexpr int64_t kDayClockMs = 1'795'795'140'000;
 // The admin close token the scenario's daemon is configured with.
 inline constexpr const char* kAdminToken = "scenario-admin-token-0123456789";
 
+// Rejected messages of every window of an oracle.
+int64_t OracleExceptionTotal(const nlohmann::json& oracle);
+
 // The value of an unlabelled sample in a Prometheus text page, or -1 when it is missing.
 double MetricSample(const std::string& metrics, const std::string& name);
 
@@ -52,7 +55,9 @@ class Scenario {
   [[nodiscard]] std::string files_dir() const { return dir_ / "files/20261127"; }
 
   // How many messages the daemon copied to yrd.dlq.
-  [[nodiscard]] int64_t DeadLetterCount(std::chrono::milliseconds timeout);
+  // With `distinct_origins`, also how many different source messages (topic, partition,
+  // offset headers) the copies are of.
+  [[nodiscard]] int64_t DeadLetterCount(std::chrono::milliseconds timeout, int64_t* distinct_origins = nullptr);
 
   // The admin endpoint's port of the daemon whose log is daemon_log() (0 until it logged it).
   [[nodiscard]] int AdminPort() const;

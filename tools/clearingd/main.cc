@@ -42,6 +42,29 @@ namespace {
 
 // After a failure that may clear by itself, the worker waits this long before reopening.
 constexpr std::chrono::seconds kRetryInterval{5};
+// At a stop, how long the dead-letter copies in flight may take to be delivered.
+constexpr std::chrono::seconds kDeadLetterFlushWait{10};
+
+// Produces the dead-letter copies the store kept because their delivery was not known when
+// the last run ended (a crash, or a topic that could not be written).
+absl::Status ProduceStoredDeadLetters(StateStore& store, kafka::KafkaSource& source) {
+  int64_t count = 0;
+  absl::Status failure;
+  absl::Status s = store.Scan(Table::kMeta, kDeadLetterKeyPrefix, {}, [&](std::string_view key, std::string_view value) {
+    DeadLetterCopy copy;
+    if (!DecodeDeadLetterCopy(key, value, copy)) {
+      failure = absl::DataLossError("a stored dead-letter copy is damaged");
+      return false;
+    }
+    failure = source.ProduceStoredDeadLetter(copy);
+    ++count;
+    return failure.ok();
+  });
+  if (!s.ok()) return s;
+  if (!failure.ok()) return failure;
+  if (count > 0) log::Info("dead_letters_produced_again", {{"count", count}});
+  return absl::OkStatus();
+}
 
 int Fail(std::string_view event, const absl::Status& status, std::string_view action) {
   log::Error(event, {{"error", status.ToString()}, {"action", action}});
@@ -352,7 +375,7 @@ class Daemon final : public http::AdminHandler {
     auto store = RocksStore::Open(config_.store_path, std::move(store_options));
     if (!store.ok()) return store.status();
     (*store)->SetHorizonStartMs(clock_->NowMs() - config_.decode.dedup_horizon_ms);
-    Ledger ledger(**store, LedgerOptions{config_.calendar});
+    Ledger ledger(**store, LedgerOptions{.calendar = config_.calendar, .keep_dead_letters = config_.dead_letter});
     if (absl::Status s = ledger.Load(clock_->NowMs()); !s.ok()) return s;
     kafka::KafkaSourceOptions source_options;
     source_options.bootstrap_servers = config_.bootstrap_servers;
@@ -366,6 +389,7 @@ class Daemon final : public http::AdminHandler {
     };
     auto source = kafka::KafkaSource::Create(source_options, ledger.offsets());
     if (!source.ok()) return source.status();
+    if (absl::Status s = ProduceStoredDeadLetters(**store, **source); !s.ok()) return s;
 
     Pipeline pipeline(config_.pipeline, **source, ledger, *clock_, registry_holder_, *tokenizer_);
     FileWriter file_writer(**store, registry_holder_, config_.output_dir, digests_, [&pipeline](WindowDay day) {
@@ -404,10 +428,23 @@ class Daemon final : public http::AdminHandler {
       ledger_ = nullptr;
       source_ = nullptr;
     }
-    if (absl::Status s = (*source)->FlushDeadLetters(std::chrono::seconds(10)); !s.ok()) {
+    if (absl::Status s = (*source)->FlushDeadLetters(kDeadLetterFlushWait); !s.ok()) {
       log::Warning("dead_letter_flush_incomplete",
                    {{"error", s.ToString()},
-                    {"action", "the exception store holds every rejected message; list them with clearing-report exceptions"}});
+                    {"action", "none: the store keeps the undelivered copies and the next start produces them "
+                               "again; every rejected message is also listed by clearing-report exceptions"}});
+    } else if (!ledger.failed() && (*source)->DeadLettersDeliveredThrough() > 0) {
+      // Every copy is delivered: drop the stored ones now rather than produce them again at
+      // the next start.
+      Batch last(BatchLimits{.messages_max = 1, .arena_bytes_max = 1 << 20});
+      last.now_ms = clock_->NowMs();
+      last.registry = registry_holder_.Get();
+      last.dead_letters_delivered_through = (*source)->DeadLettersDeliveredThrough();
+      BatchResult ignored;
+      if (absl::Status s = ledger.Apply(last, ignored); !s.ok()) {
+        log::Warning("dead_letter_cleanup_failed", {{"error", s.ToString()},
+                                                    {"action", "none: the next start produces those copies again"}});
+      }
     }
     const PipelineStats& stats = pipeline.stats();
     log::Info("pipeline_stopped", {{"consumed", stats.consumed_count.load()},
