@@ -21,7 +21,6 @@ namespace yrd {
 
 enum class Fate : uint8_t { kPending = 0, kApplied, kExactDuplicate, kRejected };
 
-// An operator's or the file writer's request about a window, carried by a batch so that it is
 // Per-batch figures for metrics and the commit log line, set when the ledger prepares it.
 struct BatchResult {
   size_t applied_count = 0;
@@ -31,6 +30,7 @@ struct BatchResult {
   size_t store_bytes = 0;
 };
 
+// An operator's or the file writer's request about a window, carried by a batch so that it is
 // applied in order with the events and committed in the same atomic write.
 struct WindowCommand {
   enum class Kind : uint8_t { kClose = 0, kMarkFilesWritten = 1 };
@@ -104,6 +104,7 @@ class Batch {
     registry.reset();
     committed = false;
     ledger_prepared = false;
+    ledger_prepared_number = 0;
     ledger_result = BatchResult{};
     commit_sequence = 0;
     dead_letters_delivered_through = 0;
@@ -119,6 +120,7 @@ class Batch {
   std::chrono::steady_clock::time_point committed_at{};
   bool committed = false;  // set by the commit stage when the store write returned OK
   bool ledger_prepared = false;  // set by Ledger::Prepare when the batch's write is built
+  uint64_t ledger_prepared_number = 0;  // set by Ledger::Prepare: its place in prepare order
   BatchResult ledger_result;     // set by Ledger::Prepare
   uint64_t commit_sequence = 0;  // set by Ledger::Prepare: the sequence its write stores, 0 if none
   // Set by the ingest stage: the dead-letter copies of every commit up to this sequence were

@@ -552,8 +552,9 @@ absl::Status Ledger::Apply(Batch& batch, BatchResult& result) {
 
 absl::Status Ledger::WaitForPreparedRoom() {
   for (;;) {
-    if (failed()) return Failure();
     const uint64_t finished = finished_count_.load(std::memory_order_acquire);
+    // Checked after the load: a commit that failed before it finished is seen here.
+    if (failed()) return Failure();
     if (prepared_count_ - finished < kPreparedAheadMax) return absl::OkStatus();
     finished_count_.wait(finished, std::memory_order_acquire);
   }
@@ -572,7 +573,7 @@ absl::Status Ledger::Prepare(Batch& batch) {
   const bool dead_letters_to_drop = batch.dead_letters_delivered_through > dead_letters_dropped_through_;
   if (batch.empty() && touched_windows_.empty() && !dead_letters_to_drop) {  // an idle tick: nothing to commit
     prepared.write_needed = false;
-    ++prepared_count_;
+    batch.ledger_prepared_number = prepared_count_++;
     batch.ledger_prepared = true;
     return absl::OkStatus();
   }
@@ -602,7 +603,7 @@ absl::Status Ledger::Prepare(Batch& batch) {
   batch.commit_sequence = prepared.sequence;
   prepared_offsets_ = prepared.offsets;
   prepared.windows = BuildWindowTable(now_ms);
-  ++prepared_count_;
+  batch.ledger_prepared_number = prepared_count_++;
   batch.ledger_prepared = true;
   return absl::OkStatus();
 }
@@ -610,6 +611,7 @@ absl::Status Ledger::Prepare(Batch& batch) {
 absl::Status Ledger::Commit(Batch& batch) {
   if (!batch.ledger_prepared) return Failure();  // Prepare failed and said why
   const uint64_t number = finished_count_.load(std::memory_order_relaxed);
+  YRD_ASSERT(batch.ledger_prepared_number == number && "batches are committed in the order they were prepared");
   PreparedWrite& prepared = prepared_[number % kPreparedAheadMax];
   absl::Status status = failed() ? Failure() : absl::OkStatus();
   if (status.ok() && prepared.write_needed) {

@@ -12,9 +12,9 @@
 // batches are prepared and not yet committed (Prepare waits), and Prepare sees the transaction
 // records of those batches as if they were already stored, so a duplicate or a refund in the
 // next batch is decided exactly as without the overlap. Every other method belongs to the
-// ledger thread, except the accessors documented as thread-safe. After a failed store write
-// the ledger refuses every later batch (failed() is set), including one already prepared; the
-// process reopens the store to recover.
+// ledger thread, except the accessors documented as thread-safe. After a failed store write or
+// a failed Prepare the ledger refuses every later batch (failed() is set), including one
+// already prepared; the process reopens the store to recover.
 #pragma once
 
 #include <array>

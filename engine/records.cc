@@ -75,6 +75,10 @@ class Reader {
     for (size_t i = 0; i < kVarintBytesMax; ++i) {
       if (position_ >= bytes_.size()) return false;
       const auto byte = static_cast<uint8_t>(bytes_[position_++]);
+      // The tenth byte holds bit 63 only; a last byte of zero after the first is a longer
+      // spelling than Writer::Varint ever writes. Either means the bytes are not ours.
+      if (i == kVarintBytesMax - 1 && byte > 1) return false;
+      if (i > 0 && byte == 0) return false;
       bits |= static_cast<uint64_t>(byte & 0x7F) << (7 * i);
       if ((byte & 0x80) == 0) {
         const auto decoded = static_cast<int64_t>((bits >> 1) ^ (~(bits & 1) + 1));
@@ -332,23 +336,42 @@ void EncodeTxnRecord(const TxnRecord& t, std::string& out) {
 bool DecodeTxnRecord(std::string_view bytes, TxnRecord& t) {
   Reader r(bytes);
   uint8_t version = 0, kind = 0, flags = 0;
-  if (!r.Byte(version) || version != kCompactFormatVersion || !r.Byte(kind) || kind > 3 || !r.Byte(flags)) {
+  if (!r.Byte(version) || (version != kCompactFormatVersion && version != kFormatVersion) || !r.Byte(kind) ||
+      kind > 3 || !r.Byte(flags)) {
     return false;
   }
   t.kind = static_cast<EventKind>(kind);
   t.late = (flags & 1) != 0;
   t.cancelled = (flags & 2) != 0;
+  if (version == kFormatVersion) {
+    // Stores written before the compact layout: window, partition, offset, occurred, digest,
+    // then every integer at its full width.
+    return r.Fixed(t.window) && r.Fixed(t.partition) && r.Fixed(t.offset) && r.Fixed(t.occurred_at_ms) &&
+           r.Fixed(t.digest.high) && r.Fixed(t.digest.low) && r.Fixed(t.amount_fen) && r.Fixed(t.fund_pay_fen) &&
+           r.Fixed(t.account_pay_fen) && r.Fixed(t.cash_pay_fen) && r.Fixed(t.refunded_fen) &&
+           r.Fixed(t.duplicate_count) && r.Text(t.line_key) && r.Text(t.original_txn_id) && r.AtEnd();
+  }
   return r.Fixed(t.occurred_at_ms) && r.Fixed(t.digest.high) && r.Fixed(t.digest.low) && r.Varint(t.window) &&
          r.Varint(t.partition) && r.Varint(t.offset) && r.Varint(t.amount_fen) && r.Varint(t.fund_pay_fen) &&
          r.Varint(t.account_pay_fen) && r.Varint(t.cash_pay_fen) && r.Varint(t.refunded_fen) &&
          r.Varint(t.duplicate_count) && r.Text(t.line_key) && r.Text(t.original_txn_id) && r.AtEnd();
 }
 std::optional<int64_t> TxnRecordOccurredAt(std::string_view bytes) {
-  if (bytes.size() < kTxnOccurredAtPosition + 8 || static_cast<uint8_t>(bytes[0]) != kCompactFormatVersion) {
+  // Version 1 kept window (4), partition (4) and offset (8) before the occurrence time.
+  constexpr size_t kVersion1OccurredAtPosition = 3 + 4 + 4 + 8;
+  if (bytes.empty()) return std::nullopt;
+  const auto version = static_cast<uint8_t>(bytes[0]);
+  size_t position = 0;
+  if (version == kCompactFormatVersion) {
+    position = kTxnOccurredAtPosition;
+  } else if (version == kFormatVersion) {
+    position = kVersion1OccurredAtPosition;
+  } else {
     return std::nullopt;
   }
+  if (bytes.size() < position + 8) return std::nullopt;
   int64_t occurred_at_ms = 0;
-  std::memcpy(&occurred_at_ms, bytes.data() + kTxnOccurredAtPosition, sizeof occurred_at_ms);
+  std::memcpy(&occurred_at_ms, bytes.data() + position, sizeof occurred_at_ms);
   return occurred_at_ms;
 }
 
@@ -393,11 +416,17 @@ bool NextAppliedRecord(std::string_view blob, size_t& position, AppliedRecord& a
   }
   Reader r(blob.substr(position + 2, length));
   uint8_t version = 0, kind = 0, late = 0;
-  const bool ok = r.Byte(version) && version == kCompactFormatVersion && r.Byte(kind) && kind <= 3 && r.Byte(late) &&
-                  r.Fixed(a.occurred_at_ms) && r.Varint(a.partition) && r.Varint(a.offset) && r.Varint(a.amount_fen) &&
-                  r.Varint(a.fund_pay_fen) && r.Varint(a.account_pay_fen) && r.Varint(a.cash_pay_fen) &&
-                  r.Raw(a.card_token.data(), a.card_token.size()) && r.Text(a.txn_id) && r.Text(a.original_txn_id) &&
-                  r.Text(a.line_key) && r.Text(a.terminal_id) && r.Text(a.card_masked) && r.AtEnd();
+  bool ok = r.Byte(version) && (version == kCompactFormatVersion || version == kFormatVersion) && r.Byte(kind) &&
+            kind <= 3 && r.Byte(late) && r.Fixed(a.occurred_at_ms);
+  if (version == kFormatVersion) {  // stores written before the compact layout
+    ok = ok && r.Fixed(a.partition) && r.Fixed(a.offset) && r.Fixed(a.amount_fen) && r.Fixed(a.fund_pay_fen) &&
+         r.Fixed(a.account_pay_fen) && r.Fixed(a.cash_pay_fen);
+  } else {
+    ok = ok && r.Varint(a.partition) && r.Varint(a.offset) && r.Varint(a.amount_fen) && r.Varint(a.fund_pay_fen) &&
+         r.Varint(a.account_pay_fen) && r.Varint(a.cash_pay_fen);
+  }
+  ok = ok && r.Raw(a.card_token.data(), a.card_token.size()) && r.Text(a.txn_id) && r.Text(a.original_txn_id) &&
+       r.Text(a.line_key) && r.Text(a.terminal_id) && r.Text(a.card_masked) && r.AtEnd();
   if (!ok) {
     damaged = true;
     return false;

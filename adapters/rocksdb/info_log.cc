@@ -51,9 +51,11 @@ class InfoLog final : public rocksdb::Logger {
     size_t length = static_cast<size_t>(prefix) + (body < 0 ? 0 : static_cast<size_t>(body));
     if (length > sizeof line - 2) length = sizeof line - 2;
     line[length++] = '\n';
-    if (level >= rocksdb::InfoLogLevel::WARN_LEVEL && on_warning_) {
-      const char* severity = level >= rocksdb::InfoLogLevel::FATAL_LEVEL ? "fatal"
-                             : level >= rocksdb::InfoLogLevel::ERROR_LEVEL ? "error"
+    const bool forwarded = level == rocksdb::InfoLogLevel::WARN_LEVEL ||
+                           level == rocksdb::InfoLogLevel::ERROR_LEVEL || level == rocksdb::InfoLogLevel::FATAL_LEVEL;
+    if (forwarded && on_warning_ && TakeForwardingToken(now.tv_sec)) {
+      const char* severity = level == rocksdb::InfoLogLevel::FATAL_LEVEL   ? "fatal"
+                             : level == rocksdb::InfoLogLevel::ERROR_LEVEL ? "error"
                                                                            : "warning";
       on_warning_(severity, std::string_view(line + prefix, length - static_cast<size_t>(prefix) - 1));
     }
@@ -62,8 +64,10 @@ class InfoLog final : public rocksdb::Logger {
     if (fd_ < 0) OpenLocked();
     if (fd_ < 0) return;
     // A line that does not fit (a full disk) is dropped: this log is diagnostics, not state.
+    // One cut short ends the line, so the next one starts on its own.
     const ssize_t written = ::write(fd_, line, length);
     if (written > 0) written_bytes_ += static_cast<size_t>(written);
+    if (written > 0 && static_cast<size_t>(written) < length) (void)::write(fd_, "\n", 1);
   }
 
   // Lines reach the kernel at each write; there is nothing buffered to flush.
@@ -79,8 +83,21 @@ class InfoLog final : public rocksdb::Logger {
   void RotateLocked() {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
-    (void)std::rename(path_.c_str(), old_path_.c_str());
+    const bool renamed = std::rename(path_.c_str(), old_path_.c_str()) == 0;
     OpenLocked();
+    // Could not rotate: go on appending, and try again after another kInfoLogBytesMax.
+    if (!renamed) written_bytes_ = 0;
+  }
+
+  // At most kForwardedLinesPerMinuteMax forwarded lines in each minute of the clock.
+  bool TakeForwardingToken(int64_t now_seconds) {
+    const int64_t minute = now_seconds / 60;
+    std::lock_guard<std::mutex> lock(forward_mutex_);
+    if (minute != forward_minute_) {
+      forward_minute_ = minute;
+      forwarded_in_minute_ = 0;
+    }
+    return forwarded_in_minute_++ < kForwardedLinesPerMinuteMax;
   }
 
   const std::string path_;
@@ -89,6 +106,9 @@ class InfoLog final : public rocksdb::Logger {
   std::mutex mutex_;
   int fd_ = -1;               // guarded by mutex_
   size_t written_bytes_ = 0;  // guarded by mutex_
+  std::mutex forward_mutex_;
+  int64_t forward_minute_ = 0;       // guarded by forward_mutex_
+  int forwarded_in_minute_ = 0;      // guarded by forward_mutex_
 };
 
 }  // namespace

@@ -110,29 +110,85 @@ TEST(TxnRecord, EveryTruncationIsRefused) {
   EXPECT_FALSE(DecodeTxnRecord(bytes + "x", decoded)) << "trailing bytes";
 }
 
-TEST(TxnRecord, OtherVersionIsRefused) {
+template <typename T>
+void AppendFixed(std::string& out, T value) {
+  out.append(reinterpret_cast<const char*>(&value), sizeof value);
+}
+
+// The fixed-width layout (version 1) of stores written before the compact one.
+std::string Version1Txn(const TxnRecord& t) {
+  std::string out;
+  out.push_back(1);
+  out.push_back(static_cast<char>(t.kind));
+  out.push_back(static_cast<char>((t.late ? 1 : 0) | (t.cancelled ? 2 : 0)));
+  AppendFixed(out, t.window);
+  AppendFixed(out, t.partition);
+  AppendFixed(out, t.offset);
+  AppendFixed(out, t.occurred_at_ms);
+  AppendFixed(out, t.digest.high);
+  AppendFixed(out, t.digest.low);
+  for (const int64_t value : {t.amount_fen, t.fund_pay_fen, t.account_pay_fen, t.cash_pay_fen, t.refunded_fen,
+                              t.duplicate_count}) {
+    AppendFixed(out, value);
+  }
+  for (const std::string_view text : {t.line_key, t.original_txn_id}) {
+    out.push_back(static_cast<char>(text.size()));
+    out.append(text);
+  }
+  return out;
+}
+
+TEST(TxnRecord, RecordOfTheEarlierLayoutIsStillRead) {
+  const TxnRecord record = SomeTxn();
+  const std::string bytes = Version1Txn(record);
+  TxnRecord decoded;
+  ASSERT_TRUE(DecodeTxnRecord(bytes, decoded));
+  ExpectSameTxn(record, decoded);
+  EXPECT_EQ(TxnRecordOccurredAt(bytes), record.occurred_at_ms);
+}
+
+TEST(TxnRecord, UnknownVersionIsRefused) {
   std::string bytes;
   EncodeTxnRecord(SomeTxn(), bytes);
-  bytes[0] = 1;  // the fixed-width layout of earlier builds
+  bytes[0] = 3;
   TxnRecord decoded;
   EXPECT_FALSE(DecodeTxnRecord(bytes, decoded));
   EXPECT_FALSE(TxnRecordOccurredAt(bytes).has_value());
 }
 
-TEST(TxnRecord, PartitionOutOfRangeIsRefused) {
+// The partition varint of SomeTxn (0) sits after version, kind, flags, occurred, digest and the
+// window's 4-byte varint.
+constexpr size_t kPartitionAt = 3 + 8 + 16 + 4;
+
+std::string WithPartitionBytes(std::string_view partition_bytes) {
   TxnRecord record = SomeTxn();
-  std::string good;
-  EncodeTxnRecord(record, good);
-  // The same record with a partition varint of 2^31, which no int32 holds.
-  TxnRecord wide = record;
-  wide.partition = 0;
+  record.partition = 0;
   std::string bytes;
-  EncodeTxnRecord(wide, bytes);
-  const size_t partition_at = 3 + 8 + 16 + 4;  // after the window varint of 20261127 (4 bytes)
-  ASSERT_EQ(bytes[partition_at], 0);
-  bytes.replace(partition_at, 1, std::string("\x80\x80\x80\x80\x10", 5));  // zigzag(2^31)
+  EncodeTxnRecord(record, bytes);
+  EXPECT_EQ(bytes[kPartitionAt], 0);
+  bytes.replace(kPartitionAt, 1, partition_bytes);
+  return bytes;
+}
+
+TEST(TxnRecord, LongerSpellingOfAVarintIsRefused) {
   TxnRecord decoded;
-  EXPECT_FALSE(DecodeTxnRecord(bytes, decoded));
+  EXPECT_TRUE(DecodeTxnRecord(WithPartitionBytes(std::string("\x00", 1)), decoded));
+  EXPECT_FALSE(DecodeTxnRecord(WithPartitionBytes(std::string("\x80\x00", 2)), decoded));
+}
+
+TEST(TxnRecord, VarintPastSixtyFourBitsIsRefused) {
+  TxnRecord decoded;
+  // Ten bytes whose last carries more than bit 63.
+  EXPECT_FALSE(DecodeTxnRecord(WithPartitionBytes(std::string(9, '\xFF') + "\x7F"), decoded));
+  // Eleven bytes.
+  EXPECT_FALSE(DecodeTxnRecord(WithPartitionBytes(std::string(10, '\x80') + "\x01"), decoded));
+}
+
+TEST(TxnRecord, PartitionOutOfRangeIsRefused) {
+  TxnRecord decoded;
+  EXPECT_TRUE(DecodeTxnRecord(WithPartitionBytes("\xFE\xFF\xFF\xFF\x0F"), decoded));  // zigzag(2^31 - 1)
+  EXPECT_EQ(decoded.partition, 2147483647);
+  EXPECT_FALSE(DecodeTxnRecord(WithPartitionBytes("\x80\x80\x80\x80\x10"), decoded));  // zigzag(2^31)
 }
 
 TEST(AppliedRecord, RoundTripsInABlobAndReportsTheEnd) {
@@ -174,6 +230,38 @@ TEST(AppliedRecord, RoundTripsInABlobAndReportsTheEnd) {
   EXPECT_EQ(out.amount_fen, kMin);
   EXPECT_EQ(out.fund_pay_fen, -1);
   EXPECT_EQ(out.original_txn_id, "S1");
+  EXPECT_FALSE(NextAppliedRecord(blob, position, out, damaged));
+  EXPECT_FALSE(damaged);
+}
+
+TEST(AppliedRecord, RecordOfTheEarlierLayoutIsStillRead) {
+  std::string record;
+  record.push_back(1);  // version 1: every integer at its full width
+  record.push_back(static_cast<char>(EventKind::kTap));
+  record.push_back(1);  // late
+  AppendFixed(record, int64_t{1'795'795'140'000});
+  AppendFixed(record, int32_t{9});
+  AppendFixed(record, int64_t{123});
+  for (const int64_t amount : {int64_t{300}, int64_t{0}, int64_t{0}, int64_t{0}}) AppendFixed(record, amount);
+  record.append(32, '\x07');  // card token
+  for (const std::string_view text : {"T1", "", "T|line", "TERM", "6217**1234"}) {
+    record.push_back(static_cast<char>(text.size()));
+    record.append(text);
+  }
+  std::string blob;
+  blob.push_back(static_cast<char>(record.size() & 0xFF));
+  blob.push_back(static_cast<char>(record.size() >> 8));
+  blob += record;
+  size_t position = 0;
+  bool damaged = false;
+  AppliedRecord out;
+  ASSERT_TRUE(NextAppliedRecord(blob, position, out, damaged));
+  EXPECT_TRUE(out.late);
+  EXPECT_EQ(out.partition, 9);
+  EXPECT_EQ(out.offset, 123);
+  EXPECT_EQ(out.amount_fen, 300);
+  EXPECT_EQ(out.card_token[31], 7);
+  EXPECT_EQ(out.card_masked, "6217**1234");
   EXPECT_FALSE(NextAppliedRecord(blob, position, out, damaged));
   EXPECT_FALSE(damaged);
 }
