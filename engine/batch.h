@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "engine/event.h"
+#include "engine/records.h"
 #include "engine/registry.h"
 #include "engine/window.h"
 
@@ -57,6 +58,21 @@ struct BatchLimits {
   size_t messages_max = 16'384;          // config batch_messages_max
   size_t arena_bytes_max = 16u << 20;    // config batch_bytes_max
 };
+
+// The dead-letter copy of a rejected slot (its views point into the slot's batch).
+[[nodiscard]] inline DeadLetterCopy DeadLetterCopyOf(const MessageSlot& slot, uint64_t commit_sequence) {
+  DeadLetterCopy copy;
+  copy.commit_sequence = commit_sequence;
+  copy.topic = slot.topic;
+  copy.partition = slot.partition;
+  copy.offset = slot.offset;
+  copy.reason = slot.reason.value_or(Reason::kMalformed);
+  copy.window = slot.window;
+  copy.digest = slot.event.digest;
+  copy.key = slot.key;
+  copy.payload = slot.payload;
+  return copy;
+}
 
 class Batch {
  public:

@@ -497,18 +497,8 @@ void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
   for (const MessageSlot& slot : batch.slots()) {
     if (slot.fate != Fate::kRejected) continue;
     if (options_.keep_dead_letters) {
-      DeadLetterCopy copy;
-      copy.commit_sequence = sequence;
-      copy.topic = slot.topic;
-      copy.partition = slot.partition;
-      copy.offset = slot.offset;
-      copy.reason = *slot.reason;
-      copy.window = slot.window;
-      copy.digest = slot.event.digest;
-      copy.key = slot.key;
-      copy.payload = slot.payload;
       DeadLetterKey(sequence, slot.topic, slot.partition, slot.offset, key_scratch_);
-      EncodeDeadLetterCopy(copy, value_scratch_);
+      EncodeDeadLetterCopy(DeadLetterCopyOf(slot, sequence), value_scratch_);
       write.Put(Table::kMeta, key_scratch_, value_scratch_);
     }
     ExceptionRecord exception;

@@ -302,17 +302,7 @@ absl::Status KafkaSource::OnCommitted(const Batch& batch) {
   for (const MessageSlot& slot : batch.slots()) {
     next[{slot.topic, slot.partition}] = slot.offset + 1;
     if (slot.fate != Fate::kRejected || impl.dead_letters == nullptr) continue;
-    DeadLetterCopy copy;
-    copy.commit_sequence = batch.commit_sequence;
-    copy.topic = slot.topic;
-    copy.partition = slot.partition;
-    copy.offset = slot.offset;
-    copy.reason = *slot.reason;
-    copy.window = slot.window;
-    copy.digest = slot.event.digest;
-    copy.key = slot.key;
-    copy.payload = slot.payload;
-    if (absl::Status s = impl.Produce(copy); !s.ok()) {
+    if (absl::Status s = impl.Produce(DeadLetterCopyOf(slot, batch.commit_sequence)); !s.ok()) {
       // The store keeps the copy until a delivery is known; the next start produces it again.
       impl.delivery_failed = true;
       if (impl.options.on_warning) impl.options.on_warning(Cat("dead-letter copy failed: ", s.ToString()));

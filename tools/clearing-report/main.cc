@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 
@@ -252,6 +253,22 @@ int Progress(StoreReader& reader, const std::string& format) {
   return 0;
 }
 
+// Visits every exception record in key order (topic, partition, offset); DataLoss if one is
+// damaged.
+absl::Status ForEachException(StoreReader& reader, const std::function<void(const ExceptionRecord&)>& visit) {
+  absl::Status damaged;
+  absl::Status s = reader.store().Scan(Table::kExceptions, {}, {}, [&](std::string_view key, std::string_view v) {
+    ExceptionRecord e;
+    if (!DecodeExceptionRecord(key, v, e)) {
+      damaged = absl::DataLossError("an exception record is damaged");
+      return false;
+    }
+    visit(e);
+    return true;
+  });
+  return s.ok() ? damaged : s;
+}
+
 int Txn(StoreReader& reader, const std::string& txn_id, const std::string& format) {
   if (!IsValidId(txn_id)) return Fail(absl::InvalidArgumentError("a txn id is 1 to 64 characters of [A-Za-z0-9_-]"));
   TableOut t{{"txn_id", "family", "kind", "fate", "window", "late", "partition", "offset", "amount_fen", "refunded_fen",
@@ -276,23 +293,15 @@ int Txn(StoreReader& reader, const std::string& txn_id, const std::string& forma
                       std::string(r.line_key)});
   }
   // Rejected messages that carried this id (as txn_id or as the original they named).
-  absl::Status damaged;
-  absl::Status s = reader.store().Scan(Table::kExceptions, {}, {}, [&](std::string_view key, std::string_view v) {
-    ExceptionRecord e;
-    if (!DecodeExceptionRecord(key, v, e)) {
-      damaged = absl::DataLossError("an exception record is damaged");
-      return false;
-    }
-    if (e.txn_id != txn_id && e.original_txn_id != txn_id) return true;
+  const absl::Status s = ForEachException(reader, [&](const ExceptionRecord& e) {
+    if (e.txn_id != txn_id && e.original_txn_id != txn_id) return;
     std::string detail = Cat("digest ", DigestHex(e.message_digest));
     if (e.reason == Reason::kDuplicateConflict) detail += Cat(", first digest ", DigestHex(e.first_digest));
     t.rows.push_back({std::string(e.txn_id), e.topic == SourceTopic::kTaps ? "taps" : "medical", "", Cat("rejected:", ReasonName(e.reason)),
                       FormatWindowDay(e.window), "", std::to_string(e.partition), std::to_string(e.offset), "", "", "", "",
                       std::string(e.original_txn_id), detail});
-    return true;
   });
   if (!s.ok()) return Fail(s);
-  if (!damaged.ok()) return Fail(damaged);
   if (t.rows.empty()) {
     std::cerr << "clearing-report: no transaction or rejected message with id " << txn_id << "\n";
     return 3;
@@ -320,15 +329,9 @@ int Exceptions(StoreReader& reader, const std::string& window, const std::string
              {},
              {false, true, true, false, false, false, false, false, false}};
   int64_t matched = 0;
-  absl::Status damaged;
-  absl::Status s = reader.store().Scan(Table::kExceptions, {}, {}, [&](std::string_view key, std::string_view v) {
-    ExceptionRecord e;
-    if (!DecodeExceptionRecord(key, v, e)) {
-      damaged = absl::DataLossError("an exception record is damaged");
-      return false;
-    }
-    if (only_window && e.window != *only_window) return true;
-    if (only_reason && e.reason != *only_reason) return true;
+  const absl::Status s = ForEachException(reader, [&](const ExceptionRecord& e) {
+    if (only_window && e.window != *only_window) return;
+    if (only_reason && e.reason != *only_reason) return;
     if (limit == 0 || matched < limit) {
       t.rows.push_back({std::string(e.topic == SourceTopic::kTaps ? kTapsTopic : kMedicalTopic),
                         std::to_string(e.partition), std::to_string(e.offset), std::string(ReasonName(e.reason)),
@@ -337,10 +340,8 @@ int Exceptions(StoreReader& reader, const std::string& window, const std::string
                         e.reason == Reason::kDuplicateConflict ? DigestHex(e.first_digest) : std::string()});
     }
     ++matched;
-    return true;
   });
   if (!s.ok()) return Fail(s);
-  if (!damaged.ok()) return Fail(damaged);
   Print(t, format);
   if (limit != 0 && matched > limit) {
     std::cerr << "clearing-report: " << matched - limit << " more not shown (--limit " << limit
