@@ -3,10 +3,12 @@
 # day concurrently. Prints events/s from the first message produced to the last one committed,
 # the daemon's commit latency (p50/p99 bucket bounds) and whether the result equals the oracle.
 #
-#   bench/e2e.sh [--events 2000000] [--partitions 64] [--batch 4096] [--in-flight 2]
+#   bench/e2e.sh [--events 2000000] [--partitions 64] [--batch 4096] [--in-flight 4]
+# (--in-flight is pipeline_batches_max: 4, the daemon's default, lets a batch fill while one is
+# prepared and one is written)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-events=2000000 partitions=64 batch=4096 in_flight=2
+events=2000000 partitions=64 batch=4096 in_flight=4
 while (($#)); do
   case $1 in
     --events) events=$2; shift 2 ;;
