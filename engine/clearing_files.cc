@@ -321,6 +321,7 @@ struct WindowData {
   Statements statements;
   std::set<int32_t> partitions;  // of the applied records
   std::vector<std::string> violations;
+  WindowRecord record;           // the window's close record (frozen fees and participants)
 };
 
 // Adds one applied record to the line totals it should have netted into.
@@ -351,14 +352,13 @@ void AddApplied(const AppliedRecord& record, LineTotals& line, bool& overflowed)
   }
 }
 
-absl::Status CheckClosed(StateStore& store, const ClosedWindow& window) {
+absl::Status CheckClosed(StateStore& store, const ClosedWindow& window, WindowRecord& record) {
   const std::string date = FormatWindowDay(window.day);
   std::string key, value;
   bool found = false;
   WindowStateKey(window.day, key);
   if (absl::Status s = store.Get(Table::kMeta, key, value, found); !s.ok()) return s;
   if (!found) return absl::FailedPreconditionError(Cat("window ", date, " is open: the store has no close record"));
-  WindowRecord record;
   if (!DecodeWindowRecord(value, record))
     return absl::DataLossError(Cat("the state record of window ", date, " is damaged"));
   if (record.state != WindowState::kClosed && record.state != WindowState::kFilesWritten) {
@@ -379,7 +379,7 @@ absl::Status CheckClosed(StateStore& store, const ClosedWindow& window) {
 }
 
 absl::Status ReadWindow(StateStore& store, const ClosedWindow& window, WindowData& data) {
-  if (absl::Status s = CheckClosed(store, window); !s.ok()) return s;
+  if (absl::Status s = CheckClosed(store, window, data.record); !s.ok()) return s;
   const std::string date = FormatWindowDay(window.day);
   std::vector<std::string>& violations = data.violations;
 
@@ -695,8 +695,11 @@ std::string RenderSummary(const ClosedWindow& window, const Registry& registry, 
       out.push_back('\n');
     }
   };
-  std::set<std::string> province_ids;
-  for (const Province& province : registry.provinces()) province_ids.insert(province.code);
+  std::set<std::string> province_ids(data.record.registered_province_codes.begin(),
+                                     data.record.registered_province_codes.end());
+  if (province_ids.empty()) {  // a window closed before its participants were frozen
+    for (const Province& province : registry.provinces()) province_ids.insert(province.code);
+  }
   const WindowOutcome& o = data.outcome;
   positions("BANK_SCHEME", "PROVINCE", o.bank_scheme_province, province_ids);
   positions("BANK_SCHEME", "BANK", o.bank_scheme_bank, bank_ids);
@@ -964,11 +967,15 @@ absl::Status RenderWindowFiles(StateStore& store, const Registry& registry, cons
   if (absl::Status s = ReadWindow(store, window, data); !s.ok()) return s;
   if (!data.violations.empty()) return absl::FailedPreconditionError(JoinViolations(window.day, data.violations));
 
-  // Every registered bank and fund gets its files, and so does any other one the lines name (a
-  // participant removed from the registry after it moved money in this window).
-  std::set<std::string> bank_ids, fund_ids;
-  for (const Bank& bank : registry.banks()) bank_ids.insert(bank.bank_id);
-  for (const Fund& fund : registry.funds()) fund_ids.insert(fund.fund_id);
+  // Every bank and fund registered when the window closed gets its files (the registry given
+  // stands in only for a window closed before they were frozen), and so does any other one the
+  // lines name.
+  std::set<std::string> bank_ids(data.record.registered_bank_ids.begin(), data.record.registered_bank_ids.end());
+  std::set<std::string> fund_ids(data.record.registered_fund_ids.begin(), data.record.registered_fund_ids.end());
+  if (bank_ids.empty() && fund_ids.empty()) {
+    for (const Bank& bank : registry.banks()) bank_ids.insert(bank.bank_id);
+    for (const Fund& fund : registry.funds()) fund_ids.insert(fund.fund_id);
+  }
   if (!window.fees.fee_bank_id.empty()) bank_ids.insert(window.fees.fee_bank_id);
   for (const auto& [id, statement] : data.statements.banks) bank_ids.insert(id);
   for (const auto& [id, statement] : data.statements.funds) fund_ids.insert(id);

@@ -122,6 +122,12 @@ void Ledger::CloseWindow(WindowDay day, int64_t closed_at_ms, const Registry& re
   record.closed_at_ms = closed_at_ms;
   for (size_t i = 0; i < kCategoryCount; ++i) record.fee_basis_points[i] = registry.fee_bps(static_cast<Category>(i));
   record.fee_bank_id = registry.fee_bank().bank_id;
+  record.registered_bank_ids.clear();
+  record.registered_fund_ids.clear();
+  record.registered_province_codes.clear();
+  for (const Bank& bank : registry.banks()) record.registered_bank_ids.push_back(bank.bank_id);
+  for (const Fund& fund : registry.funds()) record.registered_fund_ids.push_back(fund.fund_id);
+  for (const Province& province : registry.provinces()) record.registered_province_codes.push_back(province.code);
   touched_windows_.push_back(day);
   batch.windows_closed.push_back(day);
 }

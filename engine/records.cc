@@ -289,6 +289,11 @@ void EncodeWindowRecord(const WindowRecord& record, std::string& out) {
   w.Byte(static_cast<uint8_t>(kCategoryCount));
   for (const int32_t bps : record.fee_basis_points) w.Fixed(bps);
   w.Text(record.fee_bank_id);
+  for (const std::vector<std::string>* ids :
+       {&record.registered_bank_ids, &record.registered_fund_ids, &record.registered_province_codes}) {
+    w.Varint(static_cast<int64_t>(ids->size()));
+    for (const std::string& id : *ids) w.Text(id);
+  }
 }
 bool DecodeWindowRecord(std::string_view bytes, WindowRecord& out) {
   Reader r(bytes);
@@ -304,6 +309,21 @@ bool DecodeWindowRecord(std::string_view bytes, WindowRecord& out) {
   std::string_view fee_bank_id;
   if (!r.Text(fee_bank_id)) return false;
   out.fee_bank_id.assign(fee_bank_id);
+  for (std::vector<std::string>* ids :
+       {&out.registered_bank_ids, &out.registered_fund_ids, &out.registered_province_codes}) {
+    ids->clear();
+  }
+  if (r.AtEnd()) return true;  // written before the participants were frozen with the window
+  for (std::vector<std::string>* ids :
+       {&out.registered_bank_ids, &out.registered_fund_ids, &out.registered_province_codes}) {
+    int64_t count = 0;
+    if (!r.Varint(count) || count < 0 || static_cast<size_t>(count) > bytes.size()) return false;
+    for (int64_t i = 0; i < count; ++i) {
+      std::string_view id;
+      if (!r.Text(id)) return false;
+      ids->emplace_back(id);
+    }
+  }
   return r.AtEnd();
 }
 

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "engine/event.h"
 #include "engine/reason.h"
@@ -118,6 +119,12 @@ struct WindowRecord {
   int64_t closed_at_ms = 0;  // the instant the window closed (clock or operator), 0 while open
   std::array<int32_t, kCategoryCount> fee_basis_points{};
   std::string fee_bank_id;
+  // The participants registered when the window closed, so that its files (one per bank and
+  // fund, positions per province) come out the same whatever the registry is when they are
+  // rendered. Empty in records written before they were frozen.
+  std::vector<std::string> registered_bank_ids;
+  std::vector<std::string> registered_fund_ids;
+  std::vector<std::string> registered_province_codes;
 };
 void EncodeWindowRecord(const WindowRecord& record, std::string& out);
 [[nodiscard]] bool DecodeWindowRecord(std::string_view bytes, WindowRecord& out);

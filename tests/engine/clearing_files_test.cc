@@ -357,6 +357,33 @@ TEST_F(ClearingFilesTest, BankRemovedFromTheRegistryStillGetsItsFiles) {
   EXPECT_TRUE(sink.files() == Render());
 }
 
+TEST_F(ClearingFilesTest, RegistryChangedAfterTheCloseRendersTheSameFiles) {
+  // After the close the idle bank B3401 and the idle fund 320100 leave, a new bank and a new
+  // fund join: the window's files are those of the registry it closed with.
+  std::vector<Bank> banks;
+  for (const Bank& bank : golden_.registry->banks()) {
+    if (bank.bank_id != "B3401") banks.push_back(bank);
+  }
+  banks.push_back(Bank{.bank_id = "B3109", .name = "Joined later", .province = "310000"});
+  std::vector<Fund> funds;
+  for (const Fund& fund : golden_.registry->funds()) {
+    if (fund.fund_id != "320100") funds.push_back(fund);
+  }
+  Fund joined = funds.front();
+  joined.fund_id = "310199";
+  funds.push_back(joined);
+  std::array<int32_t, kCategoryCount> fee_bps{};
+  for (size_t i = 0; i < kCategoryCount; ++i) fee_bps[i] = golden_.registry->fee_bps(static_cast<Category>(i));
+  auto changed = Registry::FromParts(golden_.registry->provinces(), banks, funds, golden_.registry->merchants(), fee_bps);
+  ASSERT_TRUE(changed.ok()) << changed.status();
+  MemoryFileSet sink;
+  ASSERT_TRUE(RenderWindowFiles(*store_, **changed, golden_.window, sink, digests_).ok());
+  const std::map<std::string, std::string> golden = Render();
+  EXPECT_TRUE(sink.files() == golden);
+  EXPECT_TRUE(golden.contains("banks/B3401.txt"));
+  EXPECT_FALSE(sink.files().contains("banks/B3109.txt"));
+}
+
 // ---- invariants ----------------------------------------------------------------------------------
 
 TEST_F(ClearingFilesTest, GoldenWindowHoldsEveryInvariant) {
