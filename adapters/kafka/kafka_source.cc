@@ -45,9 +45,11 @@ struct KafkaSource::Impl {
   rd_kafka_t* handle = nullptr;
   rd_kafka_queue_t* queue = nullptr;
   std::unique_ptr<Producer> dead_letters;
-  // Dead-letter copies: produced for every commit up to produced_through, known delivered for
-  // every commit up to delivered_through. A failed delivery stops the latter for this run, so
-  // the store keeps those copies and the next start produces them again.
+  // Dead-letter copies: produced_through is the last commit that had a copy produced, and
+  // every copy of a commit up to delivered_through is known delivered (only commits with
+  // copies count, so a daemon with nothing rejected never moves them and never writes for them).
+  // A failed delivery stops delivered_through for this run, so the store keeps those copies and
+  // the next start produces them again.
   uint64_t produced_through = 0;
   uint64_t delivered_through = 0;
   bool delivery_failed = false;
@@ -299,16 +301,18 @@ absl::Status KafkaSource::OnCommitted(const Batch& batch) {
   // The copies of earlier commits have had a batch's time to arrive; see before adding more.
   impl.NoteDeliveries(std::chrono::milliseconds(0));
   std::map<std::pair<SourceTopic, int32_t>, int64_t> next;
+  bool produced = false;
   for (const MessageSlot& slot : batch.slots()) {
     next[{slot.topic, slot.partition}] = slot.offset + 1;
     if (slot.fate != Fate::kRejected || impl.dead_letters == nullptr) continue;
+    produced = true;
     if (absl::Status s = impl.Produce(DeadLetterCopyOf(slot, batch.commit_sequence)); !s.ok()) {
       // The store keeps the copy until a delivery is known; the next start produces it again.
       impl.delivery_failed = true;
       if (impl.options.on_warning) impl.options.on_warning(Cat("dead-letter copy failed: ", s.ToString()));
     }
   }
-  if (batch.commit_sequence > impl.produced_through) impl.produced_through = batch.commit_sequence;
+  if (produced && batch.commit_sequence > impl.produced_through) impl.produced_through = batch.commit_sequence;
   rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(static_cast<int>(next.size()));
   for (const auto& [topic_partition, offset] : next) {
     const std::string name(TopicName(topic_partition.first));
@@ -333,7 +337,10 @@ absl::Status KafkaSource::FlushDeadLetters(std::chrono::milliseconds timeout) {
 absl::Status KafkaSource::ProduceStoredDeadLetter(const DeadLetterCopy& copy) {
   if (impl_->dead_letters == nullptr) return absl::OkStatus();
   if (copy.commit_sequence > impl_->produced_through) impl_->produced_through = copy.commit_sequence;
-  return impl_->Produce(copy);
+  absl::Status status = impl_->Produce(copy);
+  // Not delivered now: the store keeps it (and everything after it) for the next start.
+  if (!status.ok()) impl_->delivery_failed = true;
+  return status;
 }
 
 uint64_t KafkaSource::DeadLettersDeliveredThrough() const { return impl_->delivered_through; }

@@ -61,7 +61,8 @@ class KafkaSource final : public MessageSource {
   // produced so far is delivered (DeadLettersDeliveredThrough then covers them).
   [[nodiscard]] absl::Status FlushDeadLetters(std::chrono::milliseconds timeout);
 
-  // Produces a copy the store kept from an earlier run (before consumption starts).
+  // Produces a copy the store kept from an earlier run (before consumption starts). On an
+  // error the copy and every later one stay in the store for the next start.
   [[nodiscard]] absl::Status ProduceStoredDeadLetter(const DeadLetterCopy& copy);
 
   // Most messages taken from librdkafka's queue per call.

@@ -322,5 +322,47 @@ TEST(AppliedRecord, CutBlobIsDamagedNotEnded) {
   }
 }
 
+TEST(DeadLetterCopy, RoundTripsWithKeyAndPayloadOfAnyBytes) {
+  DeadLetterCopy copy;
+  copy.commit_sequence = 0x0102030405060708ULL;
+  copy.topic = SourceTopic::kMedical;
+  copy.partition = 63;
+  copy.offset = kMax;
+  copy.reason = Reason::kDuplicateConflict;
+  copy.window = -3;
+  copy.digest = Digest{1, 2};
+  const std::string payload(70'000, '\0');  // longer than any one-byte length
+  copy.key = std::string_view("\x00key\xFF", 5);
+  copy.payload = payload;
+  std::string key, value;
+  DeadLetterKey(copy.commit_sequence, copy.topic, copy.partition, copy.offset, key);
+  EncodeDeadLetterCopy(copy, value);
+  DeadLetterCopy decoded;
+  ASSERT_TRUE(DecodeDeadLetterCopy(key, value, decoded));
+  EXPECT_EQ(decoded.commit_sequence, copy.commit_sequence);
+  EXPECT_EQ(decoded.topic, SourceTopic::kMedical);
+  EXPECT_EQ(decoded.partition, 63);
+  EXPECT_EQ(decoded.offset, kMax);
+  EXPECT_EQ(decoded.reason, Reason::kDuplicateConflict);
+  EXPECT_EQ(decoded.window, -3);
+  EXPECT_EQ(decoded.digest.low, 2u);
+  EXPECT_EQ(decoded.key, copy.key);
+  EXPECT_EQ(decoded.payload, payload);
+  for (const size_t size : {size_t{0}, size_t{1}, size_t{20}, value.size() - 1}) {
+    EXPECT_FALSE(DecodeDeadLetterCopy(key, value.substr(0, size), decoded)) << size;
+  }
+  EXPECT_FALSE(DecodeDeadLetterCopy(key.substr(1), value, decoded));
+}
+
+TEST(DeadLetterCopy, KeysSortByCommitAndTheLimitEndsACommitsCopies) {
+  std::string first, later, limit;
+  DeadLetterKey(5, SourceTopic::kTaps, 9, 1'000, first);
+  DeadLetterKey(6, SourceTopic::kTaps, 0, 0, later);
+  DeadLetterKeyLimit(5, limit);
+  EXPECT_LT(first, limit);
+  EXPECT_LE(limit, later);
+  EXPECT_TRUE(first.starts_with(kDeadLetterKeyPrefix));
+}
+
 }  // namespace
 }  // namespace yrd

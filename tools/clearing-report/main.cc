@@ -380,6 +380,7 @@ int main(int argc, char** argv) {
   exceptions->add_option("--window", window, "YYYYMMDD: only those counted in this window");
   exceptions->add_option("--reason", reason_name, "only this reason (malformed, duplicate_conflict, ...)");
   exceptions->add_option("--limit", limit, "rows at most (default 1000; 0: all)")->check(CLI::NonNegativeNumber);
+  exceptions->fallthrough();  // --store and --format may follow the subcommand
   CLI::App* verify = app.add_subcommand("verify", "check a window's files against their MANIFEST, trailers and the store");
   std::string window_dir, key_file;
   verify->add_option("window_dir", window_dir, "the window's directory, <output_dir>/<YYYYMMDD>")->required();

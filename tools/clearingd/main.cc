@@ -56,9 +56,15 @@ absl::Status ProduceStoredDeadLetters(StateStore& store, kafka::KafkaSource& sou
       failure = absl::DataLossError("a stored dead-letter copy is damaged");
       return false;
     }
-    failure = source.ProduceStoredDeadLetter(copy);
     ++count;
-    return failure.ok();
+    if (absl::Status produced = source.ProduceStoredDeadLetter(copy); !produced.ok()) {
+      // Clearing goes on: the copies stay in the store, and the exception store lists them.
+      log::Warning("dead_letters_not_produced",
+                   {{"error", produced.ToString()},
+                    {"action", "check that yrd.dlq can be written; the next start tries again"}});
+      return false;
+    }
+    return true;
   });
   if (!s.ok()) return s;
   if (!failure.ok()) return failure;
@@ -389,7 +395,9 @@ class Daemon final : public http::AdminHandler {
     };
     auto source = kafka::KafkaSource::Create(source_options, ledger.offsets());
     if (!source.ok()) return source.status();
-    if (absl::Status s = ProduceStoredDeadLetters(**store, **source); !s.ok()) return s;
+    if (config_.dead_letter) {
+      if (absl::Status s = ProduceStoredDeadLetters(**store, **source); !s.ok()) return s;
+    }
 
     Pipeline pipeline(config_.pipeline, **source, ledger, *clock_, registry_holder_, *tokenizer_);
     FileWriter file_writer(**store, registry_holder_, config_.output_dir, digests_, [&pipeline](WindowDay day) {
@@ -444,6 +452,9 @@ class Daemon final : public http::AdminHandler {
       if (absl::Status s = ledger.Apply(last, ignored); !s.ok()) {
         log::Warning("dead_letter_cleanup_failed", {{"error", s.ToString()},
                                                     {"action", "none: the next start produces those copies again"}});
+      } else if (!last.windows_closed.empty() || !last.windows_files_marked.empty()) {
+        // The clock closed a window with this last write: its files are written as usual.
+        pipeline.on_windows_changed(last.windows_closed, last.windows_files_marked);
       }
     }
     const PipelineStats& stats = pipeline.stats();
