@@ -84,17 +84,23 @@ std::string HmacSha256::MacHex(std::string_view message) {
   return out;
 }
 
-absl::StatusOr<std::string> ReadKeyFile(const std::string& path) {
+absl::StatusOr<std::string> ReadSecretFile(const std::string& path, std::string_view what) {
   struct stat info {};
-  if (::stat(path.c_str(), &info) != 0) return absl::NotFoundError(Cat("cannot read key file ", path));
+  if (::stat(path.c_str(), &info) != 0) return absl::NotFoundError(Cat("cannot read ", what, " ", path));
   if ((info.st_mode & S_IROTH) != 0) {
-    return absl::PermissionDeniedError(Cat("key file ", path, " is readable by everyone; chmod 600 it"));
+    return absl::PermissionDeniedError(Cat(what, " ", path, " is readable by everyone; chmod 600 it"));
   }
   std::ifstream in(path);
   std::stringstream text;
   text << in.rdbuf();
+  return text.str();
+}
+
+absl::StatusOr<std::string> ReadKeyFile(const std::string& path) {
+  const absl::StatusOr<std::string> text = ReadSecretFile(path, "key file");
+  if (!text.ok()) return text.status();
   std::string hex;
-  for (char c : text.str()) {
+  for (char c : *text) {
     if (std::isspace(static_cast<unsigned char>(c))) continue;
     if (!std::isxdigit(static_cast<unsigned char>(c))) {
       return absl::InvalidArgumentError(Cat("key file ", path, " must hold hex digits only"));

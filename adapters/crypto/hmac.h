@@ -16,6 +16,10 @@ namespace yrd {
 // Smallest key accepted, bytes: shorter keys make card tokens guessable from card numbers.
 inline constexpr size_t kHmacKeyBytesMin = 16;
 
+// Reads a file holding a secret (a key, a token): its whole text. Refuses a missing file and one
+// readable by others than owner and group; `what` names the file in the errors ("key file").
+[[nodiscard]] absl::StatusOr<std::string> ReadSecretFile(const std::string& path, std::string_view what);
+
 // Reads a key file: hex text (whitespace ignored), at least kHmacKeyBytesMin bytes once decoded.
 // Refuses a file readable by others than owner and group.
 [[nodiscard]] absl::StatusOr<std::string> ReadKeyFile(const std::string& path);

@@ -8,11 +8,8 @@
 // A store or broker failure that may clear by itself (disk full, brokers unreachable) stops
 // consumption, and the worker reopens everything from the store after kRetryInterval: nothing
 // is acknowledged past what was stored, so nothing is lost or doubled.
-#include <sys/stat.h>
 
 #include <atomic>
-#include <fstream>
-#include <sstream>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
@@ -85,15 +82,9 @@ bool IsRetryable(const absl::Status& status) {
 // Reads the admin close token: the file's text without surrounding white space. Refuses a
 // file readable by others than owner and group.
 absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
-  struct stat info {};
-  if (::stat(path.c_str(), &info) != 0) return absl::NotFoundError(Cat("cannot read token file ", path));
-  if ((info.st_mode & S_IROTH) != 0) {
-    return absl::PermissionDeniedError(Cat("token file ", path, " is readable by everyone; chmod 600 it"));
-  }
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  std::string token = text.str();
+  absl::StatusOr<std::string> text = ReadSecretFile(path, "token file");
+  if (!text.ok()) return text.status();
+  std::string token = *std::move(text);
   while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
   while (!token.empty() && std::isspace(static_cast<unsigned char>(token.front()))) token.erase(token.begin());
   return token;
