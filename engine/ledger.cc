@@ -522,13 +522,13 @@ void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
     write.Put(Table::kExceptions, key_scratch_, value_scratch_);
   }
   // The committed offsets move only once the write returned OK (Commit moves them in).
-  prepared.offsets = prepared_offsets_;
   for (const MessageSlot& slot : batch.slots()) {
-    int64_t& next = prepared.offsets[{slot.topic, slot.partition}];
+    int64_t& next = prepared_offsets_[{slot.topic, slot.partition}];
     // The source delivers each partition in order, without gaps it has not reported.
     YRD_ASSERT(slot.offset >= next);
     next = slot.offset + 1;
   }
+  prepared.offsets = prepared_offsets_;
   for (const auto& [topic_partition, next] : prepared.offsets) {
     OffsetKey(topic_partition.first, topic_partition.second, key_scratch_);
     value_scratch_.clear();
@@ -597,7 +597,6 @@ absl::Status Ledger::Prepare(Batch& batch) {
   prepared.write_needed = true;
   prepared.sequence = ++prepared_sequence_;
   batch.commit_sequence = prepared.sequence;
-  prepared_offsets_ = prepared.offsets;
   prepared.windows = BuildWindowTable(now_ms);
   batch.ledger_prepared_number = prepared_count_++;
   batch.ledger_prepared = true;
@@ -613,7 +612,7 @@ absl::Status Ledger::Commit(Batch& batch) {
   if (status.ok() && prepared.write_needed) {
     status = store_.Write(*prepared.write);
     if (status.ok()) {
-      offsets_ = prepared.offsets;
+      offsets_.swap(prepared.offsets);  // the slot's copy is rebuilt when it is reused
       commit_sequence_.store(prepared.sequence, std::memory_order_release);
       published_windows_.store(prepared.windows);
     } else {
