@@ -49,9 +49,7 @@ TEST(Crash, SigkillDuringIngestLosesAndDoublesNothing) {
   EXPECT_GE(kills, kKillCount) << "ingest finished before enough kills; raise the event count";
 
   auto daemon = scenario.StartDaemon();
-  ASSERT_TRUE(scenario.WaitCaughtUp(std::chrono::minutes(3))) << ReadFile(scenario.daemon_log());
-  daemon->Signal(SIGTERM);
-  ASSERT_TRUE(daemon->Wait(std::chrono::seconds(60)).has_value());
+  ASSERT_NO_FATAL_FAILURE(scenario.CatchUpThenStop(*daemon));
   const std::vector<std::string> diff = scenario.DiffWithOracle();
   for (const std::string& line : diff) ADD_FAILURE() << line;
   EXPECT_TRUE(diff.empty());
@@ -79,9 +77,7 @@ TEST(Crash, SigkillDuringFileWritingLeavesNoPartialFile) {
   scenario.Generate(300'000, /*seed=*/43);
   {
     auto daemon = scenario.StartDaemon();
-    ASSERT_TRUE(scenario.WaitCaughtUp(std::chrono::minutes(3))) << ReadFile(scenario.daemon_log());
-    daemon->Signal(SIGTERM);
-    ASSERT_TRUE(daemon->Wait(std::chrono::seconds(60)).has_value());
+    ASSERT_NO_FATAL_FAILURE(scenario.CatchUpThenStop(*daemon));
   }
   const int64_t next_day_ms = scenario.oracle().at("clock_fixed_ms").get<int64_t>() + 17 * 60'000;
   std::mt19937 random(41);

@@ -18,11 +18,7 @@ TEST(Ingest, GeneratedDayMatchesOracleExactly) {
   // 5% exact duplicates, 0.1% conflicts, refunds, cancellations, 0.1% malformed (the defaults).
   scenario.Generate(200'000, /*seed=*/11);
   auto daemon = scenario.StartDaemon();
-  ASSERT_TRUE(scenario.WaitCaughtUp(std::chrono::minutes(3))) << ReadFile(scenario.daemon_log());
-  daemon->Signal(SIGTERM);
-  const std::optional<int> status = daemon->Wait(std::chrono::seconds(60));
-  ASSERT_TRUE(status.has_value());
-  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(scenario.daemon_log());
+  ASSERT_NO_FATAL_FAILURE(scenario.CatchUpThenStop(*daemon));
 
   const std::vector<std::string> diff = scenario.DiffWithOracle();
   for (const std::string& line : diff) ADD_FAILURE() << line;
@@ -70,9 +66,7 @@ TEST(Ingest, RestartAfterSigtermResumesWithoutLossOrDoubleCount) {
     EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(scenario.daemon_log());
   }
   auto daemon = scenario.StartDaemon();
-  ASSERT_TRUE(scenario.WaitCaughtUp(std::chrono::minutes(3))) << ReadFile(scenario.daemon_log());
-  daemon->Signal(SIGTERM);
-  ASSERT_TRUE(daemon->Wait(std::chrono::seconds(60)).has_value());
+  ASSERT_NO_FATAL_FAILURE(scenario.CatchUpThenStop(*daemon));
   const std::vector<std::string> diff = scenario.DiffWithOracle();
   for (const std::string& line : diff) ADD_FAILURE() << line;
   EXPECT_TRUE(diff.empty());

@@ -2,6 +2,7 @@
 
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -119,6 +120,14 @@ nlohmann::json Scenario::Report(const std::vector<std::string>& args) {
 
 bool Scenario::WaitCaughtUp(std::chrono::milliseconds timeout) {
   return WaitFor([&] { return CommittedMessages() == messages_; }, timeout);
+}
+
+void Scenario::CatchUpThenStop(ChildProcess& daemon) {
+  ASSERT_TRUE(WaitCaughtUp(std::chrono::minutes(3))) << ReadFile(daemon_log());
+  daemon.Signal(SIGTERM);
+  const std::optional<int> status = daemon.Wait(std::chrono::seconds(60));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(daemon_log());
 }
 
 std::vector<std::string> Scenario::DiffWithOracle() {

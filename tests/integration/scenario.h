@@ -44,6 +44,9 @@ class Scenario {
   [[nodiscard]] nlohmann::json Report(const std::vector<std::string>& args);
   // Waits until every generated message is committed.
   [[nodiscard]] bool WaitCaughtUp(std::chrono::milliseconds timeout);
+  // Waits (bounded) until `daemon` has committed every generated message, stops it with SIGTERM
+  // and checks that it exits 0. Fails the test otherwise (wrap in ASSERT_NO_FATAL_FAILURE).
+  void CatchUpThenStop(ChildProcess& daemon);
   // The differences between the store's outcome and the oracle; empty when equal.
   [[nodiscard]] std::vector<std::string> DiffWithOracle();
   // Restarts the daemon with its clock past the generated day's close, waits until the day's
