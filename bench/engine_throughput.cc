@@ -81,6 +81,10 @@ int Main(int argc, char** argv) {
   app.add_option("--store", store_path, "store directory (default: a fresh temporary one)");
   app.add_option("--batch-messages-max", batch_messages_max, "messages per commit at most");
   app.add_option("--txn-memtable-mib", txn_memtable_mib, "memtable size of the dedup table, MiB");
+  uint64_t recent_txn_records_max = LedgerOptions{}.recent_txn_records_max;
+  app.add_option("--recent-txn-records", recent_txn_records_max,
+                 "transaction records kept in memory before a sort into the dedup table")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 32));
   app.add_flag("--close", close_window,
                "after ingest, close the generated day's window and write all its clearing files (timed)");
   app.add_flag("--no-sync", no_sync, "do not sync the WAL per commit (to measure what syncing costs)");
@@ -114,7 +118,9 @@ int Main(int argc, char** argv) {
     store_options.txn_write_buffer_bytes = txn_memtable_mib << 20;
     auto store = RocksStore::Open(store_path, store_options);
     if (!store.ok()) return std::cerr << store.status() << "\n", 2;
-    Ledger ledger(**store, LedgerOptions{});
+    LedgerOptions ledger_options;
+    ledger_options.recent_txn_records_max = recent_txn_records_max;
+    Ledger ledger(**store, ledger_options);
     if (absl::Status s = ledger.Load(clock_ms); !s.ok()) return std::cerr << s << "\n", 2;
     auto tokenizer = HmacSha256::Create("benchmark-card-token-key");
     MemorySource source(*std::move(records), 16);
@@ -136,6 +142,8 @@ int Main(int argc, char** argv) {
                 static_cast<long>(stats.commit_latency_us.QuantileUpperBoundUs(0.5)),
                 static_cast<long>(stats.commit_latency_us.QuantileUpperBoundUs(0.99)),
                 static_cast<unsigned long>(stats.store_bytes.load()));
+    std::printf("recent_txn_sorts=%lu recent_txn_records=%lu\n", static_cast<unsigned long>(ledger.recent_txn_sorts()),
+                static_cast<unsigned long>(ledger.recent_txn_records()));
     if (absl::Status s = (*store)->Flush(); !s.ok()) return std::cerr << s << "\n", 1;
     std::printf("store_bytes_on_disk=%lu store_bytes_per_message=%.1f\n",
                 static_cast<unsigned long>(DirectoryBytes(store_path)),

@@ -19,13 +19,28 @@ void AddChecked(int64_t& total, int64_t delta) {
 }  // namespace
 
 Ledger::Ledger(StateStore& store, LedgerOptions options) : store_(store), options_(options) {
+  YRD_ASSERT(options_.recent_txn_records_max > 0);
   for (PreparedWrite& prepared : prepared_) prepared.write = store.NewWriteBatch();
 }
 
+Ledger::~Ledger() {
+  stopping_.store(true, std::memory_order_release);
+  WakeSortThread();
+  if (sort_thread_.joinable()) sort_thread_.join();
+}
+
+void Ledger::WakeSortThread() {
+  sort_wake_.fetch_add(1, std::memory_order_release);
+  sort_wake_.notify_all();
+}
+
 void Ledger::Fail(const absl::Status& status) {
-  std::lock_guard<std::mutex> lock(failure_mutex_);
-  if (failure_.ok()) failure_ = status;
-  failed_.store(true, std::memory_order_release);
+  {
+    std::lock_guard<std::mutex> lock(failure_mutex_);
+    if (failure_.ok()) failure_ = status;
+    failed_.store(true, std::memory_order_release);
+  }
+  WakeSortThread();
 }
 
 absl::Status Ledger::Failure() const {
@@ -96,10 +111,130 @@ absl::Status Ledger::Load(int64_t now_ms) {
   });
   if (!s.ok()) return s;
   if (!decode_status.ok()) return decode_status;
+  if (s = LoadRecentTxn(now_ms); !s.ok()) return s;
   prepared_sequence_ = commit_sequence_.load();
   prepared_offsets_ = offsets_;
   published_windows_.store(BuildWindowTable(now_ms));
   return absl::OkStatus();
+}
+
+// ---- recent transaction records ---------------------------------------------------------------
+
+bool Ledger::IndexRecentTxn(RecentTxn& recent, std::unique_ptr<std::string> blob) {
+  const std::string_view bytes = *blob;
+  size_t position = 0;
+  std::string_view key, record;
+  bool damaged = false;
+  while (NextRecentTxnEntry(bytes, position, key, record, damaged)) {
+    recent.index.insert_or_assign(key, record);
+    ++recent.records_written;
+  }
+  recent.blobs.push_back(std::move(blob));
+  return !damaged;
+}
+
+absl::Status Ledger::LoadRecentTxn(int64_t now_ms) {
+  bool damaged = false;
+  const absl::Status s = store_.Scan(Table::kRecentTxn, {}, {}, [&](std::string_view key, std::string_view value) {
+    if (key.size() != 8 || !IndexRecentTxn(recent_, std::make_unique<std::string>(value))) {
+      damaged = true;
+      return false;
+    }
+    recent_.through_sequence = ReadBigEndian64(key.data());
+    return true;
+  });
+  if (!s.ok()) return s;
+  if (damaged) return absl::DataLossError("a value of recent transaction records (kRecentTxn) is damaged");
+  recent_.started_at_ms = now_ms;
+  recent_txn_records_.store(recent_.index.size(), std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+const std::string_view* Ledger::FindRecentTxn(std::string_view key) const {
+  if (const auto it = recent_.index.find(key); it != recent_.index.end()) return &it->second;
+  if (sorting_ != nullptr) {
+    if (const auto it = sorting_->index.find(key); it != sorting_->index.end()) return &it->second;
+  }
+  return nullptr;
+}
+
+void Ledger::MaybeStartRecentTxnSort(int64_t now_ms) {
+  recent_txn_records_.store(recent_.index.size() + (sorting_ != nullptr ? sorting_->index.size() : 0),
+                            std::memory_order_relaxed);
+  if (sorting_ != nullptr || recent_.records_written == 0) return;
+  if (recent_.records_written < options_.recent_txn_records_max && now_ms - recent_.started_at_ms < kRecentTxnAgeMaxMs) {
+    return;
+  }
+  sorting_ = std::make_unique<RecentTxn>(std::move(recent_));
+  recent_ = RecentTxn{};
+  sort_done_.store(false, std::memory_order_relaxed);
+  sort_thread_ = std::thread([this] { SortRecentTxn(); });
+}
+
+void Ledger::SortRecentTxn() {
+  const RecentTxn& recent = *sorting_;
+  std::vector<std::pair<std::string_view, std::string_view>> records(recent.index.begin(), recent.index.end());
+  std::sort(records.begin(), records.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  // Only committed records may reach kTxn: wait for the commit of the last batch in the set.
+  absl::Status status;
+  for (;;) {
+    const uint32_t seen = sort_wake_.load(std::memory_order_acquire);
+    if (commit_sequence_.load(std::memory_order_acquire) >= recent.through_sequence) break;
+    if (failed()) {
+      status = Failure();
+      break;
+    }
+    if (stopping_.load(std::memory_order_acquire)) {
+      status = absl::AbortedError("the ledger stopped before the recent transaction records were committed");
+      break;
+    }
+    sort_wake_.wait(seen, std::memory_order_acquire);
+  }
+  if (status.ok()) status = store_.IngestSorted(Table::kTxn, records);
+  sort_status_ = std::move(status);
+  sort_done_.store(true, std::memory_order_release);
+}
+
+absl::Status Ledger::TakeRecentTxnSort() {
+  sort_thread_.join();
+  absl::Status status = std::move(sort_status_);
+  sort_status_ = absl::OkStatus();
+  if (!status.ok()) {
+    Fail(status);
+    return status;
+  }
+  // The next write deletes the kRecentTxn values the sort stored into kTxn.
+  recent_txn_sorted_through_ = sorting_->through_sequence;
+  sorting_.reset();
+  recent_txn_sorts_.fetch_add(1, std::memory_order_relaxed);
+  recent_txn_records_.store(recent_.index.size(), std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+absl::Status Ledger::AwaitRecentTxnSort() {
+  if (sorting_ == nullptr) return failed() ? Failure() : absl::OkStatus();
+  return TakeRecentTxnSort();
+}
+
+absl::Status Ledger::FindTxnRecord(StateStore& store, std::string_view txn_key, std::string& value, bool& found) {
+  found = false;
+  bool damaged = false;
+  // Later commits come later in kRecentTxn: the last match is the newest record.
+  const absl::Status s = store.Scan(Table::kRecentTxn, {}, {}, [&](std::string_view, std::string_view blob) {
+    size_t position = 0;
+    std::string_view key, record;
+    while (NextRecentTxnEntry(blob, position, key, record, damaged)) {
+      if (key == txn_key) {
+        value.assign(record);
+        found = true;
+      }
+    }
+    return !damaged;
+  });
+  if (!s.ok()) return s;
+  if (damaged) return absl::DataLossError("a value of recent transaction records (kRecentTxn) is damaged");
+  if (found) return absl::OkStatus();
+  return store.Get(Table::kTxn, txn_key, value, found);
 }
 
 WindowState Ledger::PersistedState(WindowDay day) const {
@@ -220,16 +355,16 @@ bool Ledger::AdoptRecord(TxnState& state, std::string_view bytes) {
 }
 
 absl::Status Ledger::LookUpPending() {
-  // A record written by a batch still waiting for its commit is newer than the store's.
+  // A recent record (of a batch committed or still waiting for its commit) is newer than kTxn's.
   lookup_keys_.clear();
   lookup_states_.clear();
   for (const uint32_t index : pending_lookups_) {
     TxnState& state = txn_states_[index];
-    const auto it = overlay_.find(std::string_view(state.key));
-    if (it == overlay_.end()) {
+    const std::string_view* recent = FindRecentTxn(state.key);
+    if (recent == nullptr) {
       lookup_keys_.push_back(state.key);
       lookup_states_.push_back(index);
-    } else if (!AdoptRecord(state, it->second)) {
+    } else if (!AdoptRecord(state, *recent)) {
       return absl::DataLossError(Cat("transaction record ", state.key.substr(1), " is damaged"));
     }
   }
@@ -443,38 +578,38 @@ void Ledger::ApplySlot(MessageSlot& slot, WindowDay oldest_open, int64_t now_ms,
 void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
   StateWriteBatch& write = *prepared.write;
   write.Clear();
-  overlay_arena_.clear();
-  overlay_spans_.clear();
   const uint64_t sequence = prepared_sequence_ + 1;
-  // The transaction records go in key order: the store's sorted in-memory table then inserts
-  // each one next to the previous instead of searching from the top, which halves the cost of
-  // the one write every event makes.
-  dirty_in_key_order_.clear();
+  // The batch's transaction records go into one kRecentTxn value, which the ledger then keeps
+  // and looks records up in until a sort moves them into kTxn.
+  auto blob = std::make_unique<std::string>();
+  StartRecentTxnBlob(*blob);
+  bool records_written = false;
   for (size_t i = 0; i < txn_states_used_; ++i) {
-    if (txn_states_[i].dirty) dirty_in_key_order_.push_back(static_cast<uint32_t>(i));
-  }
-  std::sort(dirty_in_key_order_.begin(), dirty_in_key_order_.end(),
-            [this](uint32_t a, uint32_t b) { return txn_states_[a].key < txn_states_[b].key; });
-  for (const uint32_t index : dirty_in_key_order_) {
-    TxnState& state = txn_states_[index];
+    TxnState& state = txn_states_[i];
+    if (!state.dirty) continue;
     state.record.line_key = state.line_key;
     state.record.original_txn_id = state.original_txn_id;
     EncodeTxnRecord(state.record, value_scratch_);
-    write.Put(Table::kTxn, state.key, value_scratch_);
-    const auto key_offset = static_cast<uint32_t>(overlay_arena_.size());
-    overlay_arena_.append(state.key);
-    overlay_arena_.append(value_scratch_);
-    overlay_spans_.push_back({key_offset, static_cast<uint32_t>(state.key.size()),
-                              key_offset + static_cast<uint32_t>(state.key.size()),
-                              static_cast<uint32_t>(value_scratch_.size())});
+    AppendRecentTxnEntry(state.key, value_scratch_, *blob);
+    records_written = true;
   }
-  // Indexed once the arena has stopped growing, so the views stay valid.
-  overlay_.clear();
-  const std::string_view arena = overlay_arena_;
-  for (const OverlaySpan& span : overlay_spans_) {
-    overlay_.insert_or_assign(arena.substr(span.key_offset, span.key_size),
-                              arena.substr(span.value_offset, span.value_size));
+  if (records_written) {
+    RecentTxnKey(sequence, key_scratch_);
+    write.Put(Table::kRecentTxn, key_scratch_, *blob);
+    if (recent_.records_written == 0) recent_.started_at_ms = batch.now_ms;
+    const bool indexed = IndexRecentTxn(recent_, std::move(blob));
+    YRD_ASSERT(indexed);
+    recent_.through_sequence = sequence;
   }
+  if (recent_txn_sorted_through_ > recent_txn_deleted_through_) {
+    RecentTxnKey(recent_txn_sorted_through_ + 1, key_scratch_);
+    write.DeleteRange(Table::kRecentTxn, std::string_view(), key_scratch_);
+    recent_txn_deleted_through_ = recent_txn_sorted_through_;
+  }
+  // In key order: the store's sorted in-memory table then inserts each line next to the
+  // previous one instead of searching from the top.
+  std::sort(touched_lines_.begin(), touched_lines_.end(),
+            [this](uint32_t a, uint32_t b) { return lines_[a].store_key < lines_[b].store_key; });
   for (const uint32_t index : touched_lines_) {
     EncodeLineTotals(lines_[index].totals, value_scratch_);
     write.Put(Table::kLines, lines_[index].store_key, value_scratch_);
@@ -559,6 +694,9 @@ absl::Status Ledger::WaitForPreparedRoom() {
 absl::Status Ledger::Prepare(Batch& batch) {
   batch.ledger_prepared = false;
   if (absl::Status s = WaitForPreparedRoom(); !s.ok()) return s;
+  if (sorting_ != nullptr && sort_done_.load(std::memory_order_acquire)) {
+    if (absl::Status s = TakeRecentTxnSort(); !s.ok()) return s;
+  }
   BatchResult& result = batch.ledger_result;
   result = BatchResult{};
   PreparedWrite& prepared = prepared_[prepared_count_ % kPreparedAheadMax];
@@ -600,6 +738,7 @@ absl::Status Ledger::Prepare(Batch& batch) {
   prepared.windows = BuildWindowTable(now_ms);
   batch.ledger_prepared_number = prepared_count_++;
   batch.ledger_prepared = true;
+  MaybeStartRecentTxnSort(now_ms);
   return absl::OkStatus();
 }
 
@@ -614,6 +753,7 @@ absl::Status Ledger::Commit(Batch& batch) {
     if (status.ok()) {
       offsets_.swap(prepared.offsets);  // the slot's copy is rebuilt when it is reused
       commit_sequence_.store(prepared.sequence, std::memory_order_release);
+      WakeSortThread();
       published_windows_.store(prepared.windows);
     } else {
       Fail(status);

@@ -11,7 +11,17 @@
 // last one. Batches are committed in the order they were prepared; at most kPreparedAheadMax
 // batches are prepared and not yet committed (Prepare waits), and Prepare sees the transaction
 // records of those batches as if they were already stored, so a duplicate or a refund in the
-// next batch is decided exactly as without the overlap. Every other method belongs to the
+// next batch is decided exactly as without the overlap.
+//
+// Transaction records (the dedup and refund state, one per txn_id) are the one write every
+// event makes, under keys in no useful order. Each commit stores its records as one value in
+// kRecentTxn, and the ledger keeps them in memory, indexed: the recent records. Once there are
+// recent_txn_records_max of them (or the oldest is kRecentTxnAgeMaxMs old), the set is frozen
+// and a sort thread sorts it and stores it into kTxn in one step (StateStore::IngestSorted),
+// after the commits that wrote it; the next batch then deletes those commits' kRecentTxn
+// values. Lookups go to the recent records, then the frozen set, then kTxn, so a record is
+// found in the newest place that holds it. A crash anywhere in between leaves the records in
+// kRecentTxn, in kTxn or in both with the same content: Load reads kRecentTxn back. Every other method belongs to the
 // ledger thread, except the accessors documented as thread-safe. After a failed store write or
 // a failed Prepare the ledger refuses every later batch (failed() is set), including one
 // already prepared; the process reopens the store to recover.
@@ -23,6 +33,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <string>
 #include <utility>
 #include <vector>
@@ -41,6 +52,10 @@ struct LedgerOptions {
   // Keep each rejected message's dead-letter copy in the store until the source reports it
   // delivered (Batch::dead_letters_delivered_through); on for a daemon that copies to yrd.dlq.
   bool keep_dead_letters = false;
+  // Transaction records kept in memory (and in kRecentTxn) before they are sorted into kTxn.
+  // Memory: about 150 bytes a record, twice that while a sort runs. Config key
+  // store.recent_txn_records_max.
+  uint64_t recent_txn_records_max = 1'000'000;
 };
 
 // A window as the admin endpoint and the file writer see it.
@@ -56,6 +71,9 @@ using PartitionOffsets = std::map<std::pair<SourceTopic, int32_t>, int64_t>;
 class Ledger {
  public:
   Ledger(StateStore& store, LedgerOptions options);
+  ~Ledger();
+  Ledger(const Ledger&) = delete;
+  Ledger& operator=(const Ledger&) = delete;
 
   // Loads offsets, window states, counters and the lines of windows still open at `now_ms`.
   [[nodiscard]] absl::Status Load(int64_t now_ms);
@@ -73,6 +91,24 @@ class Ledger {
   // one thread (the commit thread), which may differ from the ledger thread.
   [[nodiscard]] absl::Status Commit(Batch& batch);
   static constexpr uint64_t kPreparedAheadMax = 2;
+
+  // Recent transaction records older than this (by the batch clock) are sorted into kTxn even
+  // when there are fewer than recent_txn_records_max, so a quiet day's records do not stay in
+  // memory and in kRecentTxn for ever.
+  static constexpr int64_t kRecentTxnAgeMaxMs = 6 * 3'600'000;
+  // Ledger thread: waits for a running sort into kTxn to end and takes its outcome (tests; a
+  // batch takes it without waiting once it is done). An error fails the ledger.
+  [[nodiscard]] absl::Status AwaitRecentTxnSort();
+  // Recent transaction records held in memory, including a set being sorted. Thread-safe.
+  [[nodiscard]] uint64_t recent_txn_records() const { return recent_txn_records_.load(std::memory_order_relaxed); }
+  // Sorts into kTxn finished so far. Thread-safe.
+  [[nodiscard]] uint64_t recent_txn_sorts() const { return recent_txn_sorts_.load(std::memory_order_relaxed); }
+
+  // The stored transaction record under `txn_key` (TxnKey), wherever it is: the newest of
+  // kRecentTxn, else kTxn. For readers other than the ledger (the report tool); it scans
+  // kRecentTxn, so it is not for a hot path.
+  [[nodiscard]] static absl::Status FindTxnRecord(StateStore& store, std::string_view txn_key, std::string& value,
+                                                  bool& found);
 
   // The next offset to consume per partition, as committed. Read it while no batch is in flight.
   [[nodiscard]] const PartitionOffsets& offsets() const { return offsets_; }
@@ -155,16 +191,37 @@ class Ledger {
   std::array<PreparedWrite, kPreparedAheadMax> prepared_;
   uint64_t prepared_count_ = 0;                  // batches prepared so far (ledger thread)
   std::atomic<uint64_t> finished_count_{0};      // of those, committed or given up (commit thread)
-  // The transaction records of the last prepared batch, keys and values side by side in the
-  // arena, indexed by key. With kPreparedAheadMax = 2, that batch is the only one Prepare can
-  // find uncommitted, so the next batch looks here before the store.
-  static_assert(kPreparedAheadMax == 2, "the overlay holds one prepared batch");
-  std::string overlay_arena_;
-  struct OverlaySpan {
-    uint32_t key_offset, key_size, value_offset, value_size;
+  // Recent transaction records: the kRecentTxn values of commits since the last sort into
+  // kTxn, and an index of the newest record per key into them.
+  struct RecentTxn {
+    std::vector<std::unique_ptr<std::string>> blobs;  // never moved, so the views stay valid
+    absl::flat_hash_map<std::string_view, std::string_view, StringHash, StringEq> index;
+    uint64_t records_written = 0;
+    uint64_t through_sequence = 0;  // the last commit whose records are here
+    int64_t started_at_ms = 0;      // the batch clock when its first record came
   };
-  std::vector<OverlaySpan> overlay_spans_;
-  absl::flat_hash_map<std::string_view, std::string_view, StringHash, StringEq> overlay_;
+  // Indexes the records of one commit's value; false if it is damaged.
+  [[nodiscard]] static bool IndexRecentTxn(RecentTxn& recent, std::unique_ptr<std::string> blob);
+  [[nodiscard]] absl::Status LoadRecentTxn(int64_t now_ms);
+  [[nodiscard]] const std::string_view* FindRecentTxn(std::string_view key) const;
+  // After a batch: hands the recent records to the sort thread when there are enough.
+  void MaybeStartRecentTxnSort(int64_t now_ms);
+  void SortRecentTxn();  // the sort thread
+  void WakeSortThread();
+  // Ledger thread: takes a finished sort's outcome.
+  [[nodiscard]] absl::Status TakeRecentTxnSort();
+
+  RecentTxn recent_;                      // ledger thread
+  std::unique_ptr<RecentTxn> sorting_;    // frozen while the sort thread stores it
+  std::thread sort_thread_;
+  std::atomic<bool> sort_done_{false};
+  absl::Status sort_status_;              // written by the sort thread before sort_done_
+  std::atomic<bool> stopping_{false};     // the destructor stops a sort waiting for its commits
+  std::atomic<uint32_t> sort_wake_{0};    // moved by commits, failures and the destructor
+  uint64_t recent_txn_sorted_through_ = 0;  // kRecentTxn values up to this commit can go
+  uint64_t recent_txn_deleted_through_ = 0;
+  std::atomic<uint64_t> recent_txn_records_{0};
+  std::atomic<uint64_t> recent_txn_sorts_{0};
   std::map<WindowDay, WindowRecord> windows_;
   std::vector<WindowDay> touched_windows_;  // window records to write with this batch
   std::atomic<std::shared_ptr<const WindowTable>> published_windows_;
@@ -180,7 +237,6 @@ class Ledger {
   std::array<absl::flat_hash_map<std::string_view, uint32_t, StringHash, StringEq>, 2> txn_index_;
   std::vector<TxnState> txn_states_;
   size_t txn_states_used_ = 0;
-  std::vector<uint32_t> dirty_in_key_order_;  // BuildWrite's scratch
   std::vector<uint32_t> pending_lookups_;
   std::vector<std::string_view> lookup_keys_;
   std::vector<std::string> lookup_values_;

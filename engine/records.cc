@@ -191,6 +191,10 @@ void AppliedKey(WindowDay day, uint64_t commit_sequence, std::string& out) {
   AppendBigEndian32(out, WindowKeyBits(day));
   AppendBigEndian64(out, commit_sequence);
 }
+void RecentTxnKey(uint64_t commit_sequence, std::string& out) {
+  out.clear();
+  AppendBigEndian64(out, commit_sequence);
+}
 void ExceptionKey(SourceTopic topic, int32_t partition, int64_t offset, std::string& out) {
   out.clear();
   out.push_back(static_cast<char>(topic));
@@ -393,6 +397,40 @@ std::optional<int64_t> TxnRecordOccurredAt(std::string_view bytes) {
   int64_t occurred_at_ms = 0;
   std::memcpy(&occurred_at_ms, bytes.data() + position, sizeof occurred_at_ms);
   return occurred_at_ms;
+}
+
+// Recent transaction records: version, then per entry the key as text and the record as a
+// varint length and its bytes.
+void StartRecentTxnBlob(std::string& blob) {
+  blob.clear();
+  Writer(blob).Byte(kFormatVersion);
+}
+void AppendRecentTxnEntry(std::string_view txn_key, std::string_view record, std::string& blob) {
+  Writer w(blob);
+  w.Text(txn_key);
+  w.Varint(static_cast<int64_t>(record.size()));
+  blob.append(record);
+}
+bool NextRecentTxnEntry(std::string_view blob, size_t& position, std::string_view& txn_key, std::string_view& record,
+                        bool& damaged) {
+  damaged = false;
+  if (position == 0) {
+    if (blob.empty() || static_cast<uint8_t>(blob[0]) != kFormatVersion) {
+      damaged = true;
+      return false;
+    }
+    position = 1;
+  }
+  if (position == blob.size()) return false;
+  Reader r(blob.substr(position));
+  int64_t size = 0;
+  if (!r.Text(txn_key) || txn_key.empty() || !r.Varint(size) || size <= 0 ||
+      !r.View(static_cast<size_t>(size), record)) {
+    damaged = true;
+    return false;
+  }
+  position += r.position();
+  return true;
 }
 
 // AppliedRecord: u16 length, then version, kind, late, occurred (fixed 8), varints: partition,

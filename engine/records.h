@@ -25,8 +25,9 @@ enum class Table : uint8_t {
   kLines = 2,       // netting lines per window (the positions derive from them)
   kApplied = 3,     // applied events per window, in commit order (for the detail files)
   kExceptions = 4,  // rejected messages, by topic, partition and offset
+  kRecentTxn = 5,   // transaction records not yet sorted into kTxn, one value per commit
 };
-inline constexpr size_t kTableCount = 5;
+inline constexpr size_t kTableCount = 6;
 
 // ---- keys ------------------------------------------------------------------------------------
 
@@ -53,6 +54,8 @@ void WindowStateKey(WindowDay day, std::string& out);
 // kLines: window, then the line key. kApplied: window, then commit sequence.
 void LineStoreKey(WindowDay day, std::string_view line_key, std::string& out);
 void AppliedKey(WindowDay day, uint64_t commit_sequence, std::string& out);
+// kRecentTxn: commit sequence.
+void RecentTxnKey(uint64_t commit_sequence, std::string& out);
 // kExceptions: topic, partition, offset.
 void ExceptionKey(SourceTopic topic, int32_t partition, int64_t offset, std::string& out);
 void DeadLetterKey(uint64_t commit_sequence, SourceTopic topic, int32_t partition, int64_t offset, std::string& out);
@@ -154,6 +157,20 @@ void EncodeTxnRecord(const TxnRecord& record, std::string& out);
 [[nodiscard]] bool DecodeTxnRecord(std::string_view bytes, TxnRecord& out);
 // Reads only the occurrence time (for the horizon purge), or nullopt if the bytes are not a record.
 [[nodiscard]] std::optional<int64_t> TxnRecordOccurredAt(std::string_view bytes);
+
+// ---- recent transaction records ----------------------------------------------------------------
+//
+// A commit writes its transaction records to kRecentTxn, all in one value under its sequence,
+// each with its kTxn key; the ledger keeps them in memory and later sorts many commits' worth
+// into kTxn at once (see Ledger). A record found here is newer than the one in kTxn.
+
+// Clears `blob` and starts a commit's value.
+void StartRecentTxnBlob(std::string& blob);
+void AppendRecentTxnEntry(std::string_view txn_key, std::string_view record, std::string& blob);
+// Reads the entry at `position` (0 at the start) and advances it; false at the end or on
+// damage (`damaged` tells which). The views point into `blob`.
+[[nodiscard]] bool NextRecentTxnEntry(std::string_view blob, size_t& position, std::string_view& txn_key,
+                                      std::string_view& record, bool& damaged);
 
 // ---- applied events (detail file material) ---------------------------------------------------
 

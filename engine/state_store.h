@@ -1,7 +1,7 @@
 // StateStore: the interface the engine needs from its durable store (implemented over RocksDB
 // in adapters/rocksdb). Keys and values are the records of engine/records.h.
 // A store is used by one writer thread (the ledger's commit thread); readers on other threads
-// may call Get, MultiGet and Scan concurrently.
+// may call Get, MultiGet and Scan concurrently, and one other thread may call IngestSorted.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +10,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "engine/records.h"
@@ -38,6 +39,13 @@ class StateStore {
   // OK). After a failed write every later write fails too, so an indeterminate state is never
   // written over; the process must reopen the store to go on.
   [[nodiscard]] virtual absl::Status Write(StateWriteBatch& batch) = 0;
+
+  // Adds `records` to `table` in one step, replacing older values of the same keys; durable
+  // when it returns OK. Keys must be strictly increasing. It bypasses the write path (no log,
+  // no in-memory table), which makes it the cheap way to store a large sorted set. Runs on any
+  // thread, at the same time as Write; concurrent calls are not allowed.
+  [[nodiscard]] virtual absl::Status IngestSorted(
+      Table table, std::span<const std::pair<std::string_view, std::string_view>> records) = 0;
 
   // Point lookups in one table; `values[i]` holds the value when `found[i]` is 1.
   [[nodiscard]] virtual absl::Status MultiGet(Table table, std::span<const std::string_view> keys,

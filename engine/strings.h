@@ -8,6 +8,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "xxhash.h"
 
 namespace yrd {
 
@@ -40,7 +41,8 @@ template <typename... Pieces>
 // std::string_view, without building a string per lookup.
 struct StringHash {
   using is_transparent = void;
-  size_t operator()(std::string_view s) const { return absl::Hash<std::string_view>{}(s); }
+  // XXH3: Debian's abseil hashes a std::string_view through std::hash, which is slower.
+  size_t operator()(std::string_view s) const { return XXH3_64bits(s.data(), s.size()); }
 };
 struct StringEq {
   using is_transparent = void;

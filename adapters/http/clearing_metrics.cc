@@ -29,6 +29,12 @@ void AppendClearingMetrics(const ClearingMetrics& metrics, PrometheusText& page)
   page.Counter("yrd_consumption_pauses_total",
                "Times consumption stopped on a store or broker failure and waited to retry.",
                metrics.consumption_pause_count);
+  page.Counter("yrd_recent_txn_sorts_total",
+               "Times the recent transaction records were sorted into the store's dedup table in one step.",
+               metrics.recent_txn_sort_count);
+  page.Gauge("yrd_recent_txn_records",
+             "Transaction records held in memory (and in kRecentTxn) until their next sort into the dedup table.",
+             metrics.recent_txn_records);
 
   page.Family("yrd_exceptions_total", PrometheusType::kCounter,
               "Messages not applied, by reason; each is in the exception store (clearing-report exceptions).");

@@ -30,6 +30,8 @@ struct ClearingMetrics {
   uint64_t store_written_bytes = 0;           // yrd_store_written_bytes_total
   uint64_t store_background_error_count = 0;  // yrd_store_background_errors_total
   uint64_t consumption_pause_count = 0;       // yrd_consumption_pauses_total
+  uint64_t recent_txn_sort_count = 0;         // yrd_recent_txn_sorts_total
+  uint64_t recent_txn_records = 0;            // yrd_recent_txn_records (a gauge)
   // yrd_exceptions_total{reason}: every reason of engine/reason.h, zeros included, so a rate
   // query never misses a series that appears late.
   std::array<uint64_t, kReasonCount> exception_count_by_reason{};

@@ -14,6 +14,7 @@
 #include "rocksdb/listener.h"
 #include "rocksdb/perf_level.h"
 #include "rocksdb/sst_file_manager.h"
+#include "rocksdb/sst_file_writer.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
 
@@ -21,7 +22,9 @@ namespace yrd {
 namespace {
 
 constexpr std::array<const char*, kTableCount> kColumnFamilyNames = {
-    "default", "txn", "lines", "applied", "exceptions"};
+    "default", "txn", "lines", "applied", "exceptions", "recent_txn"};
+// Where IngestSorted stages its table files; anything left there by a crash is removed at open.
+constexpr std::string_view kIngestDirectory = "ingest";
 
 absl::Status FromRocks(const rocksdb::Status& status, std::string_view what) {
   if (status.ok()) return absl::OkStatus();
@@ -169,12 +172,16 @@ Configured Configure(const RocksStoreOptions& options) {
   // instance (the report tools) crashes reading blob values (BlobSource::GetBlob while building
   // the blob cache key), so the applied blobs stay inline in the table files.
   rocksdb::ColumnFamilyOptions exceptions = base(0);
+  // One value per commit, read back only at start and deleted once sorted into kTxn.
+  rocksdb::ColumnFamilyOptions recent_txn = base(0);
+  recent_txn.write_buffer_size = 64u << 20;
 
   c.families.emplace_back(kColumnFamilyNames[0], meta);
   c.families.emplace_back(kColumnFamilyNames[1], txn);
   c.families.emplace_back(kColumnFamilyNames[2], lines);
   c.families.emplace_back(kColumnFamilyNames[3], applied);
   c.families.emplace_back(kColumnFamilyNames[4], exceptions);
+  c.families.emplace_back(kColumnFamilyNames[5], recent_txn);
   return c;
 }
 
@@ -206,6 +213,9 @@ absl::StatusOr<std::unique_ptr<RocksStore>> RocksStore::Open(const std::string& 
   if (error) return absl::UnavailableError(Cat("creating the state store directory ", path, ": ", error.message()));
   c.db.info_log = NewInfoLog(path, options.on_warning);
   if (options.on_warning) c.db.listeners.push_back(std::make_shared<ErrorListener>(options.on_warning));
+  std::filesystem::remove_all(std::filesystem::path(path) / kIngestDirectory, error);
+  if (error) return absl::UnavailableError(Cat("clearing ", path, "/", kIngestDirectory, ": ", error.message()));
+  for (const rocksdb::ColumnFamilyDescriptor& family : c.families) store->family_options_.push_back(family.options);
   rocksdb::DB* db = nullptr;
   rocksdb::Status status = rocksdb::DB::Open(c.db, path, c.families, &store->handles_, &db);
   if (!status.ok()) {
@@ -249,20 +259,23 @@ RocksStore::~RocksStore() {
 
 std::unique_ptr<StateWriteBatch> RocksStore::NewWriteBatch() { return std::make_unique<RocksWriteBatch>(handles_); }
 
+absl::Status RocksStore::CheckFreeSpace() const {
+  if (min_free_bytes_ == 0) return absl::OkStatus();
+  const absl::StatusOr<uint64_t> free_bytes = FreeBytesAt(path_);
+  if (!free_bytes.ok()) return free_bytes.status();
+  if (*free_bytes < min_free_bytes_) {
+    return absl::UnavailableError(Cat("the state store's disk has ", *free_bytes / (1u << 20),
+                                      " MiB free, below store.min_free_mib (", min_free_bytes_ / (1u << 20),
+                                      " MiB); nothing was written"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RocksStore::Write(StateWriteBatch& batch) {
   if (!failure_.ok()) return failure_;
-  if (min_free_bytes_ > 0) {
-    const absl::StatusOr<uint64_t> free_bytes = FreeBytesAt(path_);
-    if (!free_bytes.ok()) {
-      failure_ = free_bytes.status();
-      return failure_;
-    }
-    if (*free_bytes < min_free_bytes_) {
-      failure_ = absl::UnavailableError(Cat("the state store's disk has ", *free_bytes / (1u << 20),
-                                            " MiB free, below store.min_free_mib (", min_free_bytes_ / (1u << 20),
-                                            " MiB); nothing of this batch was written"));
-      return failure_;
-    }
+  if (absl::Status s = CheckFreeSpace(); !s.ok()) {
+    failure_ = std::move(s);
+    return failure_;
   }
   auto& rocks_batch = static_cast<RocksWriteBatch&>(batch);
   if (!rocks_batch.first_error_.ok()) {
@@ -278,6 +291,34 @@ absl::Status RocksStore::Write(StateWriteBatch& batch) {
     return failure_;
   }
   return absl::OkStatus();
+}
+
+absl::Status RocksStore::IngestSorted(Table table,
+                                      std::span<const std::pair<std::string_view, std::string_view>> records) {
+  if (records.empty()) return absl::OkStatus();
+  if (absl::Status s = CheckFreeSpace(); !s.ok()) return s;
+  const std::filesystem::path directory = std::filesystem::path(path_) / kIngestDirectory;
+  std::error_code error;
+  std::filesystem::create_directories(directory, error);
+  if (error) return absl::UnavailableError(Cat("creating ", directory.string(), ": ", error.message()));
+  const std::string file = (directory / Cat(kColumnFamilyNames[static_cast<size_t>(table)], "-",
+                                            ++ingest_count_, ".sst")).string();
+  rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), rocksdb::Options(rocksdb::DBOptions(),
+                                                                        family_options_[static_cast<size_t>(table)]),
+                                Handle(table));
+  rocksdb::Status status = writer.Open(file);
+  for (size_t i = 0; status.ok() && i < records.size(); ++i) {
+    status = writer.Put(ToSlice(records[i].first), ToSlice(records[i].second));
+  }
+  if (status.ok()) status = writer.Finish();  // syncs the file
+  if (status.ok()) {
+    rocksdb::IngestExternalFileOptions options;
+    options.move_files = true;  // linked into the store, then the staged name is removed
+    status = db_->IngestExternalFile(Handle(table), {file}, options);
+  }
+  std::filesystem::remove(file, error);  // already gone after a successful ingestion
+  return FromRocks(status, Cat("storing ", records.size(), " sorted records into ",
+                               kColumnFamilyNames[static_cast<size_t>(table)]));
 }
 
 absl::Status RocksStore::MultiGet(Table table, std::span<const std::string_view> keys, std::span<std::string> values,

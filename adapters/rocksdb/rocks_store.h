@@ -10,7 +10,8 @@
 // OpenSecondary() gives a read-only follower for the report tools, which may run while the
 // daemon writes: it sees the state as of its last CatchUp().
 // Write: one thread (the commit thread); MultiGet: one thread (the ledger thread), which may
-// run at the same time. Get, Scan: any thread.
+// run at the same time; IngestSorted: one thread, which may be a third. Get, Scan: any thread.
+// IngestSorted writes a table file under <path>/ingest/ and hands it to RocksDB.
 #pragma once
 
 #include <atomic>
@@ -27,6 +28,7 @@ class DB;
 class ColumnFamilyHandle;
 class Cache;
 class CompactionFilter;
+struct ColumnFamilyOptions;
 }  // namespace rocksdb
 
 namespace yrd {
@@ -65,6 +67,8 @@ class RocksStore final : public StateStore {
 
   [[nodiscard]] std::unique_ptr<StateWriteBatch> NewWriteBatch() override;
   [[nodiscard]] absl::Status Write(StateWriteBatch& batch) override;
+  [[nodiscard]] absl::Status IngestSorted(
+      Table table, std::span<const std::pair<std::string_view, std::string_view>> records) override;
   [[nodiscard]] absl::Status MultiGet(Table table, std::span<const std::string_view> keys,
                                       std::span<std::string> values, std::span<uint8_t> found) override;
   [[nodiscard]] absl::Status Get(Table table, std::string_view key, std::string& value, bool& found) override;
@@ -85,10 +89,13 @@ class RocksStore final : public StateStore {
  private:
   struct Scratch;
   RocksStore();
+  [[nodiscard]] absl::Status CheckFreeSpace() const;
   rocksdb::ColumnFamilyHandle* Handle(Table table) const { return handles_[static_cast<size_t>(table)]; }
 
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  std::vector<rocksdb::ColumnFamilyOptions> family_options_;  // IngestSorted builds table files with them
+  uint64_t ingest_count_ = 0;               // names the files IngestSorted stages
   bool sync_writes_ = true;
   uint64_t min_free_bytes_ = 0;
   std::string path_;

@@ -128,6 +128,59 @@ TEST_F(RocksStoreTest, ScanStopsWhenTheVisitorSaysSo) {
   EXPECT_EQ(ScanAll(*store_, Table::kMeta, "p", {}, 2), (KeyValues{{"p1", "1"}, {"p2", "2"}}));
 }
 
+using Records = std::vector<std::pair<std::string_view, std::string_view>>;
+
+TEST_F(RocksStoreTest, IngestedSortedRecordsReplaceOlderValuesAndSurviveAReopen) {
+  Put({{"1TAP1", "written"}, {"1TAP3", "written"}}, Table::kTxn);
+  const Records records = {{"0SETTLE1", "ingested"}, {"1TAP1", "ingested"}, {"1TAP2", "ingested"}};
+  ASSERT_TRUE(store_->IngestSorted(Table::kTxn, records).ok());
+  const std::array<std::string_view, 4> keys = {"0SETTLE1", "1TAP1", "1TAP2", "1TAP3"};
+  std::array<std::string, 4> values;
+  std::array<uint8_t, 4> found{};
+  ASSERT_TRUE(store_->MultiGet(Table::kTxn, keys, values, found).ok());
+  EXPECT_EQ(found, (std::array<uint8_t, 4>{1, 1, 1, 1}));
+  EXPECT_EQ(values, (std::array<std::string, 4>{"ingested", "ingested", "ingested", "written"}));
+  // The staged file was handed over, not left behind.
+  EXPECT_TRUE(std::filesystem::is_empty(path_ + "/ingest"));
+
+  store_.reset();
+  auto reopened = RocksStore::Open(path_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_EQ(ScanAll(**reopened, Table::kTxn, "1", {}),
+            (KeyValues{{"1TAP1", "ingested"}, {"1TAP2", "ingested"}, {"1TAP3", "written"}}));
+}
+
+TEST_F(RocksStoreTest, IngestingUnsortedRecordsIsRefusedAndAddsNothing) {
+  const Records unsorted = {{"1TAP2", "b"}, {"1TAP1", "a"}};
+  EXPECT_FALSE(store_->IngestSorted(Table::kTxn, unsorted).ok());
+  const Records repeated = {{"1TAP1", "a"}, {"1TAP1", "a"}};
+  EXPECT_FALSE(store_->IngestSorted(Table::kTxn, repeated).ok());
+  EXPECT_TRUE(ScanAll(*store_, Table::kTxn, {}, {}).empty());
+  // The store goes on: writes and a good ingestion still work.
+  Put({{"1TAP3", "c"}}, Table::kTxn);
+  ASSERT_TRUE(store_->IngestSorted(Table::kTxn, Records{{"1TAP1", "a"}}).ok());
+  EXPECT_EQ(ScanAll(*store_, Table::kTxn, {}, {}), (KeyValues{{"1TAP1", "a"}, {"1TAP3", "c"}}));
+}
+
+TEST_F(RocksStoreTest, IngestionBelowTheFreeSpaceReserveIsRefused) {
+  store_.reset();
+  RocksStoreOptions options;
+  options.min_free_bytes = uint64_t{1} << 62;
+  auto store = RocksStore::Open(path_, options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  const absl::Status refused = (*store)->IngestSorted(Table::kTxn, Records{{"1TAP1", "a"}});
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
+  EXPECT_TRUE(ScanAll(**store, Table::kTxn, {}, {}).empty());
+}
+
+TEST_F(RocksStoreTest, SecondarySeesIngestedRecordsAfterCatchUp) {
+  auto secondary = RocksStore::OpenSecondary(path_, dir_.path() + "/follower");
+  ASSERT_TRUE(secondary.ok()) << secondary.status();
+  ASSERT_TRUE(store_->IngestSorted(Table::kTxn, Records{{"1TAP1", "a"}}).ok());
+  ASSERT_TRUE((*secondary)->CatchUp().ok());
+  EXPECT_EQ(ScanAll(**secondary, Table::kTxn, {}, {}), (KeyValues{{"1TAP1", "a"}}));
+}
+
 TEST_F(RocksStoreTest, SecondWriterOnTheSamePathIsRefusedWhileTheFirstIsOpen) {
   auto second = RocksStore::Open(path_);
   EXPECT_FALSE(second.ok());

@@ -81,8 +81,9 @@ class LedgerTest : public ::testing::Test {
     auto store = RocksStore::Open(store_path_, std::move(options));
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
-    ledger_ = std::make_unique<Ledger>(*store_,
-                                       LedgerOptions{.calendar = calendar_, .keep_dead_letters = keep_dead_letters_});
+    ledger_ = std::make_unique<Ledger>(*store_, LedgerOptions{.calendar = calendar_,
+                                                              .keep_dead_letters = keep_dead_letters_,
+                                                              .recent_txn_records_max = recent_txn_records_max_});
     const absl::Status status = ledger_->Load(now_ms_);
     ASSERT_TRUE(status.ok()) << status;
   }
@@ -169,12 +170,13 @@ class LedgerTest : public ::testing::Test {
     return totals;
   }
 
-  // The stored record of `txn_id`; `storage` keeps the bytes its views point into.
+  // The stored record of `txn_id`, wherever it is (recent or sorted into kTxn); `storage`
+  // keeps the bytes its views point into.
   std::optional<TxnRecord> Txn(Family family, std::string_view txn_id, std::string& storage) {
     std::string key;
     TxnKey(family, txn_id, key);
     bool found = false;
-    EXPECT_TRUE(store_->Get(Table::kTxn, key, storage, found).ok());
+    EXPECT_TRUE(Ledger::FindTxnRecord(*store_, key, storage, found).ok());
     if (!found) return std::nullopt;
     TxnRecord record;
     EXPECT_TRUE(DecodeTxnRecord(storage, record));
@@ -238,6 +240,7 @@ class LedgerTest : public ::testing::Test {
   std::vector<std::unique_ptr<Batch>> batches_;
   BatchResult result_;
   bool keep_dead_letters_ = false;
+  uint64_t recent_txn_records_max_ = LedgerOptions{}.recent_txn_records_max;
 };
 
 // ---- taps --------------------------------------------------------------------------------------
@@ -704,6 +707,7 @@ TEST_F(LedgerTest, PreparedBatchIsDecidedAsIfThePreviousOneWereCommitted) {
 // A failed write leaves the ledger failed: the batch prepared after it is not written either,
 // though it was built on the failed one, and nothing of either is in the store.
 TEST_F(LedgerTest, BatchPreparedBehindAFailedCommitIsNotWritten) {
+  recent_txn_records_max_ = 1;  // the first batch's records go to the sort thread at once
   RocksStoreOptions no_room;
   no_room.min_free_bytes = uint64_t{1} << 62;  // every write finds the disk "full"
   Reopen(std::move(no_room));
@@ -716,6 +720,10 @@ TEST_F(LedgerTest, BatchPreparedBehindAFailedCommitIsNotWritten) {
   EXPECT_EQ(ledger_->Prepare(third).code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(ledger_->Commit(third).code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(ledger_->commit_sequence(), 0u);
+  // The sort of the first batch's records waited for its commit, which failed: nothing of it
+  // reached kTxn.
+  EXPECT_EQ(ledger_->AwaitRecentTxnSort().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ledger_->recent_txn_sorts(), 0u);
 
   Reopen();
   std::string storage;
@@ -723,6 +731,126 @@ TEST_F(LedgerTest, BatchPreparedBehindAFailedCommitIsNotWritten) {
   EXPECT_FALSE(Txn(Family::kTaps, "R1", storage).has_value());
   EXPECT_TRUE(ledger_->offsets().empty());
   EXPECT_EQ(ledger_->commit_sequence(), 0u);
+}
+
+// ---- recent transaction records ------------------------------------------------------------
+
+// The kRecentTxn values under their commit sequences.
+std::vector<uint64_t> RecentTxnCommits(StateStore& store) {
+  std::vector<uint64_t> sequences;
+  const absl::Status status = store.Scan(Table::kRecentTxn, {}, {}, [&](std::string_view key, std::string_view) {
+    sequences.push_back(ReadBigEndian64(key.data()));
+    return true;
+  });
+  EXPECT_TRUE(status.ok()) << status;
+  return sequences;
+}
+
+bool InSortedTable(StateStore& store, Family family, std::string_view txn_id) {
+  std::string key, value;
+  TxnKey(family, txn_id, key);
+  bool found = false;
+  EXPECT_TRUE(store.Get(Table::kTxn, key, value, found).ok());
+  return found;
+}
+
+TEST_F(LedgerTest, RecordsSortedIntoTheStoreStillDecideDuplicatesAndRefunds) {
+  recent_txn_records_max_ = 3;
+  Reopen();
+  Apply({TapMessage(Tap("TAP1", 300)), TapMessage(Tap("TAP2", 500))});
+  EXPECT_EQ(ledger_->recent_txn_records(), 2u);
+  Apply({SettlementMessage(Settlement("SETTLE1"))});  // the third record: the sort starts
+  ASSERT_TRUE(ledger_->AwaitRecentTxnSort().ok());
+  EXPECT_EQ(ledger_->recent_txn_sorts(), 1u);
+  EXPECT_EQ(ledger_->recent_txn_records(), 0u);
+  EXPECT_TRUE(InSortedTable(*store_, Family::kTaps, "TAP1"));
+  EXPECT_TRUE(InSortedTable(*store_, Family::kMedical, "SETTLE1"));
+  // Sorted, but their kRecentTxn values go only with the next write.
+  EXPECT_EQ(RecentTxnCommits(*store_), (std::vector<uint64_t>{1, 2}));
+
+  const Batch& batch = Apply({TapMessage(Tap("TAP1", 300)), TapMessage(Tap("TAP2", 999)),
+                              RefundMessage(Refund("R1", 100, "TAP1")), CancellationMessage(Cancellation("C1"))});
+  EXPECT_EQ(batch.slots()[0].fate, Fate::kExactDuplicate);
+  EXPECT_EQ(batch.slots()[1].reason, Reason::kDuplicateConflict);
+  EXPECT_EQ(batch.slots()[2].fate, Fate::kApplied);
+  EXPECT_EQ(batch.slots()[3].fate, Fate::kApplied);
+  EXPECT_EQ(RecentTxnCommits(*store_), (std::vector<uint64_t>{3}));
+  std::string storage;
+  // The newer record (in kRecentTxn) wins over the sorted one.
+  EXPECT_EQ(Txn(Family::kTaps, "TAP1", storage)->refunded_fen, 100);
+  EXPECT_EQ(Txn(Family::kTaps, "TAP1", storage)->duplicate_count, 1);
+  EXPECT_TRUE(Txn(Family::kMedical, "SETTLE1", storage)->cancelled);
+
+  // A second refund sees the first, whether the record is found recent or after a restart.
+  Reopen();
+  const Batch& more = Apply({RefundMessage(Refund("R2", 201, "TAP1")), RefundMessage(Refund("R3", 200, "TAP1"))});
+  EXPECT_EQ(more.slots()[0].reason, Reason::kRefundExceedsOriginal);
+  EXPECT_EQ(more.slots()[1].fate, Fate::kApplied);
+  EXPECT_EQ(Txn(Family::kTaps, "TAP1", storage)->refunded_fen, 300);
+  const LineTotals line = Line(kNov27, kMetroLine);
+  EXPECT_EQ(line.count, 2);
+  EXPECT_EQ(line.amount_fen, 800);
+  EXPECT_EQ(line.reversal_count, 2);
+  EXPECT_EQ(line.reversed_amount_fen, 300);
+}
+
+TEST_F(LedgerTest, RecentRecordsAreReadBackAtStart) {
+  Apply({TapMessage(Tap("TAP1", 300))});
+  Apply({RefundMessage(Refund("R1", 100, "TAP1"))});
+  EXPECT_EQ(RecentTxnCommits(*store_), (std::vector<uint64_t>{1, 2}));
+  EXPECT_FALSE(InSortedTable(*store_, Family::kTaps, "TAP1"));
+  Reopen();
+  EXPECT_EQ(ledger_->recent_txn_records(), 2u);
+  const Batch& batch = Apply({TapMessage(Tap("TAP1", 300)), RefundMessage(Refund("R1", 100, "TAP1")),
+                              RefundMessage(Refund("R2", 201, "TAP1"))});
+  EXPECT_EQ(batch.slots()[0].fate, Fate::kExactDuplicate);
+  EXPECT_EQ(batch.slots()[1].fate, Fate::kExactDuplicate);
+  EXPECT_EQ(batch.slots()[2].reason, Reason::kRefundExceedsOriginal);
+}
+
+// A stop (or crash) after the sort stored the records and before a write deleted their
+// kRecentTxn values leaves them in both places, with the same content: nothing counts twice.
+TEST_F(LedgerTest, RecordsBothSortedAndRecentAfterAStopCountOnce) {
+  recent_txn_records_max_ = 1;
+  Reopen();
+  Apply({TapMessage(Tap("TAP1", 300))});
+  ASSERT_TRUE(ledger_->AwaitRecentTxnSort().ok());
+  EXPECT_TRUE(InSortedTable(*store_, Family::kTaps, "TAP1"));
+  EXPECT_EQ(RecentTxnCommits(*store_), (std::vector<uint64_t>{1}));
+  Reopen();
+  EXPECT_EQ(ledger_->recent_txn_records(), 1u);
+  const Batch& batch = Apply({TapMessage(Tap("TAP1", 300)), RefundMessage(Refund("R1", 300, "TAP1"))});
+  EXPECT_EQ(batch.slots()[0].fate, Fate::kExactDuplicate);
+  EXPECT_EQ(batch.slots()[1].fate, Fate::kApplied);
+  // That batch started the next sort (of TAP1 again and R1); once it is done and a write
+  // followed, kRecentTxn is empty and kTxn holds the newest records.
+  ASSERT_TRUE(ledger_->AwaitRecentTxnSort().ok());
+  const Batch& last = Apply({RefundMessage(Refund("R2", 1, "TAP1"))});
+  EXPECT_EQ(last.slots()[0].reason, Reason::kRefundExceedsOriginal);
+  EXPECT_EQ(RecentTxnCommits(*store_), std::vector<uint64_t>{});
+  std::string value;
+  std::string key;
+  TxnKey(Family::kTaps, "TAP1", key);
+  bool found = false;
+  ASSERT_TRUE(store_->Get(Table::kTxn, key, value, found).ok());
+  ASSERT_TRUE(found);
+  TxnRecord sorted;
+  ASSERT_TRUE(DecodeTxnRecord(value, sorted));
+  EXPECT_EQ(sorted.refunded_fen, 300);
+  EXPECT_EQ(sorted.duplicate_count, 1);
+  EXPECT_EQ(Line(kNov27, kMetroLine).count, 1);
+}
+
+TEST_F(LedgerTest, RecentRecordsOlderThanTheAgeLimitAreSortedThoughFew) {
+  Apply({TapMessage(Tap("TAP1", 300))});
+  ASSERT_TRUE(ledger_->AwaitRecentTxnSort().ok());
+  EXPECT_EQ(ledger_->recent_txn_sorts(), 0u);
+  now_ms_ += Ledger::kRecentTxnAgeMaxMs;
+  Apply({TapMessage(Tap("TAP2", 300))});
+  ASSERT_TRUE(ledger_->AwaitRecentTxnSort().ok());
+  EXPECT_EQ(ledger_->recent_txn_sorts(), 1u);
+  EXPECT_TRUE(InSortedTable(*store_, Family::kTaps, "TAP1"));
+  EXPECT_TRUE(InSortedTable(*store_, Family::kTaps, "TAP2"));
 }
 
 TEST_F(LedgerTest, AppliedRecordsOfEveryCommitSurviveAReopen) {

@@ -322,6 +322,56 @@ TEST(AppliedRecord, CutBlobIsDamagedNotEnded) {
   }
 }
 
+TEST(RecentTxnBlob, RoundTripsEntriesInOrderAndReportsTheEnd) {
+  std::string blob = "left over";
+  StartRecentTxnBlob(blob);
+  const std::string big(300, 'x');  // longer than a one-byte length
+  AppendRecentTxnEntry("1TAP1", "first", blob);
+  AppendRecentTxnEntry("0SETTLE1", big, blob);
+  AppendRecentTxnEntry("1TAP1", std::string("\0second", 7), blob);
+  size_t position = 0;
+  std::string_view key, record;
+  bool damaged = true;
+  std::vector<std::pair<std::string, std::string>> read;
+  while (NextRecentTxnEntry(blob, position, key, record, damaged)) read.emplace_back(key, record);
+  EXPECT_FALSE(damaged);
+  EXPECT_EQ(read, (std::vector<std::pair<std::string, std::string>>{
+                      {"1TAP1", "first"}, {"0SETTLE1", big}, {"1TAP1", std::string("\0second", 7)}}));
+}
+
+TEST(RecentTxnBlob, EmptyBlobHasNoEntries) {
+  std::string blob;
+  StartRecentTxnBlob(blob);
+  size_t position = 0;
+  std::string_view key, record;
+  bool damaged = true;
+  EXPECT_FALSE(NextRecentTxnEntry(blob, position, key, record, damaged));
+  EXPECT_FALSE(damaged);
+}
+
+TEST(RecentTxnBlob, EveryCutAndAnUnknownVersionAreDamaged) {
+  std::string blob;
+  StartRecentTxnBlob(blob);
+  AppendRecentTxnEntry("1TAP1", "record", blob);
+  for (size_t size = 0; size < blob.size(); ++size) {
+    if (size == 1) continue;  // the version alone is an empty blob
+    const std::string cut = blob.substr(0, size);
+    size_t position = 0;
+    std::string_view key, record;
+    bool damaged = false;
+    while (NextRecentTxnEntry(cut, position, key, record, damaged)) {
+    }
+    EXPECT_TRUE(damaged) << "cut at " << size;
+  }
+  std::string other = blob;
+  other[0] = 9;
+  size_t position = 0;
+  std::string_view key, record;
+  bool damaged = false;
+  EXPECT_FALSE(NextRecentTxnEntry(other, position, key, record, damaged));
+  EXPECT_TRUE(damaged);
+}
+
 TEST(DeadLetterCopy, RoundTripsWithKeyAndPayloadOfAnyBytes) {
   DeadLetterCopy copy;
   copy.commit_sequence = 0x0102030405060708ULL;

@@ -20,11 +20,14 @@ constexpr int kKillDelayMinMs = 50;
 constexpr int kKillDelayMaxMs = 900;
 // Small batches make many commits, so kills hit every phase of one.
 constexpr const char* kCrashConfig = "[pipeline]\nbatch_messages_max = 1024\n";
+// Few recent transaction records, so their sorts into the dedup table come every 20 batches and
+// kills also hit a sort, and the window between a sort and the deletion of what it stored.
+constexpr const char* kCrashStoreConfig = "recent_txn_records_max = 20000\n";
 
 TEST(Crash, SigkillDuringIngestLosesAndDoublesNothing) {
   Scenario scenario;
   scenario.StartBroker(64);
-  scenario.Prepare(/*merchants=*/300, /*seed=*/21, kCrashConfig);
+  scenario.Prepare(/*merchants=*/300, /*seed=*/21, kCrashConfig, kCrashStoreConfig);
   scenario.Generate(800'000, /*seed=*/23);
 
   std::mt19937 random(20261127);

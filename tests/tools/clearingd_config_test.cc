@@ -30,6 +30,22 @@ TEST(DaemonConfig, GoodFileGivesDefaultsAndPathsRelativeToTheFile) {
   EXPECT_EQ(config->calendar.grace_ms, 900'000);
   EXPECT_EQ(config->decode.dedup_horizon_ms, 40 * kDayMs);
   EXPECT_EQ(config->store_min_free_bytes, uint64_t{256} << 20);
+  EXPECT_EQ(config->recent_txn_records_max, 1'000'000u);
+}
+
+TEST(DaemonConfig, RecentTransactionRecordsHaveABoundedLimit) {
+  TempDir dir;
+  std::string text = kGood;
+  text.replace(text.find("path = \"state\"\n"), 15, "path = \"state\"\nrecent_txn_records_max = 5000\n");
+  auto small = Load(dir, text);
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_EQ(small->recent_txn_records_max, 5000u);
+  text.replace(text.find("= 5000"), 6, "= 999");
+  auto too_small = Load(dir, text);
+  ASSERT_FALSE(too_small.ok());
+  EXPECT_NE(too_small.status().message().find("store.recent_txn_records_max = 999 is out of range"),
+            std::string::npos)
+      << too_small.status();
 }
 
 TEST(DaemonConfig, StoreFreeSpaceReserveIsInMebibytesAndMayBeOff) {

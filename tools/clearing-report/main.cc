@@ -18,6 +18,7 @@
 
 #include "CLI/CLI.hpp"
 #include "adapters/rocksdb/rocks_store.h"
+#include "engine/ledger.h"
 #include "engine/money.h"
 #include "engine/positions.h"
 #include "engine/records.h"
@@ -279,7 +280,7 @@ int Txn(StoreReader& reader, const std::string& txn_id, const std::string& forma
     std::string key, value;
     bool found = false;
     TxnKey(family, txn_id, key);
-    if (absl::Status s = reader.store().Get(Table::kTxn, key, value, found); !s.ok()) return Fail(s);
+    if (absl::Status s = Ledger::FindTxnRecord(reader.store(), key, value, found); !s.ok()) return Fail(s);
     if (!found) continue;
     TxnRecord r;
     if (!DecodeTxnRecord(value, r)) return Fail(absl::DataLossError(Cat("the record of ", txn_id, " is damaged")));

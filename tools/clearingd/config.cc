@@ -10,6 +10,11 @@
 namespace yrd {
 namespace {
 
+// store.recent_txn_records_max: at least a batch's worth is sensible; at most about 30 GiB of
+// memory (150 bytes a record, twice while a sort runs).
+constexpr int64_t kRecentTxnRecordsMin = 1'000;
+constexpr int64_t kRecentTxnRecordsMax = 100'000'000;
+
 std::string At(const std::string& file, const toml::node& node) {
   return Cat(file, ":", node.source().begin.line);
 }
@@ -131,9 +136,12 @@ absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
   Section store(path, root, "store");
   int64_t min_free_mib = static_cast<int64_t>(config.store_min_free_bytes >> 20);
   check(store.String("path", config.store_path));
+  int64_t recent_txn_records_max = static_cast<int64_t>(config.recent_txn_records_max);
   check(store.Integer("min_free_mib", min_free_mib, 0, 1 << 24));
+  check(store.Integer("recent_txn_records_max", recent_txn_records_max, kRecentTxnRecordsMin, kRecentTxnRecordsMax));
   check(store.RefuseUnknown());
   config.store_min_free_bytes = static_cast<uint64_t>(min_free_mib) << 20;
+  config.recent_txn_records_max = static_cast<uint64_t>(recent_txn_records_max);
   Section registry(path, root, "registry");
   check(registry.String("path", config.registry_path));
   check(registry.RefuseUnknown());

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "adapters/kafka/producer.h"
 #include "engine/event.h"
+#include "engine/ledger.h"
 #include "engine/pipeline.h"
 #include "engine/window.h"
 
@@ -25,6 +26,7 @@ struct DaemonConfig {
   // [store]
   std::string store_path;
   uint64_t store_min_free_bytes = 256u << 20;  // min_free_mib: writes pause below it, resume above
+  uint64_t recent_txn_records_max = LedgerOptions{}.recent_txn_records_max;
   // [registry]
   std::string registry_path;
   // [privacy]

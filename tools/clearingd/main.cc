@@ -180,6 +180,8 @@ class Daemon final : public http::AdminHandler {
       m.commit_latency = &stats.commit_latency_us;
     }
     if (ledger_ != nullptr) {
+      m.recent_txn_sort_count = ledger_->recent_txn_sorts();
+      m.recent_txn_records = ledger_->recent_txn_records();
       for (const auto& [day, info] : *ledger_->windows()) {
         m.windows.push_back({day, info.state});
         for (size_t i = 0; i < kReasonCount; ++i) {
@@ -372,7 +374,9 @@ class Daemon final : public http::AdminHandler {
     auto store = RocksStore::Open(config_.store_path, std::move(store_options));
     if (!store.ok()) return store.status();
     (*store)->SetHorizonStartMs(clock_->NowMs() - config_.decode.dedup_horizon_ms);
-    Ledger ledger(**store, LedgerOptions{.calendar = config_.calendar, .keep_dead_letters = config_.dead_letter});
+    Ledger ledger(**store, LedgerOptions{.calendar = config_.calendar,
+                                         .keep_dead_letters = config_.dead_letter,
+                                         .recent_txn_records_max = config_.recent_txn_records_max});
     if (absl::Status s = ledger.Load(clock_->NowMs()); !s.ok()) return s;
     kafka::KafkaSourceOptions source_options;
     source_options.bootstrap_servers = config_.bootstrap_servers;
