@@ -173,8 +173,22 @@ void Ledger::MaybeStartRecentTxnSort(int64_t now_ms) {
 
 void Ledger::SortRecentTxn() {
   const RecentTxn& recent = *sorting_;
-  std::vector<std::pair<std::string_view, std::string_view>> records(recent.index.begin(), recent.index.end());
-  std::sort(records.begin(), records.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  // Sorted by the keys' first bytes held inline (OrderPrefix), then by the whole keys.
+  struct Sortable {
+    OrderPrefix prefix;
+    std::string_view key, record;
+  };
+  std::vector<Sortable> sortable;
+  sortable.reserve(recent.index.size());
+  for (const auto& [key, record] : recent.index) sortable.push_back({OrderPrefixOf(key), key, record});
+  std::sort(sortable.begin(), sortable.end(), [](const Sortable& a, const Sortable& b) {
+    if (a.prefix != b.prefix) return a.prefix < b.prefix;
+    return a.key < b.key;
+  });
+  std::vector<std::pair<std::string_view, std::string_view>> records;
+  records.reserve(sortable.size());
+  for (const Sortable& entry : sortable) records.emplace_back(entry.key, entry.record);
+  sortable = {};
   // Only committed records may reach kTxn: wait for the commit of the last batch in the set.
   absl::Status status;
   for (;;) {
@@ -596,7 +610,11 @@ void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
   if (records_written) {
     RecentTxnKey(sequence, key_scratch_);
     write.Put(Table::kRecentTxn, key_scratch_, *blob);
-    if (recent_.records_written == 0) recent_.started_at_ms = batch.now_ms;
+    if (recent_.records_written == 0) {
+      recent_.started_at_ms = batch.now_ms;
+      // Sized once for the records it will hold, instead of rehashing as it grows.
+      recent_.index.reserve(std::min<uint64_t>(options_.recent_txn_records_max, kRecentTxnIndexReserveMax));
+    }
     const bool indexed = IndexRecentTxn(recent_, std::move(blob));
     YRD_ASSERT(indexed);
     recent_.through_sequence = sequence;

@@ -96,6 +96,9 @@ class Ledger {
   // when there are fewer than recent_txn_records_max, so a quiet day's records do not stay in
   // memory and in kRecentTxn for ever.
   static constexpr int64_t kRecentTxnAgeMaxMs = 6 * 3'600'000;
+  // The recent records' index is sized for recent_txn_records_max up front, but no more than
+  // this (about 40 MB); beyond it, it grows as needed.
+  static constexpr uint64_t kRecentTxnIndexReserveMax = 1 << 20;
   // Ledger thread: waits for a running sort into kTxn to end and takes its outcome (tests; a
   // batch takes it without waiting once it is done). An error fails the ledger.
   [[nodiscard]] absl::Status AwaitRecentTxnSort();

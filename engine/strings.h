@@ -2,7 +2,11 @@
 // does not take std::string_view; Cat does, plus integers.
 #pragma once
 
+#include <bit>
+#include <compare>
 #include <concepts>
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -48,6 +52,23 @@ struct StringEq {
   using is_transparent = void;
   bool operator()(std::string_view a, std::string_view b) const { return a == b; }
 };
+// The first 16 bytes of a string, zero-padded, as two big-endian integers. Ordering by them,
+// then by the whole strings when they are equal, is bytewise order; a sort of many keys keeps
+// them inline and touches the strings' memory only on a tie.
+struct OrderPrefix {
+  uint64_t high = 0, low = 0;
+  auto operator<=>(const OrderPrefix&) const = default;
+};
+[[nodiscard]] inline OrderPrefix OrderPrefixOf(std::string_view s) {
+  static_assert(std::endian::native == std::endian::little, "the byte swap below reads big-endian");
+  char bytes[16] = {};
+  std::memcpy(bytes, s.data(), s.size() < sizeof bytes ? s.size() : sizeof bytes);
+  uint64_t high = 0, low = 0;
+  std::memcpy(&high, bytes, 8);
+  std::memcpy(&low, bytes + 8, 8);
+  return {__builtin_bswap64(high), __builtin_bswap64(low)};
+}
+
 template <typename V>
 using StringMap = absl::flat_hash_map<std::string, V, StringHash, StringEq>;
 

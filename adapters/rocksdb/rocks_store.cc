@@ -2,6 +2,7 @@
 
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <filesystem>
@@ -195,6 +196,7 @@ struct RocksStore::Scratch {
   std::unique_ptr<rocksdb::PinnableSlice[]> pinned;
   size_t pinned_capacity = 0;
   std::vector<rocksdb::Status> statuses;
+  std::vector<std::pair<OrderPrefix, uint32_t>> order;  // MultiGet's keys in key order
 };
 
 absl::StatusOr<std::unique_ptr<RocksStore>> RocksStore::Open(const std::string& path, RocksStoreOptions options) {
@@ -303,9 +305,11 @@ absl::Status RocksStore::IngestSorted(Table table,
   if (error) return absl::UnavailableError(Cat("creating ", directory.string(), ": ", error.message()));
   const std::string file = (directory / Cat(kColumnFamilyNames[static_cast<size_t>(table)], "-",
                                             ++ingest_count_, ".sst")).string();
-  rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), rocksdb::Options(rocksdb::DBOptions(),
-                                                                        family_options_[static_cast<size_t>(table)]),
-                                Handle(table));
+  rocksdb::Options file_options(rocksdb::DBOptions(), family_options_[static_cast<size_t>(table)]);
+  // Uncompressed, like a flush: the file goes to level 0, and compaction compresses at the bottom.
+  file_options.compression = rocksdb::kNoCompression;
+  file_options.bottommost_compression = rocksdb::kNoCompression;
+  rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), file_options, Handle(table));
   rocksdb::Status status = writer.Open(file);
   for (size_t i = 0; status.ok() && i < records.size(); ++i) {
     status = writer.Put(ToSlice(records[i].first), ToSlice(records[i].second));
@@ -334,21 +338,31 @@ absl::Status RocksStore::MultiGet(Table table, std::span<const std::string_view>
   rocksdb::PinnableSlice* pinned_ = scratch_->pinned.get();
   slices_.resize(count);
   statuses_.resize(count);
-  for (size_t i = 0; i < count; ++i) {
-    slices_[i] = ToSlice(keys[i]);
-    pinned_[i].Reset();
+  // The keys go in sorted (RocksDB would sort them itself, comparing through pointers); the
+  // sort compares inline prefixes first.
+  std::vector<std::pair<OrderPrefix, uint32_t>>& order = scratch_->order;
+  order.resize(count);
+  for (size_t i = 0; i < count; ++i) order[i] = {OrderPrefixOf(keys[i]), static_cast<uint32_t>(i)};
+  std::sort(order.begin(), order.end(), [&keys](const auto& a, const auto& b) {
+    if (a.first != b.first) return a.first < b.first;
+    return keys[a.second] < keys[b.second];
+  });
+  for (size_t j = 0; j < count; ++j) {
+    slices_[j] = ToSlice(keys[order[j].second]);
+    pinned_[j].Reset();
   }
   db_->MultiGet(rocksdb::ReadOptions(), Handle(table), count, slices_.data(), pinned_, statuses_.data(),
-                /*sorted_input=*/false);
-  for (size_t i = 0; i < count; ++i) {
-    if (statuses_[i].ok()) {
-      values[i].assign(pinned_[i].data(), pinned_[i].size());
+                /*sorted_input=*/true);
+  for (size_t j = 0; j < count; ++j) {
+    const uint32_t i = order[j].second;
+    if (statuses_[j].ok()) {
+      values[i].assign(pinned_[j].data(), pinned_[j].size());
       found[i] = 1;
-    } else if (statuses_[i].IsNotFound()) {
+    } else if (statuses_[j].IsNotFound()) {
       found[i] = 0;
     } else {
-      for (size_t j = 0; j < count; ++j) pinned_[j].Reset();
-      return FromRocks(statuses_[i], "reading the dedup state");
+      for (size_t k = 0; k < count; ++k) pinned_[k].Reset();
+      return FromRocks(statuses_[j], "reading the dedup state");
     }
   }
   // Release the pins now rather than at the next call: a pin holds a memtable or cache block.

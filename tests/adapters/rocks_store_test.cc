@@ -61,6 +61,25 @@ TEST_F(RocksStoreTest, WriteThenMultiGetFindsWhatWasWrittenAndNothingElse) {
   EXPECT_EQ(values[3], "one");
 }
 
+// Keys that share their first 16 bytes or are prefixes of each other, asked in no order: each
+// answer comes back in the place of its key.
+TEST_F(RocksStoreTest, MultiGetAnswersEachKeyInItsPlaceWhateverTheirOrder) {
+  Put({{"1T11270000000000019", "a"}, {"1T1127000000000001", "b"}, {"1T11270000000000010", "c"},
+       {std::string("1T1127000000000001\0", 19), "d"}},
+      Table::kTxn);
+  const std::array<std::string_view, 6> keys = {"1T11270000000000019", "1T1127000000000001",
+                                                "1T11270000000000011", std::string_view("1T1127000000000001\0", 19),
+                                                "1T11270000000000010", "1T112700000000000"};
+  std::array<std::string, 6> values;
+  std::array<uint8_t, 6> found{};
+  ASSERT_TRUE(store_->MultiGet(Table::kTxn, keys, values, found).ok());
+  EXPECT_EQ(found, (std::array<uint8_t, 6>{1, 1, 0, 1, 1, 0}));
+  EXPECT_EQ(values[0], "a");
+  EXPECT_EQ(values[1], "b");
+  EXPECT_EQ(values[3], "d");
+  EXPECT_EQ(values[4], "c");
+}
+
 TEST_F(RocksStoreTest, MultiGetOfNoKeysIsFine) {
   ASSERT_TRUE(store_->MultiGet(Table::kTxn, {}, {}, {}).ok());
 }
