@@ -159,16 +159,9 @@ int Main(int argc, char** argv) {
     });
     if (!scan.ok()) return std::cerr << scan << "\n", 1;
     for (const auto& [day, c] : counters) {
-      std::vector<WindowLine> lines;
-      std::string prefix;
-      AppendBigEndian32(prefix, WindowKeyBits(day));
-      (void)(*store)->Scan(Table::kLines, prefix, {}, [&](std::string_view key, std::string_view v) {
-        WindowLine line;
-        line.line_key.assign(key.substr(4));
-        if (DecodeLineTotals(v, line.totals)) lines.push_back(std::move(line));
-        return true;
-      });
-      auto w = ComputeWindowOutcome(lines, c, FeeSchedule::FromRegistry(**registry));
+      absl::StatusOr<std::vector<WindowLine>> lines = Ledger::ReadWindowLines(**store, day);
+      if (!lines.ok()) return std::cerr << lines.status() << "\n", 1;
+      auto w = ComputeWindowOutcome(*lines, c, FeeSchedule::FromRegistry(**registry));
       if (!w.ok()) return std::cerr << w.status() << "\n", 1;
       actual.windows[day] = *w;
     }

@@ -5,6 +5,7 @@
 #include <set>
 #include <utility>
 
+#include "engine/ledger.h"
 #include "engine/money.h"
 #include "engine/outcome.h"
 #include "engine/strings.h"
@@ -391,20 +392,12 @@ absl::Status ReadWindow(StateStore& store, const ClosedWindow& window, WindowDat
     return absl::DataLossError(Cat("the counters of window ", date, " are damaged"));
   }
 
+  // A closed window's lines were checkpointed by the commit that closed it.
+  absl::StatusOr<std::vector<WindowLine>> lines = Ledger::ReadWindowLines(store, window.day);
+  if (!lines.ok()) return lines.status();
+  data.lines = *std::move(lines);
   const std::string prefix = WindowPrefix(window.day);
   absl::Status damaged;
-  absl::Status s = store.Scan(Table::kLines, prefix, {}, [&](std::string_view k, std::string_view v) {
-    WindowLine line;
-    line.line_key.assign(k.substr(prefix.size()));
-    if (!DecodeLineTotals(v, line.totals)) {
-      damaged = absl::DataLossError(Cat("netting line '", line.line_key, "' of window ", date, " is damaged"));
-      return false;
-    }
-    data.lines.push_back(std::move(line));
-    return true;
-  });
-  if (!s.ok()) return s;
-  if (!damaged.ok()) return damaged;
 
   absl::StatusOr<WindowOutcome> outcome = ComputeWindowOutcome(data.lines, data.counters, window.fees);
   if (!outcome.ok()) return outcome.status();
@@ -418,7 +411,7 @@ absl::Status ReadWindow(StateStore& store, const ClosedWindow& window, WindowDat
   std::map<std::pair<Family, int32_t>, int64_t> last_offsets;
   int64_t record_count = 0, late_count = 0;
   bool overflowed = false;
-  s = store.Scan(Table::kApplied, prefix, {}, [&](std::string_view, std::string_view blob) {
+  absl::Status s = store.Scan(Table::kApplied, prefix, {}, [&](std::string_view, std::string_view blob) {
     size_t position = 0;
     AppliedRecord record;
     bool record_damaged = false;

@@ -83,8 +83,6 @@ absl::Status Ledger::Load(int64_t now_ms) {
 
   // Every window's counters (one record per window): a window that closed while the daemon was
   // down is found here and closed on the first batch.
-  const WindowDay oldest_open = OldestOpenWindow(now_ms);
-  std::string start;
   s = store_.Scan(Table::kMeta, kCountersKeyPrefix, {}, [&](std::string_view key, std::string_view v) {
     WindowCounters counters;
     if (key.size() != kCountersKeyPrefix.size() + 4 || !DecodeWindowCounters(v, counters)) {
@@ -96,21 +94,56 @@ absl::Status Ledger::Load(int64_t now_ms) {
   });
   if (!s.ok()) return s;
   if (!decode_status.ok()) return decode_status;
-  start.clear();
-  AppendBigEndian32(start, WindowKeyBits(oldest_open));
-  s = store_.Scan(Table::kLines, {}, start, [&](std::string_view key, std::string_view v) {
-    LineEntry entry;
-    if (key.size() < 6 || !DecodeLineTotals(v, entry.totals)) {
-      decode_status = absl::DataLossError("a netting line record is damaged");
-      return false;
-    }
-    entry.store_key.assign(key);
-    line_index_.emplace(entry.store_key, static_cast<uint32_t>(lines_.size()));
-    lines_.push_back(std::move(entry));
-    return true;
-  });
-  if (!s.ok()) return s;
-  if (!decode_status.ok()) return decode_status;
+  std::optional<uint64_t> lines_through;
+  if (s = store_.Get(Table::kMeta, kLinesThroughKey, value, found); !s.ok()) return s;
+  if (found) {
+    if (value.size() != 8) return absl::DataLossError("the lines_through record is damaged");
+    lines_through = ReadBigEndian64(value.data());
+  } else {
+    lines_checkpoint_due_ = true;  // kLines is complete: say so with the next commit
+  }
+  // The lines of every window not closed yet, the ones the clock closes with the first batch
+  // included: a close checkpoints them, so they must be whole in memory.
+  for (const auto& [day, entry] : counters_) {
+    if (PersistedState(day) >= WindowState::kClosed) continue;
+    std::string prefix;
+    AppendBigEndian32(prefix, WindowKeyBits(day));
+    s = store_.Scan(Table::kLines, prefix, {}, [&](std::string_view key, std::string_view v) {
+      LineEntry line;
+      if (key.size() < 6 || !DecodeLineTotals(v, line.totals)) {
+        decode_status = absl::DataLossError("a netting line record is damaged");
+        return false;
+      }
+      line.store_key.assign(key);
+      line_index_.emplace(line.store_key, static_cast<uint32_t>(lines_.size()));
+      lines_.push_back(std::move(line));
+      return true;
+    });
+    if (!s.ok()) return s;
+    if (!decode_status.ok()) return decode_status;
+    if (!lines_through) continue;
+    // The applied records committed after the checkpoint complete them.
+    std::string from;
+    AppliedKey(day, *lines_through + 1, from);
+    s = store_.Scan(Table::kApplied, prefix, from, [&](std::string_view, std::string_view blob) {
+      size_t position = 0;
+      AppliedRecord record;
+      bool damaged = false;
+      while (NextAppliedRecord(blob, position, record, damaged)) {
+        if (!NetIntoLine(record.kind, record.amount_fen, record.fund_pay_fen, record.account_pay_fen,
+                         record.cash_pay_fen, TouchLine(day, record.line_key))) {
+          decode_status = absl::DataLossError(Cat("replaying the applied records of ", FormatWindowDay(day),
+                                                  " overflows a netting line"));
+          return false;
+        }
+        ++applied_since_checkpoint_;
+      }
+      if (damaged) decode_status = absl::DataLossError(Cat("an applied record of ", FormatWindowDay(day), " is damaged"));
+      return decode_status.ok();
+    });
+    if (!s.ok()) return s;
+    if (!decode_status.ok()) return decode_status;
+  }
   if (s = LoadRecentTxn(now_ms); !s.ok()) return s;
   prepared_sequence_ = commit_sequence_.load();
   prepared_offsets_ = offsets_;
@@ -228,6 +261,66 @@ absl::Status Ledger::TakeRecentTxnSort() {
 absl::Status Ledger::AwaitRecentTxnSort() {
   if (sorting_ == nullptr) return failed() ? Failure() : absl::OkStatus();
   return TakeRecentTxnSort();
+}
+
+absl::StatusOr<std::vector<WindowLine>> Ledger::ReadWindowLines(StateStore& store, WindowDay day) {
+  std::string value;
+  bool found = false;
+  if (absl::Status s = store.Get(Table::kMeta, kLinesThroughKey, value, found); !s.ok()) return s;
+  if (found && value.size() != 8) return absl::DataLossError("the lines_through record is damaged");
+  const std::string date = FormatWindowDay(day);
+  std::string prefix;
+  AppendBigEndian32(prefix, WindowKeyBits(day));
+  std::vector<WindowLine> lines;
+  absl::Status damaged;
+  absl::Status s = store.Scan(Table::kLines, prefix, {}, [&](std::string_view key, std::string_view v) {
+    WindowLine& line = lines.emplace_back();
+    line.line_key.assign(key.substr(prefix.size()));
+    if (!DecodeLineTotals(v, line.totals)) {
+      damaged = absl::DataLossError(Cat("netting line '", line.line_key, "' of window ", date, " is damaged"));
+      return false;
+    }
+    return true;
+  });
+  if (!s.ok()) return s;
+  if (!damaged.ok()) return damaged;
+  if (!found) return lines;  // written before checkpoints: kLines is complete
+
+  StringMap<size_t> index;
+  bool added = false;
+  std::string from;
+  AppliedKey(day, ReadBigEndian64(value.data()) + 1, from);
+  s = store.Scan(Table::kApplied, prefix, from, [&](std::string_view, std::string_view blob) {
+    if (index.empty()) {
+      for (size_t i = 0; i < lines.size(); ++i) index.emplace(lines[i].line_key, i);
+    }
+    size_t position = 0;
+    AppliedRecord record;
+    bool cut = false;
+    while (NextAppliedRecord(blob, position, record, cut)) {
+      auto it = index.find(record.line_key);
+      if (it == index.end()) {
+        it = index.emplace(std::string(record.line_key), lines.size()).first;
+        lines.push_back({std::string(record.line_key), {}});
+        added = true;
+      }
+      if (!NetIntoLine(record.kind, record.amount_fen, record.fund_pay_fen, record.account_pay_fen,
+                       record.cash_pay_fen, lines[it->second].totals)) {
+        damaged = absl::DataLossError(Cat("the applied records of window ", date, " overflow netting line '",
+                                          record.line_key, "'"));
+        return false;
+      }
+    }
+    if (cut) damaged = absl::DataLossError(Cat("an applied record of window ", date, " is damaged"));
+    return damaged.ok();
+  });
+  if (!s.ok()) return s;
+  if (!damaged.ok()) return damaged;
+  if (added) {
+    std::sort(lines.begin(), lines.end(),
+              [](const WindowLine& a, const WindowLine& b) { return a.line_key < b.line_key; });
+  }
+  return lines;
 }
 
 absl::Status Ledger::FindTxnRecord(StateStore& store, std::string_view txn_key, std::string& value, bool& found) {
@@ -417,9 +510,9 @@ LineTotals& Ledger::TouchLine(WindowDay day, std::string_view line_key) {
     index = it->second;
   }
   LineEntry& entry = lines_[index];
-  if (entry.touched_sequence != prepared_sequence_ + 1) {
-    entry.touched_sequence = prepared_sequence_ + 1;
-    touched_lines_.push_back(index);
+  if (!entry.dirty) {
+    entry.dirty = true;
+    dirty_lines_.push_back(index);
   }
   return entry.totals;
 }
@@ -528,36 +621,21 @@ void Ledger::ApplySlot(MessageSlot& slot, WindowDay oldest_open, int64_t now_ms,
   self.original_txn_id.clear();
 
   switch (e.kind) {
-    case EventKind::kTap: {
+    case EventKind::kTap:
       TapLineKey(e, self.line_key);
-      LineTotals& line = TouchLine(slot.window, self.line_key);
-      AddChecked(line.count, 1);
-      AddChecked(line.amount_fen, e.amount_fen);
       break;
-    }
-    case EventKind::kMedicalSettlement: {
+    case EventKind::kMedicalSettlement:
       SettlementLineKey(e, self.line_key);
       record.fund_pay_fen = e.fund_pay_fen;
       record.account_pay_fen = e.account_pay_fen;
       record.cash_pay_fen = e.cash_pay_fen;
-      LineTotals& line = TouchLine(slot.window, self.line_key);
-      AddChecked(line.count, 1);
-      AddChecked(line.amount_fen, e.amount_fen);
-      AddChecked(line.fund_pay_fen, e.fund_pay_fen);
-      AddChecked(line.account_pay_fen, e.account_pay_fen);
-      AddChecked(line.cash_pay_fen, e.cash_pay_fen);
       break;
-    }
-    case EventKind::kTapRefund: {
+    case EventKind::kTapRefund:
       self.original_txn_id.assign(e.original_txn_id);
       AddChecked(original->record.refunded_fen, e.amount_fen);
       original->dirty = true;
-      LineTotals& line = TouchLine(slot.window, original->line_key);
-      AddChecked(line.reversal_count, 1);
-      AddChecked(line.reversed_amount_fen, e.amount_fen);
       break;
-    }
-    case EventKind::kMedicalCancellation: {
+    case EventKind::kMedicalCancellation:
       self.original_txn_id.assign(e.original_txn_id);
       original->record.cancelled = true;
       original->dirty = true;
@@ -567,15 +645,16 @@ void Ledger::ApplySlot(MessageSlot& slot, WindowDay oldest_open, int64_t now_ms,
       e.account_pay_fen = original->record.account_pay_fen;
       e.cash_pay_fen = original->record.cash_pay_fen;
       record.amount_fen = e.amount_fen;
-      LineTotals& line = TouchLine(slot.window, original->line_key);
-      AddChecked(line.reversal_count, 1);
-      AddChecked(line.reversed_amount_fen, e.amount_fen);
-      AddChecked(line.reversed_fund_pay_fen, e.fund_pay_fen);
-      AddChecked(line.reversed_account_pay_fen, e.account_pay_fen);
-      AddChecked(line.reversed_cash_pay_fen, e.cash_pay_fen);
       break;
-    }
   }
+  // A refund or a cancellation nets into its original's line.
+  const std::string_view line_key =
+      original != nullptr ? std::string_view(original->line_key) : std::string_view(self.line_key);
+  // Every amount was validated and totals of a window cannot reach 9.2e18 fen; an overflow
+  // here means state this process produced is broken.
+  const bool netted = NetIntoLine(e.kind, e.amount_fen, e.fund_pay_fen, e.account_pay_fen, e.cash_pay_fen,
+                                  TouchLine(slot.window, line_key));
+  YRD_ASSERT(netted);
   record.line_key = self.line_key;
   record.original_txn_id = self.original_txn_id;
   self.exists = true;
@@ -586,7 +665,7 @@ void Ledger::ApplySlot(MessageSlot& slot, WindowDay oldest_open, int64_t now_ms,
   if (slot.late) AddChecked(counters.late_count, 1);
   ++result.applied_count;
   if (slot.late) ++result.late_count;
-  RecordApplied(slot, original != nullptr ? std::string_view(original->line_key) : std::string_view(self.line_key));
+  RecordApplied(slot, line_key);
 }
 
 void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
@@ -624,13 +703,26 @@ void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
     write.DeleteRange(Table::kRecentTxn, std::string_view(), key_scratch_);
     recent_txn_deleted_through_ = recent_txn_sorted_through_;
   }
-  // In key order: the store's sorted in-memory table then inserts each line next to the
-  // previous one instead of searching from the top.
-  std::sort(touched_lines_.begin(), touched_lines_.end(),
-            [this](uint32_t a, uint32_t b) { return lines_[a].store_key < lines_[b].store_key; });
-  for (const uint32_t index : touched_lines_) {
-    EncodeLineTotals(lines_[index].totals, value_scratch_);
-    write.Put(Table::kLines, lines_[index].store_key, value_scratch_);
+  // The lines are checkpointed now and then, not with every commit: kApplied holds what the
+  // commits in between add to them.
+  applied_since_checkpoint_ += batch.ledger_result.applied_count;
+  if (lines_checkpoint_due_ || !batch.windows_closed.empty() ||
+      applied_since_checkpoint_ >= options_.lines_checkpoint_applied_max) {
+    // In key order: the store's sorted in-memory table then inserts each line next to the
+    // previous one instead of searching from the top.
+    std::sort(dirty_lines_.begin(), dirty_lines_.end(),
+              [this](uint32_t a, uint32_t b) { return lines_[a].store_key < lines_[b].store_key; });
+    for (const uint32_t index : dirty_lines_) {
+      EncodeLineTotals(lines_[index].totals, value_scratch_);
+      write.Put(Table::kLines, lines_[index].store_key, value_scratch_);
+      lines_[index].dirty = false;
+    }
+    dirty_lines_.clear();
+    value_scratch_.clear();
+    AppendBigEndian64(value_scratch_, sequence);
+    write.Put(Table::kMeta, kLinesThroughKey, value_scratch_);
+    applied_since_checkpoint_ = 0;
+    lines_checkpoint_due_ = false;
   }
   for (auto& [day, entry] : counters_) {
     if (entry.touched_sequence != sequence) continue;
@@ -733,7 +825,6 @@ absl::Status Ledger::Prepare(Batch& batch) {
   for (auto& index : txn_index_) index.clear();
   txn_states_used_ = 0;
   pending_lookups_.clear();
-  touched_lines_.clear();
   for (auto& [day, blob] : applied_blobs_) blob.clear();
 
   for (MessageSlot& slot : batch.slots()) {

@@ -40,6 +40,7 @@
 
 #include "absl/status/status.h"
 #include "engine/batch.h"
+#include "engine/positions.h"
 #include "engine/records.h"
 #include "engine/state_store.h"
 #include "engine/strings.h"
@@ -56,6 +57,10 @@ struct LedgerOptions {
   // Memory: about 150 bytes a record, twice that while a sort runs. Config key
   // store.recent_txn_records_max.
   uint64_t recent_txn_records_max = 1'000'000;
+  // The netting lines are written to kLines every this many applied events (and in a commit
+  // that closes a window); between those checkpoints the applied records of kApplied complete
+  // them (ReadWindowLines), so a commit does not rewrite every line it touched.
+  uint64_t lines_checkpoint_applied_max = 500'000;
 };
 
 // A window as the admin endpoint and the file writer see it.
@@ -107,6 +112,12 @@ class Ledger {
   // Sorts into kTxn finished so far. Thread-safe.
   [[nodiscard]] uint64_t recent_txn_sorts() const { return recent_txn_sorts_.load(std::memory_order_relaxed); }
 
+  // A window's netting lines as committed: kLines as of the last checkpoint, completed by the
+  // applied records of later commits; in line-key order. For any reader (file writer, report
+  // tool, tests). Consistent when the store does not change meanwhile (a secondary between
+  // catch-ups) or the window is closed.
+  [[nodiscard]] static absl::StatusOr<std::vector<WindowLine>> ReadWindowLines(StateStore& store, WindowDay day);
+
   // The stored transaction record under `txn_key` (TxnKey), wherever it is: the newest of
   // kRecentTxn, else kTxn. For readers other than the ledger (the report tool); it scans
   // kRecentTxn, so it is not for a hot path.
@@ -144,7 +155,7 @@ class Ledger {
   struct LineEntry {
     std::string store_key;  // window + line key
     LineTotals totals;
-    uint64_t touched_sequence = 0;
+    bool dirty = false;     // changed since the last checkpoint
   };
   struct CountersEntry {
     WindowCounters counters;
@@ -232,7 +243,9 @@ class Ledger {
   // Lines and counters of open windows.
   StringMap<uint32_t> line_index_;
   std::vector<LineEntry> lines_;
-  std::vector<uint32_t> touched_lines_;
+  std::vector<uint32_t> dirty_lines_;  // lines changed since the last checkpoint
+  uint64_t applied_since_checkpoint_ = 0;
+  bool lines_checkpoint_due_ = false;  // a store without kLinesThroughKey gets one at once
   std::map<WindowDay, CountersEntry> counters_;
 
   // Per-batch scratch, reused so that steady state allocates nothing per message.

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "engine/assert.h"
+#include "engine/money.h"
 
 namespace yrd {
 namespace {
@@ -228,6 +229,36 @@ std::optional<SettlementLineParts> ParseSettlementLineKey(std::string_view line_
   std::array<std::string_view, 5> p;
   if (!SplitLineKey(line_key, 'M', p)) return std::nullopt;
   return SettlementLineParts{p[0], p[1], p[2], p[3], p[4]};
+}
+
+bool NetIntoLine(EventKind kind, int64_t amount_fen, int64_t fund_pay_fen, int64_t account_pay_fen,
+                 int64_t cash_pay_fen, LineTotals& line) {
+  LineTotals next = line;
+  auto add = [](int64_t& total, int64_t delta) {
+    const std::optional<int64_t> sum = CheckedAddFen(total, delta);
+    if (sum) total = *sum;
+    return sum.has_value();
+  };
+  bool ok = true;
+  switch (kind) {
+    case EventKind::kTap:
+      ok = add(next.count, 1) && add(next.amount_fen, amount_fen);
+      break;
+    case EventKind::kMedicalSettlement:
+      ok = add(next.count, 1) && add(next.amount_fen, amount_fen) && add(next.fund_pay_fen, fund_pay_fen) &&
+           add(next.account_pay_fen, account_pay_fen) && add(next.cash_pay_fen, cash_pay_fen);
+      break;
+    case EventKind::kTapRefund:
+      ok = add(next.reversal_count, 1) && add(next.reversed_amount_fen, amount_fen);
+      break;
+    case EventKind::kMedicalCancellation:
+      ok = add(next.reversal_count, 1) && add(next.reversed_amount_fen, amount_fen) &&
+           add(next.reversed_fund_pay_fen, fund_pay_fen) && add(next.reversed_account_pay_fen, account_pay_fen) &&
+           add(next.reversed_cash_pay_fen, cash_pay_fen);
+      break;
+  }
+  if (ok) line = next;
+  return ok;
 }
 
 void EncodeLineTotals(const LineTotals& t, std::string& out) {

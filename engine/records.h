@@ -46,6 +46,10 @@ inline constexpr std::string_view kOffsetKeyPrefix = "offset|";
 inline constexpr std::string_view kCountersKeyPrefix = "counters|";
 inline constexpr std::string_view kWindowKeyPrefix = "window|";
 inline constexpr std::string_view kCommitSequenceKey = "commit_sequence";
+// The commit sequence through which kLines holds every window's lines; the applied records of
+// later commits (kApplied) complete them (Ledger::ReadWindowLines). Absent in stores written
+// before lines were checkpointed, whose kLines are complete through the last commit.
+inline constexpr std::string_view kLinesThroughKey = "lines_through";
 // Dead-letter copies not yet known delivered: commit sequence, then the exception key.
 inline constexpr std::string_view kDeadLetterKeyPrefix = "dlq|";
 void OffsetKey(SourceTopic topic, int32_t partition, std::string& out);
@@ -96,6 +100,12 @@ struct LineTotals {
   bool operator==(const LineTotals&) const = default;
 };
 void EncodeLineTotals(const LineTotals& totals, std::string& out);
+// The netting rule: what one applied event adds to the line it nets into (its own for a tap or
+// a settlement, its original's for a refund or a cancellation, whose amounts are the whole
+// settlement's). The ledger applies it and the readers of kLines replay it from kApplied, so
+// both come from here. False on an overflow (the line is then unchanged).
+[[nodiscard]] bool NetIntoLine(EventKind kind, int64_t amount_fen, int64_t fund_pay_fen, int64_t account_pay_fen,
+                               int64_t cash_pay_fen, LineTotals& line);
 [[nodiscard]] bool DecodeLineTotals(std::string_view bytes, LineTotals& out);
 
 // ---- per-window counters ---------------------------------------------------------------------

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <bit>
-#include <compare>
 #include <concepts>
 #include <cstdint>
 #include <cstring>
@@ -57,7 +56,9 @@ struct StringEq {
 // them inline and touches the strings' memory only on a tie.
 struct OrderPrefix {
   uint64_t high = 0, low = 0;
-  auto operator<=>(const OrderPrefix&) const = default;
+  // Spelled out: a defaulted comparison may become a memcmp call.
+  bool operator==(const OrderPrefix& other) const { return high == other.high && low == other.low; }
+  bool operator<(const OrderPrefix& other) const { return high != other.high ? high < other.high : low < other.low; }
 };
 [[nodiscard]] inline OrderPrefix OrderPrefixOf(std::string_view s) {
   static_assert(std::endian::native == std::endian::little, "the byte swap below reads big-endian");

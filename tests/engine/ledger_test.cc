@@ -83,7 +83,8 @@ class LedgerTest : public ::testing::Test {
     store_ = *std::move(store);
     ledger_ = std::make_unique<Ledger>(*store_, LedgerOptions{.calendar = calendar_,
                                                               .keep_dead_letters = keep_dead_letters_,
-                                                              .recent_txn_records_max = recent_txn_records_max_});
+                                                              .recent_txn_records_max = recent_txn_records_max_,
+                                                              .lines_checkpoint_applied_max = lines_checkpoint_applied_max_});
     const absl::Status status = ledger_->Load(now_ms_);
     ASSERT_TRUE(status.ok()) << status;
   }
@@ -158,15 +159,26 @@ class LedgerTest : public ::testing::Test {
 
   // ---- reading the store back --------------------------------------------------------------
 
+  // A line as committed (kLines as of the last checkpoint, completed from kApplied).
   LineTotals Line(WindowDay day, std::string_view line_key) {
+    absl::StatusOr<std::vector<WindowLine>> lines = Ledger::ReadWindowLines(*store_, day);
+    EXPECT_TRUE(lines.ok()) << lines.status();
+    if (!lines.ok()) return {};
+    for (const WindowLine& line : *lines) {
+      if (line.line_key == line_key) return line.totals;
+    }
+    return {};
+  }
+
+  // A line as kLines alone holds it (the last checkpoint).
+  std::optional<LineTotals> CheckpointedLine(WindowDay day, std::string_view line_key) {
     std::string key, value;
     LineStoreKey(day, line_key, key);
     bool found = false;
     EXPECT_TRUE(store_->Get(Table::kLines, key, value, found).ok());
+    if (!found) return std::nullopt;
     LineTotals totals;
-    if (found) {
-      EXPECT_TRUE(DecodeLineTotals(value, totals));
-    }
+    EXPECT_TRUE(DecodeLineTotals(value, totals));
     return totals;
   }
 
@@ -241,6 +253,7 @@ class LedgerTest : public ::testing::Test {
   BatchResult result_;
   bool keep_dead_letters_ = false;
   uint64_t recent_txn_records_max_ = LedgerOptions{}.recent_txn_records_max;
+  uint64_t lines_checkpoint_applied_max_ = LedgerOptions{}.lines_checkpoint_applied_max;
 };
 
 // ---- taps --------------------------------------------------------------------------------------
@@ -879,6 +892,100 @@ TEST_F(LedgerTest, OversizedMessageIsRejectedAndItsOffsetCommitted) {
 
 namespace yrd {
 namespace {
+
+// ---- netting lines: checkpoints ----------------------------------------------------------------
+
+TEST_F(LedgerTest, LinesBetweenCheckpointsAreCompletedFromTheAppliedRecords) {
+  lines_checkpoint_applied_max_ = 3;
+  Reopen();
+  Apply({TapMessage(Tap("TAP1", 300))});  // a new store checkpoints with its first commit
+  EXPECT_EQ(CheckpointedLine(kNov27, kMetroLine)->count, 1);
+  Apply({TapMessage(Tap("TAP2", 500))});
+  EXPECT_EQ(CheckpointedLine(kNov27, kMetroLine)->count, 1);  // not rewritten
+  EXPECT_EQ(Line(kNov27, kMetroLine).count, 2);
+  EXPECT_EQ(Line(kNov27, kMetroLine).amount_fen, 800);
+
+  // A restart between checkpoints rebuilds the lines from the same records.
+  Reopen();
+  Apply({RefundMessage(Refund("R1", 100, "TAP1")), SettlementMessage(Settlement("SETTLE1"))});
+  LineTotals expected_metro;
+  expected_metro.count = 2;
+  expected_metro.amount_fen = 800;
+  expected_metro.reversal_count = 1;
+  expected_metro.reversed_amount_fen = 100;
+  EXPECT_EQ(Line(kNov27, kMetroLine), expected_metro);
+  EXPECT_EQ(Line(kNov27, kSettlementLine).count, 1);
+  // Four applied since the first checkpoint: that commit wrote the lines again.
+  EXPECT_EQ(CheckpointedLine(kNov27, kMetroLine), expected_metro);
+  EXPECT_EQ(CheckpointedLine(kNov27, kSettlementLine), Line(kNov27, kSettlementLine));
+
+  Apply({CancellationMessage(Cancellation("C1"))});
+  EXPECT_FALSE(CheckpointedLine(kNov27, kSettlementLine)->reversal_count);
+  const LineTotals settlement = Line(kNov27, kSettlementLine);
+  EXPECT_EQ(settlement.reversal_count, 1);
+  EXPECT_EQ(settlement.reversed_amount_fen, settlement.amount_fen);
+  EXPECT_EQ(settlement.reversed_fund_pay_fen, settlement.fund_pay_fen);
+  EXPECT_EQ(settlement.reversed_cash_pay_fen, settlement.cash_pay_fen);
+  Reopen();
+  EXPECT_EQ(Line(kNov27, kSettlementLine), settlement);
+  const Batch& again = Apply({CancellationMessage(Cancellation("C2"))});
+  EXPECT_EQ(again.slots()[0].reason, Reason::kAlreadyCancelled);
+  EXPECT_EQ(Line(kNov27, kSettlementLine), settlement);
+}
+
+TEST_F(LedgerTest, ClosingAWindowCheckpointsItsLines) {
+  Apply({TapMessage(Tap("TAP1", 300))});
+  Apply({TapMessage(Tap("TAP2", 500))});
+  EXPECT_EQ(CheckpointedLine(kNov27, kMetroLine)->count, 1);
+  Apply({}, 0, {WindowCommand{WindowCommand::Kind::kClose, kNov27}});
+  EXPECT_EQ(CheckpointedLine(kNov27, kMetroLine)->count, 2);
+  EXPECT_EQ(CheckpointedLine(kNov27, kMetroLine)->amount_fen, 800);
+}
+
+// A window the clock closes with the first batch after a restart still has lines changed
+// since the last checkpoint: the restart rebuilt them, and the close writes them whole.
+TEST_F(LedgerTest, WindowClosedByTheClockAfterARestartCheckpointsItsWholeLines) {
+  Apply({TapMessage(Tap("TAP1", 300))});
+  Apply({TapMessage(Tap("TAP2", 500))});
+  EXPECT_EQ(CheckpointedLine(kNov27, kMetroLine)->count, 1);
+  now_ms_ = test::ChinaTimeMs(2026, 11, 28, 1, 0);  // past the cutoff and the grace of the 27th
+  Reopen();
+  const Batch& tick = Apply({});
+  EXPECT_EQ(tick.windows_closed, std::vector<WindowDay>{kNov27});
+  EXPECT_EQ(CheckpointedLine(kNov27, kMetroLine)->count, 2);
+  EXPECT_EQ(CheckpointedLine(kNov27, kMetroLine)->amount_fen, 800);
+}
+
+// A store written before checkpoints has no lines_through: its kLines is complete as it is, and
+// the first commit of this version says so.
+TEST_F(LedgerTest, StoreWithoutACheckpointMarkerHasCompleteLines) {
+  ledger_.reset();
+  LineTotals stored;
+  stored.count = 5;
+  stored.amount_fen = 1500;
+  {
+    std::string key, value;
+    LineStoreKey(kNov27, kMetroLine, key);
+    EncodeLineTotals(stored, value);
+    std::unique_ptr<StateWriteBatch> write = store_->NewWriteBatch();
+    write->Put(Table::kLines, key, value);
+    WindowCounters counters;
+    counters.applied_count = 5;
+    CountersKey(kNov27, key);
+    EncodeWindowCounters(counters, value);
+    write->Put(Table::kMeta, key, value);
+    ASSERT_TRUE(store_->Write(*write).ok());
+  }
+  EXPECT_EQ(Line(kNov27, kMetroLine), stored);
+  Reopen();
+  Apply({TapMessage(Tap("TAP1", 300))});
+  EXPECT_EQ(Line(kNov27, kMetroLine).count, 6);
+  EXPECT_EQ(CheckpointedLine(kNov27, kMetroLine)->amount_fen, 1800);
+  std::string value;
+  bool found = false;
+  ASSERT_TRUE(store_->Get(Table::kMeta, kLinesThroughKey, value, found).ok());
+  EXPECT_TRUE(found);
+}
 
 TEST_F(LedgerTest, ClosingAWindowTwiceIsANoOp) {
   Apply({TapMessage(Tap())});

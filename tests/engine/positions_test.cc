@@ -255,19 +255,9 @@ TEST(Positions, LinesWrittenByTheLedgerGiveTheHandComputedPositions) {
   ASSERT_EQ(result.applied_count, batch.size());
 
   constexpr WindowDay kNov27 = 20784;
-  std::vector<WindowLine> lines;
-  std::string prefix;
-  AppendBigEndian32(prefix, WindowKeyBits(kNov27));
-  ASSERT_TRUE((*store)
-                  ->Scan(Table::kLines, prefix, {},
-                         [&](std::string_view key, std::string_view value) {
-                           WindowLine line;
-                           line.line_key.assign(key.substr(prefix.size()));
-                           EXPECT_TRUE(DecodeLineTotals(value, line.totals));
-                           lines.push_back(std::move(line));
-                           return true;
-                         })
-                  .ok());
+  absl::StatusOr<std::vector<WindowLine>> read = Ledger::ReadWindowLines(**store, kNov27);
+  ASSERT_TRUE(read.ok()) << read.status();
+  const std::vector<WindowLine>& lines = *read;
   ASSERT_THAT(lines, SizeIs(5));
   std::string counters_key, counters_value;
   CountersKey(kNov27, counters_key);

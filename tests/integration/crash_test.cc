@@ -17,7 +17,7 @@ constexpr int kKillCount = 20;
 // A kill lands this long after the daemon starts, drawn uniformly: some during start-up and
 // recovery, most in the middle of ingest, between and inside commits.
 constexpr int kKillDelayMinMs = 50;
-constexpr int kKillDelayMaxMs = 900;
+constexpr int kKillDelayMaxMs = 600;
 // Small batches make many commits, so kills hit every phase of one.
 constexpr const char* kCrashConfig = "[pipeline]\nbatch_messages_max = 1024\n";
 // Few recent transaction records, so their sorts into the dedup table come every 20 batches and
@@ -50,6 +50,7 @@ TEST(Crash, SigkillDuringIngestLosesAndDoublesNothing) {
     ++kills;  // killed with work left: a kill during ingest
   }
   EXPECT_GE(kills, kKillCount) << "ingest finished before enough kills; raise the event count";
+  RecordProperty("committed_after_kills", std::to_string(committed) + " of " + std::to_string(scenario.messages()));
 
   auto daemon = scenario.StartDaemon();
   ASSERT_NO_FATAL_FAILURE(scenario.CatchUpThenStop(*daemon));

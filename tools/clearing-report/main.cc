@@ -134,25 +134,7 @@ class StoreReader {
     return out;
   }
 
-  absl::StatusOr<std::vector<WindowLine>> Lines(WindowDay day) {
-    std::vector<WindowLine> lines;
-    std::string prefix;
-    AppendBigEndian32(prefix, WindowKeyBits(day));
-    absl::Status damaged;
-    absl::Status s = store_->Scan(Table::kLines, prefix, {}, [&](std::string_view key, std::string_view v) {
-      WindowLine line;
-      line.line_key.assign(key.substr(4));
-      if (!DecodeLineTotals(v, line.totals)) {
-        damaged = absl::DataLossError(Cat("netting line ", line.line_key, " is damaged"));
-        return false;
-      }
-      lines.push_back(std::move(line));
-      return true;
-    });
-    if (!s.ok()) return s;
-    if (!damaged.ok()) return damaged;
-    return lines;
-  }
+  absl::StatusOr<std::vector<WindowLine>> Lines(WindowDay day) { return Ledger::ReadWindowLines(*store_, day); }
 
  private:
   StoreReader() = default;
