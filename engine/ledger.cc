@@ -158,10 +158,20 @@ bool Ledger::IndexRecentTxn(RecentTxn& recent, std::unique_ptr<std::string> blob
   size_t position = 0;
   std::string_view key, record;
   bool damaged = false;
-  while (NextRecentTxnEntry(bytes, position, key, record, damaged)) {
-    recent.index.insert_or_assign(key, record);
+  // Keys are read kPrefetchAhead entries before they are inserted, and their slots prefetched.
+  std::array<std::pair<std::string_view, std::string_view>, kPrefetchAhead> ahead;
+  size_t read = 0, inserted = 0;
+  auto insert_oldest = [&] {
+    const auto& [k, r] = ahead[inserted++ % kPrefetchAhead];
+    recent.index.insert_or_assign(k, r);
     ++recent.records_written;
+  };
+  while (NextRecentTxnEntry(bytes, position, key, record, damaged)) {
+    if (read - inserted == kPrefetchAhead) insert_oldest();
+    recent.index.prefetch(key);
+    ahead[read++ % kPrefetchAhead] = {key, record};
   }
+  while (inserted < read) insert_oldest();
   recent.blobs.push_back(std::move(blob));
   return !damaged;
 }
@@ -465,7 +475,12 @@ absl::Status Ledger::LookUpPending() {
   // A recent record (of a batch committed or still waiting for its commit) is newer than kTxn's.
   lookup_keys_.clear();
   lookup_states_.clear();
-  for (const uint32_t index : pending_lookups_) {
+  for (size_t k = 0; k < pending_lookups_.size(); ++k) {
+    // The index is large and read at random: ask for the slots a few keys ahead.
+    if (k + kPrefetchAhead < pending_lookups_.size()) {
+      recent_.index.prefetch(std::string_view(txn_states_[pending_lookups_[k + kPrefetchAhead]].key));
+    }
+    const uint32_t index = pending_lookups_[k];
     TxnState& state = txn_states_[index];
     const std::string_view* recent = FindRecentTxn(state.key);
     if (recent == nullptr) {
@@ -822,7 +837,12 @@ absl::Status Ledger::Prepare(Batch& batch) {
     return absl::OkStatus();
   }
 
-  for (auto& index : txn_index_) index.clear();
+  for (auto& index : txn_index_) {
+    // clear() gives a large table's memory back; sized again at once, it does not grow (and
+    // rehash) many times during the batch.
+    index.clear();
+    index.reserve(batch.size());
+  }
   txn_states_used_ = 0;
   pending_lookups_.clear();
   for (auto& [day, blob] : applied_blobs_) blob.clear();
