@@ -1,5 +1,8 @@
 #include "engine/ledger.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "engine/assert.h"
@@ -215,6 +218,8 @@ void Ledger::MaybeStartRecentTxnSort(int64_t now_ms) {
 }
 
 void Ledger::SortRecentTxn() {
+  // Background work: the ledger and commit threads come first on a busy machine.
+  (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kSortThreadNice);
   const RecentTxn& recent = *sorting_;
   // Sorted by the keys' first bytes held inline (OrderPrefix), then by the whole keys.
   struct Sortable {

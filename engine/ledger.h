@@ -205,6 +205,8 @@ class Ledger {
   std::array<PreparedWrite, kPreparedAheadMax> prepared_;
   uint64_t prepared_count_ = 0;                  // batches prepared so far (ledger thread)
   std::atomic<uint64_t> finished_count_{0};      // of those, committed or given up (commit thread)
+  // The sort thread's nice value (Linux: per thread): it yields to the pipeline's threads.
+  static constexpr int kSortThreadNice = 10;
   // How many keys ahead the large indexes are prefetched when many keys are looked up in turn.
   static constexpr size_t kPrefetchAhead = 8;
   // Recent transaction records: the kRecentTxn values of commits since the last sort into

@@ -218,6 +218,9 @@ absl::StatusOr<std::unique_ptr<RocksStore>> RocksStore::Open(const std::string& 
   std::filesystem::remove_all(std::filesystem::path(path) / kIngestDirectory, error);
   if (error) return absl::UnavailableError(Cat("clearing ", path, "/", kIngestDirectory, ": ", error.message()));
   for (const rocksdb::ColumnFamilyDescriptor& family : c.families) store->family_options_.push_back(family.options);
+  // Compactions yield the CPU to the pipeline's threads: on a busy machine the ingest path comes
+  // first, and RocksDB slows writes by itself if compactions fall too far behind.
+  (void)rocksdb::Env::Default()->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::LOW, rocksdb::CpuPriority::kLow);
   rocksdb::DB* db = nullptr;
   rocksdb::Status status = rocksdb::DB::Open(c.db, path, c.families, &store->handles_, &db);
   if (!status.ok()) {
