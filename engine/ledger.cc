@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 
 #include "engine/assert.h"
 #include "engine/money.h"
@@ -17,6 +18,32 @@ void AddChecked(int64_t& total, int64_t delta) {
   // here means state this process produced is broken.
   YRD_ASSERT(sum.has_value());
   total = *sum;
+}
+
+// Nets the applied records of `day` committed after `after_sequence` into the lines `line_of`
+// gives for them (the replay that completes checkpointed lines).
+absl::Status NetAppliedAfter(StateStore& store, WindowDay day, uint64_t after_sequence,
+                             const std::function<LineTotals&(const AppliedRecord&)>& line_of) {
+  std::string prefix, from;
+  AppendBigEndian32(prefix, WindowKeyBits(day));
+  AppliedKey(day, after_sequence + 1, from);
+  absl::Status failure;
+  absl::Status s = store.Scan(Table::kApplied, prefix, from, [&](std::string_view, std::string_view blob) {
+    size_t position = 0;
+    AppliedRecord record;
+    bool damaged = false;
+    while (NextAppliedRecord(blob, position, record, damaged)) {
+      if (!NetIntoLine(record.kind, record.amount_fen, record.fund_pay_fen, record.account_pay_fen,
+                       record.cash_pay_fen, line_of(record))) {
+        failure = absl::DataLossError(Cat("the applied records of window ", FormatWindowDay(day),
+                                          " overflow netting line '", record.line_key, "'"));
+        return false;
+      }
+    }
+    if (damaged) failure = absl::DataLossError(Cat("an applied record of window ", FormatWindowDay(day), " is damaged"));
+    return failure.ok();
+  });
+  return s.ok() ? failure : s;
 }
 
 }  // namespace
@@ -126,26 +153,11 @@ absl::Status Ledger::Load(int64_t now_ms) {
     if (!decode_status.ok()) return decode_status;
     if (!lines_through) continue;
     // The applied records committed after the checkpoint complete them.
-    std::string from;
-    AppliedKey(day, *lines_through + 1, from);
-    s = store_.Scan(Table::kApplied, prefix, from, [&](std::string_view, std::string_view blob) {
-      size_t position = 0;
-      AppliedRecord record;
-      bool damaged = false;
-      while (NextAppliedRecord(blob, position, record, damaged)) {
-        if (!NetIntoLine(record.kind, record.amount_fen, record.fund_pay_fen, record.account_pay_fen,
-                         record.cash_pay_fen, TouchLine(day, record.line_key))) {
-          decode_status = absl::DataLossError(Cat("replaying the applied records of ", FormatWindowDay(day),
-                                                  " overflows a netting line"));
-          return false;
-        }
-        ++applied_since_checkpoint_;
-      }
-      if (damaged) decode_status = absl::DataLossError(Cat("an applied record of ", FormatWindowDay(day), " is damaged"));
-      return decode_status.ok();
+    s = NetAppliedAfter(store_, day, *lines_through, [&](const AppliedRecord& record) -> LineTotals& {
+      ++applied_since_checkpoint_;
+      return TouchLine(day, record.line_key);
     });
     if (!s.ok()) return s;
-    if (!decode_status.ok()) return decode_status;
   }
   if (s = LoadRecentTxn(now_ms); !s.ok()) return s;
   prepared_sequence_ = commit_sequence_.load();
@@ -301,36 +313,21 @@ absl::StatusOr<std::vector<WindowLine>> Ledger::ReadWindowLines(StateStore& stor
   if (!damaged.ok()) return damaged;
   if (!found) return lines;  // written before checkpoints: kLines is complete
 
-  StringMap<size_t> index;
+  StringMap<size_t> index;  // built at the first record to replay (a closed window has none)
   bool added = false;
-  std::string from;
-  AppliedKey(day, ReadBigEndian64(value.data()) + 1, from);
-  s = store.Scan(Table::kApplied, prefix, from, [&](std::string_view, std::string_view blob) {
+  s = NetAppliedAfter(store, day, ReadBigEndian64(value.data()), [&](const AppliedRecord& record) -> LineTotals& {
     if (index.empty()) {
       for (size_t i = 0; i < lines.size(); ++i) index.emplace(lines[i].line_key, i);
     }
-    size_t position = 0;
-    AppliedRecord record;
-    bool cut = false;
-    while (NextAppliedRecord(blob, position, record, cut)) {
-      auto it = index.find(record.line_key);
-      if (it == index.end()) {
-        it = index.emplace(std::string(record.line_key), lines.size()).first;
-        lines.push_back({std::string(record.line_key), {}});
-        added = true;
-      }
-      if (!NetIntoLine(record.kind, record.amount_fen, record.fund_pay_fen, record.account_pay_fen,
-                       record.cash_pay_fen, lines[it->second].totals)) {
-        damaged = absl::DataLossError(Cat("the applied records of window ", date, " overflow netting line '",
-                                          record.line_key, "'"));
-        return false;
-      }
+    auto it = index.find(record.line_key);
+    if (it == index.end()) {
+      it = index.emplace(std::string(record.line_key), lines.size()).first;
+      lines.push_back({std::string(record.line_key), {}});
+      added = true;
     }
-    if (cut) damaged = absl::DataLossError(Cat("an applied record of window ", date, " is damaged"));
-    return damaged.ok();
+    return lines[it->second].totals;
   });
   if (!s.ok()) return s;
-  if (!damaged.ok()) return damaged;
   if (added) {
     std::sort(lines.begin(), lines.end(),
               [](const WindowLine& a, const WindowLine& b) { return a.line_key < b.line_key; });
