@@ -40,7 +40,9 @@ absl::Status NetAppliedAfter(StateStore& store, WindowDay day, uint64_t after_se
         return false;
       }
     }
-    if (damaged) failure = absl::DataLossError(Cat("an applied record of window ", FormatWindowDay(day), " is damaged"));
+    if (damaged) {
+      failure = absl::DataLossError(Cat("an applied record of window ", FormatWindowDay(day), " is damaged"));
+    }
     return failure.ok();
   });
   return s.ok() ? failure : s;
@@ -220,9 +222,8 @@ void Ledger::MaybeStartRecentTxnSort(int64_t now_ms) {
   recent_txn_records_.store(recent_.index.size() + (sorting_ != nullptr ? sorting_->index.size() : 0),
                             std::memory_order_relaxed);
   if (sorting_ != nullptr || recent_.records_written == 0) return;
-  if (recent_.records_written < options_.recent_txn_records_max && now_ms - recent_.started_at_ms < kRecentTxnAgeMaxMs) {
-    return;
-  }
+  const bool enough = recent_.records_written >= options_.recent_txn_records_max;
+  if (!enough && now_ms - recent_.started_at_ms < kRecentTxnAgeMaxMs) return;
   sorting_ = std::make_unique<RecentTxn>(std::move(recent_));
   recent_ = RecentTxn{};
   sort_done_.store(false, std::memory_order_relaxed);
@@ -270,6 +271,7 @@ void Ledger::SortRecentTxn() {
 }
 
 absl::Status Ledger::TakeRecentTxnSort() {
+  if (!sort_thread_.joinable()) return Failure();  // a failed sort was taken before
   sort_thread_.join();
   absl::Status status = std::move(sort_status_);
   sort_status_ = absl::OkStatus();
@@ -821,7 +823,10 @@ absl::Status Ledger::WaitForPreparedRoom() {
 absl::Status Ledger::Prepare(Batch& batch) {
   batch.ledger_prepared = false;
   if (absl::Status s = WaitForPreparedRoom(); !s.ok()) return s;
-  if (sorting_ != nullptr && sort_done_.load(std::memory_order_acquire)) {
+  // A finished sort is taken; a running one is waited for once the recent records are as many
+  // again, so memory holds at most about twice recent_txn_records_max of them.
+  if (sorting_ != nullptr && (sort_done_.load(std::memory_order_acquire) ||
+                              recent_.records_written >= options_.recent_txn_records_max)) {
     if (absl::Status s = TakeRecentTxnSort(); !s.ok()) return s;
   }
   BatchResult& result = batch.ledger_result;
@@ -836,6 +841,7 @@ absl::Status Ledger::Prepare(Batch& batch) {
     prepared.write_needed = false;
     batch.ledger_prepared_number = prepared_count_++;
     batch.ledger_prepared = true;
+    MaybeStartRecentTxnSort(now_ms);  // a quiet hour still ages the recent records out
     return absl::OkStatus();
   }
 

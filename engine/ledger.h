@@ -21,8 +21,15 @@
 // after the commits that wrote it; the next batch then deletes those commits' kRecentTxn
 // values. Lookups go to the recent records, then the frozen set, then kTxn, so a record is
 // found in the newest place that holds it. A crash anywhere in between leaves the records in
-// kRecentTxn, in kTxn or in both with the same content: Load reads kRecentTxn back. Every other method belongs to the
-// ledger thread, except the accessors documented as thread-safe. After a failed store write or
+// kRecentTxn, in kTxn or in both with the same content: Load reads kRecentTxn back.
+//
+// The netting lines are kept in memory and written to kLines only at a checkpoint (every
+// lines_checkpoint_applied_max applied events, and in the commit that closes a window), with
+// kLinesThroughKey naming the commit they reflect; the applied records every commit writes
+// complete them in between (ReadWindowLines, and Load for the windows not closed yet).
+//
+// Every other method belongs to the ledger thread, except the accessors documented as
+// thread-safe. After a failed store write or
 // a failed Prepare the ledger refuses every later batch (failed() is set), including one
 // already prepared; the process reopens the store to recover.
 #pragma once
@@ -33,8 +40,8 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
-#include <thread>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -54,12 +61,13 @@ struct LedgerOptions {
   // delivered (Batch::dead_letters_delivered_through); on for a daemon that copies to yrd.dlq.
   bool keep_dead_letters = false;
   // Transaction records kept in memory (and in kRecentTxn) before they are sorted into kTxn.
-  // Memory: about 150 bytes a record, twice that while a sort runs. Config key
-  // store.recent_txn_records_max.
+  // Memory: about 150 bytes a record, up to twice as many while a sort runs (a batch that finds
+  // that many waits for the sort). Config key store.recent_txn_records_max.
   uint64_t recent_txn_records_max = 1'000'000;
   // The netting lines are written to kLines every this many applied events (and in a commit
   // that closes a window); between those checkpoints the applied records of kApplied complete
-  // them (ReadWindowLines), so a commit does not rewrite every line it touched.
+  // them (ReadWindowLines), so a commit does not rewrite every line it touched. A start replays
+  // at most this many applied records. Config key store.lines_checkpoint_applied_max.
   uint64_t lines_checkpoint_applied_max = 500'000;
 };
 
@@ -80,7 +88,8 @@ class Ledger {
   Ledger(const Ledger&) = delete;
   Ledger& operator=(const Ledger&) = delete;
 
-  // Loads offsets, window states, counters and the lines of windows still open at `now_ms`.
+  // Loads offsets, window states, counters, the lines of every window not closed yet (the last
+  // checkpoint completed by the applied records after it) and the recent transaction records.
   [[nodiscard]] absl::Status Load(int64_t now_ms);
 
   // Applies and durably commits one batch; on OK every slot has its fate, reason and window.

@@ -81,10 +81,12 @@ class LedgerTest : public ::testing::Test {
     auto store = RocksStore::Open(store_path_, std::move(options));
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
-    ledger_ = std::make_unique<Ledger>(*store_, LedgerOptions{.calendar = calendar_,
-                                                              .keep_dead_letters = keep_dead_letters_,
-                                                              .recent_txn_records_max = recent_txn_records_max_,
-                                                              .lines_checkpoint_applied_max = lines_checkpoint_applied_max_});
+    ledger_ = std::make_unique<Ledger>(*store_, LedgerOptions{
+                                                    .calendar = calendar_,
+                                                    .keep_dead_letters = keep_dead_letters_,
+                                                    .recent_txn_records_max = recent_txn_records_max_,
+                                                    .lines_checkpoint_applied_max = lines_checkpoint_applied_max_,
+                                                });
     const absl::Status status = ledger_->Load(now_ms_);
     ASSERT_TRUE(status.ok()) << status;
   }
@@ -807,6 +809,33 @@ TEST_F(LedgerTest, RecordsSortedIntoTheStoreStillDecideDuplicatesAndRefunds) {
   EXPECT_EQ(line.reversed_amount_fen, 300);
 }
 
+// The sort waits for the commits whose records it stores: a ledger stopped before its batch was
+// committed leaves nothing of that batch in kTxn.
+TEST_F(LedgerTest, SortNeverStoresRecordsOfABatchNotCommitted) {
+  recent_txn_records_max_ = 1;
+  Reopen();
+  Prepare({TapMessage(Tap("TAP1", 300))});  // the sort starts and waits for this commit
+  EXPECT_EQ(ledger_->recent_txn_records(), 1u);
+  ledger_.reset();  // never committed
+  EXPECT_FALSE(InSortedTable(*store_, Family::kTaps, "TAP1"));
+  EXPECT_EQ(RecentTxnCommits(*store_), std::vector<uint64_t>{});
+  Reopen();
+  const Batch& batch = Apply({TapMessage(Tap("TAP1", 300))});
+  EXPECT_EQ(batch.slots()[0].fate, Fate::kApplied);
+}
+
+// A failed sort is taken once; asking again reports the failure again.
+TEST_F(LedgerTest, AFailedSortIsReportedEachTimeItIsAsked) {
+  recent_txn_records_max_ = 1;
+  RocksStoreOptions no_room;
+  no_room.min_free_bytes = uint64_t{1} << 62;
+  Reopen(std::move(no_room));
+  Batch& batch = Prepare({TapMessage(Tap("TAP1", 300))});
+  EXPECT_EQ(ledger_->Commit(batch).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ledger_->AwaitRecentTxnSort().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ledger_->AwaitRecentTxnSort().code(), absl::StatusCode::kUnavailable);
+}
+
 TEST_F(LedgerTest, RecentRecordsAreReadBackAtStart) {
   Apply({TapMessage(Tap("TAP1", 300))});
   Apply({RefundMessage(Refund("R1", 100, "TAP1"))});
@@ -931,6 +960,21 @@ TEST_F(LedgerTest, LinesBetweenCheckpointsAreCompletedFromTheAppliedRecords) {
   const Batch& again = Apply({CancellationMessage(Cancellation("C2"))});
   EXPECT_EQ(again.slots()[0].reason, Reason::kAlreadyCancelled);
   EXPECT_EQ(Line(kNov27, kSettlementLine), settlement);
+}
+
+// A line first netted after the last checkpoint is not in kLines at all: the reader adds it from
+// the applied records, in key order with the others.
+TEST_F(LedgerTest, LineNewSinceTheCheckpointIsReadInKeyOrder) {
+  Apply({TapMessage(Tap("TAP1", 300))});  // checkpoint: the metro line
+  Apply({SettlementMessage(Settlement("SETTLE1"))});
+  EXPECT_FALSE(CheckpointedLine(kNov27, kSettlementLine).has_value());
+  absl::StatusOr<std::vector<WindowLine>> lines = Ledger::ReadWindowLines(*store_, kNov27);
+  ASSERT_TRUE(lines.ok()) << lines.status();
+  ASSERT_EQ(lines->size(), 2u);
+  EXPECT_EQ((*lines)[0].line_key, kSettlementLine);  // "M|..." sorts before "T|..."
+  EXPECT_EQ((*lines)[0].totals.count, 1);
+  EXPECT_EQ((*lines)[1].line_key, kMetroLine);
+  EXPECT_EQ((*lines)[1].totals.amount_fen, 300);
 }
 
 TEST_F(LedgerTest, ClosingAWindowCheckpointsItsLines) {

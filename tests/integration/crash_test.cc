@@ -20,9 +20,10 @@ constexpr int kKillDelayMinMs = 50;
 constexpr int kKillDelayMaxMs = 600;
 // Small batches make many commits, so kills hit every phase of one.
 constexpr const char* kCrashConfig = "[pipeline]\nbatch_messages_max = 1024\n";
-// Few recent transaction records, so their sorts into the dedup table come every 20 batches and
-// kills also hit a sort, and the window between a sort and the deletion of what it stored.
-constexpr const char* kCrashStoreConfig = "recent_txn_records_max = 20000\n";
+// Few recent transaction records and frequent line checkpoints, so sorts into the dedup table
+// and checkpoints come every 20 batches or so: kills also hit a sort, the window between a sort
+// and the deletion of what it stored, a checkpoint, and restarts that replay applied records.
+constexpr const char* kCrashStoreConfig = "recent_txn_records_max = 20000\nlines_checkpoint_applied_max = 20000\n";
 
 TEST(Crash, SigkillDuringIngestLosesAndDoublesNothing) {
   Scenario scenario;

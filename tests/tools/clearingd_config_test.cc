@@ -31,6 +31,21 @@ TEST(DaemonConfig, GoodFileGivesDefaultsAndPathsRelativeToTheFile) {
   EXPECT_EQ(config->decode.dedup_horizon_ms, 40 * kDayMs);
   EXPECT_EQ(config->store_min_free_bytes, uint64_t{256} << 20);
   EXPECT_EQ(config->recent_txn_records_max, 1'000'000u);
+  EXPECT_EQ(config->lines_checkpoint_applied_max, 500'000u);
+}
+
+TEST(DaemonConfig, LineCheckpointIntervalHasABoundedLimit) {
+  TempDir dir;
+  std::string text = kGood;
+  text.replace(text.find("path = \"state\"\n"), 15, "path = \"state\"\nlines_checkpoint_applied_max = 20000\n");
+  auto set = Load(dir, text);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->lines_checkpoint_applied_max, 20'000u);
+  text.replace(text.find("= 20000"), 7, "= 0");
+  auto zero = Load(dir, text);
+  ASSERT_FALSE(zero.ok());
+  EXPECT_NE(zero.status().message().find("store.lines_checkpoint_applied_max = 0 is out of range"), std::string::npos)
+      << zero.status();
 }
 
 TEST(DaemonConfig, RecentTransactionRecordsHaveABoundedLimit) {

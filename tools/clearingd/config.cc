@@ -14,6 +14,9 @@ namespace {
 // memory (150 bytes a record, twice while a sort runs).
 constexpr int64_t kRecentTxnRecordsMin = 1'000;
 constexpr int64_t kRecentTxnRecordsMax = 100'000'000;
+// store.lines_checkpoint_applied_max: a start replays at most this many applied records.
+constexpr int64_t kLinesCheckpointAppliedMin = 1'000;
+constexpr int64_t kLinesCheckpointAppliedMax = 100'000'000;
 
 std::string At(const std::string& file, const toml::node& node) {
   return Cat(file, ":", node.source().begin.line);
@@ -137,11 +140,15 @@ absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
   int64_t min_free_mib = static_cast<int64_t>(config.store_min_free_bytes >> 20);
   check(store.String("path", config.store_path));
   int64_t recent_txn_records_max = static_cast<int64_t>(config.recent_txn_records_max);
+  int64_t lines_checkpoint_applied_max = static_cast<int64_t>(config.lines_checkpoint_applied_max);
   check(store.Integer("min_free_mib", min_free_mib, 0, 1 << 24));
   check(store.Integer("recent_txn_records_max", recent_txn_records_max, kRecentTxnRecordsMin, kRecentTxnRecordsMax));
+  check(store.Integer("lines_checkpoint_applied_max", lines_checkpoint_applied_max, kLinesCheckpointAppliedMin,
+                      kLinesCheckpointAppliedMax));
   check(store.RefuseUnknown());
   config.store_min_free_bytes = static_cast<uint64_t>(min_free_mib) << 20;
   config.recent_txn_records_max = static_cast<uint64_t>(recent_txn_records_max);
+  config.lines_checkpoint_applied_max = static_cast<uint64_t>(lines_checkpoint_applied_max);
   Section registry(path, root, "registry");
   check(registry.String("path", config.registry_path));
   check(registry.RefuseUnknown());

@@ -27,6 +27,7 @@ struct DaemonConfig {
   std::string store_path;
   uint64_t store_min_free_bytes = 256u << 20;  // min_free_mib: writes pause below it, resume above
   uint64_t recent_txn_records_max = LedgerOptions{}.recent_txn_records_max;
+  uint64_t lines_checkpoint_applied_max = LedgerOptions{}.lines_checkpoint_applied_max;
   // [registry]
   std::string registry_path;
   // [privacy]

@@ -376,7 +376,8 @@ class Daemon final : public http::AdminHandler {
     (*store)->SetHorizonStartMs(clock_->NowMs() - config_.decode.dedup_horizon_ms);
     Ledger ledger(**store, LedgerOptions{.calendar = config_.calendar,
                                          .keep_dead_letters = config_.dead_letter,
-                                         .recent_txn_records_max = config_.recent_txn_records_max});
+                                         .recent_txn_records_max = config_.recent_txn_records_max,
+                                         .lines_checkpoint_applied_max = config_.lines_checkpoint_applied_max});
     if (absl::Status s = ledger.Load(clock_->NowMs()); !s.ok()) return s;
     kafka::KafkaSourceOptions source_options;
     source_options.bootstrap_servers = config_.bootstrap_servers;
