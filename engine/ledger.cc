@@ -126,40 +126,19 @@ absl::Status Ledger::Load(int64_t now_ms) {
   });
   if (!s.ok()) return s;
   if (!decode_status.ok()) return decode_status;
-  std::optional<uint64_t> lines_through;
-  if (s = store_.Get(Table::kMeta, kLinesThroughKey, value, found); !s.ok()) return s;
-  if (found) {
-    if (value.size() != 8) return absl::DataLossError("the lines_through record is damaged");
-    lines_through = ReadBigEndian64(value.data());
-  } else {
-    lines_checkpoint_due_ = true;  // kLines is complete: say so with the next commit
-  }
+  absl::StatusOr<std::optional<uint64_t>> lines_through = ReadLinesThrough(store_);
+  if (!lines_through.ok()) return lines_through.status();
+  if (!lines_through->has_value()) lines_checkpoint_due_ = true;  // kLines is complete: say so with the next commit
   // The lines of every window not closed yet, the ones the clock closes with the first batch
-  // included: a close checkpoints them, so they must be whole in memory.
+  // included: a close checkpoints them, so they must be whole in memory. They are read as any
+  // reader reads them and count as changed, so the next checkpoint writes them all.
   for (const auto& [day, entry] : counters_) {
     if (PersistedState(day) >= WindowState::kClosed) continue;
-    std::string prefix;
-    AppendBigEndian32(prefix, WindowKeyBits(day));
-    s = store_.Scan(Table::kLines, prefix, {}, [&](std::string_view key, std::string_view v) {
-      LineEntry line;
-      if (key.size() < 6 || !DecodeLineTotals(v, line.totals)) {
-        decode_status = absl::DataLossError("a netting line record is damaged");
-        return false;
-      }
-      line.store_key.assign(key);
-      line_index_.emplace(line.store_key, static_cast<uint32_t>(lines_.size()));
-      lines_.push_back(std::move(line));
-      return true;
-    });
-    if (!s.ok()) return s;
-    if (!decode_status.ok()) return decode_status;
-    if (!lines_through) continue;
-    // The applied records committed after the checkpoint complete them.
-    s = NetAppliedAfter(store_, day, *lines_through, [&](const AppliedRecord& record) -> LineTotals& {
-      ++applied_since_checkpoint_;
-      return TouchLine(day, record.line_key);
-    });
-    if (!s.ok()) return s;
+    uint64_t replayed = 0;
+    absl::StatusOr<std::vector<WindowLine>> lines = ReadWindowLines(store_, day, &replayed);
+    if (!lines.ok()) return lines.status();
+    applied_since_checkpoint_ += replayed;
+    for (const WindowLine& line : *lines) TouchLine(day, line.line_key) = line.totals;
   }
   if (s = LoadRecentTxn(now_ms); !s.ok()) return s;
   prepared_sequence_ = commit_sequence_.load();
@@ -292,11 +271,18 @@ absl::Status Ledger::AwaitRecentTxnSort() {
   return TakeRecentTxnSort();
 }
 
-absl::StatusOr<std::vector<WindowLine>> Ledger::ReadWindowLines(StateStore& store, WindowDay day) {
+absl::StatusOr<std::optional<uint64_t>> Ledger::ReadLinesThrough(StateStore& store) {
   std::string value;
   bool found = false;
   if (absl::Status s = store.Get(Table::kMeta, kLinesThroughKey, value, found); !s.ok()) return s;
-  if (found && value.size() != 8) return absl::DataLossError("the lines_through record is damaged");
+  if (!found) return std::nullopt;
+  if (value.size() != 8) return absl::DataLossError("the lines_through record is damaged");
+  return ReadBigEndian64(value.data());
+}
+
+absl::StatusOr<std::vector<WindowLine>> Ledger::ReadWindowLines(StateStore& store, WindowDay day, uint64_t* replayed) {
+  absl::StatusOr<std::optional<uint64_t>> lines_through = ReadLinesThrough(store);
+  if (!lines_through.ok()) return lines_through.status();
   const std::string date = FormatWindowDay(day);
   std::string prefix;
   AppendBigEndian32(prefix, WindowKeyBits(day));
@@ -313,11 +299,12 @@ absl::StatusOr<std::vector<WindowLine>> Ledger::ReadWindowLines(StateStore& stor
   });
   if (!s.ok()) return s;
   if (!damaged.ok()) return damaged;
-  if (!found) return lines;  // written before checkpoints: kLines is complete
+  if (!lines_through->has_value()) return lines;  // written before checkpoints: kLines is complete
 
   StringMap<size_t> index;  // built at the first record to replay (a closed window has none)
   bool added = false;
-  s = NetAppliedAfter(store, day, ReadBigEndian64(value.data()), [&](const AppliedRecord& record) -> LineTotals& {
+  s = NetAppliedAfter(store, day, **lines_through, [&](const AppliedRecord& record) -> LineTotals& {
+    if (replayed != nullptr) ++*replayed;
     if (index.empty()) {
       for (size_t i = 0; i < lines.size(); ++i) index.emplace(lines[i].line_key, i);
     }

@@ -40,6 +40,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -125,7 +126,11 @@ class Ledger {
   // applied records of later commits; in line-key order. For any reader (file writer, report
   // tool, tests). Consistent when the store does not change meanwhile (a secondary between
   // catch-ups) or the window is closed.
-  [[nodiscard]] static absl::StatusOr<std::vector<WindowLine>> ReadWindowLines(StateStore& store, WindowDay day);
+  // `replayed`, when given, is increased by the number of applied records that completed them.
+  [[nodiscard]] static absl::StatusOr<std::vector<WindowLine>> ReadWindowLines(StateStore& store, WindowDay day,
+                                                                                uint64_t* replayed = nullptr);
+  // The commit the last line checkpoint reflects; nullopt for a store written before checkpoints.
+  [[nodiscard]] static absl::StatusOr<std::optional<uint64_t>> ReadLinesThrough(StateStore& store);
 
   // The stored transaction record under `txn_key` (TxnKey), wherever it is: the newest of
   // kRecentTxn, else kTxn. For readers other than the ledger (the report tool); it scans
