@@ -74,13 +74,11 @@ int Main(int argc, char** argv) {
   size_t batch_messages_max = 16'384;
   bool no_sync = false;
   bool close_window = false;
-  size_t txn_memtable_mib = RocksStoreOptions{}.txn_write_buffer_bytes >> 20;
   app.add_option("--events", events_path, "event file from clearing-gen day --out")->required();
   app.add_option("--registry", registry_path, "registry the events were generated with")->required();
   app.add_option("--oracle", oracle_path, "oracle JSON to check the result against");
   app.add_option("--store", store_path, "store directory (default: a fresh temporary one)");
   app.add_option("--batch-messages-max", batch_messages_max, "messages per commit at most");
-  app.add_option("--txn-memtable-mib", txn_memtable_mib, "memtable size of the dedup table, MiB");
   uint64_t recent_txn_records_max = LedgerOptions{}.recent_txn_records_max;
   app.add_option("--recent-txn-records", recent_txn_records_max,
                  "transaction records kept in memory before a sort into the dedup table")
@@ -115,7 +113,6 @@ int Main(int argc, char** argv) {
   {
     RocksStoreOptions store_options;
     store_options.sync_writes = !no_sync;
-    store_options.txn_write_buffer_bytes = txn_memtable_mib << 20;
     auto store = RocksStore::Open(store_path, store_options);
     if (!store.ok()) return std::cerr << store.status() << "\n", 2;
     LedgerOptions ledger_options;

@@ -161,11 +161,9 @@ Configured Configure(const RocksStoreOptions& options) {
     return cf;
   };
   rocksdb::ColumnFamilyOptions meta = base(10);
+  // The dedup table is filled by IngestSorted, not through its in-memory table (only a store
+  // written before that has records there), so it keeps RocksDB's defaults for the latter.
   rocksdb::ColumnFamilyOptions txn = base(options.txn_bloom_bits_per_key);
-  txn.write_buffer_size = options.txn_write_buffer_bytes;
-  txn.max_write_buffer_number = 4;
-  txn.memtable_whole_key_filtering = true;
-  txn.memtable_prefix_bloom_size_ratio = 0.05;
   rocksdb::ColumnFamilyOptions lines = base(10);
   rocksdb::ColumnFamilyOptions applied = base(0);
   applied.write_buffer_size = 64u << 20;

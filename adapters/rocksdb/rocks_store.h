@@ -36,8 +36,6 @@ namespace yrd {
 struct RocksStoreOptions {
   // Block cache shared by all tables, bytes. Holds the dedup filters and index blocks first.
   size_t block_cache_bytes = 512u << 20;
-  // Memtable size of the dedup table, bytes; larger absorbs more of a day before flushing.
-  size_t txn_write_buffer_bytes = 128u << 20;
   // Bloom filter bits per key on the dedup table (10 gives about 1% false positives).
   int txn_bloom_bits_per_key = 10;
   // Sync the write-ahead log on every Write. Only benchmarks that measure the difference turn
