@@ -322,6 +322,19 @@ TEST(AppliedRecord, CutBlobIsDamagedNotEnded) {
   }
 }
 
+// A recent-records blob read to its end or to the first damage.
+struct RecentTxnRead {
+  std::vector<std::pair<std::string, std::string>> entries;
+  bool damaged = false;
+};
+RecentTxnRead ReadRecentTxn(std::string_view blob) {
+  RecentTxnRead read;
+  size_t position = 0;
+  std::string_view key, record;
+  while (NextRecentTxnEntry(blob, position, key, record, read.damaged)) read.entries.emplace_back(key, record);
+  return read;
+}
+
 TEST(RecentTxnBlob, RoundTripsEntriesInOrderAndReportsTheEnd) {
   std::string blob = "left over";
   StartRecentTxnBlob(blob);
@@ -329,24 +342,18 @@ TEST(RecentTxnBlob, RoundTripsEntriesInOrderAndReportsTheEnd) {
   AppendRecentTxnEntry("1TAP1", "first", blob);
   AppendRecentTxnEntry("0SETTLE1", big, blob);
   AppendRecentTxnEntry("1TAP1", std::string("\0second", 7), blob);
-  size_t position = 0;
-  std::string_view key, record;
-  bool damaged = true;
-  std::vector<std::pair<std::string, std::string>> read;
-  while (NextRecentTxnEntry(blob, position, key, record, damaged)) read.emplace_back(key, record);
-  EXPECT_FALSE(damaged);
-  EXPECT_EQ(read, (std::vector<std::pair<std::string, std::string>>{
-                      {"1TAP1", "first"}, {"0SETTLE1", big}, {"1TAP1", std::string("\0second", 7)}}));
+  const RecentTxnRead read = ReadRecentTxn(blob);
+  EXPECT_FALSE(read.damaged);
+  EXPECT_EQ(read.entries, (std::vector<std::pair<std::string, std::string>>{
+                              {"1TAP1", "first"}, {"0SETTLE1", big}, {"1TAP1", std::string("\0second", 7)}}));
 }
 
 TEST(RecentTxnBlob, EmptyBlobHasNoEntries) {
   std::string blob;
   StartRecentTxnBlob(blob);
-  size_t position = 0;
-  std::string_view key, record;
-  bool damaged = true;
-  EXPECT_FALSE(NextRecentTxnEntry(blob, position, key, record, damaged));
-  EXPECT_FALSE(damaged);
+  const RecentTxnRead read = ReadRecentTxn(blob);
+  EXPECT_TRUE(read.entries.empty());
+  EXPECT_FALSE(read.damaged);
 }
 
 TEST(RecentTxnBlob, EveryCutAndAnUnknownVersionAreDamaged) {
@@ -355,21 +362,13 @@ TEST(RecentTxnBlob, EveryCutAndAnUnknownVersionAreDamaged) {
   AppendRecentTxnEntry("1TAP1", "record", blob);
   for (size_t size = 0; size < blob.size(); ++size) {
     if (size == 1) continue;  // the version alone is an empty blob
-    const std::string cut = blob.substr(0, size);
-    size_t position = 0;
-    std::string_view key, record;
-    bool damaged = false;
-    while (NextRecentTxnEntry(cut, position, key, record, damaged)) {
-    }
-    EXPECT_TRUE(damaged) << "cut at " << size;
+    EXPECT_TRUE(ReadRecentTxn(blob.substr(0, size)).damaged) << "cut at " << size;
   }
   std::string other = blob;
   other[0] = 9;
-  size_t position = 0;
-  std::string_view key, record;
-  bool damaged = false;
-  EXPECT_FALSE(NextRecentTxnEntry(other, position, key, record, damaged));
-  EXPECT_TRUE(damaged);
+  const RecentTxnRead read = ReadRecentTxn(other);
+  EXPECT_TRUE(read.entries.empty());
+  EXPECT_TRUE(read.damaged);
 }
 
 TEST(DeadLetterCopy, RoundTripsWithKeyAndPayloadOfAnyBytes) {

@@ -21,6 +21,20 @@ absl::StatusOr<DaemonConfig> Load(const TempDir& dir, const std::string& text) {
   return LoadDaemonConfig(dir / "clearingd.toml");
 }
 
+// kGood with `line` (a key and its value) added to [store], loaded.
+absl::StatusOr<DaemonConfig> LoadWithStoreKey(const TempDir& dir, const std::string& line) {
+  std::string text = kGood;
+  text.replace(text.find("path = \"state\"\n"), 15, "path = \"state\"\n" + line + "\n");
+  return Load(dir, text);
+}
+
+// Expects `line` in [store] to be refused with a message that contains `message`.
+void ExpectStoreKeyRefused(const TempDir& dir, const std::string& line, const std::string& message) {
+  auto refused = LoadWithStoreKey(dir, line);
+  ASSERT_FALSE(refused.ok()) << line;
+  EXPECT_NE(refused.status().message().find(message), std::string::npos) << refused.status();
+}
+
 TEST(DaemonConfig, GoodFileGivesDefaultsAndPathsRelativeToTheFile) {
   TempDir dir;
   auto config = Load(dir, kGood);
@@ -36,45 +50,27 @@ TEST(DaemonConfig, GoodFileGivesDefaultsAndPathsRelativeToTheFile) {
 
 TEST(DaemonConfig, LineCheckpointIntervalHasABoundedLimit) {
   TempDir dir;
-  std::string text = kGood;
-  text.replace(text.find("path = \"state\"\n"), 15, "path = \"state\"\nlines_checkpoint_applied_max = 20000\n");
-  auto set = Load(dir, text);
+  auto set = LoadWithStoreKey(dir, "lines_checkpoint_applied_max = 20000");
   ASSERT_TRUE(set.ok()) << set.status();
   EXPECT_EQ(set->lines_checkpoint_applied_max, 20'000u);
-  text.replace(text.find("= 20000"), 7, "= 0");
-  auto zero = Load(dir, text);
-  ASSERT_FALSE(zero.ok());
-  EXPECT_NE(zero.status().message().find("store.lines_checkpoint_applied_max = 0 is out of range"), std::string::npos)
-      << zero.status();
+  ExpectStoreKeyRefused(dir, "lines_checkpoint_applied_max = 0",
+                        "store.lines_checkpoint_applied_max = 0 is out of range");
 }
 
 TEST(DaemonConfig, RecentTransactionRecordsHaveABoundedLimit) {
   TempDir dir;
-  std::string text = kGood;
-  text.replace(text.find("path = \"state\"\n"), 15, "path = \"state\"\nrecent_txn_records_max = 5000\n");
-  auto small = Load(dir, text);
+  auto small = LoadWithStoreKey(dir, "recent_txn_records_max = 5000");
   ASSERT_TRUE(small.ok()) << small.status();
   EXPECT_EQ(small->recent_txn_records_max, 5000u);
-  text.replace(text.find("= 5000"), 6, "= 999");
-  auto too_small = Load(dir, text);
-  ASSERT_FALSE(too_small.ok());
-  EXPECT_NE(too_small.status().message().find("store.recent_txn_records_max = 999 is out of range"),
-            std::string::npos)
-      << too_small.status();
+  ExpectStoreKeyRefused(dir, "recent_txn_records_max = 999", "store.recent_txn_records_max = 999 is out of range");
 }
 
 TEST(DaemonConfig, StoreFreeSpaceReserveIsInMebibytesAndMayBeOff) {
   TempDir dir;
-  std::string text = kGood;
-  text.replace(text.find("path = \"state\"\n"), 15, "path = \"state\"\nmin_free_mib = 0\n");
-  auto off = Load(dir, text);
+  auto off = LoadWithStoreKey(dir, "min_free_mib = 0");
   ASSERT_TRUE(off.ok()) << off.status();
   EXPECT_EQ(off->store_min_free_bytes, 0u);
-  text.replace(text.find("min_free_mib = 0"), 16, "min_free_mib = -1");
-  auto negative = Load(dir, text);
-  ASSERT_FALSE(negative.ok());
-  EXPECT_NE(negative.status().message().find("store.min_free_mib = -1 is out of range"), std::string::npos)
-      << negative.status();
+  ExpectStoreKeyRefused(dir, "min_free_mib = -1", "store.min_free_mib = -1 is out of range");
 }
 
 TEST(DaemonConfig, UnknownKeyIsRefusedWithItsNameAndLine) {
