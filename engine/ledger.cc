@@ -681,6 +681,7 @@ void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
   // The batch's transaction records go into one kRecentTxn value, which the ledger then keeps
   // and looks records up in until a sort moves them into kTxn.
   auto blob = std::make_unique<std::string>();
+  blob->reserve(recent_blob_bytes_);  // about the last one's size: it does not grow by copies
   StartRecentTxnBlob(*blob);
   bool records_written = false;
   for (size_t i = 0; i < txn_states_used_; ++i) {
@@ -693,6 +694,7 @@ void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
     records_written = true;
   }
   if (records_written) {
+    recent_blob_bytes_ = blob->size();
     RecentTxnKey(sequence, key_scratch_);
     write.Put(Table::kRecentTxn, key_scratch_, *blob);
     if (recent_.records_written == 0) {

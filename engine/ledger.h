@@ -252,6 +252,7 @@ class Ledger {
   std::atomic<uint32_t> sort_wake_{0};    // moved by commits, failures and the destructor
   uint64_t recent_txn_sorted_through_ = 0;  // kRecentTxn values up to this commit can go
   uint64_t recent_txn_deleted_through_ = 0;
+  size_t recent_blob_bytes_ = 0;  // the last commit's kRecentTxn value, to size the next
   std::atomic<uint64_t> recent_txn_records_{0};
   std::atomic<uint64_t> recent_txn_sorts_{0};
   std::map<WindowDay, WindowRecord> windows_;
