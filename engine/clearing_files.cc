@@ -323,6 +323,7 @@ struct WindowData {
   std::set<int32_t> partitions;  // of the applied records
   std::vector<std::string> violations;
   WindowRecord record;           // the window's close record (frozen fees and participants)
+  LineIds line_ids;              // what the applied records' line numbers stand for
 };
 
 // Adds one applied record to the line totals it should have netted into.
@@ -392,6 +393,9 @@ absl::Status ReadWindow(StateStore& store, const ClosedWindow& window, WindowDat
     return absl::DataLossError(Cat("the counters of window ", date, " are damaged"));
   }
 
+  absl::StatusOr<LineIds> line_ids = LoadLineIds(store);
+  if (!line_ids.ok()) return line_ids.status();
+  data.line_ids = *std::move(line_ids);
   // A closed window's lines were checkpointed by the commit that closed it.
   absl::StatusOr<std::vector<WindowLine>> lines = Ledger::ReadWindowLines(store, window.day);
   if (!lines.ok()) return lines.status();
@@ -415,7 +419,7 @@ absl::Status ReadWindow(StateStore& store, const ClosedWindow& window, WindowDat
     size_t position = 0;
     AppliedRecord record;
     bool record_damaged = false;
-    while (NextAppliedRecord(blob, position, record, record_damaged)) {
+    while (NextAppliedRecord(blob, position, data.line_ids, record, record_damaged)) {
       ++record_count;
       if (record.late) ++late_count;
       const Family family = FamilyOf(record.kind);
@@ -823,8 +827,8 @@ std::string_view Role(bool first, bool second, std::string_view first_name, std:
 
 // Streams the applied records of `partition` into the detail files, in commit order, which
 // within one partition is offset order.
-absl::Status StreamPartition(StateStore& store, WindowDay day, int32_t partition, StringMap<DetailFile>& bank_details,
-                             StringMap<DetailFile>& fund_details) {
+absl::Status StreamPartition(StateStore& store, const LineIds& line_ids, WindowDay day, int32_t partition,
+                             StringMap<DetailFile>& bank_details, StringMap<DetailFile>& fund_details) {
   const std::string prefix = WindowPrefix(day);
   std::string text;
   absl::Status failure;
@@ -843,7 +847,7 @@ absl::Status StreamPartition(StateStore& store, WindowDay day, int32_t partition
     size_t position = 0;
     AppliedRecord r;
     bool damaged = false;
-    while (NextAppliedRecord(blob, position, r, damaged)) {
+    while (NextAppliedRecord(blob, position, line_ids, r, damaged)) {
       if (r.partition != partition) continue;
       if (FamilyOf(r.kind) == Family::kTaps) {
         const std::optional<TapLineParts> parts = ParseTapLineKey(r.line_key);
@@ -1030,7 +1034,10 @@ absl::Status RenderWindowFiles(StateStore& store, const Registry& registry, cons
   // at the same offsets, though in other batches, so this order, unlike commit order, is the
   // same in every run. One pass per partition keeps one record in memory at a time.
   for (const int32_t partition : data.partitions) {
-    if (absl::Status s = StreamPartition(store, window.day, partition, bank_details, fund_details); !s.ok()) return s;
+    if (absl::Status s = StreamPartition(store, data.line_ids, window.day, partition, bank_details, fund_details);
+        !s.ok()) {
+      return s;
+    }
   }
   for (auto& [id, detail] : bank_details) {
     if (absl::Status s = detail.file->Append(BankDetailTrailer(detail.bank)); !s.ok()) return s;

@@ -22,7 +22,7 @@ void AddChecked(int64_t& total, int64_t delta) {
 
 // Nets the applied records of `day` committed after `after_sequence` into the lines `line_of`
 // gives for them (the replay that completes checkpointed lines).
-absl::Status NetAppliedAfter(StateStore& store, WindowDay day, uint64_t after_sequence,
+absl::Status NetAppliedAfter(StateStore& store, const LineIds& line_ids, WindowDay day, uint64_t after_sequence,
                              const std::function<LineTotals&(const AppliedRecord&)>& line_of) {
   std::string prefix, from;
   AppendBigEndian32(prefix, WindowKeyBits(day));
@@ -32,7 +32,7 @@ absl::Status NetAppliedAfter(StateStore& store, WindowDay day, uint64_t after_se
     size_t position = 0;
     AppliedRecord record;
     bool damaged = false;
-    while (NextAppliedRecord(blob, position, record, damaged)) {
+    while (NextAppliedRecord(blob, position, line_ids, record, damaged)) {
       if (!NetIntoLine(record.kind, record.amount_fen, record.fund_pay_fen, record.account_pay_fen,
                        record.cash_pay_fen, line_of(record))) {
         failure = absl::DataLossError(Cat("the applied records of window ", FormatWindowDay(day),
@@ -81,6 +81,10 @@ absl::Status Ledger::Failure() const {
 }
 
 absl::Status Ledger::Load(int64_t now_ms) {
+  absl::StatusOr<LineIds> line_ids = LoadLineIds(store_);
+  if (!line_ids.ok()) return line_ids.status();
+  line_ids_ = *std::move(line_ids);
+  new_line_ids_.clear();
   std::string value;
   bool found = false;
   if (absl::Status s = store_.Get(Table::kMeta, kCommitSequenceKey, value, found); !s.ok()) return s;
@@ -138,7 +142,7 @@ absl::Status Ledger::Load(int64_t now_ms) {
     absl::StatusOr<std::vector<WindowLine>> lines = ReadWindowLines(store_, day, &replayed);
     if (!lines.ok()) return lines.status();
     applied_since_checkpoint_ += replayed;
-    for (const WindowLine& line : *lines) TouchLine(day, line.line_key) = line.totals;
+    for (const WindowLine& line : *lines) TouchLine(LineIndex(day, line.line_key)) = line.totals;
   }
   if (s = LoadRecentTxn(now_ms); !s.ok()) return s;
   prepared_sequence_ = commit_sequence_.load();
@@ -301,9 +305,11 @@ absl::StatusOr<std::vector<WindowLine>> Ledger::ReadWindowLines(StateStore& stor
   if (!damaged.ok()) return damaged;
   if (!lines_through->has_value()) return lines;  // written before checkpoints: kLines is complete
 
+  absl::StatusOr<LineIds> line_ids = LoadLineIds(store);
+  if (!line_ids.ok()) return line_ids.status();
   StringMap<size_t> index;  // built at the first record to replay (a closed window has none)
   bool added = false;
-  s = NetAppliedAfter(store, day, **lines_through, [&](const AppliedRecord& record) -> LineTotals& {
+  s = NetAppliedAfter(store, *line_ids, day, **lines_through, [&](const AppliedRecord& record) -> LineTotals& {
     if (replayed != nullptr) ++*replayed;
     if (index.empty()) {
       for (size_t i = 0; i < lines.size(); ++i) index.emplace(lines[i].line_key, i);
@@ -452,11 +458,17 @@ uint32_t Ledger::StateFor(Family family, std::string_view txn_id) {
 }
 
 bool Ledger::AdoptRecord(TxnState& state, std::string_view bytes) {
-  if (!DecodeTxnRecord(bytes, state.record)) return false;
-  // The record's views must outlive `bytes`: they move into the state's own strings.
-  state.line_key.assign(state.record.line_key);
+  if (!DecodeTxnRecord(bytes, line_ids_, state.record)) return false;
+  if (state.record.line_id == kNoLineId && !state.record.line_key.empty()) {
+    // A record written before line ids: its line gets one, stored with this batch.
+    bool added = false;
+    state.record.line_id = line_ids_.IdOf(state.record.line_key, added);
+    if (added) new_line_ids_.push_back(state.record.line_id);
+  }
+  // The record's views must outlive `bytes`: the line's into line_ids_, the original's into
+  // the state's own string.
+  if (state.record.line_id != kNoLineId) state.record.line_key = *line_ids_.KeyOf(state.record.line_id);
   state.original_txn_id.assign(state.record.original_txn_id);
-  state.record.line_key = state.line_key;
   state.record.original_txn_id = state.original_txn_id;
   state.exists = true;
   return true;
@@ -501,20 +513,49 @@ absl::Status Ledger::LookUpPending() {
   return absl::OkStatus();
 }
 
-LineTotals& Ledger::TouchLine(WindowDay day, std::string_view line_key) {
+uint32_t Ledger::LineIndex(WindowDay day, std::string_view line_key) {
   line_key_scratch_.clear();
   AppendBigEndian32(line_key_scratch_, WindowKeyBits(day));
   line_key_scratch_.append(line_key);
-  auto it = line_index_.find(std::string_view(line_key_scratch_));
-  uint32_t index = 0;
-  if (it == line_index_.end()) {
-    index = static_cast<uint32_t>(lines_.size());
-    LineEntry& entry = lines_.emplace_back();
-    entry.store_key = line_key_scratch_;
-    line_index_.emplace(entry.store_key, index);
-  } else {
-    index = it->second;
+  if (const auto it = line_index_.find(std::string_view(line_key_scratch_)); it != line_index_.end()) {
+    return it->second;
   }
+  const auto index = static_cast<uint32_t>(lines_.size());
+  LineEntry& entry = lines_.emplace_back();
+  entry.store_key = line_key_scratch_;
+  bool added = false;
+  entry.line_id = line_ids_.IdOf(line_key, added);
+  if (added) new_line_ids_.push_back(entry.line_id);
+  line_index_.emplace(entry.store_key, index);
+  return index;
+}
+
+uint32_t Ledger::RouteLine(WindowDay day, const DecodedEvent& event, const Registry* registry) {
+  const bool tap = event.kind == EventKind::kTap;
+  YRD_ASSERT(tap || event.kind == EventKind::kMedicalSettlement);
+  auto build_key = [&] {
+    if (tap) {
+      TapLineKey(event, value_scratch_);
+    } else {
+      SettlementLineKey(event, value_scratch_);
+    }
+  };
+  if (registry == nullptr || registry != line_routes_registry_.get()) {  // no registry held: by the key text
+    build_key();
+    return LineIndex(day, value_scratch_);
+  }
+  const LineRoute route =
+      tap ? LineRoute{event.issuer_bank, event.merchant, event.merchant_bank, day}
+          : LineRoute{event.insured_fund, event.merchant, event.institution_fund, day};
+  const auto [it, inserted] = line_routes_.try_emplace(route, 0);
+  if (inserted) {
+    build_key();
+    it->second = LineIndex(day, value_scratch_);
+  }
+  return it->second;
+}
+
+LineTotals& Ledger::TouchLine(uint32_t index) {
   LineEntry& entry = lines_[index];
   if (!entry.dirty) {
     entry.dirty = true;
@@ -524,9 +565,12 @@ LineTotals& Ledger::TouchLine(WindowDay day, std::string_view line_key) {
 }
 
 WindowCounters& Ledger::TouchCounters(WindowDay day) {
-  CountersEntry& entry = counters_[day];
-  entry.touched_sequence = prepared_sequence_ + 1;
-  return entry.counters;
+  if (cached_counters_ == nullptr || cached_counters_day_ != day) {
+    cached_counters_ = &counters_[day];  // a map's entries stay where they are
+    cached_counters_day_ = day;
+    cached_counters_->touched_sequence = prepared_sequence_ + 1;
+  }
+  return cached_counters_->counters;
 }
 
 void Ledger::Reject(MessageSlot& slot, Reason reason, WindowDay oldest_open, int64_t now_ms) {
@@ -541,7 +585,7 @@ void Ledger::Reject(MessageSlot& slot, Reason reason, WindowDay oldest_open, int
   AddChecked(TouchCounters(slot.window).exception_counts[static_cast<size_t>(reason)], 1);
 }
 
-void Ledger::RecordApplied(const MessageSlot& slot, std::string_view line_key) {
+void Ledger::RecordApplied(const MessageSlot& slot, uint32_t line) {
   const DecodedEvent& e = slot.event;
   AppliedRecord record;
   record.kind = e.kind;
@@ -555,22 +599,27 @@ void Ledger::RecordApplied(const MessageSlot& slot, std::string_view line_key) {
   record.cash_pay_fen = e.cash_pay_fen;
   record.txn_id = e.txn_id;
   record.original_txn_id = e.original_txn_id;
-  record.line_key = line_key;
+  record.line_id = lines_[line].line_id;
   record.terminal_id = e.terminal_id;
   record.card_masked = e.card_masked_view();
   record.card_token = e.card_token;
-  AppendAppliedRecord(record, applied_blobs_[slot.window]);
+  if (cached_applied_blob_ == nullptr || cached_applied_day_ != slot.window) {
+    cached_applied_blob_ = &applied_blobs_[slot.window];  // a map's entries stay where they are
+    cached_applied_day_ = slot.window;
+  }
+  AppendAppliedRecord(record, *cached_applied_blob_);
 }
 
-void Ledger::ApplySlot(MessageSlot& slot, WindowDay oldest_open, int64_t now_ms, BatchResult& result) {
+void Ledger::ApplySlot(MessageSlot& slot, size_t slot_index, const Registry* registry, WindowDay oldest_open,
+                       int64_t now_ms, BatchResult& result) {
   if (slot.fate == Fate::kRejected) {
     Reject(slot, *slot.reason, oldest_open, now_ms);
     ++result.rejected_count;
     return;
   }
   DecodedEvent& e = slot.event;
-  const Family family = FamilyOf(e.kind);
-  TxnState& self = txn_states_[txn_index_[static_cast<size_t>(family)].at(e.txn_id)];
+  const auto [self_state, original_state] = slot_states_[slot_index];
+  TxnState& self = txn_states_[self_state];
   if (self.exists) {
     if (self.record.digest == e.digest) {
       slot.fate = Fate::kExactDuplicate;
@@ -590,7 +639,7 @@ void Ledger::ApplySlot(MessageSlot& slot, WindowDay oldest_open, int64_t now_ms,
   // Resolve the original before routing so a rejected refund touches nothing.
   TxnState* original = nullptr;
   if (e.kind == EventKind::kTapRefund || e.kind == EventKind::kMedicalCancellation) {
-    original = &txn_states_[txn_index_[static_cast<size_t>(family)].at(e.original_txn_id)];
+    original = &txn_states_[original_state];
     const EventKind wanted = e.kind == EventKind::kTapRefund ? EventKind::kTap : EventKind::kMedicalSettlement;
     if (!original->exists || original->record.kind != wanted) {
       Reject(slot, Reason::kUnknownOriginal, oldest_open, now_ms);
@@ -623,25 +672,30 @@ void Ledger::ApplySlot(MessageSlot& slot, WindowDay oldest_open, int64_t now_ms,
   record.occurred_at_ms = e.occurred_at_ms;
   record.digest = e.digest;
   record.amount_fen = e.amount_fen;
-  self.line_key.clear();
   self.original_txn_id.clear();
 
+  uint32_t line = 0;
   switch (e.kind) {
     case EventKind::kTap:
-      TapLineKey(e, self.line_key);
+      line = RouteLine(slot.window, e, registry);
+      record.line_id = lines_[line].line_id;
       break;
     case EventKind::kMedicalSettlement:
-      SettlementLineKey(e, self.line_key);
+      line = RouteLine(slot.window, e, registry);
+      record.line_id = lines_[line].line_id;
       record.fund_pay_fen = e.fund_pay_fen;
       record.account_pay_fen = e.account_pay_fen;
       record.cash_pay_fen = e.cash_pay_fen;
       break;
     case EventKind::kTapRefund:
+      // A refund or a cancellation nets into its original's line.
+      line = LineIndex(slot.window, original->record.line_key);
       self.original_txn_id.assign(e.original_txn_id);
       AddChecked(original->record.refunded_fen, e.amount_fen);
       original->dirty = true;
       break;
     case EventKind::kMedicalCancellation:
+      line = LineIndex(slot.window, original->record.line_key);
       self.original_txn_id.assign(e.original_txn_id);
       original->record.cancelled = true;
       original->dirty = true;
@@ -653,15 +707,12 @@ void Ledger::ApplySlot(MessageSlot& slot, WindowDay oldest_open, int64_t now_ms,
       record.amount_fen = e.amount_fen;
       break;
   }
-  // A refund or a cancellation nets into its original's line.
-  const std::string_view line_key =
-      original != nullptr ? std::string_view(original->line_key) : std::string_view(self.line_key);
   // Every amount was validated and totals of a window cannot reach 9.2e18 fen; an overflow
   // here means state this process produced is broken.
-  const bool netted = NetIntoLine(e.kind, e.amount_fen, e.fund_pay_fen, e.account_pay_fen, e.cash_pay_fen,
-                                  TouchLine(slot.window, line_key));
+  const bool netted =
+      NetIntoLine(e.kind, e.amount_fen, e.fund_pay_fen, e.account_pay_fen, e.cash_pay_fen, TouchLine(line));
   YRD_ASSERT(netted);
-  record.line_key = self.line_key;
+  if (record.line_id != kNoLineId) record.line_key = *line_ids_.KeyOf(record.line_id);
   record.original_txn_id = self.original_txn_id;
   self.exists = true;
   self.dirty = true;
@@ -671,7 +722,7 @@ void Ledger::ApplySlot(MessageSlot& slot, WindowDay oldest_open, int64_t now_ms,
   if (slot.late) AddChecked(counters.late_count, 1);
   ++result.applied_count;
   if (slot.late) ++result.late_count;
-  RecordApplied(slot, line_key);
+  RecordApplied(slot, line);
 }
 
 void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
@@ -687,7 +738,6 @@ void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
   for (size_t i = 0; i < txn_states_used_; ++i) {
     TxnState& state = txn_states_[i];
     if (!state.dirty) continue;
-    state.record.line_key = state.line_key;
     state.record.original_txn_id = state.original_txn_id;
     EncodeTxnRecord(state.record, value_scratch_);
     AppendRecentTxnEntry(state.key, value_scratch_, *blob);
@@ -706,6 +756,12 @@ void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
     YRD_ASSERT(indexed);
     recent_.through_sequence = sequence;
   }
+  // Line numbers first used by this batch's records are stored with them.
+  for (const uint32_t id : new_line_ids_) {
+    LineIdKey(id, key_scratch_);
+    write.Put(Table::kMeta, key_scratch_, *line_ids_.KeyOf(id));
+  }
+  new_line_ids_.clear();
   if (recent_txn_sorted_through_ > recent_txn_deleted_through_) {
     RecentTxnKey(recent_txn_sorted_through_ + 1, key_scratch_);
     write.DeleteRange(Table::kRecentTxn, std::string_view(), key_scratch_);
@@ -823,6 +879,8 @@ absl::Status Ledger::Prepare(Batch& batch) {
   PreparedWrite& prepared = prepared_[prepared_count_ % kPreparedAheadMax];
   const int64_t now_ms = batch.now_ms;
   touched_windows_.clear();
+  cached_counters_ = nullptr;  // the counters each window touches now are marked for this batch
+  cached_applied_blob_ = nullptr;
   ApplyWindowCommands(batch);
   const WindowDay oldest_open = OldestOpenWindow(now_ms);
   const bool dead_letters_to_drop = batch.dead_letters_delivered_through > dead_letters_dropped_through_;
@@ -844,17 +902,25 @@ absl::Status Ledger::Prepare(Batch& batch) {
   pending_lookups_.clear();
   for (auto& [day, blob] : applied_blobs_) blob.clear();
 
-  for (MessageSlot& slot : batch.slots()) {
+  slot_states_.resize(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const MessageSlot& slot = batch.slots()[i];
     if (slot.fate != Fate::kPending) continue;
     const Family family = FamilyOf(slot.event.kind);
-    StateFor(family, slot.event.txn_id);
-    if (!slot.event.original_txn_id.empty()) StateFor(family, slot.event.original_txn_id);
+    slot_states_[i] = {StateFor(family, slot.event.txn_id),
+                       slot.event.original_txn_id.empty() ? kNoState : StateFor(family, slot.event.original_txn_id)};
   }
   if (absl::Status s = LookUpPending(); !s.ok()) {
     Fail(s);
     return s;
   }
-  for (MessageSlot& slot : batch.slots()) ApplySlot(slot, oldest_open, now_ms, result);
+  if (batch.registry != line_routes_registry_) {
+    line_routes_.clear();
+    line_routes_registry_ = batch.registry;
+  }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    ApplySlot(batch.slots()[i], i, batch.registry.get(), oldest_open, now_ms, result);
+  }
 
   BuildWrite(batch, prepared);
   result.store_bytes = prepared.write->size_bytes();

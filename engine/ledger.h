@@ -162,12 +162,12 @@ class Ledger {
     std::string key;
     bool exists = false;
     bool dirty = false;
-    TxnRecord record;
-    std::string line_key;         // owned storage behind record.line_key
+    TxnRecord record;             // its line_key views line_ids_
     std::string original_txn_id;  // owned storage behind record.original_txn_id
   };
   struct LineEntry {
     std::string store_key;  // window + line key
+    uint32_t line_id = kNoLineId;
     LineTotals totals;
     bool dirty = false;     // changed since the last checkpoint
   };
@@ -184,11 +184,17 @@ class Ledger {
   [[nodiscard]] std::shared_ptr<const WindowTable> BuildWindowTable(int64_t now_ms) const;
   uint32_t StateFor(Family family, std::string_view txn_id);
   [[nodiscard]] absl::Status LookUpPending();
-  void ApplySlot(MessageSlot& slot, WindowDay oldest_open, int64_t now_ms, BatchResult& result);
+  void ApplySlot(MessageSlot& slot, size_t slot_index, const Registry* registry, WindowDay oldest_open,
+                 int64_t now_ms, BatchResult& result);
   void Reject(MessageSlot& slot, Reason reason, WindowDay oldest_open, int64_t now_ms);
-  LineTotals& TouchLine(WindowDay day, std::string_view line_key);
+  // The line of `line_key` (without window) in `day`, added when new.
+  uint32_t LineIndex(WindowDay day, std::string_view line_key);
+  // The line of a tap or a settlement, found by its registry entries (see line_routes_).
+  uint32_t RouteLine(WindowDay day, const DecodedEvent& event, const Registry* registry);
+  // Marks a line changed since the last checkpoint and returns its totals.
+  LineTotals& TouchLine(uint32_t index);
   WindowCounters& TouchCounters(WindowDay day);
-  void RecordApplied(const MessageSlot& slot, std::string_view line_key);
+  void RecordApplied(const MessageSlot& slot, uint32_t line);
   // A prepared batch's write, waiting for Commit.
   struct PreparedWrite {
     std::unique_ptr<StateWriteBatch> write;
@@ -262,6 +268,26 @@ class Ledger {
   // Lines and counters of open windows.
   StringMap<uint32_t> line_index_;
   std::vector<LineEntry> lines_;
+  LineIds line_ids_;                   // as loaded, plus those given since
+  std::vector<uint32_t> new_line_ids_;  // given since the last write was built: stored with it
+  // Within one registry a tap's line follows from its issuing bank, merchant and merchant's
+  // bank, and a settlement's from its insured fund, institution and institution's fund: the
+  // line is found by those entries' addresses, without building and hashing its key text.
+  // Cleared when a batch brings another registry; the registry is held meanwhile, so no entry
+  // of another one can take an address that is in here.
+  struct LineRoute {
+    const void* first = nullptr;
+    const void* second = nullptr;
+    const void* third = nullptr;
+    WindowDay day = 0;
+    bool operator==(const LineRoute&) const = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const LineRoute& route) {
+      return H::combine(std::move(h), route.first, route.second, route.third, route.day);
+    }
+  };
+  absl::flat_hash_map<LineRoute, uint32_t> line_routes_;
+  std::shared_ptr<const Registry> line_routes_registry_;
   std::vector<uint32_t> dirty_lines_;  // lines changed since the last checkpoint
   uint64_t applied_since_checkpoint_ = 0;
   bool lines_checkpoint_due_ = false;  // a store without kLinesThroughKey gets one at once
@@ -273,6 +299,14 @@ class Ledger {
   std::vector<TxnState> txn_states_;
   size_t txn_states_used_ = 0;
   std::vector<uint32_t> pending_lookups_;
+  // Per slot of the batch: its own transaction state and its original's (kNoState if none).
+  static constexpr uint32_t kNoState = UINT32_MAX;
+  std::vector<std::array<uint32_t, 2>> slot_states_;
+  // The last window's counters and applied blob a slot touched: most slots of a batch share it.
+  WindowDay cached_counters_day_ = 0;
+  CountersEntry* cached_counters_ = nullptr;
+  WindowDay cached_applied_day_ = 0;
+  std::string* cached_applied_blob_ = nullptr;
   std::vector<std::string_view> lookup_keys_;
   std::vector<std::string> lookup_values_;
   std::vector<uint8_t> lookup_found_;

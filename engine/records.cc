@@ -5,6 +5,7 @@
 
 #include "engine/assert.h"
 #include "engine/money.h"
+#include "engine/state_store.h"
 
 namespace yrd {
 namespace {
@@ -13,6 +14,8 @@ constexpr uint8_t kFormatVersion = 1;
 // The per-event records (transaction, applied) are written once per event, so their integers
 // are variable-length: version 2. Every other record stays at kFormatVersion.
 constexpr uint8_t kCompactFormatVersion = 2;
+// Version 3 of the per-event records names the line by its number (LineIds), not its text.
+constexpr uint8_t kLineIdFormatVersion = 3;
 // A 64-bit integer in zigzag LEB128 takes at most 10 bytes.
 constexpr size_t kVarintBytesMax = 10;
 
@@ -43,6 +46,8 @@ class Writer {
     bytes[size++] = static_cast<char>(bits);
     out_.append(bytes, size);
   }
+  // A line number: 0 for none, else the number plus one.
+  void LineRef(uint32_t id) { Varint(id == kNoLineId ? 0 : static_cast<int64_t>(id) + 1); }
 
  private:
   std::string& out_;
@@ -100,6 +105,21 @@ class Reader {
     if (position_ + size > bytes_.size()) return false;
     std::memcpy(out, bytes_.data() + position_, size);
     position_ += size;
+    return true;
+  }
+  // A line number and, from `line_ids`, its key; false when the number is not known.
+  bool LineRef(const LineIds& line_ids, uint32_t& id, std::string_view& key) {
+    int64_t stored = 0;
+    if (!Varint(stored) || stored < 0 || stored > static_cast<int64_t>(kNoLineId)) return false;
+    if (stored == 0) {
+      id = kNoLineId;
+      key = {};
+      return true;
+    }
+    id = static_cast<uint32_t>(stored - 1);
+    const std::optional<std::string_view> known = line_ids.KeyOf(id);
+    if (!known) return false;
+    key = *known;
     return true;
   }
   [[nodiscard]] size_t position() const { return position_; }
@@ -173,6 +193,10 @@ void DeadLetterKey(uint64_t commit_sequence, SourceTopic topic, int32_t partitio
 void DeadLetterKeyLimit(uint64_t commit_sequence, std::string& out) {
   out.assign(kDeadLetterKeyPrefix);
   AppendBigEndian64(out, commit_sequence + 1);
+}
+void LineIdKey(uint32_t id, std::string& out) {
+  out.assign(kLineIdKeyPrefix);
+  AppendBigEndian32(out, id);
 }
 void CountersKey(WindowDay day, std::string& out) {
   out.assign(kCountersKeyPrefix);
@@ -370,7 +394,7 @@ constexpr size_t kTxnOccurredAtPosition = 3;
 void EncodeTxnRecord(const TxnRecord& t, std::string& out) {
   out.clear();
   Writer w(out);
-  w.Byte(kCompactFormatVersion);
+  w.Byte(kLineIdFormatVersion);
   w.Byte(static_cast<uint8_t>(t.kind));
   w.Byte(static_cast<uint8_t>((t.late ? 1 : 0) | (t.cancelled ? 2 : 0)));
   w.Fixed(t.occurred_at_ms);
@@ -385,19 +409,21 @@ void EncodeTxnRecord(const TxnRecord& t, std::string& out) {
   w.Varint(t.cash_pay_fen);
   w.Varint(t.refunded_fen);
   w.Varint(t.duplicate_count);
-  w.Text(t.line_key);
+  w.LineRef(t.line_id);
   w.Text(t.original_txn_id);
 }
-bool DecodeTxnRecord(std::string_view bytes, TxnRecord& t) {
+bool DecodeTxnRecord(std::string_view bytes, const LineIds& line_ids, TxnRecord& t) {
   Reader r(bytes);
   uint8_t version = 0, kind = 0, flags = 0;
-  if (!r.Byte(version) || (version != kCompactFormatVersion && version != kFormatVersion) || !r.Byte(kind) ||
-      kind > 3 || !r.Byte(flags)) {
+  if (!r.Byte(version) ||
+      (version != kLineIdFormatVersion && version != kCompactFormatVersion && version != kFormatVersion) ||
+      !r.Byte(kind) || kind > 3 || !r.Byte(flags)) {
     return false;
   }
   t.kind = static_cast<EventKind>(kind);
   t.late = (flags & 1) != 0;
   t.cancelled = (flags & 2) != 0;
+  t.line_id = kNoLineId;
   if (version == kFormatVersion) {
     // Stores written before the compact layout: window, partition, offset, occurred, digest,
     // then every integer at its full width.
@@ -406,10 +432,13 @@ bool DecodeTxnRecord(std::string_view bytes, TxnRecord& t) {
            r.Fixed(t.account_pay_fen) && r.Fixed(t.cash_pay_fen) && r.Fixed(t.refunded_fen) &&
            r.Fixed(t.duplicate_count) && r.Text(t.line_key) && r.Text(t.original_txn_id) && r.AtEnd();
   }
-  return r.Fixed(t.occurred_at_ms) && r.Fixed(t.digest.high) && r.Fixed(t.digest.low) && r.Varint(t.window) &&
-         r.Varint(t.partition) && r.Varint(t.offset) && r.Varint(t.amount_fen) && r.Varint(t.fund_pay_fen) &&
-         r.Varint(t.account_pay_fen) && r.Varint(t.cash_pay_fen) && r.Varint(t.refunded_fen) &&
-         r.Varint(t.duplicate_count) && r.Text(t.line_key) && r.Text(t.original_txn_id) && r.AtEnd();
+  const bool ok = r.Fixed(t.occurred_at_ms) && r.Fixed(t.digest.high) && r.Fixed(t.digest.low) &&
+                  r.Varint(t.window) && r.Varint(t.partition) && r.Varint(t.offset) && r.Varint(t.amount_fen) &&
+                  r.Varint(t.fund_pay_fen) && r.Varint(t.account_pay_fen) && r.Varint(t.cash_pay_fen) &&
+                  r.Varint(t.refunded_fen) && r.Varint(t.duplicate_count);
+  if (!ok) return false;
+  const bool line_ok = version == kLineIdFormatVersion ? r.LineRef(line_ids, t.line_id, t.line_key) : r.Text(t.line_key);
+  return line_ok && r.Text(t.original_txn_id) && r.AtEnd();
 }
 std::optional<int64_t> TxnRecordOccurredAt(std::string_view bytes) {
   // Version 1 kept window (4), partition (4) and offset (8) before the occurrence time.
@@ -417,7 +446,7 @@ std::optional<int64_t> TxnRecordOccurredAt(std::string_view bytes) {
   if (bytes.empty()) return std::nullopt;
   const auto version = static_cast<uint8_t>(bytes[0]);
   size_t position = 0;
-  if (version == kCompactFormatVersion) {
+  if (version == kLineIdFormatVersion || version == kCompactFormatVersion) {
     position = kTxnOccurredAtPosition;
   } else if (version == kFormatVersion) {
     position = kVersion1OccurredAtPosition;
@@ -470,7 +499,7 @@ void AppendAppliedRecord(const AppliedRecord& a, std::string& blob) {
   const size_t start = blob.size();
   blob.append(2, '\0');
   Writer w(blob);
-  w.Byte(kCompactFormatVersion);
+  w.Byte(kLineIdFormatVersion);
   w.Byte(static_cast<uint8_t>(a.kind));
   w.Byte(a.late ? 1 : 0);
   w.Fixed(a.occurred_at_ms);
@@ -483,7 +512,7 @@ void AppendAppliedRecord(const AppliedRecord& a, std::string& blob) {
   blob.append(reinterpret_cast<const char*>(a.card_token.data()), a.card_token.size());
   w.Text(a.txn_id);
   w.Text(a.original_txn_id);
-  w.Text(a.line_key);
+  w.LineRef(a.line_id);
   w.Text(a.terminal_id);
   w.Text(a.card_masked);
   const size_t length = blob.size() - start - 2;
@@ -491,7 +520,8 @@ void AppendAppliedRecord(const AppliedRecord& a, std::string& blob) {
   blob[start] = static_cast<char>(length & 0xFF);
   blob[start + 1] = static_cast<char>(length >> 8);
 }
-bool NextAppliedRecord(std::string_view blob, size_t& position, AppliedRecord& a, bool& damaged) {
+bool NextAppliedRecord(std::string_view blob, size_t& position, const LineIds& line_ids, AppliedRecord& a,
+                       bool& damaged) {
   damaged = false;
   if (position == blob.size()) return false;
   if (position + 2 > blob.size()) {
@@ -505,8 +535,9 @@ bool NextAppliedRecord(std::string_view blob, size_t& position, AppliedRecord& a
   }
   Reader r(blob.substr(position + 2, length));
   uint8_t version = 0, kind = 0, late = 0;
-  bool ok = r.Byte(version) && (version == kCompactFormatVersion || version == kFormatVersion) && r.Byte(kind) &&
-            kind <= 3 && r.Byte(late) && r.Fixed(a.occurred_at_ms);
+  bool ok = r.Byte(version) &&
+            (version == kLineIdFormatVersion || version == kCompactFormatVersion || version == kFormatVersion) &&
+            r.Byte(kind) && kind <= 3 && r.Byte(late) && r.Fixed(a.occurred_at_ms);
   if (version == kFormatVersion) {  // stores written before the compact layout
     ok = ok && r.Fixed(a.partition) && r.Fixed(a.offset) && r.Fixed(a.amount_fen) && r.Fixed(a.fund_pay_fen) &&
          r.Fixed(a.account_pay_fen) && r.Fixed(a.cash_pay_fen);
@@ -514,8 +545,10 @@ bool NextAppliedRecord(std::string_view blob, size_t& position, AppliedRecord& a
     ok = ok && r.Varint(a.partition) && r.Varint(a.offset) && r.Varint(a.amount_fen) && r.Varint(a.fund_pay_fen) &&
          r.Varint(a.account_pay_fen) && r.Varint(a.cash_pay_fen);
   }
-  ok = ok && r.Raw(a.card_token.data(), a.card_token.size()) && r.Text(a.txn_id) && r.Text(a.original_txn_id) &&
-       r.Text(a.line_key) && r.Text(a.terminal_id) && r.Text(a.card_masked) && r.AtEnd();
+  ok = ok && r.Raw(a.card_token.data(), a.card_token.size()) && r.Text(a.txn_id) && r.Text(a.original_txn_id);
+  a.line_id = kNoLineId;
+  ok = ok && (version == kLineIdFormatVersion ? r.LineRef(line_ids, a.line_id, a.line_key) : r.Text(a.line_key));
+  ok = ok && r.Text(a.terminal_id) && r.Text(a.card_masked) && r.AtEnd();
   if (!ok) {
     damaged = true;
     return false;
@@ -586,6 +619,42 @@ bool DecodeDeadLetterCopy(std::string_view key, std::string_view value, DeadLett
   }
   out.reason = static_cast<Reason>(reason);
   return r.AtEnd();
+}
+
+// ---- line ids --------------------------------------------------------------------------------
+
+uint32_t LineIds::IdOf(std::string_view key, bool& added) {
+  if (const auto it = ids_.find(key); it != ids_.end()) {
+    added = false;
+    return it->second;
+  }
+  YRD_ASSERT(keys_.size() < kNoLineId);
+  const auto id = static_cast<uint32_t>(keys_.size());
+  ids_.emplace(keys_.emplace_back(key), id);
+  added = true;
+  return id;
+}
+
+bool LineIds::Add(uint32_t id, std::string_view key) {
+  if (id != keys_.size() || id == kNoLineId || ids_.contains(key)) return false;
+  ids_.emplace(keys_.emplace_back(key), id);
+  return true;
+}
+
+absl::StatusOr<LineIds> LoadLineIds(StateStore& store) {
+  LineIds ids;
+  bool damaged = false;
+  absl::Status s = store.Scan(Table::kMeta, kLineIdKeyPrefix, {}, [&](std::string_view key, std::string_view value) {
+    damaged = key.size() != kLineIdKeyPrefix.size() + 4 ||
+              !ids.Add(ReadBigEndian32(key.data() + kLineIdKeyPrefix.size()), value);
+    return !damaged;
+  });
+  if (!s.ok()) return s;
+  if (damaged) {
+    return absl::DataLossError(Cat("line id ", ids.size(), " (meta ", kLineIdKeyPrefix,
+                                   ") is missing, repeats a line or is damaged"));
+  }
+  return ids;
 }
 
 }  // namespace yrd

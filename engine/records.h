@@ -7,13 +7,16 @@
 
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "engine/event.h"
 #include "engine/reason.h"
+#include "engine/strings.h"
 #include "engine/window.h"
 
 namespace yrd {
@@ -52,6 +55,8 @@ inline constexpr std::string_view kCommitSequenceKey = "commit_sequence";
 inline constexpr std::string_view kLinesThroughKey = "lines_through";
 // Dead-letter copies not yet known delivered: commit sequence, then the exception key.
 inline constexpr std::string_view kDeadLetterKeyPrefix = "dlq|";
+// Line ids (see LineIds): the prefix, then the id in big-endian.
+inline constexpr std::string_view kLineIdKeyPrefix = "line_id|";
 void OffsetKey(SourceTopic topic, int32_t partition, std::string& out);
 void CountersKey(WindowDay day, std::string& out);
 void WindowStateKey(WindowDay day, std::string& out);
@@ -65,6 +70,7 @@ void ExceptionKey(SourceTopic topic, int32_t partition, int64_t offset, std::str
 void DeadLetterKey(uint64_t commit_sequence, SourceTopic topic, int32_t partition, int64_t offset, std::string& out);
 // The first key after every dead-letter copy of commits up to `commit_sequence`.
 void DeadLetterKeyLimit(uint64_t commit_sequence, std::string& out);
+void LineIdKey(uint32_t id, std::string& out);
 
 // ---- netting lines ---------------------------------------------------------------------------
 //
@@ -142,6 +148,43 @@ struct WindowRecord {
 void EncodeWindowRecord(const WindowRecord& record, std::string& out);
 [[nodiscard]] bool DecodeWindowRecord(std::string_view bytes, WindowRecord& out);
 
+// ---- line ids --------------------------------------------------------------------------------
+//
+// Transaction and applied records name their line by a number instead of its key text (about
+// 50 bytes, which every event would otherwise store twice). kMeta holds each number's key under
+// LineIdKey, written in the commit that first uses the number and never changed or removed;
+// numbers are given in order from 0. A line key names participants, not a window, so one
+// number serves every window.
+inline constexpr uint32_t kNoLineId = UINT32_MAX;
+
+class LineIds {
+ public:
+  LineIds() = default;
+  // Not copied: the index views the keys where they are. A move keeps them in place.
+  LineIds(const LineIds&) = delete;
+  LineIds& operator=(const LineIds&) = delete;
+  LineIds(LineIds&&) = default;
+  LineIds& operator=(LineIds&&) = default;
+
+  // The key of `id`; nullopt when the number is not known.
+  [[nodiscard]] std::optional<std::string_view> KeyOf(uint32_t id) const {
+    if (id >= keys_.size()) return std::nullopt;
+    return keys_[id];
+  }
+  // The number of `key`, given now (the next one) if it has none; `added` tells which.
+  uint32_t IdOf(std::string_view key, bool& added);
+  // Takes a stored number; false unless it is the next one and its key is new.
+  [[nodiscard]] bool Add(uint32_t id, std::string_view key);
+  [[nodiscard]] size_t size() const { return keys_.size(); }
+
+ private:
+  std::deque<std::string> keys_;  // by number; a deque does not move its elements as it grows
+  absl::flat_hash_map<std::string_view, uint32_t, StringHash, StringEq> ids_;
+};
+class StateStore;
+// Reads every line id the store holds.
+[[nodiscard]] absl::StatusOr<LineIds> LoadLineIds(StateStore& store);
+
 // ---- dedup / transaction state ---------------------------------------------------------------
 
 struct TxnRecord {
@@ -159,12 +202,17 @@ struct TxnRecord {
   int64_t cash_pay_fen = 0;
   int64_t refunded_fen = 0;          // tap: sum of applied refunds
   int64_t duplicate_count = 0;       // exact duplicates seen since
-  std::string_view line_key;         // tap/settlement: its line (without window)
+  // Tap/settlement: its line (without window). The encoder stores line_id; the decoder sets
+  // both, line_key from `line_ids` (or, for a record written before line ids, from its text,
+  // with line_id kNoLineId).
+  uint32_t line_id = kNoLineId;
+  std::string_view line_key;
   std::string_view original_txn_id;  // refund/cancellation
 };
 void EncodeTxnRecord(const TxnRecord& record, std::string& out);
-// The views of `out` point into `bytes`.
-[[nodiscard]] bool DecodeTxnRecord(std::string_view bytes, TxnRecord& out);
+// The views of `out` point into `bytes` and `line_ids`. False if the record is damaged or
+// names a line number `line_ids` does not know.
+[[nodiscard]] bool DecodeTxnRecord(std::string_view bytes, const LineIds& line_ids, TxnRecord& out);
 // Reads only the occurrence time (for the horizon purge), or nullopt if the bytes are not a record.
 [[nodiscard]] std::optional<int64_t> TxnRecordOccurredAt(std::string_view bytes);
 
@@ -196,7 +244,10 @@ struct AppliedRecord {
   int64_t cash_pay_fen = 0;
   std::string_view txn_id;
   std::string_view original_txn_id;
-  std::string_view line_key;     // for refunds/cancellations: the original's line
+  // Its line; for refunds/cancellations the original's. Stored as line_id; the reader sets
+  // both, as for TxnRecord.
+  uint32_t line_id = kNoLineId;
+  std::string_view line_key;
   std::string_view terminal_id;
   std::string_view card_masked;
   CardToken card_token{};        // zero for refunds/cancellations
@@ -204,8 +255,9 @@ struct AppliedRecord {
 // Appends one record to a window's blob.
 void AppendAppliedRecord(const AppliedRecord& record, std::string& blob);
 // Reads the record at `position` of a blob and advances it; false at the end or on damage
-// (`damaged` tells which).
-[[nodiscard]] bool NextAppliedRecord(std::string_view blob, size_t& position, AppliedRecord& out, bool& damaged);
+// (`damaged` tells which; a line number `line_ids` does not know is damage too).
+[[nodiscard]] bool NextAppliedRecord(std::string_view blob, size_t& position, const LineIds& line_ids,
+                                     AppliedRecord& out, bool& damaged);
 
 // ---- exceptions ------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 // directory. Batches are built by hand and decoded as the pipeline's ingest stage does.
 #include "engine/ledger.h"
 
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -193,8 +194,15 @@ class LedgerTest : public ::testing::Test {
     EXPECT_TRUE(Ledger::FindTxnRecord(*store_, key, storage, found).ok());
     if (!found) return std::nullopt;
     TxnRecord record;
-    EXPECT_TRUE(DecodeTxnRecord(storage, record));
+    EXPECT_TRUE(DecodeTxnRecord(storage, LoadedLineIds(), record));
     return record;
+  }
+
+  // The store's line ids as of now; kept for the test, as records read with them view them.
+  const LineIds& LoadedLineIds() {
+    absl::StatusOr<LineIds> ids = LoadLineIds(*store_);
+    EXPECT_TRUE(ids.ok()) << ids.status();
+    return loaded_line_ids_.emplace_back(ids.ok() ? *std::move(ids) : LineIds());
   }
 
   WindowCounters Counters(WindowDay day) {
@@ -223,6 +231,7 @@ class LedgerTest : public ::testing::Test {
   }
 
   std::vector<StoredApplied> Applied(WindowDay day) {
+    const LineIds& line_ids = LoadedLineIds();
     std::vector<StoredApplied> out;
     std::string prefix;
     AppendBigEndian32(prefix, WindowKeyBits(day));
@@ -230,7 +239,7 @@ class LedgerTest : public ::testing::Test {
       size_t position = 0;
       AppliedRecord record;
       bool damaged = false;
-      while (NextAppliedRecord(blob, position, record, damaged)) {
+      while (NextAppliedRecord(blob, position, line_ids, record, damaged)) {
         out.push_back({record.kind, record.late, record.amount_fen, std::string(record.txn_id),
                        std::string(record.card_masked)});
       }
@@ -243,6 +252,7 @@ class LedgerTest : public ::testing::Test {
 
   test::TempDir dir_;
   const std::string store_path_ = dir_.path() + "/state";
+  std::deque<LineIds> loaded_line_ids_;
   WindowCalendar calendar_;
   DecodeLimits limits_;
   int64_t now_ms_ = test::ChinaTimeMs(2026, 11, 27, 10, 0);
@@ -809,6 +819,54 @@ TEST_F(LedgerTest, RecordsSortedIntoTheStoreStillDecideDuplicatesAndRefunds) {
   EXPECT_EQ(line.reversed_amount_fen, 300);
 }
 
+// A store written before line numbers holds each record's line as text. A refund of such a tap
+// nets into that line, and the line's new number is stored with the refund, so its applied
+// record reads back after a restart.
+TEST_F(LedgerTest, RecordWithTheLineKeyInTextIsRefundedIntoItsLine) {
+  constexpr std::string_view kEarlierLine = "T|B3301|330000|M_EARLIER|B3101|310000|bus";
+  TxnRecord earlier;
+  earlier.kind = EventKind::kTap;
+  earlier.window = kNov27;
+  earlier.occurred_at_ms = now_ms_ - kMinuteMs;
+  earlier.amount_fen = 500;
+  earlier.line_key = kEarlierLine;
+  std::string key;
+  TxnKey(Family::kTaps, "TAPEARLIER", key);
+  std::unique_ptr<StateWriteBatch> write = store_->NewWriteBatch();
+  write->Put(Table::kTxn, key, test::Version2TxnRecord(earlier));
+  ASSERT_TRUE(store_->Write(*write).ok());
+  Apply({TapMessage(Tap("TAP1"))});  // the first commit checkpoints the lines; the refund is replayed
+
+  EXPECT_EQ(Apply({RefundMessage(Refund("R1", 200, "TAPEARLIER"))}).slots()[0].fate, Fate::kApplied);
+  Reopen();
+  const LineTotals line = Line(kNov27, kEarlierLine);
+  EXPECT_EQ(line.reversal_count, 1);
+  EXPECT_EQ(line.reversed_amount_fen, 200);
+  std::string storage;
+  const std::optional<TxnRecord> record = Txn(Family::kTaps, "TAPEARLIER", storage);
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(record->refunded_fen, 200);
+  EXPECT_EQ(record->line_key, kEarlierLine);
+  EXPECT_NE(record->line_id, kNoLineId);
+  EXPECT_EQ(Apply({RefundMessage(Refund("R2", 301, "TAPEARLIER"))}).slots()[0].reason,
+            Reason::kRefundExceedsOriginal);
+}
+
+// Line numbers are given once per line key, also across restarts: a store whose numbers
+// repeated a key would not load.
+TEST_F(LedgerTest, LineNumbersAreGivenOncePerLineAcrossRestarts) {
+  Apply({TapMessage(Tap("TAP1")), SettlementMessage(Settlement("SETTLE1"))});
+  Reopen();
+  Apply({TapMessage(Tap("TAP2")), SettlementMessage(Settlement("SETTLE2")), RefundMessage(Refund("R1", 100))});
+  const absl::StatusOr<LineIds> ids = LoadLineIds(*store_);
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  EXPECT_EQ(ids->size(), 2u);
+  EXPECT_EQ(ids->KeyOf(0), kMetroLine);
+  const LineTotals line = Line(kNov27, kMetroLine);
+  EXPECT_EQ(line.count, 2);
+  EXPECT_EQ(line.reversal_count, 1);
+}
+
 // The sort waits for the commits whose records it stores: a ledger stopped before its batch was
 // committed leaves nothing of that batch in kTxn.
 TEST_F(LedgerTest, SortNeverStoresRecordsOfABatchNotCommitted) {
@@ -877,7 +935,7 @@ TEST_F(LedgerTest, RecordsBothSortedAndRecentAfterAStopCountOnce) {
   ASSERT_TRUE(store_->Get(Table::kTxn, key, value, found).ok());
   ASSERT_TRUE(found);
   TxnRecord sorted;
-  ASSERT_TRUE(DecodeTxnRecord(value, sorted));
+  ASSERT_TRUE(DecodeTxnRecord(value, LoadedLineIds(), sorted));
   EXPECT_EQ(sorted.refunded_fen, 300);
   EXPECT_EQ(sorted.duplicate_count, 1);
   EXPECT_EQ(Line(kNov27, kMetroLine).count, 1);

@@ -7,12 +7,28 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "tests/support/events.h"
 
 namespace yrd {
 namespace {
 
 constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
 constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+
+constexpr std::string_view kSettlementLine = "M|FUND31|31|H0001|outpatient";
+constexpr std::string_view kTapLine = "T|B1|31|M1|B2|31|metro";
+
+// The line ids the records of these tests name: the settlement line is 0, the tap line 1.
+const LineIds& TestLineIds() {
+  static const LineIds* ids = [] {
+    auto* made = new LineIds();
+    bool added = false;
+    made->IdOf(kSettlementLine, added);
+    made->IdOf(kTapLine, added);
+    return made;
+  }();
+  return *ids;
+}
 
 TxnRecord SomeTxn() {
   TxnRecord t;
@@ -30,7 +46,8 @@ TxnRecord SomeTxn() {
   t.cash_pay_fen = 345;
   t.refunded_fen = 0;
   t.duplicate_count = 2;
-  t.line_key = "M|FUND31|31|H0001|outpatient";
+  t.line_id = 0;
+  t.line_key = kSettlementLine;
   t.original_txn_id = "";
   return t;
 }
@@ -60,7 +77,7 @@ TEST(TxnRecord, RoundTripsAnOrdinaryRecord) {
   std::string bytes;
   EncodeTxnRecord(record, bytes);
   TxnRecord decoded;
-  ASSERT_TRUE(DecodeTxnRecord(bytes, decoded));
+  ASSERT_TRUE(DecodeTxnRecord(bytes, TestLineIds(), decoded));
   ExpectSameTxn(record, decoded);
 }
 
@@ -75,19 +92,39 @@ TEST(TxnRecord, RoundTripsTheExtremesOfEveryIntegerField) {
     std::string bytes;
     EncodeTxnRecord(record, bytes);
     TxnRecord decoded;
-    ASSERT_TRUE(DecodeTxnRecord(bytes, decoded)) << value;
+    ASSERT_TRUE(DecodeTxnRecord(bytes, TestLineIds(), decoded)) << value;
     ExpectSameTxn(record, decoded);
   }
 }
 
 TEST(TxnRecord, SmallValuesTakeFewBytes) {
   TxnRecord record = SomeTxn();
-  record.line_key = "";
+  record.line_id = kNoLineId;
   std::string bytes;
   EncodeTxnRecord(record, bytes);
   // version, kind, flags, occurred (8), digest (16): 27 fixed bytes; the nine integers of an
-  // ordinary record fit in 21 more, and two empty strings take one byte each.
+  // ordinary record fit in 21 more, and no line and an empty original take one byte each.
   EXPECT_LE(bytes.size(), 27u + 21u + 2u);
+  // A line is its number, whatever its key's length: three bytes up to about a million lines.
+  const size_t without_line = bytes.size();
+  record.line_id = 1'000'000;
+  EncodeTxnRecord(record, bytes);
+  EXPECT_LE(bytes.size(), without_line + 2);
+}
+
+TEST(TxnRecord, LineNumberNotKnownIsRefused) {
+  TxnRecord record = SomeTxn();
+  record.line_id = 2;  // TestLineIds knows 0 and 1
+  std::string bytes;
+  EncodeTxnRecord(record, bytes);
+  TxnRecord decoded;
+  EXPECT_FALSE(DecodeTxnRecord(bytes, TestLineIds(), decoded));
+  record.line_id = 1;
+  EncodeTxnRecord(record, bytes);
+  ASSERT_TRUE(DecodeTxnRecord(bytes, TestLineIds(), decoded));
+  EXPECT_EQ(decoded.line_id, 1u);
+  EXPECT_EQ(decoded.line_key, kTapLine);
+  EXPECT_FALSE(DecodeTxnRecord(bytes, LineIds(), decoded)) << "read without the store's line ids";
 }
 
 TEST(TxnRecord, OccurredAtIsReadWithoutDecodingTheRest) {
@@ -104,10 +141,10 @@ TEST(TxnRecord, EveryTruncationIsRefused) {
   EncodeTxnRecord(SomeTxn(), bytes);
   for (size_t size = 0; size < bytes.size(); ++size) {
     TxnRecord decoded;
-    EXPECT_FALSE(DecodeTxnRecord(bytes.substr(0, size), decoded)) << size;
+    EXPECT_FALSE(DecodeTxnRecord(bytes.substr(0, size), TestLineIds(), decoded)) << size;
   }
   TxnRecord decoded;
-  EXPECT_FALSE(DecodeTxnRecord(bytes + "x", decoded)) << "trailing bytes";
+  EXPECT_FALSE(DecodeTxnRecord(bytes + "x", TestLineIds(), decoded)) << "trailing bytes";
 }
 
 template <typename T>
@@ -142,17 +179,28 @@ TEST(TxnRecord, RecordOfTheEarlierLayoutIsStillRead) {
   const TxnRecord record = SomeTxn();
   const std::string bytes = Version1Txn(record);
   TxnRecord decoded;
-  ASSERT_TRUE(DecodeTxnRecord(bytes, decoded));
+  ASSERT_TRUE(DecodeTxnRecord(bytes, TestLineIds(), decoded));
   ExpectSameTxn(record, decoded);
+  EXPECT_EQ(TxnRecordOccurredAt(bytes), record.occurred_at_ms);
+}
+
+TEST(TxnRecord, RecordWithTheLineKeyInTextIsStillRead) {
+  TxnRecord record = SomeTxn();
+  record.original_txn_id = "S0001";
+  const std::string bytes = test::Version2TxnRecord(record);
+  TxnRecord decoded;
+  ASSERT_TRUE(DecodeTxnRecord(bytes, LineIds(), decoded));
+  ExpectSameTxn(record, decoded);
+  EXPECT_EQ(decoded.line_id, kNoLineId);
   EXPECT_EQ(TxnRecordOccurredAt(bytes), record.occurred_at_ms);
 }
 
 TEST(TxnRecord, UnknownVersionIsRefused) {
   std::string bytes;
   EncodeTxnRecord(SomeTxn(), bytes);
-  bytes[0] = 3;
+  bytes[0] = 4;
   TxnRecord decoded;
-  EXPECT_FALSE(DecodeTxnRecord(bytes, decoded));
+  EXPECT_FALSE(DecodeTxnRecord(bytes, TestLineIds(), decoded));
   EXPECT_FALSE(TxnRecordOccurredAt(bytes).has_value());
 }
 
@@ -172,23 +220,23 @@ std::string WithPartitionBytes(std::string_view partition_bytes) {
 
 TEST(TxnRecord, LongerSpellingOfAVarintIsRefused) {
   TxnRecord decoded;
-  EXPECT_TRUE(DecodeTxnRecord(WithPartitionBytes(std::string("\x00", 1)), decoded));
-  EXPECT_FALSE(DecodeTxnRecord(WithPartitionBytes(std::string("\x80\x00", 2)), decoded));
+  EXPECT_TRUE(DecodeTxnRecord(WithPartitionBytes(std::string("\x00", 1)), TestLineIds(), decoded));
+  EXPECT_FALSE(DecodeTxnRecord(WithPartitionBytes(std::string("\x80\x00", 2)), TestLineIds(), decoded));
 }
 
 TEST(TxnRecord, VarintPastSixtyFourBitsIsRefused) {
   TxnRecord decoded;
   // Ten bytes whose last carries more than bit 63.
-  EXPECT_FALSE(DecodeTxnRecord(WithPartitionBytes(std::string(9, '\xFF') + "\x7F"), decoded));
+  EXPECT_FALSE(DecodeTxnRecord(WithPartitionBytes(std::string(9, '\xFF') + "\x7F"), TestLineIds(), decoded));
   // Eleven bytes.
-  EXPECT_FALSE(DecodeTxnRecord(WithPartitionBytes(std::string(10, '\x80') + "\x01"), decoded));
+  EXPECT_FALSE(DecodeTxnRecord(WithPartitionBytes(std::string(10, '\x80') + "\x01"), TestLineIds(), decoded));
 }
 
 TEST(TxnRecord, PartitionOutOfRangeIsRefused) {
   TxnRecord decoded;
-  EXPECT_TRUE(DecodeTxnRecord(WithPartitionBytes("\xFE\xFF\xFF\xFF\x0F"), decoded));  // zigzag(2^31 - 1)
+  EXPECT_TRUE(DecodeTxnRecord(WithPartitionBytes("\xFE\xFF\xFF\xFF\x0F"), TestLineIds(), decoded));  // zigzag(2^31 - 1)
   EXPECT_EQ(decoded.partition, 2147483647);
-  EXPECT_FALSE(DecodeTxnRecord(WithPartitionBytes("\x80\x80\x80\x80\x10"), decoded));  // zigzag(2^31)
+  EXPECT_FALSE(DecodeTxnRecord(WithPartitionBytes("\x80\x80\x80\x80\x10"), TestLineIds(), decoded));  // zigzag(2^31)
 }
 
 TEST(WindowRecord, RoundTripsTheFrozenFeesAndParticipants) {
@@ -241,7 +289,7 @@ TEST(AppliedRecord, RoundTripsInABlobAndReportsTheEnd) {
   first.offset = kMax;
   first.amount_fen = kMax;
   first.txn_id = "T11270000000001";
-  first.line_key = "T|B1|31|M1|B2|31|metro";
+  first.line_id = 1;
   first.terminal_id = "TERM1";
   first.card_masked = "621700******1234";
   first.card_token[0] = 0xAB;
@@ -259,20 +307,24 @@ TEST(AppliedRecord, RoundTripsInABlobAndReportsTheEnd) {
   size_t position = 0;
   bool damaged = false;
   AppliedRecord out;
-  ASSERT_TRUE(NextAppliedRecord(blob, position, out, damaged));
+  ASSERT_TRUE(NextAppliedRecord(blob, position, TestLineIds(), out, damaged));
   EXPECT_EQ(out.kind, EventKind::kTap);
   EXPECT_EQ(out.offset, kMax);
   EXPECT_EQ(out.amount_fen, kMax);
   EXPECT_EQ(out.partition, 7);
   EXPECT_EQ(out.card_token[0], 0xAB);
   EXPECT_EQ(out.card_masked, "621700******1234");
-  ASSERT_TRUE(NextAppliedRecord(blob, position, out, damaged));
+  EXPECT_EQ(out.line_id, 1u);
+  EXPECT_EQ(out.line_key, kTapLine);
+  ASSERT_TRUE(NextAppliedRecord(blob, position, TestLineIds(), out, damaged));
   EXPECT_EQ(out.kind, EventKind::kMedicalCancellation);
   EXPECT_TRUE(out.late);
   EXPECT_EQ(out.amount_fen, kMin);
   EXPECT_EQ(out.fund_pay_fen, -1);
   EXPECT_EQ(out.original_txn_id, "S1");
-  EXPECT_FALSE(NextAppliedRecord(blob, position, out, damaged));
+  EXPECT_EQ(out.line_id, kNoLineId);
+  EXPECT_EQ(out.line_key, "");
+  EXPECT_FALSE(NextAppliedRecord(blob, position, TestLineIds(), out, damaged));
   EXPECT_FALSE(damaged);
 }
 
@@ -297,15 +349,53 @@ TEST(AppliedRecord, RecordOfTheEarlierLayoutIsStillRead) {
   size_t position = 0;
   bool damaged = false;
   AppliedRecord out;
-  ASSERT_TRUE(NextAppliedRecord(blob, position, out, damaged));
+  ASSERT_TRUE(NextAppliedRecord(blob, position, TestLineIds(), out, damaged));
   EXPECT_TRUE(out.late);
   EXPECT_EQ(out.partition, 9);
   EXPECT_EQ(out.offset, 123);
   EXPECT_EQ(out.amount_fen, 300);
   EXPECT_EQ(out.card_token[31], 7);
   EXPECT_EQ(out.card_masked, "6217**1234");
-  EXPECT_FALSE(NextAppliedRecord(blob, position, out, damaged));
+  EXPECT_EQ(out.line_key, "T|line");
+  EXPECT_EQ(out.line_id, kNoLineId);
+  EXPECT_FALSE(NextAppliedRecord(blob, position, TestLineIds(), out, damaged));
   EXPECT_FALSE(damaged);
+}
+
+TEST(AppliedRecord, LineNumberNotKnownIsDamage) {
+  AppliedRecord record;
+  record.txn_id = "T1";
+  record.line_id = 2;  // TestLineIds knows 0 and 1
+  std::string blob;
+  AppendAppliedRecord(record, blob);
+  size_t position = 0;
+  bool damaged = false;
+  AppliedRecord out;
+  EXPECT_FALSE(NextAppliedRecord(blob, position, TestLineIds(), out, damaged));
+  EXPECT_TRUE(damaged);
+}
+
+TEST(LineIds, NumbersAreGivenInOrderAndStoredOnesMustFollowThem) {
+  LineIds ids;
+  bool added = false;
+  EXPECT_EQ(ids.IdOf("T|a", added), 0u);
+  EXPECT_TRUE(added);
+  EXPECT_EQ(ids.IdOf("T|b", added), 1u);
+  EXPECT_EQ(ids.IdOf("T|a", added), 0u);
+  EXPECT_FALSE(added);
+  EXPECT_EQ(ids.KeyOf(1), "T|b");
+  EXPECT_FALSE(ids.KeyOf(2).has_value());
+  EXPECT_FALSE(ids.Add(3, "T|c")) << "a gap";
+  EXPECT_FALSE(ids.Add(2, "T|a")) << "a key that already has a number";
+  EXPECT_TRUE(ids.Add(2, "T|c"));
+  // The keys stay where they are as more are added and when the set moves.
+  const std::string_view first = *ids.KeyOf(0);
+  for (uint32_t i = 3; i < 5'000; ++i) EXPECT_TRUE(ids.Add(i, Cat("T|", i)));
+  LineIds moved = std::move(ids);
+  EXPECT_EQ(moved.KeyOf(0)->data(), first.data());
+  EXPECT_EQ(moved.IdOf("T|c", added), 2u);
+  EXPECT_FALSE(added);
+  EXPECT_EQ(moved.IdOf("T|4999", added), 4999u);
 }
 
 TEST(AppliedRecord, CutBlobIsDamagedNotEnded) {
@@ -317,7 +407,7 @@ TEST(AppliedRecord, CutBlobIsDamagedNotEnded) {
     size_t position = 0;
     bool damaged = false;
     AppliedRecord out;
-    EXPECT_FALSE(NextAppliedRecord(std::string_view(blob).substr(0, size), position, out, damaged));
+    EXPECT_FALSE(NextAppliedRecord(std::string_view(blob).substr(0, size), position, TestLineIds(), out, damaged));
     EXPECT_TRUE(damaged) << size;
   }
 }

@@ -197,4 +197,19 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ignored);
 }
 
+std::string Version2TxnRecord(const TxnRecord& record) {
+  TxnRecord without_line = record;
+  without_line.line_id = kNoLineId;
+  std::string bytes;
+  EncodeTxnRecord(without_line, bytes);
+  // Version 3 ends with the line's number (0, one byte: none) and the original's text.
+  const std::string original =
+      std::string(1, static_cast<char>(record.original_txn_id.size())) + std::string(record.original_txn_id);
+  bytes.resize(bytes.size() - 1 - original.size());
+  bytes[0] = 2;
+  bytes.push_back(static_cast<char>(record.line_key.size()));
+  bytes.append(record.line_key);
+  return bytes + original;
+}
+
 }  // namespace yrd::test

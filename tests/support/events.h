@@ -12,6 +12,7 @@
 
 #include "engine/batch.h"
 #include "engine/event.h"
+#include "engine/records.h"
 #include "engine/registry.h"
 
 namespace yrd::test {
@@ -110,6 +111,10 @@ inline constexpr const char* kFileIdentifier = "YRD1";
 // ingest stage does: a rejected message gets its reason and, when it did not decode, the
 // digest of its bytes.
 void DecodeBatch(Batch& batch, CardTokenizer& tokenizer, const DecodeLimits& limits = {});
+
+// A transaction record as stores written before line numbers hold it (format version 2): the
+// line key's text in place of its number.
+[[nodiscard]] std::string Version2TxnRecord(const TxnRecord& record);
 
 // A fresh directory under the system's temporary directory, removed with its contents when the
 // object goes away.

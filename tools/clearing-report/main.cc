@@ -258,6 +258,8 @@ int Txn(StoreReader& reader, const std::string& txn_id, const std::string& forma
               "cancelled", "exact_duplicates", "original_txn_id", "detail"},
              {},
              {false, false, false, false, false, false, true, true, true, true, false, true, false, false}};
+  absl::StatusOr<LineIds> line_ids = LoadLineIds(reader.store());
+  if (!line_ids.ok()) return Fail(line_ids.status());
   for (const Family family : {Family::kTaps, Family::kMedical}) {
     std::string key, value;
     bool found = false;
@@ -265,7 +267,7 @@ int Txn(StoreReader& reader, const std::string& txn_id, const std::string& forma
     if (absl::Status s = Ledger::FindTxnRecord(reader.store(), key, value, found); !s.ok()) return Fail(s);
     if (!found) continue;
     TxnRecord r;
-    if (!DecodeTxnRecord(value, r)) return Fail(absl::DataLossError(Cat("the record of ", txn_id, " is damaged")));
+    if (!DecodeTxnRecord(value, *line_ids, r)) return Fail(absl::DataLossError(Cat("the record of ", txn_id, " is damaged")));
     std::string fate = "applied";
     if (r.kind == EventKind::kTap && r.refunded_fen > 0) fate = r.refunded_fen == r.amount_fen ? "refunded" : "partly_refunded";
     if (r.cancelled) fate = "cancelled";
