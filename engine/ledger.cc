@@ -465,9 +465,12 @@ bool Ledger::AdoptRecord(TxnState& state, std::string_view bytes) {
     state.record.line_id = line_ids_.IdOf(state.record.line_key, added);
     if (added) new_line_ids_.push_back(state.record.line_id);
   }
-  // The record's views must outlive `bytes`: the line's into line_ids_, the original's into
-  // the state's own string.
-  if (state.record.line_id != kNoLineId) state.record.line_key = *line_ids_.KeyOf(state.record.line_id);
+  // A tap or a settlement has a line: its refunds and cancellations net into it.
+  const bool has_line = state.record.kind == EventKind::kTap || state.record.kind == EventKind::kMedicalSettlement;
+  if (has_line && state.record.line_id == kNoLineId) return false;
+  // The record's views must outlive `bytes`. The ledger goes by the line's number only; the
+  // original's id moves into the state's own string.
+  state.record.line_key = {};
   state.original_txn_id.assign(state.record.original_txn_id);
   state.record.original_txn_id = state.original_txn_id;
   state.exists = true;
@@ -562,6 +565,21 @@ LineTotals& Ledger::TouchLine(uint32_t index) {
     dirty_lines_.push_back(index);
   }
   return entry.totals;
+}
+
+void Ledger::ForgetClosedWindows() {
+  YRD_ASSERT(dirty_lines_.empty());  // just checkpointed
+  std::vector<LineEntry> open_lines;
+  line_index_.clear();
+  for (LineEntry& entry : lines_) {
+    const WindowDay day = WindowFromKeyBits(ReadBigEndian32(entry.store_key.data()));
+    if (PersistedState(day) != WindowState::kOpen) continue;
+    line_index_.emplace(entry.store_key, static_cast<uint32_t>(open_lines.size()));
+    open_lines.push_back(std::move(entry));
+  }
+  lines_ = std::move(open_lines);
+  line_routes_.clear();  // its line numbers were positions in lines_
+  std::erase_if(applied_blobs_, [this](const auto& entry) { return PersistedState(entry.first) != WindowState::kOpen; });
 }
 
 WindowCounters& Ledger::TouchCounters(WindowDay day) {
@@ -689,13 +707,13 @@ void Ledger::ApplySlot(MessageSlot& slot, size_t slot_index, const Registry* reg
       break;
     case EventKind::kTapRefund:
       // A refund or a cancellation nets into its original's line.
-      line = LineIndex(slot.window, original->record.line_key);
+      line = LineIndex(slot.window, *line_ids_.KeyOf(original->record.line_id));
       self.original_txn_id.assign(e.original_txn_id);
       AddChecked(original->record.refunded_fen, e.amount_fen);
       original->dirty = true;
       break;
     case EventKind::kMedicalCancellation:
-      line = LineIndex(slot.window, original->record.line_key);
+      line = LineIndex(slot.window, *line_ids_.KeyOf(original->record.line_id));
       self.original_txn_id.assign(e.original_txn_id);
       original->record.cancelled = true;
       original->dirty = true;
@@ -712,7 +730,6 @@ void Ledger::ApplySlot(MessageSlot& slot, size_t slot_index, const Registry* reg
   const bool netted =
       NetIntoLine(e.kind, e.amount_fen, e.fund_pay_fen, e.account_pay_fen, e.cash_pay_fen, TouchLine(line));
   YRD_ASSERT(netted);
-  if (record.line_id != kNoLineId) record.line_key = *line_ids_.KeyOf(record.line_id);
   record.original_txn_id = self.original_txn_id;
   self.exists = true;
   self.dirty = true;
@@ -787,6 +804,7 @@ void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
     write.Put(Table::kMeta, kLinesThroughKey, value_scratch_);
     applied_since_checkpoint_ = 0;
     lines_checkpoint_due_ = false;
+    if (!batch.windows_closed.empty()) ForgetClosedWindows();
   }
   for (auto& [day, entry] : counters_) {
     if (entry.touched_sequence != sequence) continue;
@@ -902,6 +920,10 @@ absl::Status Ledger::Prepare(Batch& batch) {
   pending_lookups_.clear();
   for (auto& [day, blob] : applied_blobs_) blob.clear();
 
+  if (batch.registry != line_routes_registry_) {
+    line_routes_.clear();
+    line_routes_registry_ = batch.registry;
+  }
   slot_states_.resize(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
     const MessageSlot& slot = batch.slots()[i];
@@ -913,10 +935,6 @@ absl::Status Ledger::Prepare(Batch& batch) {
   if (absl::Status s = LookUpPending(); !s.ok()) {
     Fail(s);
     return s;
-  }
-  if (batch.registry != line_routes_registry_) {
-    line_routes_.clear();
-    line_routes_registry_ = batch.registry;
   }
   for (size_t i = 0; i < batch.size(); ++i) {
     ApplySlot(batch.slots()[i], i, batch.registry.get(), oldest_open, now_ms, result);

@@ -138,6 +138,9 @@ class Ledger {
   [[nodiscard]] static absl::Status FindTxnRecord(StateStore& store, std::string_view txn_key, std::string& value,
                                                   bool& found);
 
+  // Netting lines held in memory: those of the windows not closed. Ledger thread.
+  [[nodiscard]] size_t lines_held() const { return lines_.size(); }
+
   // The next offset to consume per partition, as committed. Read it while no batch is in flight.
   [[nodiscard]] const PartitionOffsets& offsets() const { return offsets_; }
 
@@ -162,7 +165,7 @@ class Ledger {
     std::string key;
     bool exists = false;
     bool dirty = false;
-    TxnRecord record;             // its line_key views line_ids_
+    TxnRecord record;             // its line by line_id only (line_key is not kept)
     std::string original_txn_id;  // owned storage behind record.original_txn_id
   };
   struct LineEntry {
@@ -193,6 +196,10 @@ class Ledger {
   uint32_t RouteLine(WindowDay day, const DecodedEvent& event, const Registry* registry);
   // Marks a line changed since the last checkpoint and returns its totals.
   LineTotals& TouchLine(uint32_t index);
+  // Forgets the lines of closed windows (checkpointed by the commit that closed them, and never
+  // netted into again) and their applied-record buffers, so a daemon that runs for months holds
+  // only what the open windows need.
+  void ForgetClosedWindows();
   WindowCounters& TouchCounters(WindowDay day);
   void RecordApplied(const MessageSlot& slot, uint32_t line);
   // A prepared batch's write, waiting for Commit.

@@ -1044,6 +1044,27 @@ TEST_F(LedgerTest, ClosingAWindowCheckpointsItsLines) {
   EXPECT_EQ(CheckpointedLine(kNov27, kMetroLine)->amount_fen, 800);
 }
 
+// A closed window's lines leave memory with the commit that closes it; the open windows' stay
+// and go on netting, also a refund whose tap was in the closed window.
+TEST_F(LedgerTest, AClosedWindowsLinesLeaveMemory) {
+  Apply({TapMessage(Tap("TAP1", 300)), SettlementMessage(Settlement("SETTLE1"))});
+  EXPECT_EQ(ledger_->lines_held(), 2u);
+  now_ms_ = test::ChinaTimeMs(2026, 11, 28, 1, 0);  // past the cutoff and the grace of the 27th
+  const Batch& next = Apply({TapMessage(Tap("TAP2", 500))});
+  EXPECT_EQ(next.windows_closed, std::vector<WindowDay>{kNov27});
+  EXPECT_EQ(next.slots()[0].window, kNov28);
+  EXPECT_EQ(ledger_->lines_held(), 1u);
+  EXPECT_EQ(Apply({RefundMessage(Refund("R1", 100, "TAP1")), TapMessage(Tap("TAP3", 700))}).slots()[0].fate,
+            Fate::kApplied);
+  EXPECT_EQ(ledger_->lines_held(), 1u);
+  EXPECT_EQ(Line(kNov27, kMetroLine).count, 1);
+  EXPECT_EQ(Line(kNov27, kSettlementLine).count, 1);
+  const LineTotals line = Line(kNov28, kMetroLine);
+  EXPECT_EQ(line.count, 2);
+  EXPECT_EQ(line.amount_fen, 1200);
+  EXPECT_EQ(line.reversed_amount_fen, 100);
+}
+
 // A window the clock closes with the first batch after a restart still has lines changed
 // since the last checkpoint: the restart rebuilt them, and the close writes them whole.
 TEST_F(LedgerTest, WindowClosedByTheClockAfterARestartCheckpointsItsWholeLines) {
