@@ -316,7 +316,10 @@ absl::Status RocksStore::IngestSorted(Table table,
   // Uncompressed, like a flush: the file goes to level 0, and compaction compresses at the bottom.
   file_options.compression = rocksdb::kNoCompression;
   file_options.bottommost_compression = rocksdb::kNoCompression;
-  rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), file_options, Handle(table));
+  // The file stays in the page cache: the dedup lookups of the next batches read it at once
+  // (a bloom filter's false positive reads a data block), and dropping it made each such read a
+  // disk read on the ledger thread.
+  rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), file_options, Handle(table), /*invalidate_page_cache=*/false);
   rocksdb::Status status = writer.Open(file);
   for (size_t i = 0; status.ok() && i < records.size(); ++i) {
     // In key order the records lie anywhere in memory: ask for them a few ahead.
