@@ -131,6 +131,8 @@ class Batch {
 
   // Set by the ingest stage before decoding; the ledger uses the same instant.
   int64_t now_ms = 0;
+  // Every slot is decoded against this registry: the ledger finds lines by the addresses of its
+  // entries (and holds it while it does).
   std::shared_ptr<const Registry> registry;
   std::chrono::steady_clock::time_point sealed_at{};
   std::chrono::steady_clock::time_point committed_at{};

@@ -397,7 +397,7 @@ absl::Status ReadWindow(StateStore& store, const ClosedWindow& window, WindowDat
   if (!line_ids.ok()) return line_ids.status();
   data.line_ids = *std::move(line_ids);
   // A closed window's lines were checkpointed by the commit that closed it.
-  absl::StatusOr<std::vector<WindowLine>> lines = Ledger::ReadWindowLines(store, window.day);
+  absl::StatusOr<std::vector<WindowLine>> lines = Ledger::ReadWindowLines(store, window.day, nullptr, &data.line_ids);
   if (!lines.ok()) return lines.status();
   data.lines = *std::move(lines);
   const std::string prefix = WindowPrefix(window.day);

@@ -139,7 +139,7 @@ absl::Status Ledger::Load(int64_t now_ms) {
   for (const auto& [day, entry] : counters_) {
     if (PersistedState(day) >= WindowState::kClosed) continue;
     uint64_t replayed = 0;
-    absl::StatusOr<std::vector<WindowLine>> lines = ReadWindowLines(store_, day, &replayed);
+    absl::StatusOr<std::vector<WindowLine>> lines = ReadWindowLines(store_, day, &replayed, &line_ids_);
     if (!lines.ok()) return lines.status();
     applied_since_checkpoint_ += replayed;
     for (const WindowLine& line : *lines) TouchLine(LineIndex(day, line.line_key)) = line.totals;
@@ -284,7 +284,8 @@ absl::StatusOr<std::optional<uint64_t>> Ledger::ReadLinesThrough(StateStore& sto
   return ReadBigEndian64(value.data());
 }
 
-absl::StatusOr<std::vector<WindowLine>> Ledger::ReadWindowLines(StateStore& store, WindowDay day, uint64_t* replayed) {
+absl::StatusOr<std::vector<WindowLine>> Ledger::ReadWindowLines(StateStore& store, WindowDay day, uint64_t* replayed,
+                                                                const LineIds* line_ids) {
   absl::StatusOr<std::optional<uint64_t>> lines_through = ReadLinesThrough(store);
   if (!lines_through.ok()) return lines_through.status();
   const std::string date = FormatWindowDay(day);
@@ -305,8 +306,23 @@ absl::StatusOr<std::vector<WindowLine>> Ledger::ReadWindowLines(StateStore& stor
   if (!damaged.ok()) return damaged;
   if (!lines_through->has_value()) return lines;  // written before checkpoints: kLines is complete
 
-  absl::StatusOr<LineIds> line_ids = LoadLineIds(store);
-  if (!line_ids.ok()) return line_ids.status();
+  std::optional<LineIds> loaded_line_ids;
+  if (line_ids == nullptr) {
+    // The line ids are read only for records to replay (a closed window has none).
+    std::string prefix_of_day, from;
+    AppendBigEndian32(prefix_of_day, WindowKeyBits(day));
+    AppliedKey(day, **lines_through + 1, from);
+    bool any = false;
+    s = store.Scan(Table::kApplied, prefix_of_day, from, [&](std::string_view, std::string_view) {
+      any = true;
+      return false;
+    });
+    if (!s.ok()) return s;
+    if (!any) return lines;
+    absl::StatusOr<LineIds> read = LoadLineIds(store);
+    if (!read.ok()) return read.status();
+    line_ids = &loaded_line_ids.emplace(*std::move(read));
+  }
   StringMap<size_t> index;  // built at the first record to replay (a closed window has none)
   bool added = false;
   s = NetAppliedAfter(store, *line_ids, day, **lines_through, [&](const AppliedRecord& record) -> LineTotals& {

@@ -127,8 +127,11 @@ class Ledger {
   // tool, tests). Consistent when the store does not change meanwhile (a secondary between
   // catch-ups) or the window is closed.
   // `replayed`, when given, is increased by the number of applied records that completed them.
+  // `line_ids`, when given, are the store's line ids (as LoadLineIds reads them); else they are
+  // read when there are applied records to replay.
   [[nodiscard]] static absl::StatusOr<std::vector<WindowLine>> ReadWindowLines(StateStore& store, WindowDay day,
-                                                                                uint64_t* replayed = nullptr);
+                                                                                uint64_t* replayed = nullptr,
+                                                                                const LineIds* line_ids = nullptr);
   // The commit the last line checkpoint reflects; nullopt for a store written before checkpoints.
   [[nodiscard]] static absl::StatusOr<std::optional<uint64_t>> ReadLinesThrough(StateStore& store);
 

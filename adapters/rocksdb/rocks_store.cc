@@ -153,10 +153,6 @@ Configured Configure(const RocksStoreOptions& options) {
     table.block_cache = cache;
     table.cache_index_and_filter_blocks = true;
     table.pin_l0_filter_and_index_blocks_in_cache = true;
-    // Block checksums by XXH3: Debian's RocksDB computes CRC32C without the CPU's instruction,
-    // which cost flushes, compactions and sorted ingestion several times more per byte. Each
-    // file records its checksum type, so files written with CRC32C are still read.
-    table.checksum = rocksdb::kXXH3;
     if (bloom_bits > 0) table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(bloom_bits));
     cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
     // Flushes and upper levels stay uncompressed (compressing each flush cost the ingest path

@@ -852,6 +852,87 @@ TEST_F(LedgerTest, RecordWithTheLineKeyInTextIsRefundedIntoItsLine) {
             Reason::kRefundExceedsOriginal);
 }
 
+// A registry that moves a merchant to another bank moves its new taps to another line; taps
+// under the earlier registry, before and after, stay on theirs.
+TEST_F(LedgerTest, RegistryThatMovesAMerchantMovesItsNewTapsToAnotherLine) {
+  Apply({TapMessage(Tap("TAP1", 300))});
+  std::string toml = test::TestRegistryToml();
+  const size_t merchant = toml.find("merchant_id = \"M_SH_METRO\"");
+  ASSERT_NE(merchant, std::string::npos);
+  const size_t bank = toml.find("bank_id = \"B3101\"", merchant);
+  ASSERT_NE(bank, std::string::npos);
+  toml.replace(bank, std::string_view("bank_id = \"B3101\"").size(), "bank_id = \"B3201\"");
+  absl::StatusOr<std::shared_ptr<const Registry>> moved = Registry::FromToml(toml, "moved.toml");
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  const std::shared_ptr<const Registry> earlier = registry_;
+  registry_ = *moved;
+  Apply({TapMessage(Tap("TAP2", 500))});
+  registry_ = earlier;
+  Apply({TapMessage(Tap("TAP3", 700))});
+  constexpr std::string_view kMovedLine = "T|B3301|330000|M_SH_METRO|B3201|310000|metro";
+  EXPECT_EQ(Line(kNov27, kMetroLine).amount_fen, 1000);
+  EXPECT_EQ(Line(kNov27, kMovedLine).amount_fen, 500);
+  Reopen();
+  EXPECT_EQ(Line(kNov27, kMetroLine).amount_fen, 1000);
+  EXPECT_EQ(Line(kNov27, kMovedLine).amount_fen, 500);
+}
+
+// A line number given to a batch that was never committed is not stored; after the reopen the
+// numbers are given again, to whichever line comes first, and every record reads back.
+TEST_F(LedgerTest, LineNumbersOfABatchNeverCommittedAreGivenAgain) {
+  RocksStoreOptions no_room;
+  no_room.min_free_bytes = uint64_t{1} << 62;  // every write is refused
+  Reopen(std::move(no_room));
+  Batch& first = Prepare({TapMessage(Tap("TAP1", 300))});
+  Batch& second = Prepare({SettlementMessage(Settlement("SETTLE1"))});
+  EXPECT_FALSE(ledger_->Commit(first).ok());
+  EXPECT_FALSE(ledger_->Commit(second).ok());
+  Reopen();
+  EXPECT_EQ(LoadedLineIds().size(), 0u);
+  Apply({SettlementMessage(Settlement("SETTLE1"))});
+  Apply({TapMessage(Tap("TAP1", 300)), RefundMessage(Refund("R1", 100))});
+  Reopen();
+  const LineIds& ids = LoadedLineIds();
+  EXPECT_EQ(ids.size(), 2u);
+  EXPECT_EQ(ids.KeyOf(0), kSettlementLine);
+  EXPECT_EQ(ids.KeyOf(1), kMetroLine);
+  EXPECT_EQ(Line(kNov27, kMetroLine).reversed_amount_fen, 100);
+  EXPECT_EQ(Line(kNov27, kSettlementLine).count, 1);
+}
+
+// Applied records of a store written before line numbers hold the line key as text; a start
+// after such a commit replays them into their lines, and the close checkpoints those whole.
+TEST_F(LedgerTest, AppliedRecordsWithTheLineKeyInTextAreReplayedAtStart) {
+  Apply({TapMessage(Tap("TAP1", 300))});  // the first commit checkpoints the lines
+  AppliedRecord earlier;
+  earlier.kind = EventKind::kTap;
+  earlier.occurred_at_ms = now_ms_ - kMinuteMs;
+  earlier.partition = 1;
+  earlier.offset = 99;
+  earlier.amount_fen = 700;
+  earlier.txn_id = "TAPV2";
+  earlier.line_key = kMetroLine;
+  earlier.terminal_id = "TERM";
+  earlier.card_masked = "6217**1234";
+  {
+    // As the earlier version would have committed it: commit 2.
+    std::string key, value;
+    std::unique_ptr<StateWriteBatch> write = store_->NewWriteBatch();
+    AppliedKey(kNov27, 2, key);
+    write->Put(Table::kApplied, key, test::Version2AppliedBlob(earlier));
+    AppendBigEndian64(value, 2);
+    write->Put(Table::kMeta, kCommitSequenceKey, value);
+    ASSERT_TRUE(store_->Write(*write).ok());
+  }
+  Reopen();
+  EXPECT_EQ(Line(kNov27, kMetroLine).amount_fen, 1000);
+  Apply({TapMessage(Tap("TAP2", 5))});
+  now_ms_ = test::ChinaTimeMs(2026, 11, 28, 1, 0);  // past the cutoff and the grace of the 27th
+  EXPECT_EQ(Apply({}).windows_closed, std::vector<WindowDay>{kNov27});
+  EXPECT_EQ(CheckpointedLine(kNov27, kMetroLine)->amount_fen, 1005);
+  EXPECT_EQ(Applied(kNov27).size(), 3u);
+}
+
 // Line numbers are given once per line key, also across restarts: a store whose numbers
 // repeated a key would not load.
 TEST_F(LedgerTest, LineNumbersAreGivenOncePerLineAcrossRestarts) {
@@ -1063,6 +1144,29 @@ TEST_F(LedgerTest, AClosedWindowsLinesLeaveMemory) {
   EXPECT_EQ(line.count, 2);
   EXPECT_EQ(line.amount_fen, 1200);
   EXPECT_EQ(line.reversed_amount_fen, 100);
+}
+
+// A window in its grace period is still open: closing another window keeps its lines, which
+// go on netting and are checkpointed whole when it closes.
+TEST_F(LedgerTest, ClosingAWindowKeepsTheLinesOfAWindowInItsGrace) {
+  now_ms_ = test::ChinaTimeMs(2026, 11, 28, 0, 5);  // the 27th is in its grace period
+  TapFields yesterday = Tap("TAP1", 300);
+  yesterday.occurred_at_ms = test::ChinaTimeMs(2026, 11, 27, 23, 50);
+  TapFields today = Tap("TAP2", 400);
+  today.occurred_at_ms = test::ChinaTimeMs(2026, 11, 28, 0, 1);
+  Apply({TapMessage(yesterday), TapMessage(today)});
+  const Batch& closing = Apply({}, 0, {WindowCommand{WindowCommand::Kind::kClose, kNov28}});
+  EXPECT_EQ(closing.windows_closed, std::vector<WindowDay>{kNov28});
+  EXPECT_EQ(ledger_->lines_held(), 1u);
+  TapFields later = Tap("TAP3", 500);
+  later.occurred_at_ms = test::ChinaTimeMs(2026, 11, 27, 23, 55);
+  EXPECT_EQ(Apply({TapMessage(later), RefundMessage(Refund("R1", 100, "TAP2"))}).slots()[0].window, kNov27);
+  now_ms_ = test::ChinaTimeMs(2026, 11, 28, 0, 30);  // the 27th closes with the next batch
+  EXPECT_EQ(Apply({TapMessage(Tap("TAP4", 1))}).windows_closed, std::vector<WindowDay>{kNov27});
+  EXPECT_EQ(CheckpointedLine(kNov27, kMetroLine), Line(kNov27, kMetroLine));
+  EXPECT_EQ(Line(kNov27, kMetroLine).amount_fen, 800);
+  EXPECT_EQ(Line(kNov27, kMetroLine).reversed_amount_fen, 100);
+  EXPECT_EQ(Line(kNov28, kMetroLine).amount_fen, 400);
 }
 
 // A window the clock closes with the first batch after a restart still has lines changed

@@ -212,4 +212,20 @@ std::string Version2TxnRecord(const TxnRecord& record) {
   return bytes + original;
 }
 
+std::string Version2AppliedBlob(const AppliedRecord& record) {
+  AppliedRecord without_line = record;
+  without_line.line_id = kNoLineId;
+  std::string blob;
+  AppendAppliedRecord(without_line, blob);
+  std::string bytes = blob.substr(2);  // after the record's length
+  // Version 3 ends with the line's number (0, one byte: none), the terminal and the masked card.
+  const size_t line_at = bytes.size() - (2 + record.terminal_id.size() + record.card_masked.size()) - 1;
+  bytes.replace(line_at, 1, std::string(1, static_cast<char>(record.line_key.size())) + std::string(record.line_key));
+  bytes[0] = 2;
+  std::string out;
+  out.push_back(static_cast<char>(bytes.size() & 0xFF));
+  out.push_back(static_cast<char>(bytes.size() >> 8));
+  return out + bytes;
+}
+
 }  // namespace yrd::test

@@ -115,6 +115,8 @@ void DecodeBatch(Batch& batch, CardTokenizer& tokenizer, const DecodeLimits& lim
 // A transaction record as stores written before line numbers hold it (format version 2): the
 // line key's text in place of its number.
 [[nodiscard]] std::string Version2TxnRecord(const TxnRecord& record);
+// An applied-record blob of one record as stores written before line numbers hold it.
+[[nodiscard]] std::string Version2AppliedBlob(const AppliedRecord& record);
 
 // A fresh directory under the system's temporary directory, removed with its contents when the
 // object goes away.
