@@ -48,6 +48,7 @@
 
 #include "absl/status/status.h"
 #include "engine/batch.h"
+#include "engine/large_table.h"
 #include "engine/positions.h"
 #include "engine/records.h"
 #include "engine/state_store.h"
@@ -243,7 +244,9 @@ class Ledger {
   // kTxn, and an index of the newest record per key into them.
   struct RecentTxn {
     std::vector<std::unique_ptr<std::string>> blobs;  // never moved, so the views stay valid
-    absl::flat_hash_map<std::string_view, std::string_view, StringHash, StringEq> index;
+    absl::flat_hash_map<std::string_view, std::string_view, StringHash, StringEq,
+                        LargeTableAllocator<std::pair<const std::string_view, std::string_view>>>
+        index;
     uint64_t records_written = 0;
     uint64_t through_sequence = 0;  // the last commit whose records are here
     int64_t started_at_ms = 0;      // the batch clock when its first record came
