@@ -17,7 +17,7 @@ constexpr int kKillCount = 20;
 // A kill lands this long after the daemon starts, drawn uniformly: some during start-up and
 // recovery, most in the middle of ingest, between and inside commits.
 constexpr int kKillDelayMinMs = 50;
-constexpr int kKillDelayMaxMs = 600;
+constexpr int kKillDelayMaxMs = 400;
 // Small batches make many commits, so kills hit every phase of one.
 constexpr const char* kCrashConfig = "[pipeline]\nbatch_messages_max = 1024\n";
 // Few recent transaction records and frequent line checkpoints, so sorts into the dedup table
@@ -29,7 +29,7 @@ TEST(Crash, SigkillDuringIngestLosesAndDoublesNothing) {
   Scenario scenario;
   scenario.StartBroker(64);
   scenario.Prepare(/*merchants=*/300, /*seed=*/21, kCrashConfig, kCrashStoreConfig);
-  scenario.Generate(800'000, /*seed=*/23);
+  scenario.Generate(1'000'000, /*seed=*/23);
 
   std::mt19937 random(20261127);
   std::uniform_int_distribution<int> delay_ms(kKillDelayMinMs, kKillDelayMaxMs);
