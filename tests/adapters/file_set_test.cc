@@ -21,6 +21,7 @@
 #include "adapters/rocksdb/rocks_store.h"
 #include "engine/strings.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/golden/golden_window.h"
 #include "tests/support/events.h"
 #include "tools/clearing-report/verify.h"
@@ -363,6 +364,58 @@ TEST_F(WindowOnDiskTest, VerifyCommandExitsZeroOnGoodFilesAndOneOnAChangedByte) 
   EXPECT_EQ(WEXITSTATUS(status), 1);
   EXPECT_NE(ReadWhole(fs::path(dir_.path()) / "verify.out").find("funds/330100.txt: sha256 is "), std::string::npos)
       << ReadWhole(fs::path(dir_.path()) / "verify.out");
+}
+
+// The hotline's card history: `clearing-report card` hashes the number with the card-token key
+// and lists the card's applied events with the refunds and cancellations of them, masked; the
+// number itself appears nowhere in the output.
+TEST_F(WindowOnDiskTest, CardCommandListsACardsEventsWithTheirRefundsAndCancellationsMasked) {
+  std::string key_hex;
+  for (const unsigned char c : test::kGoldenCardTokenKey)
+    key_hex += Cat("0123456789abcdef"[c >> 4], "0123456789abcdef"[c & 15]);
+  const fs::path key_file = fs::path(dir_.path()) / "card-token.key";
+  WriteWhole(key_file, key_hex + "\n");
+  fs::permissions(key_file, fs::perms::owner_read | fs::perms::owner_write);
+  const fs::path out = fs::path(dir_.path()) / "card.out";
+  auto card = [&](std::string_view number, std::string_view more = "") {
+    const std::string command = Cat(YRD_REPORT_BINARY, " --store ", store_path_, " --format json card ", number,
+                                    " --key-file ", key_file.string(), " ", more, " > ", out.string(), " 2>&1");
+    const int status = std::system(command.c_str());
+    EXPECT_TRUE(WIFEXITED(status));
+    return WEXITSTATUS(status);
+  };
+  auto txn_ids = [&] {
+    std::vector<std::string> ids;
+    const nlohmann::json rows = nlohmann::json::parse(ReadWhole(out));
+    for (const auto& row : rows) ids.push_back(Cat(row.at("txn_id").get<std::string>(), ":", row.at("kind").get<std::string>()));
+    return ids;
+  };
+
+  ASSERT_EQ(card("6217001234567890123"), 0) << ReadWhole(out);
+  EXPECT_EQ(txn_ids(), (std::vector<std::string>{"TAP_A1:tap", "R_A1:refund"}));
+  const nlohmann::json rows = nlohmann::json::parse(ReadWhole(out));
+  EXPECT_EQ(rows[0].at("amount_fen"), 300);
+  EXPECT_EQ(rows[0].at("merchant"), "M_SH_METRO");
+  EXPECT_EQ(rows[0].at("card"), "621700*********0123");
+  EXPECT_EQ(rows[1].at("amount_fen"), 150);
+  EXPECT_EQ(rows[1].at("original_txn_id"), "TAP_A1");
+  EXPECT_EQ(ReadWhole(out).find("6217001234567890123"), std::string::npos);
+
+  // Two settlements, one cancelled; the redelivered and the conflicting tap count once.
+  ASSERT_EQ(card("330102198505052345", "--window 20261127"), 0) << ReadWhole(out);
+  EXPECT_EQ(txn_ids(),
+            (std::vector<std::string>{"SETTLE_2:settlement", "SETTLE_3:settlement",
+                                      "CANCEL_3:cancellation"}));
+  ASSERT_EQ(card("6217009876543210"), 0) << ReadWhole(out);
+  EXPECT_EQ(txn_ids(), std::vector<std::string>{"TAP_B1:tap"});
+  ASSERT_EQ(card("6217000000000000"), 0) << ReadWhole(out);
+  EXPECT_TRUE(txn_ids().empty());
+  ASSERT_EQ(card("6217001234567890123", "--window 20261126"), 0) << ReadWhole(out);
+  EXPECT_TRUE(txn_ids().empty());
+
+  // A malformed number is refused without being echoed.
+  EXPECT_NE(card("'6217 0012'"), 0);
+  EXPECT_EQ(ReadWhole(out).find("6217 0012"), std::string::npos) << ReadWhole(out);
 }
 
 }  // namespace

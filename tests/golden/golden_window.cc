@@ -81,7 +81,7 @@ absl::StatusOr<GoldenWindow> BuildGoldenWindow(StateStore& store) {
   absl::StatusOr<std::shared_ptr<const Registry>> registry = Registry::FromFile(GoldenDir() + "/registry.toml");
   if (!registry.ok()) return registry.status();
   golden.registry = *std::move(registry);
-  absl::StatusOr<std::unique_ptr<HmacSha256>> tokenizer = HmacSha256::Create("golden-card-token-key-not-a-secret");
+  absl::StatusOr<std::unique_ptr<HmacSha256>> tokenizer = HmacSha256::Create(kGoldenCardTokenKey);
   if (!tokenizer.ok()) return tokenizer.status();
 
   const WindowCalendar calendar;

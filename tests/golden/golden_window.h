@@ -26,6 +26,8 @@ inline constexpr WindowDay kGoldenDay = 20784;  // 2026-11-27
 inline constexpr std::string_view kGoldenDate = "20261127";
 // The MANIFEST key of the golden files (not a secret: it signs test data only).
 inline constexpr std::string_view kGoldenManifestKey = "golden-manifest-key-not-a-secret";
+// The card-token key the golden day's cards were hashed with (not a secret either).
+inline constexpr std::string_view kGoldenCardTokenKey = "golden-card-token-key-not-a-secret";
 
 // tests/golden in the source tree.
 [[nodiscard]] std::string GoldenDir();

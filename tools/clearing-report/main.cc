@@ -6,6 +6,8 @@
 //   progress   what the store has committed: counts over all windows and partition offsets
 //   txn <id>   one transaction's fate
 //   exceptions  the rejected messages, by topic, partition and offset (filtered by window, reason)
+//   card <number>  a card's history for the hotline: its applied events, refunds and
+//              cancellations (the number is hashed with the card-token key; output masked)
 //   verify <window-dir>  a window's clearing files against their MANIFEST, trailers and the store
 #include <unistd.h>
 
@@ -17,6 +19,7 @@
 #include <map>
 
 #include "CLI/CLI.hpp"
+#include "adapters/crypto/hmac.h"
 #include "adapters/rocksdb/rocks_store.h"
 #include "engine/ledger.h"
 #include "engine/money.h"
@@ -295,6 +298,79 @@ int Txn(StoreReader& reader, const std::string& txn_id, const std::string& forma
   return 0;
 }
 
+// A card's history: the applied records whose card token is the number's, found by hashing the
+// number with the daemon's card-token key, and the refunds and cancellations of those (which
+// carry no card of their own), in the window given or in every window. Only the masked number
+// is printed; the number itself is never echoed, not even in an error.
+int Card(StoreReader& reader, const std::string& card_no, const std::string& key_file, const std::string& window,
+         const std::string& format) {
+  if (!IsValidId(card_no)) return Fail(absl::InvalidArgumentError("a card number is 1 to 64 characters of [A-Za-z0-9_-]"));
+  std::vector<WindowDay> days;
+  if (!window.empty()) {
+    const std::optional<WindowDay> day = ParseWindowDate(window);
+    if (!day) return Fail(absl::InvalidArgumentError(Cat("--window must be YYYYMMDD, got '", window, "'")));
+    days.push_back(*day);
+  } else {
+    absl::StatusOr<std::map<WindowDay, WindowCounters>> counters = reader.Counters();
+    if (!counters.ok()) return Fail(counters.status());
+    for (const auto& [day, c] : *counters) days.push_back(day);
+  }
+  absl::StatusOr<std::string> key = ReadKeyFile(key_file);
+  if (!key.ok()) return Fail(key.status());
+  absl::StatusOr<std::unique_ptr<HmacSha256>> tokenizer = HmacSha256::Create(*key);
+  if (!tokenizer.ok()) return Fail(tokenizer.status());
+  CardToken token{};
+  (*tokenizer)->Tokenize(card_no, token);
+  absl::StatusOr<LineIds> line_ids = LoadLineIds(reader.store());
+  if (!line_ids.ok()) return Fail(line_ids.status());
+
+  struct Row {
+    WindowDay day;
+    int64_t occurred_at_ms;
+    std::vector<std::string> cells;
+  };
+  std::vector<Row> rows;
+  absl::flat_hash_set<std::string, StringHash, StringEq> card_txn_ids;  // the card's own events, whose refunds and cancellations follow them
+  for (const WindowDay day : days) {
+    std::string prefix;
+    AppendBigEndian32(prefix, WindowKeyBits(day));
+    bool damaged = false;
+    const absl::Status s = reader.store().Scan(Table::kApplied, prefix, {}, [&](std::string_view, std::string_view blob) {
+      size_t position = 0;
+      AppliedRecord r;
+      while (NextAppliedRecord(blob, position, *line_ids, r, damaged)) {
+        const bool own = r.card_token == token;
+        if (!own && (r.original_txn_id.empty() || !card_txn_ids.contains(r.original_txn_id))) continue;
+        if (own) card_txn_ids.emplace(r.txn_id);
+        std::string merchant;
+        if (const std::optional<TapLineParts> tap = ParseTapLineKey(r.line_key)) {
+          merchant = std::string(tap->merchant);
+        } else if (const std::optional<SettlementLineParts> settlement = ParseSettlementLineKey(r.line_key)) {
+          merchant = std::string(settlement->institution);
+        }
+        rows.push_back({day, r.occurred_at_ms,
+                        {FormatWindowDay(day), FormatChinaTime(r.occurred_at_ms), std::string(r.txn_id),
+                         std::string(EventKindName(r.kind)), std::to_string(r.amount_fen), r.late ? "yes" : "no",
+                         std::string(r.card_masked), merchant, std::string(r.terminal_id),
+                         std::string(r.original_txn_id)}});
+      }
+      return !damaged;
+    });
+    if (!s.ok()) return Fail(s);
+    if (damaged) return Fail(absl::DataLossError(Cat("an applied record of window ", FormatWindowDay(day), " is damaged")));
+  }
+  std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
+    return a.day != b.day ? a.day < b.day : a.occurred_at_ms < b.occurred_at_ms;
+  });
+  TableOut t{{"window", "occurred", "txn_id", "kind", "amount_fen", "late", "card", "merchant", "terminal",
+              "original_txn_id"},
+             {},
+             {false, false, false, false, true, false, false, false, false, false}};
+  for (Row& row : rows) t.rows.push_back(std::move(row.cells));
+  Print(t, format);
+  return 0;
+}
+
 // Rows `exceptions` prints unless told otherwise (--limit).
 constexpr int64_t kExceptionsListedDefault = 1000;
 
@@ -366,6 +442,13 @@ int main(int argc, char** argv) {
   exceptions->add_option("--reason", reason_name, "only this reason (malformed, duplicate_conflict, ...)");
   exceptions->add_option("--limit", limit, "rows at most (default 1000; 0: all)")->check(CLI::NonNegativeNumber);
   exceptions->fallthrough();  // --store and --format may follow the subcommand
+  CLI::App* card = app.add_subcommand("card", "a card's history by card number (hashed; printed masked)");
+  std::string card_no, card_key_file;
+  card->add_option("card_number", card_no, "the card number (never printed)")->required();
+  card->add_option("--key-file", card_key_file, "the card-token key file of clearingd (privacy.card_token_key_file)")
+      ->required();
+  card->add_option("--window", window, "YYYYMMDD (default: every window)");
+  card->fallthrough();  // --store and --format may follow the subcommand
   CLI::App* verify = app.add_subcommand("verify", "check a window's files against their MANIFEST, trailers and the store");
   std::string window_dir, key_file;
   verify->add_option("window_dir", window_dir, "the window's directory, <output_dir>/<YYYYMMDD>")->required();
@@ -379,6 +462,7 @@ int main(int argc, char** argv) {
   if (*progress) return yrd::Progress(**reader, format);
   if (*txn) return yrd::Txn(**reader, txn_id, format);
   if (*exceptions) return yrd::Exceptions(**reader, window, reason_name, limit, format);
+  if (*card) return yrd::Card(**reader, card_no, card_key_file, window, format);
   auto registry = yrd::Registry::FromFile(registry_path);
   if (!registry.ok()) return yrd::Fail(registry.status());
   if (*positions) return yrd::Positions(**reader, **registry, window, by, scheme, format);
