@@ -951,6 +951,21 @@ std::map<std::string, std::string> MemoryFileSet::files() const {
 
 // ---- public functions ----------------------------------------------------------------------------
 
+absl::StatusOr<std::vector<MerchantStatementLine>> MerchantStatement(const std::vector<WindowLine>& lines,
+                                                                     const FeeSchedule& fees,
+                                                                     std::string_view merchant_id) {
+  absl::StatusOr<Statements> statements = BuildStatements(lines, fees);
+  if (!statements.ok()) return statements.status();
+  std::vector<MerchantStatementLine> out;
+  for (const auto& [bank_id, bank] : statements->banks) {
+    const auto it = bank.merchant_credits.find(std::string(merchant_id));
+    if (it == bank.merchant_credits.end()) continue;
+    const MerchantCredit& c = it->second;
+    out.push_back({bank_id, c.category, c.count, c.gross_fen, c.refund_count, c.refunds_fen, c.fee_fen, c.net_fen});
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<std::string>> CheckWindowInvariants(StateStore& store, const ClosedWindow& window) {
   WindowData data;
   if (absl::Status s = ReadWindow(store, window, data); !s.ok()) return s;

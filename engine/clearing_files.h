@@ -106,6 +106,24 @@ class MemoryFileSet final : public FileSetSink {
   bool committed_ = false;
 };
 
+// A merchant's credit in one window, per bank it settles at, exactly as that bank's file
+// carries it (MERCHANT_CREDIT): taps, gross, refunds, the fee at `fees` and the net.
+struct MerchantStatementLine {
+  std::string bank_id;
+  Category category = Category::kBus;
+  int64_t count = 0;
+  int64_t gross_fen = 0;
+  int64_t refund_count = 0;
+  int64_t refunds_fen = 0;
+  int64_t fee_fen = 0;
+  int64_t net_fen = 0;
+};
+// From a window's netting lines (Ledger::ReadWindowLines); empty when the merchant had no tap.
+// DataLoss for a damaged line or a total that overflows.
+[[nodiscard]] absl::StatusOr<std::vector<MerchantStatementLine>> MerchantStatement(const std::vector<WindowLine>& lines,
+                                                                                   const FeeSchedule& fees,
+                                                                                   std::string_view merchant_id);
+
 // Reads the window's netting lines, counters and applied records from `store` and checks the
 // invariants of SPEC section 4: bank-scheme, fund-scheme and province positions each sum to 0
 // (CheckZeroSums); every netting line equals the sum of the applied records that netted into it;

@@ -418,5 +418,36 @@ TEST_F(WindowOnDiskTest, CardCommandListsACardsEventsWithTheirRefundsAndCancella
   EXPECT_EQ(ReadWhole(out).find("6217 0012"), std::string::npos) << ReadWhole(out);
 }
 
+// A merchant's statement: `clearing-report statement` gives, per window and settling bank, the
+// MERCHANT_CREDIT line of that bank's file (the closed window's frozen fees), figure for figure.
+TEST_F(WindowOnDiskTest, StatementCommandGivesTheMerchantCreditLineOfItsBanksFile) {
+  const fs::path out = fs::path(dir_.path()) / "statement.out";
+  auto statement = [&](std::string_view merchant) {
+    const std::string command = Cat(YRD_REPORT_BINARY, " --store ", store_path_, " --format json statement ", merchant,
+                                    " --registry ", test::GoldenDir(), "/registry.toml > ", out.string(), " 2>&1");
+    const int status = std::system(command.c_str());
+    EXPECT_TRUE(WIFEXITED(status));
+    return WEXITSTATUS(status);
+  };
+  for (const std::string merchant : {"M_SH_METRO", "M_HZ_BUS", "M_NJ_MUSEUM"}) {
+    ASSERT_EQ(statement(merchant), 0) << ReadWhole(out);
+    const nlohmann::json rows = nlohmann::json::parse(ReadWhole(out));
+    ASSERT_EQ(rows.size(), 1u) << rows.dump();
+    const nlohmann::json& row = rows[0];
+    EXPECT_EQ(row.at("window"), "20261127");
+    EXPECT_EQ(row.at("state"), "closed");
+    const std::string bank_file = ReadWhole(window_dir_ / "banks" / Cat(row.at("bank").get<std::string>(), ".txt"));
+    const std::string line =
+        Cat("D|MERCHANT_CREDIT|", merchant, "|", row.at("count").get<int64_t>(), "|", row.at("gross_fen").get<int64_t>(),
+            "|", row.at("refund_count").get<int64_t>(), "|", row.at("refunds_fen").get<int64_t>(), "|",
+            row.at("fee_fen").get<int64_t>(), "|", row.at("net_fen").get<int64_t>(), "\n");
+    EXPECT_NE(bank_file.find(line), std::string::npos) << line << " is not in the bank's file:\n" << bank_file;
+  }
+  // The metro's fee: 850 fen net at 100 bp is 8.5 fen, rounded half up.
+  ASSERT_EQ(statement("M_SH_METRO"), 0);
+  EXPECT_EQ(nlohmann::json::parse(ReadWhole(out))[0].at("fee_fen"), 9);
+  EXPECT_EQ(statement("M_NOBODY"), 3);
+}
+
 }  // namespace
 }  // namespace yrd

@@ -6,6 +6,8 @@
 //   progress   what the store has committed: counts over all windows and partition offsets
 //   txn <id>   one transaction's fate
 //   exceptions  the rejected messages, by topic, partition and offset (filtered by window, reason)
+//   statement <merchant>  a merchant's statement per window: taps, gross, refunds, fee and net per
+//              settling bank, as the bank's file carries them
 //   card <number>  a card's history for the hotline: its applied events, refunds and
 //              cancellations (the number is hashed with the card-token key; output masked)
 //   verify <window-dir>  a window's clearing files against their MANIFEST, trailers and the store
@@ -21,6 +23,7 @@
 #include "CLI/CLI.hpp"
 #include "adapters/crypto/hmac.h"
 #include "adapters/rocksdb/rocks_store.h"
+#include "engine/clearing_files.h"
 #include "engine/ledger.h"
 #include "engine/money.h"
 #include "engine/positions.h"
@@ -298,6 +301,61 @@ int Txn(StoreReader& reader, const std::string& txn_id, const std::string& forma
   return 0;
 }
 
+// A merchant's statement: per window (the one given or every one) and bank it settles at, the
+// MERCHANT_CREDIT line of that bank's file. A closed window charges the fees frozen at its close,
+// an open one the registry's (its figures are provisional until it closes).
+int Statement(StoreReader& reader, const Registry& registry, const std::string& merchant_id, const std::string& window,
+              const std::string& format) {
+  std::optional<WindowDay> only;
+  if (!window.empty()) {
+    only = ParseWindowDate(window);
+    if (!only) return Fail(absl::InvalidArgumentError(Cat("--window must be YYYYMMDD, got '", window, "'")));
+  }
+  absl::StatusOr<std::map<WindowDay, WindowCounters>> counters = reader.Counters();
+  if (!counters.ok()) return Fail(counters.status());
+  const Merchant* merchant = registry.FindMerchant(merchant_id);
+  TableOut t{{"window", "state", "merchant", "name", "bank", "category", "count", "gross_fen", "refund_count",
+              "refunds_fen", "fee_fen", "net_fen"},
+             {},
+             {false, false, false, false, false, false, true, true, true, true, true, true}};
+  for (const auto& [day, c] : *counters) {
+    if (only && day != *only) continue;
+    FeeSchedule fees = FeeSchedule::FromRegistry(registry);
+    bool closed = false;
+    std::string key, value;
+    bool found = false;
+    WindowStateKey(day, key);
+    if (absl::Status s = reader.store().Get(Table::kMeta, key, value, found); !s.ok()) return Fail(s);
+    WindowRecord record;
+    if (found) {
+      if (!DecodeWindowRecord(value, record)) {
+        return Fail(absl::DataLossError(Cat("the record of window ", FormatWindowDay(day), " is damaged")));
+      }
+      if (record.state >= WindowState::kClosed) {
+        closed = true;
+        fees.basis_points = record.fee_basis_points;
+        fees.fee_bank_id = record.fee_bank_id;
+      }
+    }
+    absl::StatusOr<std::vector<WindowLine>> lines = reader.Lines(day);
+    if (!lines.ok()) return Fail(lines.status());
+    absl::StatusOr<std::vector<MerchantStatementLine>> statement = MerchantStatement(*lines, fees, merchant_id);
+    if (!statement.ok()) return Fail(statement.status());
+    for (const MerchantStatementLine& line : *statement) {
+      t.rows.push_back({FormatWindowDay(day), closed ? "closed" : "open", merchant_id, merchant ? merchant->name : "",
+                        line.bank_id, std::string(CategoryName(line.category)), std::to_string(line.count),
+                        std::to_string(line.gross_fen), std::to_string(line.refund_count),
+                        std::to_string(line.refunds_fen), std::to_string(line.fee_fen), std::to_string(line.net_fen)});
+    }
+  }
+  if (t.rows.empty() && merchant == nullptr) {
+    std::cerr << "clearing-report: merchant " << merchant_id << " is not in the registry and has no taps in the store\n";
+    return 3;
+  }
+  Print(t, format);
+  return 0;
+}
+
 // A card's history: the applied records whose card token is the number's, found by hashing the
 // number with the daemon's card-token key, and the refunds and cancellations of those (which
 // carry no card of their own), in the window given or in every window. Only the masked number
@@ -442,6 +500,12 @@ int main(int argc, char** argv) {
   exceptions->add_option("--reason", reason_name, "only this reason (malformed, duplicate_conflict, ...)");
   exceptions->add_option("--limit", limit, "rows at most (default 1000; 0: all)")->check(CLI::NonNegativeNumber);
   exceptions->fallthrough();  // --store and --format may follow the subcommand
+  CLI::App* statement = app.add_subcommand("statement", "a merchant's statement per window and settling bank");
+  std::string merchant_id;
+  statement->add_option("merchant_id", merchant_id, "the merchant")->required();
+  statement->add_option("--registry", registry_path, "registry (names and, for open windows, fee rates)")->required();
+  statement->add_option("--window", window, "YYYYMMDD (default: every window)");
+  statement->fallthrough();  // --store and --format may follow the subcommand
   CLI::App* card = app.add_subcommand("card", "a card's history by card number (hashed; printed masked)");
   std::string card_no, card_key_file;
   card->add_option("card_number", card_no, "the card number (never printed)")->required();
@@ -466,6 +530,7 @@ int main(int argc, char** argv) {
   auto registry = yrd::Registry::FromFile(registry_path);
   if (!registry.ok()) return yrd::Fail(registry.status());
   if (*positions) return yrd::Positions(**reader, **registry, window, by, scheme, format);
+  if (*statement) return yrd::Statement(**reader, **registry, merchant_id, window, format);
   if (*verify) return yrd::RunVerify(window_dir, (*reader)->store(), **registry, key_file);
   auto result = yrd::ReadOutcome(**reader, **registry, window);
   if (!result.ok()) return yrd::Fail(result.status());
