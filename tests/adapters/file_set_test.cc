@@ -24,6 +24,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/golden/golden_window.h"
 #include "tests/support/events.h"
+#include "tools/clearing-report/match.h"
 #include "tools/clearing-report/verify.h"
 
 namespace yrd {
@@ -447,6 +448,81 @@ TEST_F(WindowOnDiskTest, StatementCommandGivesTheMerchantCreditLineOfItsBanksFil
   ASSERT_EQ(statement("M_SH_METRO"), 0);
   EXPECT_EQ(nlohmann::json::parse(ReadWhole(out))[0].at("fee_fen"), 9);
   EXPECT_EQ(statement("M_NOBODY"), 3);
+}
+
+// A bank's returned file matched against our detail file: identical, it all matches; an amount
+// changed, a record left out and one added are each reported, with the amounts.
+TEST_F(WindowOnDiskTest, MatchCommandReportsMismatchedMissingAndUnexpectedRecords) {
+  const fs::path returned = fs::path(dir_.path()) / "returned.txt";
+  const fs::path out = fs::path(dir_.path()) / "match.out";
+  auto match = [&] {
+    const std::string command = Cat(YRD_REPORT_BINARY, " --store ", store_path_, " --format json match ",
+                                    window_dir_.string(), " ", returned.string(), " > ", out.string(), " 2>/dev/null");
+    const int status = std::system(command.c_str());
+    EXPECT_TRUE(WIFEXITED(status));
+    return WEXITSTATUS(status);
+  };
+  const std::string ours = ReadWhole(window_dir_ / "banks" / "B3101.detail.txt");
+  WriteWhole(returned, ours);
+  ASSERT_EQ(match(), 0) << ReadWhole(out);
+  EXPECT_TRUE(nlohmann::json::parse(ReadWhole(out)).empty());
+
+  std::string theirs = ours;
+  const size_t tap = theirs.find("D|TAP_A2|");
+  ASSERT_NE(tap, std::string::npos);
+  theirs.replace(theirs.find("|200|", tap), 5, "|210|");
+  const size_t refund = theirs.find("D|R_A1|");
+  ASSERT_NE(refund, std::string::npos);
+  theirs.erase(refund, theirs.find('\n', refund) + 1 - refund);
+  theirs.insert(theirs.find("\nT|") + 1,
+                "D|TAP_X|TAP|ACQUIRER|621700******9999|M_SH_METRO|GATE_01|2026-11-27T12:00:00.000+08:00|700|N||0|9\n");
+  WriteWhole(returned, theirs);
+  ASSERT_EQ(match(), 1) << ReadWhole(out);
+  const nlohmann::json rows = nlohmann::json::parse(ReadWhole(out));
+  ASSERT_EQ(rows.size(), 3u) << rows.dump();
+  auto row = [](std::string status, std::string txn, int64_t ours_fen, std::optional<int64_t> theirs_fen) {
+    nlohmann::json r = {{"status", status}, {"txn_id", txn}, {"kind", "TAP"}, {"field", "amount_fen"}};
+    r["ours"] = ours_fen < 0 ? nlohmann::json("") : nlohmann::json(ours_fen);
+    r["theirs"] = theirs_fen ? nlohmann::json(*theirs_fen) : nlohmann::json("");
+    return r;
+  };
+  EXPECT_EQ(rows[0], row("mismatched", "TAP_A2", 200, 210));
+  EXPECT_EQ(rows[1].at("status"), "missing");
+  EXPECT_EQ(rows[1].at("txn_id"), "R_A1");
+  EXPECT_EQ(rows[1].at("ours"), 150);
+  EXPECT_EQ(rows[2], row("unexpected", "TAP_X", -1, 700));
+
+  // A fund's file compares every amount.
+  std::string fund = ReadWhole(window_dir_ / "funds" / "330100.detail.txt");
+  const size_t settle = fund.find("D|SETTLE_2|");
+  ASSERT_NE(settle, std::string::npos);
+  fund.replace(fund.find("|3500|", settle), 6, "|3400|");
+  WriteWhole(returned, fund);
+  ASSERT_EQ(match(), 1);
+  const nlohmann::json fund_rows = nlohmann::json::parse(ReadWhole(out));
+  ASSERT_EQ(fund_rows.size(), 1u) << fund_rows.dump();
+  EXPECT_EQ(fund_rows[0].at("field"), "fund_pay_fen");
+  EXPECT_EQ(fund_rows[0].at("ours"), 3500);
+  EXPECT_EQ(fund_rows[0].at("theirs"), 3400);
+
+  // Not something to compare: exit 2.
+  WriteWhole(returned, "H|format=YRD-BANK-DETAIL|version=1|window_date=20261126|bank_id=B3101\n");
+  EXPECT_EQ(match(), 2);
+  WriteWhole(returned, "not a detail file\n");
+  EXPECT_EQ(match(), 2);
+}
+
+TEST(MatchReturnedFile, RefusesARepeatedRecordAndARecordOfTheWrongShape) {
+  const std::string header = "H|format=YRD-BANK-DETAIL|version=1|window_date=20261127|bank_id=B3101\n";
+  const std::string record = "D|TAP_A1|TAP|ACQUIRER|621700******0123|M1|G1|2026-11-27T08:01:00.000+08:00|300|N||0|0\n";
+  EXPECT_TRUE(MatchReturnedFile(header + record, header + record).ok());
+  const absl::StatusOr<MatchResult> repeated = MatchReturnedFile(header + record, header + record + record);
+  EXPECT_EQ(repeated.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(repeated.status().message().find("appears twice"), std::string_view::npos) << repeated.status();
+  EXPECT_EQ(MatchReturnedFile(header + record, header + "D|TAP_A1|TAP|300\n").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  const std::string fund_header = "H|format=YRD-FUND-DETAIL|version=1|window_date=20261127|fund_id=330100\n";
+  EXPECT_EQ(MatchReturnedFile(header + record, fund_header).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

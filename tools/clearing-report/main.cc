@@ -8,6 +8,7 @@
 //   exceptions  the rejected messages, by topic, partition and offset (filtered by window, reason)
 //   statement <merchant>  a merchant's statement per window: taps, gross, refunds, fee and net per
 //              settling bank, as the bank's file carries them
+//   match <window-dir> <returned-file>  a bank's or fund's returned file against our detail file
 //   card <number>  a card's history for the hotline: its applied events, refunds and
 //              cancellations (the number is hashed with the card-token key; output masked)
 //   verify <window-dir>  a window's clearing files against their MANIFEST, trailers and the store
@@ -31,6 +32,7 @@
 #include "engine/registry.h"
 #include "engine/strings.h"
 #include "nlohmann/json.hpp"
+#include "tools/clearing-report/match.h"
 #include "tools/clearing-report/verify.h"
 
 namespace yrd {
@@ -429,6 +431,60 @@ int Card(StoreReader& reader, const std::string& card_no, const std::string& key
   return 0;
 }
 
+// Reads a whole file of at most `bytes_max` bytes.
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path, size_t bytes_max) {
+  std::error_code error;
+  const uintmax_t size = std::filesystem::file_size(path, error);
+  if (error) return absl::NotFoundError(Cat("cannot read ", path, ": ", error.message()));
+  if (size > bytes_max) return absl::InvalidArgumentError(Cat(path, " is larger than ", bytes_max, " bytes"));
+  std::ifstream in(path, std::ios::binary);
+  std::string text(static_cast<size_t>(size), '\0');
+  if (!in.read(text.data(), static_cast<std::streamsize>(text.size()))) {
+    return absl::UnavailableError(Cat("cannot read ", path));
+  }
+  return text;
+}
+
+// The `match` subcommand: the returned file against our detail file of its header's window and
+// participant under `window_dir`. Prints the differences; exit 0 when every record matches, 1
+// when some do not, 2 when a file cannot be read or is not a detail file.
+int Match(const std::string& window_dir, const std::string& returned_path, const std::string& format) {
+  auto cannot_compare = [](const absl::Status& status) {
+    (void)Fail(status);
+    return 2;
+  };
+  absl::StatusOr<std::string> theirs = ReadWholeFile(returned_path, kReturnedFileBytesMax);
+  if (!theirs.ok()) return cannot_compare(theirs.status());
+  absl::StatusOr<DetailHeader> header = ParseDetailHeader(*theirs);
+  if (!header.ok()) return cannot_compare(absl::InvalidArgumentError(Cat(returned_path, ": ", header.status().message())));
+  const std::string our_path = Cat(window_dir, header->format == "YRD-BANK-DETAIL" ? "/banks/" : "/funds/",
+                                   header->participant_id, ".detail.txt");
+  absl::StatusOr<std::string> ours = ReadWholeFile(our_path, kReturnedFileBytesMax);
+  if (!ours.ok()) return cannot_compare(ours.status());
+  absl::StatusOr<MatchResult> result = MatchReturnedFile(*ours, *theirs);
+  if (!result.ok()) return cannot_compare(result.status());
+  TableOut t{{"status", "txn_id", "kind", "field", "ours", "theirs"}, {}, {false, false, false, false, true, true}};
+  int64_t missing = 0, unexpected = 0, mismatched = 0;
+  for (const MatchDifference& d : result->differences) {
+    const char* status = "mismatched";
+    if (d.kind == MatchDifference::Kind::kMissing) {
+      status = "missing";
+      ++missing;
+    } else if (d.kind == MatchDifference::Kind::kUnexpected) {
+      status = "unexpected";
+      ++unexpected;
+    } else {
+      ++mismatched;
+    }
+    t.rows.push_back({status, d.txn_id, d.event_kind, d.field, d.ours, d.theirs});
+  }
+  Print(t, format);
+  std::cerr << "clearing-report match: " << result->participant_id << " " << result->window_date << ": "
+            << result->matched_count << " matched, " << missing << " missing from the returned file, " << unexpected
+            << " not in ours, " << mismatched << " amounts differ\n";
+  return result->differences.empty() ? 0 : 1;
+}
+
 // Rows `exceptions` prints unless told otherwise (--limit).
 constexpr int64_t kExceptionsListedDefault = 1000;
 
@@ -475,7 +531,7 @@ int Exceptions(StoreReader& reader, const std::string& window, const std::string
 int main(int argc, char** argv) {
   CLI::App app{"clearing-report: positions, transactions and progress from the clearing store"};
   app.require_subcommand(1);
-  std::string store_path, format = "table", registry_path, window, by, scheme, txn_id;
+  std::string store_path, format = "table", registry_path, window, by, scheme, txn_id, window_dir;
   app.add_option("--store", store_path, "the state store directory (store.path of clearingd)")->required();
   app.add_option("--format", format, "table, csv or json")->check(CLI::IsMember({"table", "csv", "json"}));
   CLI::App* positions = app.add_subcommand("positions", "positions per window, province, bank, fund, merchant");
@@ -506,6 +562,11 @@ int main(int argc, char** argv) {
   statement->add_option("--registry", registry_path, "registry (names and, for open windows, fee rates)")->required();
   statement->add_option("--window", window, "YYYYMMDD (default: every window)");
   statement->fallthrough();  // --store and --format may follow the subcommand
+  CLI::App* match = app.add_subcommand("match", "a bank's or fund's returned file against our detail file");
+  std::string returned_path;
+  match->add_option("window_dir", window_dir, "the window's directory, <output_dir>/<YYYYMMDD>")->required();
+  match->add_option("returned_file", returned_path, "the participant's returned file (our detail layout)")->required();
+  match->fallthrough();  // --store and --format may follow the subcommand
   CLI::App* card = app.add_subcommand("card", "a card's history by card number (hashed; printed masked)");
   std::string card_no, card_key_file;
   card->add_option("card_number", card_no, "the card number (never printed)")->required();
@@ -514,13 +575,14 @@ int main(int argc, char** argv) {
   card->add_option("--window", window, "YYYYMMDD (default: every window)");
   card->fallthrough();  // --store and --format may follow the subcommand
   CLI::App* verify = app.add_subcommand("verify", "check a window's files against their MANIFEST, trailers and the store");
-  std::string window_dir, key_file;
+  std::string key_file;
   verify->add_option("window_dir", window_dir, "the window's directory, <output_dir>/<YYYYMMDD>")->required();
   verify->add_option("--registry", registry_path, "registry (the banks and funds that get files)")->required();
   verify->add_option("--key-file", key_file, "the MANIFEST key file (hex)")->required();
   verify->fallthrough();  // --store may follow the subcommand
   CLI11_PARSE(app, argc, argv);
 
+  if (*match) return yrd::Match(window_dir, returned_path, format);  // files only: no store needed
   auto reader = yrd::StoreReader::Open(store_path);
   if (!reader.ok()) return yrd::Fail(reader.status());
   if (*progress) return yrd::Progress(**reader, format);
