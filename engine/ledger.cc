@@ -309,11 +309,10 @@ absl::StatusOr<std::vector<WindowLine>> Ledger::ReadWindowLines(StateStore& stor
   std::optional<LineIds> loaded_line_ids;
   if (line_ids == nullptr) {
     // The line ids are read only for records to replay (a closed window has none).
-    std::string prefix_of_day, from;
-    AppendBigEndian32(prefix_of_day, WindowKeyBits(day));
+    std::string from;
     AppliedKey(day, **lines_through + 1, from);
     bool any = false;
-    s = store.Scan(Table::kApplied, prefix_of_day, from, [&](std::string_view, std::string_view) {
+    s = store.Scan(Table::kApplied, prefix, from, [&](std::string_view, std::string_view) {
       any = true;
       return false;
     });
@@ -549,7 +548,7 @@ uint32_t Ledger::LineIndex(WindowDay day, std::string_view line_key) {
   return index;
 }
 
-uint32_t Ledger::RouteLine(WindowDay day, const DecodedEvent& event, const Registry* registry) {
+uint32_t Ledger::RouteLine(WindowDay day, const DecodedEvent& event) {
   const bool tap = event.kind == EventKind::kTap;
   YRD_ASSERT(tap || event.kind == EventKind::kMedicalSettlement);
   auto build_key = [&] {
@@ -559,7 +558,7 @@ uint32_t Ledger::RouteLine(WindowDay day, const DecodedEvent& event, const Regis
       SettlementLineKey(event, value_scratch_);
     }
   };
-  if (registry == nullptr || registry != line_routes_registry_.get()) {  // no registry held: by the key text
+  if (line_routes_registry_ == nullptr) {  // no registry held: by the key text
     build_key();
     return LineIndex(day, value_scratch_);
   }
@@ -644,8 +643,8 @@ void Ledger::RecordApplied(const MessageSlot& slot, uint32_t line) {
   AppendAppliedRecord(record, *cached_applied_blob_);
 }
 
-void Ledger::ApplySlot(MessageSlot& slot, size_t slot_index, const Registry* registry, WindowDay oldest_open,
-                       int64_t now_ms, BatchResult& result) {
+void Ledger::ApplySlot(MessageSlot& slot, size_t slot_index, WindowDay oldest_open, int64_t now_ms,
+                       BatchResult& result) {
   if (slot.fate == Fate::kRejected) {
     Reject(slot, *slot.reason, oldest_open, now_ms);
     ++result.rejected_count;
@@ -711,11 +710,11 @@ void Ledger::ApplySlot(MessageSlot& slot, size_t slot_index, const Registry* reg
   uint32_t line = 0;
   switch (e.kind) {
     case EventKind::kTap:
-      line = RouteLine(slot.window, e, registry);
+      line = RouteLine(slot.window, e);
       record.line_id = lines_[line].line_id;
       break;
     case EventKind::kMedicalSettlement:
-      line = RouteLine(slot.window, e, registry);
+      line = RouteLine(slot.window, e);
       record.line_id = lines_[line].line_id;
       record.fund_pay_fen = e.fund_pay_fen;
       record.account_pay_fen = e.account_pay_fen;
@@ -953,7 +952,7 @@ absl::Status Ledger::Prepare(Batch& batch) {
     return s;
   }
   for (size_t i = 0; i < batch.size(); ++i) {
-    ApplySlot(batch.slots()[i], i, batch.registry.get(), oldest_open, now_ms, result);
+    ApplySlot(batch.slots()[i], i, oldest_open, now_ms, result);
   }
 
   BuildWrite(batch, prepared);

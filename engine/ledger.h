@@ -191,13 +191,13 @@ class Ledger {
   [[nodiscard]] std::shared_ptr<const WindowTable> BuildWindowTable(int64_t now_ms) const;
   uint32_t StateFor(Family family, std::string_view txn_id);
   [[nodiscard]] absl::Status LookUpPending();
-  void ApplySlot(MessageSlot& slot, size_t slot_index, const Registry* registry, WindowDay oldest_open,
-                 int64_t now_ms, BatchResult& result);
+  void ApplySlot(MessageSlot& slot, size_t slot_index, WindowDay oldest_open, int64_t now_ms, BatchResult& result);
   void Reject(MessageSlot& slot, Reason reason, WindowDay oldest_open, int64_t now_ms);
   // The line of `line_key` (without window) in `day`, added when new.
   uint32_t LineIndex(WindowDay day, std::string_view line_key);
-  // The line of a tap or a settlement, found by its registry entries (see line_routes_).
-  uint32_t RouteLine(WindowDay day, const DecodedEvent& event, const Registry* registry);
+  // The line of a tap or a settlement, found by its registry entries (see line_routes_), which
+  // belong to the batch's registry, held in line_routes_registry_.
+  uint32_t RouteLine(WindowDay day, const DecodedEvent& event);
   // Marks a line changed since the last checkpoint and returns its totals.
   LineTotals& TouchLine(uint32_t index);
   // Forgets the lines of closed windows (checkpointed by the commit that closed them, and never
