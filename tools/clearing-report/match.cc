@@ -6,6 +6,7 @@
 
 #include "engine/money.h"
 #include "engine/strings.h"
+#include "tools/clearing-report/fields.h"
 
 namespace yrd {
 namespace {
@@ -21,17 +22,6 @@ struct AmountField {
 };
 constexpr AmountField kBankAmounts[] = {{8, "amount_fen"}};
 constexpr AmountField kFundAmounts[] = {{9, "total_fen"}, {10, "fund_pay_fen"}, {11, "account_pay_fen"}, {12, "cash_pay_fen"}};
-
-std::vector<std::string_view> Split(std::string_view line) {
-  std::vector<std::string_view> fields;
-  size_t start = 0;
-  for (;;) {
-    const size_t bar = line.find('|', start);
-    fields.push_back(line.substr(start, bar == std::string_view::npos ? std::string_view::npos : bar - start));
-    if (bar == std::string_view::npos) return fields;
-    start = bar + 1;
-  }
-}
 
 // The value of `key=` among a header's fields, or empty.
 std::string_view HeaderValue(const std::vector<std::string_view>& fields, std::string_view key) {
@@ -60,7 +50,7 @@ absl::Status ReadRecords(std::string_view text, std::string_view which, size_t f
     ++line_number;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (!line.starts_with("D|")) continue;
-    std::vector<std::string_view> fields = Split(line);
+    std::vector<std::string_view> fields = SplitRecordFields(line);
     if (fields.size() != field_count) {
       return absl::InvalidArgumentError(Cat(which, " line ", line_number, ": ", fields.size(), " fields, a ",
                                             field_count == kBankDetailFields ? kBankDetailFormat : kFundDetailFormat,
@@ -80,7 +70,7 @@ absl::Status ReadRecords(std::string_view text, std::string_view which, size_t f
 
 absl::StatusOr<DetailHeader> ParseDetailHeader(std::string_view text) {
   const std::string_view first = text.substr(0, text.find('\n'));
-  const std::vector<std::string_view> fields = Split(first);
+  const std::vector<std::string_view> fields = SplitRecordFields(first);
   DetailHeader header;
   if (fields.empty() || fields[0] != "H") return absl::InvalidArgumentError("the first line is not a header (H|...)");
   header.format = std::string(HeaderValue(fields, "format"));

@@ -22,6 +22,7 @@
 #include "engine/money.h"
 #include "engine/records.h"
 #include "engine/strings.h"
+#include "tools/clearing-report/fields.h"
 
 namespace yrd {
 namespace {
@@ -41,17 +42,6 @@ absl::Status FileMismatch(std::string_view path, std::string_view message) {
 std::string Quote(std::string_view line) {
   if (line.size() > kQuotedLineCharsMax) return Cat("'", line.substr(0, kQuotedLineCharsMax), "...'");
   return Cat("'", line, "'");
-}
-
-std::vector<std::string_view> Split(std::string_view line) {
-  std::vector<std::string_view> fields;
-  while (true) {
-    const size_t bar = line.find('|');
-    fields.push_back(line.substr(0, bar));
-    if (bar == std::string_view::npos) break;
-    line.remove_prefix(bar + 1);
-  }
-  return fields;
 }
 
 std::optional<int64_t> ParseInt(std::string_view text) {
@@ -126,7 +116,7 @@ using Pairs = std::vector<std::pair<std::string, std::string>>;
 // "H|k=v|k=v" or "T|k=v|...": the pairs, whose keys must be exactly `keys`, in order.
 absl::StatusOr<Pairs> ParsePairs(std::string_view path, int64_t line_number, std::string_view line,
                                  const std::vector<std::string_view>& keys) {
-  const std::vector<std::string_view> fields = Split(line);
+  const std::vector<std::string_view> fields = SplitRecordFields(line);
   Pairs pairs;
   for (size_t i = 1; i < fields.size(); ++i) {
     const size_t equals = fields[i].find('=');
@@ -200,7 +190,7 @@ absl::Status ReadFile(
     if (have_trailer) return Mismatch(path, number, "follows the trailer");
     if (line.starts_with("D|")) {
       ++detail_count;
-      if (absl::Status s = on_detail(number, Split(line)); !s.ok()) return s;
+      if (absl::Status s = on_detail(number, SplitRecordFields(line)); !s.ok()) return s;
     } else if (line.starts_with("T|")) {
       absl::StatusOr<Pairs> pairs = ParsePairs(path, number, line, trailer_keys);
       if (!pairs.ok()) return pairs.status();
