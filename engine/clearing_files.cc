@@ -356,13 +356,12 @@ void AddApplied(const AppliedRecord& record, LineTotals& line, bool& overflowed)
 
 absl::Status CheckClosed(StateStore& store, const ClosedWindow& window, WindowRecord& record) {
   const std::string date = FormatWindowDay(window.day);
-  std::string key, value;
-  bool found = false;
-  WindowStateKey(window.day, key);
-  if (absl::Status s = store.Get(Table::kMeta, key, value, found); !s.ok()) return s;
-  if (!found) return absl::FailedPreconditionError(Cat("window ", date, " is open: the store has no close record"));
-  if (!DecodeWindowRecord(value, record))
-    return absl::DataLossError(Cat("the state record of window ", date, " is damaged"));
+  absl::StatusOr<std::optional<WindowRecord>> stored = ReadWindowRecord(store, window.day);
+  if (!stored.ok()) return stored.status();
+  if (!stored->has_value()) {
+    return absl::FailedPreconditionError(Cat("window ", date, " is open: the store has no close record"));
+  }
+  record = **std::move(stored);
   if (record.state != WindowState::kClosed && record.state != WindowState::kFilesWritten) {
     return absl::FailedPreconditionError(Cat("window ", date, " is ", WindowStateName(record.state), ", not closed"));
   }

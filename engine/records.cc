@@ -641,6 +641,19 @@ bool LineIds::Add(uint32_t id, std::string_view key) {
   return true;
 }
 
+absl::StatusOr<std::optional<WindowRecord>> ReadWindowRecord(StateStore& store, WindowDay day) {
+  std::string key, value;
+  bool found = false;
+  WindowStateKey(day, key);
+  if (absl::Status s = store.Get(Table::kMeta, key, value, found); !s.ok()) return s;
+  if (!found) return std::nullopt;
+  WindowRecord record;
+  if (!DecodeWindowRecord(value, record)) {
+    return absl::DataLossError(Cat("the state record of window ", FormatWindowDay(day), " is damaged"));
+  }
+  return record;
+}
+
 absl::StatusOr<LineIds> LoadLineIds(StateStore& store) {
   LineIds ids;
   bool damaged = false;

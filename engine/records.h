@@ -147,6 +147,9 @@ struct WindowRecord {
 };
 void EncodeWindowRecord(const WindowRecord& record, std::string& out);
 [[nodiscard]] bool DecodeWindowRecord(std::string_view bytes, WindowRecord& out);
+class StateStore;
+// The state record of `day` (WindowStateKey), nullopt when it has none; DataLoss when damaged.
+[[nodiscard]] absl::StatusOr<std::optional<WindowRecord>> ReadWindowRecord(StateStore& store, WindowDay day);
 
 // ---- line ids --------------------------------------------------------------------------------
 //
@@ -181,7 +184,6 @@ class LineIds {
   std::deque<std::string> keys_;  // by number; a deque does not move its elements as it grows
   absl::flat_hash_map<std::string_view, uint32_t, StringHash, StringEq> ids_;
 };
-class StateStore;
 // Reads every line id the store holds.
 [[nodiscard]] absl::StatusOr<LineIds> LoadLineIds(StateStore& store);
 

@@ -323,21 +323,13 @@ int Statement(StoreReader& reader, const Registry& registry, const std::string& 
   for (const auto& [day, c] : *counters) {
     if (only && day != *only) continue;
     FeeSchedule fees = FeeSchedule::FromRegistry(registry);
-    bool closed = false;
-    std::string key, value;
-    bool found = false;
-    WindowStateKey(day, key);
-    if (absl::Status s = reader.store().Get(Table::kMeta, key, value, found); !s.ok()) return Fail(s);
-    WindowRecord record;
-    if (found) {
-      if (!DecodeWindowRecord(value, record)) {
-        return Fail(absl::DataLossError(Cat("the record of window ", FormatWindowDay(day), " is damaged")));
-      }
-      if (record.state >= WindowState::kClosed) {
-        closed = true;
-        fees.basis_points = record.fee_basis_points;
-        fees.fee_bank_id = record.fee_bank_id;
-      }
+    absl::StatusOr<std::optional<WindowRecord>> record = ReadWindowRecord(reader.store(), day);
+    if (!record.ok()) return Fail(record.status());
+    const bool closed = record->has_value() && (*record)->state >= WindowState::kClosed;
+    // A window closed before fee schedules were frozen with it has no fee bank: the registry's.
+    if (closed && !(*record)->fee_bank_id.empty()) {
+      fees.basis_points = (*record)->fee_basis_points;
+      fees.fee_bank_id = (*record)->fee_bank_id;
     }
     absl::StatusOr<std::vector<WindowLine>> lines = reader.Lines(day);
     if (!lines.ok()) return Fail(lines.status());
