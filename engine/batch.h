@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -59,8 +60,17 @@ struct BatchLimits {
   size_t arena_bytes_max = 16u << 20;    // config batch_bytes_max
 };
 
-// The dead-letter copy of a rejected slot (its views point into the slot's batch).
-[[nodiscard]] inline DeadLetterCopy DeadLetterCopyOf(const MessageSlot& slot, uint64_t commit_sequence) {
+// Bytes a dead-letter copy refers to besides the batch's: the redacted payload, the detail text.
+struct DeadLetterScratch {
+  std::string payload;
+  std::string detail;
+};
+
+// The dead-letter copy of a rejected slot with its payload in the form `form` asks for
+// (kOriginal or kRedacted; a redaction that cannot find the card numbers withholds the bytes).
+// Its views point into the slot's batch and into `scratch`.
+[[nodiscard]] inline DeadLetterCopy DeadLetterCopyOf(const MessageSlot& slot, uint64_t commit_sequence,
+                                                     DeadLetterPayload form, DeadLetterScratch& scratch) {
   DeadLetterCopy copy;
   copy.commit_sequence = commit_sequence;
   copy.topic = slot.topic;
@@ -70,7 +80,18 @@ struct BatchLimits {
   copy.window = slot.window;
   copy.digest = slot.event.digest;
   copy.key = slot.key;
+  scratch.detail = FormatRejectionDetail(slot.event.rejection);
+  copy.detail = scratch.detail;
+  copy.payload_form = form;
   copy.payload = slot.payload;
+  if (form == DeadLetterPayload::kRedacted) {
+    if (RedactCardNumbers(slot.payload, scratch.payload)) {
+      copy.payload = scratch.payload;
+    } else {
+      copy.payload_form = DeadLetterPayload::kWithheld;
+      copy.payload = {};
+    }
+  }
   return copy;
 }
 
@@ -105,6 +126,7 @@ class Batch {
       slot.fate = Fate::kRejected;
       slot.reason = Reason::kOversized;
       slot.event.digest = DigestOfBytes(payload);
+      slot.event.rejection = RejectionDetail::Number("payload", kOversizedRule, static_cast<int64_t>(payload.size()));
     } else {
       slot.payload = Copy(payload);
     }

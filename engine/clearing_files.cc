@@ -189,9 +189,8 @@ void AddFlow(FundFlow& into, const FundFlow& flow, bool& overflowed) {
   Add(into.cleared_fen, flow.cleared_fen, overflowed);
 }
 
-// Builds every bank's and fund's statement from the lines, with the fee rule of
-// ComputeWindowOutcome: per merchant and settlement bank, on its net, at the rate of the category
-// of its last line in key order.
+// Builds every bank's and fund's statement from the lines; the merchants' credits and fees are
+// ChargeMerchants', as the positions' are.
 absl::StatusOr<Statements> BuildStatements(const std::vector<WindowLine>& lines, const FeeSchedule& fees) {
   Statements s;
   bool overflowed = false;
@@ -199,16 +198,8 @@ absl::StatusOr<Statements> BuildStatements(const std::vector<WindowLine>& lines,
     const LineTotals& t = line.totals;
     if (line.line_key.starts_with("T|")) {
       const std::optional<TapLineParts> parts = ParseTapLineKey(line.line_key);
-      const std::optional<Category> category = parts ? CategoryFromName(parts->category) : std::nullopt;
-      if (!category) return absl::DataLossError(Cat("netting line '", line.line_key, "' is damaged"));
+      if (!parts) return absl::DataLossError(Cat("netting line '", line.line_key, "' is damaged"));
       const int64_t net_fen = Sub(t.amount_fen, t.reversed_amount_fen, overflowed);
-      MerchantCredit& credit =
-          s.banks[std::string(parts->merchant_bank)].merchant_credits[std::string(parts->merchant)];
-      Add(credit.count, t.count, overflowed);
-      Add(credit.gross_fen, t.amount_fen, overflowed);
-      Add(credit.refund_count, t.reversal_count, overflowed);
-      Add(credit.refunds_fen, t.reversed_amount_fen, overflowed);
-      credit.category = *category;
       IssuerDebit& debit =
           s.banks[std::string(parts->issuer_bank)].issuer_debits[std::string(parts->merchant_province)];
       Add(debit.count, t.count, overflowed);
@@ -249,24 +240,26 @@ absl::StatusOr<Statements> BuildStatements(const std::vector<WindowLine>& lines,
   }
   if (overflowed) return absl::DataLossError("a bank or fund total of the window overflows int64 fen");
 
+  absl::StatusOr<MerchantCharges> charges = ChargeMerchants(lines, fees);
+  if (!charges.ok()) return charges.status();
   std::map<std::string, FeeCredit> fee_credits;
-  for (auto& [bank_id, bank] : s.banks) {
-    for (auto& [merchant_id, credit] : bank.merchant_credits) {
-      const int64_t net_fen = Sub(credit.gross_fen, credit.refunds_fen, overflowed);
-      const int32_t basis_points = fees.basis_points[static_cast<size_t>(credit.category)];
-      const std::optional<int64_t> fee = FeeFen(net_fen, basis_points);
-      if (!fee) return absl::DataLossError(Cat("fee of merchant ", merchant_id, " overflows"));
-      credit.fee_fen = *fee;
-      credit.net_fen = net_fen - *fee;
-      if (*fee != 0) {
-        FeeCredit& fee_credit = fee_credits[std::string(CategoryName(credit.category))];
-        Add(fee_credit.merchant_count, 1, overflowed);
-        Add(fee_credit.base_fen, net_fen, overflowed);
-        Add(fee_credit.fee_fen, *fee, overflowed);
-        fee_credit.basis_points = basis_points;
-        Add(s.totals.fee_fen, *fee, overflowed);
-      }
-    }
+  for (const auto& [merchant_and_bank, charge] : *charges) {
+    const auto& [merchant_id, bank_id] = merchant_and_bank;
+    s.banks[bank_id].merchant_credits[merchant_id] =
+        MerchantCredit{.count = charge.count,
+                       .gross_fen = charge.gross_fen,
+                       .refund_count = charge.refund_count,
+                       .refunds_fen = charge.refunds_fen,
+                       .fee_fen = charge.fee_fen,
+                       .net_fen = charge.net_fen - charge.fee_fen,  // |fee| <= |net|: no overflow
+                       .category = charge.category};
+    if (charge.fee_fen == 0) continue;
+    FeeCredit& fee_credit = fee_credits[std::string(CategoryName(charge.category))];
+    Add(fee_credit.merchant_count, 1, overflowed);
+    Add(fee_credit.base_fen, charge.net_fen, overflowed);
+    Add(fee_credit.fee_fen, charge.fee_fen, overflowed);
+    fee_credit.basis_points = charge.basis_points;
+    Add(s.totals.fee_fen, charge.fee_fen, overflowed);
   }
   if (!fee_credits.empty()) s.banks[fees.fee_bank_id].fee_credits = std::move(fee_credits);
 
@@ -326,31 +319,13 @@ struct WindowData {
   LineIds line_ids;              // what the applied records' line numbers stand for
 };
 
-// Adds one applied record to the line totals it should have netted into.
+// Adds one applied record to the line totals it should have netted into, by the ledger's own
+// netting rule (NetIntoLine): the check is of what the store holds (checkpoints, replays,
+// commits), not of the rule.
 void AddApplied(const AppliedRecord& record, LineTotals& line, bool& overflowed) {
-  switch (record.kind) {
-    case EventKind::kTap:
-      Add(line.count, 1, overflowed);
-      Add(line.amount_fen, record.amount_fen, overflowed);
-      break;
-    case EventKind::kTapRefund:
-      Add(line.reversal_count, 1, overflowed);
-      Add(line.reversed_amount_fen, record.amount_fen, overflowed);
-      break;
-    case EventKind::kMedicalSettlement:
-      Add(line.count, 1, overflowed);
-      Add(line.amount_fen, record.amount_fen, overflowed);
-      Add(line.fund_pay_fen, record.fund_pay_fen, overflowed);
-      Add(line.account_pay_fen, record.account_pay_fen, overflowed);
-      Add(line.cash_pay_fen, record.cash_pay_fen, overflowed);
-      break;
-    case EventKind::kMedicalCancellation:
-      Add(line.reversal_count, 1, overflowed);
-      Add(line.reversed_amount_fen, record.amount_fen, overflowed);
-      Add(line.reversed_fund_pay_fen, record.fund_pay_fen, overflowed);
-      Add(line.reversed_account_pay_fen, record.account_pay_fen, overflowed);
-      Add(line.reversed_cash_pay_fen, record.cash_pay_fen, overflowed);
-      break;
+  if (!NetIntoLine(record.kind, record.amount_fen, record.fund_pay_fen, record.account_pay_fen, record.cash_pay_fen,
+                   line)) {
+    overflowed = true;
   }
 }
 

@@ -44,14 +44,65 @@ class CanonicalWriter {
   size_t size_ = 0;
 };
 
+constexpr std::string_view kIdRule = "is not 1 to 64 characters of [A-Za-z0-9_-]";
+
+// Records what was wrong and returns the reason, so that every check reads as one line.
+std::optional<Reason> Refuse(DecodedEvent& event, Reason reason, std::string_view field, std::string_view rule,
+                             std::string_view value = {}) {
+  event.rejection = RejectionDetail::Text(field, rule, value);
+  return reason;
+}
+std::optional<Reason> RefuseNumber(DecodedEvent& event, Reason reason, std::string_view field, std::string_view rule,
+                                   int64_t number) {
+  event.rejection = RejectionDetail::Number(field, rule, number);
+  return reason;
+}
+
+// An id field of a message; a secret one (a card number) is never quoted in a rejection.
+struct IdField {
+  std::string_view field;
+  std::string_view value;
+  bool secret = false;
+};
+// invalid_field for the first id that breaks the id rule, in the order given.
+std::optional<Reason> CheckIds(std::initializer_list<IdField> ids, DecodedEvent& event) {
+  for (const IdField& id : ids) {
+    if (IsValidId(id.value)) continue;
+    return Refuse(event, Reason::kInvalidField, id.field, id.value.empty() ? "is missing" : kIdRule,
+                  id.secret ? std::string_view() : id.value);
+  }
+  return std::nullopt;
+}
+
+// amount_invalid for an amount below `minimum_fen` or above the per-event ceiling.
+std::optional<Reason> CheckAmount(std::string_view field, int64_t amount_fen, int64_t minimum_fen,
+                                  const DecodeContext& context, DecodedEvent& event) {
+  if (amount_fen < minimum_fen) {
+    return RefuseNumber(event, Reason::kAmountInvalid, field, minimum_fen == 0 ? "is negative" : "is not positive",
+                        amount_fen);
+  }
+  if (amount_fen > context.limits.amount_fen_max) {
+    return RefuseNumber(event, Reason::kAmountInvalid, field, "is above clearing.amount_fen_max", amount_fen);
+  }
+  return std::nullopt;
+}
+
+std::optional<Reason> CheckTopic(SourceTopic topic, SourceTopic wanted, DecodedEvent& event) {
+  if (topic == wanted) return std::nullopt;
+  return Refuse(event, Reason::kInvalidField, "event",
+                wanted == SourceTopic::kTaps ? "belongs on yrd.taps" : "belongs on yrd.medical",
+                EventKindName(event.kind));
+}
+
 bool TimestampReason(int64_t occurred_at_ms, const DecodeContext& context, std::optional<Reason>& reason,
                      DecodedEvent& event) {
   if (occurred_at_ms < context.now_ms - context.limits.dedup_horizon_ms) {
-    reason = Reason::kStale;
+    reason = RefuseNumber(event, Reason::kStale, "occurred_at_ms", "is older than the dedup horizon", occurred_at_ms);
     return true;
   }
   if (occurred_at_ms > context.now_ms + context.limits.clock_skew_ms_max) {
-    reason = Reason::kFutureTimestamp;
+    reason = RefuseNumber(event, Reason::kFutureTimestamp, "occurred_at_ms",
+                          "is later than the clock plus clearing.clock_skew_ms_max", occurred_at_ms);
     return true;
   }
   event.timestamp_checked = true;
@@ -69,25 +120,39 @@ std::optional<Reason> DecodeTap(SourceTopic topic, const fb::Tap& tap, DecodeCon
   event.amount_fen = tap.amount_fen();
   event.occurred_at_ms = tap.occurred_at_ms();
   event.carrier = static_cast<uint8_t>(tap.carrier());
-  if (topic != SourceTopic::kTaps) return Reason::kInvalidField;
-  if (!IsValidId(event.txn_id) || !IsValidId(card_no) || !IsValidId(issuer_province) ||
-      !IsValidId(issuer_bank_id) || !IsValidId(merchant_id) || !IsValidId(event.terminal_id)) {
-    return Reason::kInvalidField;
+  std::optional<Reason> reason = CheckTopic(topic, SourceTopic::kTaps, event);
+  if (!reason) {
+    reason = CheckIds({{"txn_id", event.txn_id},
+                       {"card_no", card_no, true},
+                       {"issuer_province", issuer_province},
+                       {"issuer_bank_id", issuer_bank_id},
+                       {"merchant_id", merchant_id},
+                       {"terminal_id", event.terminal_id}},
+                      event);
   }
+  if (reason) return reason;
   if (event.carrier < static_cast<uint8_t>(fb::Carrier::physical) ||
       event.carrier > static_cast<uint8_t>(fb::Carrier::qr)) {
-    return Reason::kInvalidField;
+    return RefuseNumber(event, Reason::kInvalidField, "carrier", "is not physical, electronic or qr", event.carrier);
   }
-  if (event.amount_fen < 0) return Reason::kAmountInvalid;
-  std::optional<Reason> reason;
+  if ((reason = CheckAmount("amount_fen", event.amount_fen, 0, context, event))) return reason;
   if (TimestampReason(event.occurred_at_ms, context, reason, event)) return reason;
   const Registry& registry = *context.registry;
   event.issuer_bank = registry.FindBank(issuer_bank_id);
   event.merchant = registry.FindMerchant(merchant_id);
-  if (event.issuer_bank == nullptr || event.merchant == nullptr || registry.FindProvince(issuer_province) == nullptr) {
-    return Reason::kUnknownParticipant;
+  if (event.issuer_bank == nullptr) {
+    return Refuse(event, Reason::kUnknownParticipant, "issuer_bank_id", "is not in the registry", issuer_bank_id);
   }
-  if (event.issuer_bank->province != issuer_province) return Reason::kInvalidField;
+  if (event.merchant == nullptr) {
+    return Refuse(event, Reason::kUnknownParticipant, "merchant_id", "is not in the registry", merchant_id);
+  }
+  if (registry.FindProvince(issuer_province) == nullptr) {
+    return Refuse(event, Reason::kUnknownParticipant, "issuer_province", "is not in the registry", issuer_province);
+  }
+  if (event.issuer_bank->province != issuer_province) {
+    return Refuse(event, Reason::kInvalidField, "issuer_province", "is not the issuer bank's province",
+                  issuer_province);
+  }
   event.merchant_bank = registry.FindBank(event.merchant->bank_id);
   context.tokenizer->Tokenize(card_no, event.card_token);
   event.card_masked_length = static_cast<uint8_t>(MaskCardNumber(card_no, event.card_masked));
@@ -114,10 +179,10 @@ std::optional<Reason> DecodeRefund(SourceTopic topic, const fb::TapRefund& refun
   event.original_txn_id = View(refund.original_txn_id());
   event.amount_fen = refund.amount_fen();
   event.occurred_at_ms = refund.occurred_at_ms();
-  if (topic != SourceTopic::kTaps) return Reason::kInvalidField;
-  if (!IsValidId(event.txn_id) || !IsValidId(event.original_txn_id)) return Reason::kInvalidField;
-  if (event.amount_fen <= 0) return Reason::kAmountInvalid;
-  std::optional<Reason> reason;
+  std::optional<Reason> reason = CheckTopic(topic, SourceTopic::kTaps, event);
+  if (!reason) reason = CheckIds({{"txn_id", event.txn_id}, {"original_txn_id", event.original_txn_id}}, event);
+  if (!reason) reason = CheckAmount("amount_fen", event.amount_fen, 1, context, event);
+  if (reason) return reason;
   if (TimestampReason(event.occurred_at_ms, context, reason, event)) return reason;
   CanonicalWriter canonical;
   canonical.Byte(static_cast<uint8_t>(event.kind));
@@ -142,27 +207,45 @@ std::optional<Reason> DecodeSettlement(SourceTopic topic, const fb::MedicalSettl
   event.account_pay_fen = settlement.account_pay_fen();
   event.cash_pay_fen = settlement.cash_pay_fen();
   event.occurred_at_ms = settlement.occurred_at_ms();
-  if (topic != SourceTopic::kMedical) return Reason::kInvalidField;
-  if (!IsValidId(event.txn_id) || !IsValidId(card_no) || !IsValidId(insured_fund_id) || !IsValidId(institution_id)) {
-    return Reason::kInvalidField;
+  std::optional<Reason> reason = CheckTopic(topic, SourceTopic::kMedical, event);
+  if (!reason) {
+    reason = CheckIds({{"txn_id", event.txn_id},
+                       {"card_no", card_no, true},
+                       {"insured_fund_id", insured_fund_id},
+                       {"institution_id", institution_id}},
+                      event);
   }
+  if (reason) return reason;
   if (event.visit_type < static_cast<uint8_t>(fb::VisitType::outpatient) ||
       event.visit_type > static_cast<uint8_t>(fb::VisitType::pharmacy)) {
-    return Reason::kInvalidField;
+    return RefuseNumber(event, Reason::kInvalidField, "visit_type", "is not outpatient, inpatient or pharmacy",
+                        event.visit_type);
   }
-  if (event.amount_fen < 0 || event.fund_pay_fen < 0 || event.account_pay_fen < 0 || event.cash_pay_fen < 0) {
-    return Reason::kAmountInvalid;
+  if ((reason = CheckAmount("total_fen", event.amount_fen, 0, context, event))) return reason;
+  for (const auto& [field, part_fen] : {std::pair<std::string_view, int64_t>{"fund_pay_fen", event.fund_pay_fen},
+                                        {"account_pay_fen", event.account_pay_fen},
+                                        {"cash_pay_fen", event.cash_pay_fen}}) {
+    if (part_fen < 0) return RefuseNumber(event, Reason::kAmountInvalid, field, "is negative", part_fen);
   }
   const std::optional<int64_t> partial = CheckedAddFen(event.fund_pay_fen, event.account_pay_fen);
   const std::optional<int64_t> sum = partial ? CheckedAddFen(*partial, event.cash_pay_fen) : std::nullopt;
-  if (!sum || *sum != event.amount_fen) return Reason::kAmountInvalid;
-  std::optional<Reason> reason;
+  if (!sum || *sum != event.amount_fen) {
+    return RefuseNumber(event, Reason::kAmountInvalid, "total_fen",
+                        "is not fund_pay_fen + account_pay_fen + cash_pay_fen", event.amount_fen);
+  }
   if (TimestampReason(event.occurred_at_ms, context, reason, event)) return reason;
   const Registry& registry = *context.registry;
   event.insured_fund = registry.FindFund(insured_fund_id);
   event.merchant = registry.FindMerchant(institution_id);
-  if (event.insured_fund == nullptr || event.merchant == nullptr) return Reason::kUnknownParticipant;
-  if (!IsMedical(event.merchant->category)) return Reason::kInvalidField;
+  if (event.insured_fund == nullptr) {
+    return Refuse(event, Reason::kUnknownParticipant, "insured_fund_id", "is not in the registry", insured_fund_id);
+  }
+  if (event.merchant == nullptr) {
+    return Refuse(event, Reason::kUnknownParticipant, "institution_id", "is not in the registry", institution_id);
+  }
+  if (!IsMedical(event.merchant->category)) {
+    return Refuse(event, Reason::kInvalidField, "institution_id", "is not a hospital or pharmacy", institution_id);
+  }
   event.institution_fund = registry.FindFund(event.merchant->fund_id);
   context.tokenizer->Tokenize(card_no, event.card_token);
   event.card_masked_length = static_cast<uint8_t>(MaskCardNumber(card_no, event.card_masked));
@@ -189,9 +272,9 @@ std::optional<Reason> DecodeCancellation(SourceTopic topic, const fb::MedicalCan
   event.txn_id = View(cancellation.txn_id());
   event.original_txn_id = View(cancellation.original_txn_id());
   event.occurred_at_ms = cancellation.occurred_at_ms();
-  if (topic != SourceTopic::kMedical) return Reason::kInvalidField;
-  if (!IsValidId(event.txn_id) || !IsValidId(event.original_txn_id)) return Reason::kInvalidField;
-  std::optional<Reason> reason;
+  std::optional<Reason> reason = CheckTopic(topic, SourceTopic::kMedical, event);
+  if (!reason) reason = CheckIds({{"txn_id", event.txn_id}, {"original_txn_id", event.original_txn_id}}, event);
+  if (reason) return reason;
   if (TimestampReason(event.occurred_at_ms, context, reason, event)) return reason;
   CanonicalWriter canonical;
   canonical.Byte(static_cast<uint8_t>(event.kind));
@@ -224,6 +307,32 @@ std::string DigestHex(const Digest& digest) {
   return out;
 }
 
+std::string FormatRejectionDetail(const RejectionDetail& detail) {
+  if (detail.field.empty()) return {};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(detail.field);
+  if (!detail.value.empty()) {
+    out.append(" '");
+    const std::string_view shown = detail.value.substr(0, kIdLengthMax + 1);
+    for (const char c : shown) {
+      const bool plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+      if (plain) {
+        out.push_back(c);
+      } else {
+        const auto byte = static_cast<uint8_t>(c);
+        out.append("\\x");
+        out.push_back(kHex[byte >> 4]);
+        out.push_back(kHex[byte & 0xF]);
+      }
+    }
+    if (shown.size() < detail.value.size()) out.append("...");
+    out.append("' (").append(std::to_string(detail.value.size())).append(" bytes)");
+  }
+  if (detail.number) out.append(" ").append(std::to_string(*detail.number));
+  out.append(": ").append(detail.rule);
+  return out;
+}
+
 Digest DigestOfBytes(std::string_view bytes) {
   const XXH128_hash_t hash = XXH3_128bits(bytes.data(), bytes.size());
   return Digest{hash.high64, hash.low64};
@@ -245,14 +354,49 @@ size_t MaskCardNumber(std::string_view card_no, char* out) {
   return length;
 }
 
+bool RedactCardNumbers(std::string_view payload, std::string& out) {
+  out.clear();
+  const auto* bytes = reinterpret_cast<const uint8_t*>(payload.data());
+  if (payload.size() < kFlatBuffersHeaderBytes || !fb::EnvelopeBufferHasIdentifier(bytes)) return false;
+  flatbuffers::Verifier verifier(bytes, payload.size());
+  if (!fb::VerifyEnvelopeBuffer(verifier)) return false;
+  const fb::Envelope* envelope = fb::GetEnvelope(bytes);
+  const flatbuffers::String* card_no = nullptr;
+  if (const fb::Tap* tap = envelope->event_as_Tap()) card_no = tap->card_no();
+  if (const fb::MedicalSettlement* settlement = envelope->event_as_MedicalSettlement()) card_no = settlement->card_no();
+  out.assign(payload);
+  if (card_no == nullptr) return true;
+  // The verifier proved the string lies inside the payload.
+  const size_t position = static_cast<size_t>(reinterpret_cast<const char*>(card_no->data()) - payload.data());
+  const std::string_view number(card_no->data(), card_no->size());
+  char masked[kMaskedCardLengthMax];
+  if (number.size() <= kMaskedCardLengthMax) {
+    const size_t length = MaskCardNumber(number, masked);
+    out.replace(position, length, masked, length);
+  } else {
+    out.replace(position, number.size(), number.size(), '*');
+  }
+  return true;
+}
+
 std::optional<Reason> Decode(SourceTopic topic, std::string_view payload, DecodeContext& context,
                              DecodedEvent& event) {
   event = DecodedEvent{};
-  if (payload.size() > context.limits.message_bytes_max) return Reason::kOversized;
+  if (payload.size() > context.limits.message_bytes_max) {
+    return RefuseNumber(event, Reason::kOversized, "payload", kOversizedRule, static_cast<int64_t>(payload.size()));
+  }
   const auto* bytes = reinterpret_cast<const uint8_t*>(payload.data());
-  if (payload.size() < kFlatBuffersHeaderBytes) return Reason::kMalformed;
+  if (payload.size() < kFlatBuffersHeaderBytes) {
+    return RefuseNumber(event, Reason::kMalformed, "payload", "is shorter than a FlatBuffers header",
+                        static_cast<int64_t>(payload.size()));
+  }
+  if (!fb::EnvelopeBufferHasIdentifier(bytes)) {
+    return Refuse(event, Reason::kMalformed, "payload", "lacks the file identifier YRD1");
+  }
   flatbuffers::Verifier verifier(bytes, payload.size());
-  if (!fb::EnvelopeBufferHasIdentifier(bytes) || !fb::VerifyEnvelopeBuffer(verifier)) return Reason::kMalformed;
+  if (!fb::VerifyEnvelopeBuffer(verifier)) {
+    return Refuse(event, Reason::kMalformed, "payload", "fails the FlatBuffers verifier");
+  }
   const fb::Envelope* envelope = fb::GetEnvelope(bytes);
   switch (envelope->event_type()) {
     case fb::Event::Tap: return DecodeTap(topic, *envelope->event_as_Tap(), context, event);
@@ -261,7 +405,7 @@ std::optional<Reason> Decode(SourceTopic topic, std::string_view payload, Decode
       return DecodeSettlement(topic, *envelope->event_as_MedicalSettlement(), context, event);
     case fb::Event::MedicalCancellation:
       return DecodeCancellation(topic, *envelope->event_as_MedicalCancellation(), context, event);
-    default: return Reason::kMalformed;
+    default: return Refuse(event, Reason::kMalformed, "event", "is none of the known event types");
   }
 }
 

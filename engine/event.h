@@ -1,7 +1,8 @@
 // Decoding and validation of one Kafka message into a DecodedEvent: FlatBuffers verification,
 // the id, enum, amount and timestamp rules of SPEC section 3 and 5, and registry resolution.
 // The result is either a DecodedEvent or the Reason the message is rejected for; the checks run
-// in a fixed order so every message has exactly one reason (docs/processing.md lists it).
+// in a fixed order so every message has exactly one reason (docs/processing.md lists it), and a
+// rejected message says what was wrong (RejectionDetail).
 // Decode is a pure function of its inputs and is called on the ingest thread; the string_views
 // of a DecodedEvent point into the message payload, which the Batch owns.
 #pragma once
@@ -11,6 +12,7 @@
 #include <optional>
 #include <string_view>
 
+#include "engine/money.h"
 #include "engine/reason.h"
 #include "engine/registry.h"
 
@@ -59,6 +61,9 @@ size_t MaskCardNumber(std::string_view card_no, char* out);
 
 struct DecodeLimits {
   size_t message_bytes_max = 65'536;                    // config message_bytes_max
+  // The largest amount one event may carry (tap, refund, settlement total), fen; a larger one
+  // is amount_invalid. Config clearing.amount_fen_max, [1, kPartitionWindowGrossFenMax].
+  int64_t amount_fen_max = kAmountFenMaxDefault;
   int64_t dedup_horizon_ms = 40 * 86'400'000LL;         // config dedup_horizon_days
   int64_t clock_skew_ms_max = 300'000;                  // config clock_skew_ms_max
 };
@@ -69,6 +74,28 @@ struct DecodeContext {
   DecodeLimits limits;
   int64_t now_ms = 0;  // the daemon's clock, read once per batch
 };
+
+// What was wrong with a rejected message, for the exception store, the reports and the
+// dead-letter headers: the field at fault, the rule it broke, and the value at fault when it may
+// be shown (a view into the payload, or a number). A card number is never the value.
+struct RejectionDetail {
+  std::string_view field;         // "merchant_id"; static text
+  std::string_view rule;          // "is not in the registry"; static text
+  std::string_view value;         // the text at fault, a view into the payload; may be empty
+  std::optional<int64_t> number;  // the number at fault, if it is one
+
+  [[nodiscard]] static RejectionDetail Text(std::string_view field, std::string_view rule,
+                                            std::string_view value = {}) {
+    return {field, rule, value, std::nullopt};
+  }
+  [[nodiscard]] static RejectionDetail Number(std::string_view field, std::string_view rule, int64_t number) {
+    return {field, rule, {}, number};
+  }
+};
+inline constexpr std::string_view kOversizedRule = "is larger than clearing.message_bytes_max";
+// "merchant_id 'M_X': is not in the registry"; the value is escaped (only [A-Za-z0-9_-] stay,
+// every other byte becomes \xNN) and cut at kIdLengthMax + 1 characters. Empty when no field.
+[[nodiscard]] std::string FormatRejectionDetail(const RejectionDetail& detail);
 
 struct DecodedEvent {
   EventKind kind = EventKind::kTap;
@@ -98,9 +125,16 @@ struct DecodedEvent {
   // that point is counted in the event's own (routed) window, an earlier one in the oldest
   // open window.
   bool timestamp_checked = false;
+  RejectionDetail rejection;  // set with a reason, by Decode or the ledger
 
   [[nodiscard]] std::string_view card_masked_view() const { return {card_masked, card_masked_length}; }
 };
+
+// Copies `payload` into `out` with the card number of a tap or a settlement masked in place
+// (MaskCardNumber, or every character when it is longer than kMaskedCardLengthMax), so the copy
+// is still a valid envelope of the same length and carries no card number. False, leaving `out`
+// empty, when the payload does not verify: no card number can then be located in it.
+[[nodiscard]] bool RedactCardNumbers(std::string_view payload, std::string& out);
 
 // Outcome of Decode: nullopt when `event_out` is valid, else the reason for rejecting it.
 // `txn_id_out` is set whenever the txn_id could be read, for the exception store.

@@ -52,6 +52,8 @@ absl::Status NetAppliedAfter(StateStore& store, const LineIds& line_ids, WindowD
 
 Ledger::Ledger(StateStore& store, LedgerOptions options) : store_(store), options_(options) {
   YRD_ASSERT(options_.recent_txn_records_max > 0);
+  YRD_ASSERT(!options_.keep_dead_letters || options_.dead_letter_sealer != nullptr);
+  YRD_ASSERT(options_.dead_letter_payload != DeadLetterPayload::kWithheld);
   for (PreparedWrite& prepared : prepared_) prepared.write = store.NewWriteBatch();
 }
 
@@ -144,10 +146,54 @@ absl::Status Ledger::Load(int64_t now_ms) {
     applied_since_checkpoint_ += replayed;
     for (const WindowLine& line : *lines) TouchLine(LineIndex(day, line.line_key)) = line.totals;
   }
+  if (s = LoadPartitionGross(); !s.ok()) return s;
   if (s = LoadRecentTxn(now_ms); !s.ok()) return s;
   prepared_sequence_ = commit_sequence_.load();
   prepared_offsets_ = offsets_;
   published_windows_.store(BuildWindowTable(now_ms));
+  return absl::OkStatus();
+}
+
+absl::Status Ledger::LoadPartitionGross() {
+  bool damaged = false;
+  absl::Status s = store_.Scan(Table::kMeta, kGrossKeyPrefix, {}, [&](std::string_view key, std::string_view value) {
+    PartitionGross gross;
+    damaged = !DecodeGross(key, value, gross);
+    if (!damaged && PersistedState(gross.day) < WindowState::kClosed) {
+      partition_gross_[{gross.day, gross.topic, gross.partition}].gross_fen = gross.gross_fen;
+    }
+    return !damaged;
+  });
+  if (!s.ok()) return s;
+  if (damaged) return absl::DataLossError("a partition gross record is damaged");
+  for (const auto& [day, entry] : counters_) {
+    if (PersistedState(day) >= WindowState::kClosed) continue;
+    const auto first = partition_gross_.lower_bound({day, SourceTopic::kTaps, 0});
+    if (first != partition_gross_.end() && std::get<0>(first->first) == day) continue;
+    std::string prefix;
+    AppendBigEndian32(prefix, WindowKeyBits(day));
+    absl::Status failure;
+    s = store_.Scan(Table::kApplied, prefix, {}, [&](std::string_view, std::string_view blob) {
+      size_t position = 0;
+      AppliedRecord record;
+      bool record_damaged = false;
+      while (NextAppliedRecord(blob, position, line_ids_, record, record_damaged)) {
+        const SourceTopic topic = FamilyOf(record.kind) == Family::kTaps ? SourceTopic::kTaps : SourceTopic::kMedical;
+        GrossEntry& entry = partition_gross_[{day, topic, record.partition}];
+        const std::optional<int64_t> sum = CheckedAddFen(entry.gross_fen, record.amount_fen);
+        if (!sum) {
+          failure = absl::DataLossError(Cat("the applied records of window ", FormatWindowDay(day), " overflow"));
+          return false;
+        }
+        entry.gross_fen = *sum;
+        entry.touched_sequence = kStoreWithNextWrite;
+      }
+      if (record_damaged) failure = absl::DataLossError("an applied record is damaged");
+      return failure.ok();
+    });
+    if (!s.ok()) return s;
+    if (!failure.ok()) return failure;
+  }
   return absl::OkStatus();
 }
 
@@ -595,6 +641,9 @@ void Ledger::ForgetClosedWindows() {
   lines_ = std::move(open_lines);
   line_routes_.clear();  // its line numbers were positions in lines_
   std::erase_if(applied_blobs_, [this](const auto& entry) { return PersistedState(entry.first) != WindowState::kOpen; });
+  std::erase_if(partition_gross_,
+                [this](const auto& entry) { return PersistedState(std::get<0>(entry.first)) != WindowState::kOpen; });
+  cached_gross_ = nullptr;
 }
 
 WindowCounters& Ledger::TouchCounters(WindowDay day) {
@@ -604,6 +653,19 @@ WindowCounters& Ledger::TouchCounters(WindowDay day) {
     cached_counters_->touched_sequence = prepared_sequence_ + 1;
   }
   return cached_counters_->counters;
+}
+
+bool Ledger::AddPartitionGross(const MessageSlot& slot, int64_t amount_fen) {
+  const GrossIndex index{slot.window, slot.topic, slot.partition};
+  if (cached_gross_ == nullptr || cached_gross_index_ != index) {
+    cached_gross_ = &partition_gross_[index];  // a map's entries stay where they are
+    cached_gross_index_ = index;
+  }
+  const std::optional<int64_t> sum = CheckedAddFen(cached_gross_->gross_fen, amount_fen);
+  if (!sum || *sum > kPartitionWindowGrossFenMax) return false;
+  cached_gross_->gross_fen = *sum;
+  cached_gross_->touched_sequence = prepared_sequence_ + 1;
+  return true;
 }
 
 void Ledger::Reject(MessageSlot& slot, Reason reason, WindowDay oldest_open, int64_t now_ms) {
@@ -663,6 +725,7 @@ void Ledger::ApplySlot(MessageSlot& slot, size_t slot_index, WindowDay oldest_op
       ++result.exact_duplicate_count;
     } else {
       slot.first_digest = self.record.digest;
+      e.rejection = RejectionDetail::Text("txn_id", "was applied before with other content", e.txn_id);
       Reject(slot, Reason::kDuplicateConflict, oldest_open, now_ms);
       ++result.rejected_count;
     }
@@ -675,6 +738,9 @@ void Ledger::ApplySlot(MessageSlot& slot, size_t slot_index, WindowDay oldest_op
     original = &txn_states_[original_state];
     const EventKind wanted = e.kind == EventKind::kTapRefund ? EventKind::kTap : EventKind::kMedicalSettlement;
     if (!original->exists || original->record.kind != wanted) {
+      e.rejection = RejectionDetail::Text(
+          "original_txn_id", wanted == EventKind::kTap ? "names no applied tap" : "names no applied settlement",
+          e.original_txn_id);
       Reject(slot, Reason::kUnknownOriginal, oldest_open, now_ms);
       ++result.rejected_count;
       return;
@@ -682,11 +748,14 @@ void Ledger::ApplySlot(MessageSlot& slot, size_t slot_index, WindowDay oldest_op
     if (e.kind == EventKind::kTapRefund) {
       const std::optional<int64_t> refunded = CheckedAddFen(original->record.refunded_fen, e.amount_fen);
       if (!refunded || *refunded > original->record.amount_fen) {
+        e.rejection = RejectionDetail::Number(
+            "amount_fen", "would take the refunds of the original tap past its amount", e.amount_fen);
         Reject(slot, Reason::kRefundExceedsOriginal, oldest_open, now_ms);
         ++result.rejected_count;
         return;
       }
     } else if (original->record.cancelled) {
+      e.rejection = RejectionDetail::Text("original_txn_id", "was cancelled before", e.original_txn_id);
       Reject(slot, Reason::kAlreadyCancelled, oldest_open, now_ms);
       ++result.rejected_count;
       return;
@@ -694,6 +763,22 @@ void Ledger::ApplySlot(MessageSlot& slot, size_t slot_index, WindowDay oldest_op
   }
 
   std::tie(slot.window, slot.late) = RouteWindow(e.occurred_at_ms, now_ms);
+  // Every total of the window stays within int64 (engine/money.h): the last check, so a
+  // rejected event changes nothing.
+  const int64_t moved_fen = e.kind == EventKind::kMedicalCancellation ? original->record.amount_fen : e.amount_fen;
+  if (!AddPartitionGross(slot, moved_fen)) {
+    e.rejection = RejectionDetail::Number(
+        e.kind == EventKind::kMedicalSettlement ? "total_fen" : "amount_fen",
+        "would take this source partition's gross of the window past 2^48 - 1 fen", moved_fen);
+    if (e.kind == EventKind::kMedicalCancellation) {
+      e.rejection = RejectionDetail::Text(
+          "original_txn_id", "the cancelled total would take this source partition's gross of the window past 2^48 - 1 fen",
+          e.original_txn_id);
+    }
+    Reject(slot, Reason::kAmountInvalid, oldest_open, now_ms);
+    ++result.rejected_count;
+    return;
+  }
   slot.fate = Fate::kApplied;
   TxnRecord& record = self.record;
   record = TxnRecord{};
@@ -740,8 +825,8 @@ void Ledger::ApplySlot(MessageSlot& slot, size_t slot_index, WindowDay oldest_op
       record.amount_fen = e.amount_fen;
       break;
   }
-  // Every amount was validated and totals of a window cannot reach 9.2e18 fen; an overflow
-  // here means state this process produced is broken.
+  // The partition gross bounds every line (engine/money.h): an overflow here means state this
+  // process produced is broken.
   const bool netted =
       NetIntoLine(e.kind, e.amount_fen, e.fund_pay_fen, e.account_pay_fen, e.cash_pay_fen, TouchLine(line));
   YRD_ASSERT(netted);
@@ -827,6 +912,13 @@ void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
     EncodeWindowCounters(entry.counters, value_scratch_);
     write.Put(Table::kMeta, key_scratch_, value_scratch_);
   }
+  for (auto& [index, entry] : partition_gross_) {
+    if (entry.touched_sequence < sequence) continue;
+    entry.touched_sequence = sequence;
+    GrossKey(std::get<0>(index), std::get<1>(index), std::get<2>(index), key_scratch_);
+    EncodeGross(entry.gross_fen, value_scratch_);
+    write.Put(Table::kMeta, key_scratch_, value_scratch_);
+  }
   for (const WindowDay day : touched_windows_) {
     WindowStateKey(day, key_scratch_);
     EncodeWindowRecord(windows_.at(day), value_scratch_);
@@ -844,9 +936,13 @@ void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
   }
   for (const MessageSlot& slot : batch.slots()) {
     if (slot.fate != Fate::kRejected) continue;
+    DeadLetterCopy copy = DeadLetterCopyOf(slot, sequence, options_.dead_letter_payload, dead_letter_scratch_);
     if (options_.keep_dead_letters) {
+      // The copy may hold a card number: the store keeps it sealed.
+      options_.dead_letter_sealer->Seal(copy.payload, sealed_scratch_);
+      copy.payload = sealed_scratch_;
       DeadLetterKey(sequence, slot.topic, slot.partition, slot.offset, key_scratch_);
-      EncodeDeadLetterCopy(DeadLetterCopyOf(slot, sequence), value_scratch_);
+      EncodeDeadLetterCopy(copy, value_scratch_);
       write.Put(Table::kMeta, key_scratch_, value_scratch_);
     }
     ExceptionRecord exception;
@@ -859,6 +955,8 @@ void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
     exception.first_digest = slot.first_digest;
     exception.txn_id = IsValidId(slot.event.txn_id) ? slot.event.txn_id : std::string_view();
     exception.original_txn_id = IsValidId(slot.event.original_txn_id) ? slot.event.original_txn_id : std::string_view();
+    exception.detail = copy.detail;
+    exception.message_key = slot.key;
     ExceptionKey(slot.topic, slot.partition, slot.offset, key_scratch_);
     EncodeExceptionRecord(exception, value_scratch_);
     write.Put(Table::kExceptions, key_scratch_, value_scratch_);
@@ -866,8 +964,10 @@ void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
   // The committed offsets move only once the write returned OK (Commit moves them in).
   for (const MessageSlot& slot : batch.slots()) {
     int64_t& next = prepared_offsets_[{slot.topic, slot.partition}];
-    // The source delivers each partition in order, without gaps it has not reported.
+    // The source delivers each partition in order, without gaps it has not reported, and only
+    // partitions below the bound the totals rely on (engine/money.h).
     YRD_ASSERT(slot.offset >= next);
+    YRD_ASSERT(slot.partition >= 0 && slot.partition < kSourcePartitionsPerTopicMax);
     next = slot.offset + 1;
   }
   prepared.offsets = prepared_offsets_;
@@ -914,6 +1014,7 @@ absl::Status Ledger::Prepare(Batch& batch) {
   touched_windows_.clear();
   cached_counters_ = nullptr;  // the counters each window touches now are marked for this batch
   cached_applied_blob_ = nullptr;
+  cached_gross_ = nullptr;
   ApplyWindowCommands(batch);
   const WindowDay oldest_open = OldestOpenWindow(now_ms);
   const bool dead_letters_to_drop = batch.dead_letters_delivered_through > dead_letters_dropped_through_;

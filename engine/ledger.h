@@ -43,6 +43,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -62,6 +63,11 @@ struct LedgerOptions {
   // Keep each rejected message's dead-letter copy in the store until the source reports it
   // delivered (Batch::dead_letters_delivered_through); on for a daemon that copies to yrd.dlq.
   bool keep_dead_letters = false;
+  // Seals each kept copy's payload (required with keep_dead_letters); owned by the caller, used
+  // on the ledger thread only.
+  PayloadSealer* dead_letter_sealer = nullptr;
+  // What a copy carries of the message (config kafka.dead_letter_payload): kOriginal or kRedacted.
+  DeadLetterPayload dead_letter_payload = DeadLetterPayload::kOriginal;
   // Transaction records kept in memory (and in kRecentTxn) before they are sorted into kTxn.
   // Memory: about 150 bytes a record, up to twice as many while a sort runs (a batch that finds
   // that many waits for the sort). Config key store.recent_txn_records_max.
@@ -205,6 +211,12 @@ class Ledger {
   // only what the open windows need.
   void ForgetClosedWindows();
   WindowCounters& TouchCounters(WindowDay day);
+  // Adds `amount_fen` to the gross of the slot's partition in its window, unless that would
+  // pass kPartitionWindowGrossFenMax (engine/money.h): then false, and nothing changes.
+  [[nodiscard]] bool AddPartitionGross(const MessageSlot& slot, int64_t amount_fen);
+  // Reads the partition gross records; a window not closed that has applied records but no
+  // gross record (a store written before they were kept) gets its gross from those records.
+  [[nodiscard]] absl::Status LoadPartitionGross();
   void RecordApplied(const MessageSlot& slot, uint32_t line);
   // A prepared batch's write, waiting for Commit.
   struct PreparedWrite {
@@ -305,6 +317,16 @@ class Ledger {
   uint64_t applied_since_checkpoint_ = 0;
   bool lines_checkpoint_due_ = false;  // a store without kLinesThroughKey gets one at once
   std::map<WindowDay, CountersEntry> counters_;
+  // Partition gross of the windows not closed, by window, topic and partition.
+  struct GrossEntry {
+    int64_t gross_fen = 0;
+    uint64_t touched_sequence = 0;  // written by the write of this sequence (or a later one)
+  };
+  static constexpr uint64_t kStoreWithNextWrite = UINT64_MAX;
+  using GrossIndex = std::tuple<WindowDay, SourceTopic, int32_t>;
+  std::map<GrossIndex, GrossEntry> partition_gross_;
+  GrossIndex cached_gross_index_{};
+  GrossEntry* cached_gross_ = nullptr;  // the last entry a slot touched: most of a batch shares it
 
   // Per-batch scratch, reused so that steady state allocates nothing per message.
   // Keyed by txn_id views into the batch's payloads, one map per family.
@@ -328,6 +350,8 @@ class Ledger {
   std::string key_scratch_;
   std::string line_key_scratch_;
   std::string value_scratch_;
+  DeadLetterScratch dead_letter_scratch_;
+  std::string sealed_scratch_;
 };
 
 }  // namespace yrd

@@ -37,6 +37,32 @@ namespace yrd {
   return negative ? -fee_fen : fee_fen;
 }
 
+// ---- bounds that keep every total of a window within int64 --------------------------------
+//
+// Every total the engine or a reader computes for a window (a netting line, a participant's or
+// a province's position, a file's control total, the summary's sums) is a signed sum of some of
+// the window's applied amounts, so its magnitude is at most the sum of all of them: the window's
+// gross. The ledger applies an event only while the gross of its (source partition, window)
+// stays within kPartitionWindowGrossFenMax; with at most kSourcePartitionsMax partitions, a
+// window's gross is then at most kSourcePartitionsMax * kPartitionWindowGrossFenMax, and a month
+// of windows (the monthly medical roll-up) at most kMonthWindowsMax times that, which is below
+// INT64_MAX. The bound is per partition so that the decision never depends on how partitions are
+// spread over ledgers or instances.
+
+// Source topics and partitions per topic the engine consumes at most; a topic with more
+// partitions is refused before anything is consumed.
+inline constexpr int32_t kSourceTopicsMax = 4;
+inline constexpr int32_t kSourcePartitionsPerTopicMax = 256;
+inline constexpr int64_t kSourcePartitionsMax = int64_t{kSourceTopicsMax} * kSourcePartitionsPerTopicMax;
+// Windows in a settlement month, rounded up to a power of two.
+inline constexpr int64_t kMonthWindowsMax = 32;
+// 2^48 - 1 fen, about 2.8 trillion yuan per partition and day.
+inline constexpr int64_t kPartitionWindowGrossFenMax = INT64_MAX / (kSourcePartitionsMax * kMonthWindowsMax);
+static_assert(kPartitionWindowGrossFenMax == (int64_t{1} << 48) - 1);
+// The default per-event ceiling (config clearing.amount_fen_max): 10^10 fen, 100 million yuan,
+// far above any fare, treatment or benefit payment, far below the window bound.
+inline constexpr int64_t kAmountFenMaxDefault = 10'000'000'000;
+
 // Maximum length of any id (txn_id, card_no, bank_id, ...), from SPEC section 3.
 inline constexpr size_t kIdLengthMax = 64;
 

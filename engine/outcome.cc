@@ -4,7 +4,6 @@
 
 #include "engine/strings.h"
 #include "engine/money.h"
-#include "engine/assert.h"
 
 namespace yrd {
 namespace {
@@ -34,11 +33,12 @@ void WindowOutcome::DropZeroPositions() {
   for (const PositionSection& section : kSections) DropZeros(this->*section.member);
 }
 
-void AddPosition(PositionMap& map, const std::string& id, int64_t delta_fen) {
+bool AddPosition(PositionMap& map, const std::string& id, int64_t delta_fen) {
   int64_t& position_fen = map[id];
   const std::optional<int64_t> sum = CheckedAddFen(position_fen, delta_fen);
-  YRD_ASSERT(sum.has_value());
+  if (!sum) return false;
   position_fen = *sum;
+  return true;
 }
 
 nlohmann::json OutcomeToJson(const Outcome& outcome) {

@@ -53,8 +53,8 @@ struct Outcome {
   bool operator==(const Outcome&) const = default;
 };
 
-// Adds `delta_fen` to `map[id]`; aborts on int64 overflow (a broken invariant, not input).
-void AddPosition(PositionMap& map, const std::string& id, int64_t delta_fen);
+// Adds `delta_fen` to `map[id]`; false, leaving it unchanged, when the sum would pass int64.
+[[nodiscard]] bool AddPosition(PositionMap& map, const std::string& id, int64_t delta_fen);
 
 [[nodiscard]] nlohmann::json OutcomeToJson(const Outcome& outcome);
 [[nodiscard]] absl::StatusOr<Outcome> OutcomeFromJson(const nlohmann::json& json);

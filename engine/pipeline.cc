@@ -68,24 +68,20 @@ void Pipeline::SubmitWindowCommand(WindowCommand command) {
   commands_pending_.store(true, std::memory_order_release);
 }
 
-void Pipeline::Decode(Batch& batch, CardTokenizer& tokenizer) {
+void DecodeBatch(Batch& batch, CardTokenizer& tokenizer, const DecodeLimits& limits) {
   DecodeContext context;
   context.registry = batch.registry.get();
   context.tokenizer = &tokenizer;
-  context.limits = options_.decode;
+  context.limits = limits;
   context.now_ms = batch.now_ms;
   for (MessageSlot& slot : batch.slots()) {
     if (slot.fate != Fate::kPending) continue;
     const std::optional<Reason> reason = yrd::Decode(slot.topic, slot.payload, context, slot.event);
-    if (reason) {
-      slot.fate = Fate::kRejected;
-      slot.reason = reason;
-      // A message that did not decode is identified by its bytes.
-      if (*reason == Reason::kMalformed || *reason == Reason::kInvalidField || *reason == Reason::kAmountInvalid ||
-          *reason == Reason::kStale || *reason == Reason::kFutureTimestamp || *reason == Reason::kUnknownParticipant) {
-        slot.event.digest = DigestOfBytes(slot.payload);
-      }
-    }
+    if (!reason) continue;
+    slot.fate = Fate::kRejected;
+    slot.reason = reason;
+    // A message Decode refuses has no content digest: it is identified by its bytes.
+    slot.event.digest = DigestOfBytes(slot.payload);
   }
 }
 
@@ -178,7 +174,7 @@ absl::Status Pipeline::Run() {
     const bool tick_due = now - last_sent >= options_.window_tick;
     if (!batch->empty() || !batch->commands.empty() || tick_due) {
       last_sent = now;
-      Decode(*batch, tokenizer_);
+      DecodeBatch(*batch, tokenizer_, options_.decode);
       batch->sealed_at = std::chrono::steady_clock::now();
       free.pop_back();
       ++in_flight;

@@ -83,6 +83,11 @@ struct PipelineStats {
   LatencyHistogram commit_latency_us;  // from a batch sealed to its commit returning
 };
 
+// The ingest stage's decoding: every pending slot of `batch` is decoded and validated against
+// the batch's registry and clock; a refused one is rejected with its reason and detail, and
+// identified by the digest of its bytes.
+void DecodeBatch(Batch& batch, CardTokenizer& tokenizer, const DecodeLimits& limits);
+
 class Pipeline {
  public:
   Pipeline(PipelineOptions options, MessageSource& source, Ledger& ledger, const Clock& clock,
@@ -106,7 +111,6 @@ class Pipeline {
   struct Queues;
   void LedgerLoop();
   void CommitLoop();
-  void Decode(Batch& batch, CardTokenizer& tokenizer);
 
   PipelineOptions options_;
   MessageSource& source_;

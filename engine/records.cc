@@ -198,6 +198,12 @@ void LineIdKey(uint32_t id, std::string& out) {
   out.assign(kLineIdKeyPrefix);
   AppendBigEndian32(out, id);
 }
+void GrossKey(WindowDay day, SourceTopic topic, int32_t partition, std::string& out) {
+  out.assign(kGrossKeyPrefix);
+  AppendBigEndian32(out, WindowKeyBits(day));
+  out.push_back(static_cast<char>(topic));
+  AppendBigEndian32(out, static_cast<uint32_t>(partition));
+}
 void CountersKey(WindowDay day, std::string& out) {
   out.assign(kCountersKeyPrefix);
   AppendBigEndian32(out, WindowKeyBits(day));
@@ -328,6 +334,25 @@ bool DecodeWindowCounters(std::string_view bytes, WindowCounters& c) {
     if (!r.Fixed(c.exception_counts[i])) return false;
   }
   return r.AtEnd();
+}
+
+void EncodeGross(int64_t gross_fen, std::string& out) {
+  out.clear();
+  Writer w(out);
+  w.Byte(kFormatVersion);
+  w.Fixed(gross_fen);
+}
+bool DecodeGross(std::string_view key, std::string_view value, PartitionGross& out) {
+  if (key.size() != kGrossKeyPrefix.size() + 9 || !key.starts_with(kGrossKeyPrefix)) return false;
+  const char* bits = key.data() + kGrossKeyPrefix.size();
+  out.day = WindowFromKeyBits(ReadBigEndian32(bits));
+  const auto topic = static_cast<uint8_t>(bits[4]);
+  out.topic = static_cast<SourceTopic>(topic);
+  out.partition = static_cast<int32_t>(ReadBigEndian32(bits + 5));
+  Reader r(value);
+  uint8_t version = 0;
+  return topic < kSourceTopicsMax && out.partition >= 0 && r.Byte(version) && version == kFormatVersion &&
+         r.Fixed(out.gross_fen) && out.gross_fen >= 0 && r.AtEnd();
 }
 
 std::string_view WindowStateName(WindowState state) {
@@ -559,10 +584,13 @@ bool NextAppliedRecord(std::string_view blob, size_t& position, const LineIds& l
   return true;
 }
 
+// Version 2 of an exception record adds the detail and the message key.
+constexpr uint8_t kExceptionDetailFormatVersion = 2;
+
 void EncodeExceptionRecord(const ExceptionRecord& e, std::string& out) {
   out.clear();
   Writer w(out);
-  w.Byte(kFormatVersion);
+  w.Byte(kExceptionDetailFormatVersion);
   w.Byte(static_cast<uint8_t>(e.reason));
   w.Fixed(e.window);
   w.Fixed(e.message_digest.high);
@@ -571,6 +599,8 @@ void EncodeExceptionRecord(const ExceptionRecord& e, std::string& out) {
   w.Fixed(e.first_digest.low);
   w.Text(e.txn_id);
   w.Text(e.original_txn_id);
+  w.Text(e.detail.substr(0, kExceptionTextBytesMax));
+  w.Text(e.message_key.substr(0, kExceptionTextBytesMax));
 }
 bool DecodeExceptionRecord(std::string_view key, std::string_view bytes, ExceptionRecord& e) {
   if (key.size() != 13) return false;
@@ -579,19 +609,38 @@ bool DecodeExceptionRecord(std::string_view key, std::string_view bytes, Excepti
   e.offset = static_cast<int64_t>(ReadBigEndian64(key.data() + 5));
   Reader r(bytes);
   uint8_t version = 0, reason = 0;
-  if (!r.Byte(version) || version != kFormatVersion || !r.Byte(reason) || reason >= kReasonCount) return false;
+  if (!r.Byte(version) || (version != kFormatVersion && version != kExceptionDetailFormatVersion) ||
+      !r.Byte(reason) || reason >= kReasonCount) {
+    return false;
+  }
   e.reason = static_cast<Reason>(reason);
-  return r.Fixed(e.window) && r.Fixed(e.message_digest.high) && r.Fixed(e.message_digest.low) &&
-         r.Fixed(e.first_digest.high) && r.Fixed(e.first_digest.low) && r.Text(e.txn_id) &&
-         r.Text(e.original_txn_id) && r.AtEnd();
+  e.detail = {};
+  e.message_key = {};
+  const bool ok = r.Fixed(e.window) && r.Fixed(e.message_digest.high) && r.Fixed(e.message_digest.low) &&
+                  r.Fixed(e.first_digest.high) && r.Fixed(e.first_digest.low) && r.Text(e.txn_id) &&
+                  r.Text(e.original_txn_id);
+  if (!ok) return false;
+  if (version == kExceptionDetailFormatVersion && !(r.Text(e.detail) && r.Text(e.message_key))) return false;
+  return r.AtEnd();
+}
+
+std::string_view DeadLetterPayloadName(DeadLetterPayload form) {
+  switch (form) {
+    case DeadLetterPayload::kOriginal: return "original";
+    case DeadLetterPayload::kRedacted: return "redacted";
+    case DeadLetterPayload::kWithheld: return "withheld";
+  }
+  return "unknown";
 }
 
 // DeadLetterCopy value: version, reason, window (varint), digest (16), key and payload each
-// with a varint length.
+// with a varint length; version 3 adds the payload's form and the detail, and seals the payload.
+constexpr uint8_t kSealedDeadLetterFormatVersion = 3;
+
 void EncodeDeadLetterCopy(const DeadLetterCopy& copy, std::string& out) {
   out.clear();
   Writer w(out);
-  w.Byte(kCompactFormatVersion);
+  w.Byte(kSealedDeadLetterFormatVersion);
   w.Byte(static_cast<uint8_t>(copy.reason));
   w.Varint(copy.window);
   w.Fixed(copy.digest.high);
@@ -600,8 +649,11 @@ void EncodeDeadLetterCopy(const DeadLetterCopy& copy, std::string& out) {
   out.append(copy.key);
   w.Varint(static_cast<int64_t>(copy.payload.size()));
   out.append(copy.payload);
+  w.Byte(static_cast<uint8_t>(copy.payload_form));
+  w.Varint(static_cast<int64_t>(copy.detail.size()));
+  out.append(copy.detail);
 }
-bool DecodeDeadLetterCopy(std::string_view key, std::string_view value, DeadLetterCopy& out) {
+bool DecodeDeadLetterCopy(std::string_view key, std::string_view value, DeadLetterCopy& out, bool& sealed) {
   constexpr size_t kKeySize = 4 + 8 + 1 + 4 + 8;  // "dlq|", sequence, topic, partition, offset
   if (key.size() != kKeySize || !key.starts_with(kDeadLetterKeyPrefix)) return false;
   out.commit_sequence = ReadBigEndian64(key.data() + 4);
@@ -611,13 +663,26 @@ bool DecodeDeadLetterCopy(std::string_view key, std::string_view value, DeadLett
   Reader r(value);
   uint8_t version = 0, reason = 0;
   int64_t key_size = 0, payload_size = 0;
-  if (!r.Byte(version) || version != kCompactFormatVersion || !r.Byte(reason) || reason >= kReasonCount ||
-      !r.Varint(out.window) || !r.Fixed(out.digest.high) || !r.Fixed(out.digest.low) || !r.Varint(key_size) ||
-      key_size < 0 || !r.View(static_cast<size_t>(key_size), out.key) || !r.Varint(payload_size) || payload_size < 0 ||
+  if (!r.Byte(version) || (version != kCompactFormatVersion && version != kSealedDeadLetterFormatVersion) ||
+      !r.Byte(reason) || reason >= kReasonCount || !r.Varint(out.window) || !r.Fixed(out.digest.high) ||
+      !r.Fixed(out.digest.low) || !r.Varint(key_size) || key_size < 0 ||
+      !r.View(static_cast<size_t>(key_size), out.key) || !r.Varint(payload_size) || payload_size < 0 ||
       !r.View(static_cast<size_t>(payload_size), out.payload)) {
     return false;
   }
   out.reason = static_cast<Reason>(reason);
+  sealed = version == kSealedDeadLetterFormatVersion;
+  out.payload_form = DeadLetterPayload::kOriginal;
+  out.detail = {};
+  if (sealed) {
+    uint8_t form = 0;
+    int64_t detail_size = 0;
+    if (!r.Byte(form) || form > static_cast<uint8_t>(DeadLetterPayload::kWithheld) || !r.Varint(detail_size) ||
+        detail_size < 0 || !r.View(static_cast<size_t>(detail_size), out.detail)) {
+      return false;
+    }
+    out.payload_form = static_cast<DeadLetterPayload>(form);
+  }
   return r.AtEnd();
 }
 

@@ -57,6 +57,9 @@ inline constexpr std::string_view kLinesThroughKey = "lines_through";
 inline constexpr std::string_view kDeadLetterKeyPrefix = "dlq|";
 // Line ids (see LineIds): the prefix, then the id in big-endian.
 inline constexpr std::string_view kLineIdKeyPrefix = "line_id|";
+// The gross of one source partition in one window (see kPartitionWindowGrossFenMax): the prefix,
+// the window, the topic and the partition.
+inline constexpr std::string_view kGrossKeyPrefix = "gross|";
 void OffsetKey(SourceTopic topic, int32_t partition, std::string& out);
 void CountersKey(WindowDay day, std::string& out);
 void WindowStateKey(WindowDay day, std::string& out);
@@ -71,6 +74,20 @@ void DeadLetterKey(uint64_t commit_sequence, SourceTopic topic, int32_t partitio
 // The first key after every dead-letter copy of commits up to `commit_sequence`.
 void DeadLetterKeyLimit(uint64_t commit_sequence, std::string& out);
 void LineIdKey(uint32_t id, std::string& out);
+void GrossKey(WindowDay day, SourceTopic topic, int32_t partition, std::string& out);
+
+// ---- partition gross ---------------------------------------------------------------------------
+//
+// The sum of the amounts one source partition applied to one window (taps, refunds, settlement
+// and cancelled totals), held against kPartitionWindowGrossFenMax (engine/money.h).
+struct PartitionGross {
+  WindowDay day = 0;
+  SourceTopic topic = SourceTopic::kTaps;
+  int32_t partition = 0;
+  int64_t gross_fen = 0;
+};
+void EncodeGross(int64_t gross_fen, std::string& out);
+[[nodiscard]] bool DecodeGross(std::string_view key, std::string_view value, PartitionGross& out);
 
 // ---- netting lines ---------------------------------------------------------------------------
 //
@@ -273,7 +290,14 @@ struct ExceptionRecord {
   Digest first_digest;              // duplicate_conflict: the content that stands
   std::string_view txn_id;          // empty when unreadable
   std::string_view original_txn_id;
+  // What was wrong (FormatRejectionDetail), at most kExceptionTextBytesMax bytes; empty in records
+  // written before details were kept.
+  std::string_view detail;
+  // The Kafka message key as consumed, at most kExceptionTextBytesMax bytes, so that a message
+  // whose txn_id cannot be read is found by its key.
+  std::string_view message_key;
 };
+inline constexpr size_t kExceptionTextBytesMax = 255;
 void EncodeExceptionRecord(const ExceptionRecord& record, std::string& out);
 [[nodiscard]] bool DecodeExceptionRecord(std::string_view key, std::string_view bytes, ExceptionRecord& out);
 
@@ -284,6 +308,13 @@ void EncodeExceptionRecord(const ExceptionRecord& record, std::string& out);
 // delivery only delays the copy: the next start produces it again (at least once; the copy's
 // headers name its origin, by which a consumer of yrd.dlq drops a repeat).
 
+// What a dead-letter copy carries of the rejected message's bytes (config
+// kafka.dead_letter_payload): the message as consumed (kOriginal, for reprocessing), or a copy
+// with every card number masked (kRedacted); a message that does not verify, where no card
+// number can be found, then carries none of its bytes (kWithheld).
+enum class DeadLetterPayload : uint8_t { kOriginal = 0, kRedacted = 1, kWithheld = 2 };
+[[nodiscard]] std::string_view DeadLetterPayloadName(DeadLetterPayload form);
+
 struct DeadLetterCopy {
   uint64_t commit_sequence = 0;
   SourceTopic topic = SourceTopic::kTaps;
@@ -292,11 +323,29 @@ struct DeadLetterCopy {
   Reason reason = Reason::kMalformed;
   WindowDay window = 0;
   Digest digest;
+  DeadLetterPayload payload_form = DeadLetterPayload::kOriginal;
   std::string_view key;      // the Kafka message key
-  std::string_view payload;  // the message as consumed
+  // The bytes to produce, in the form payload_form names. In the store they are sealed
+  // (PayloadSealer): a card number is never stored in clear.
+  std::string_view payload;
+  std::string_view detail;   // FormatRejectionDetail of the rejection
 };
+// Encodes with `payload` as given: the caller seals it first.
 void EncodeDeadLetterCopy(const DeadLetterCopy& copy, std::string& out);
-// The views of `out` point into `value`.
-[[nodiscard]] bool DecodeDeadLetterCopy(std::string_view key, std::string_view value, DeadLetterCopy& out);
+// The views of `out` point into `value`. `sealed` tells whether the payload is sealed (records
+// of this version) or in clear (records written before payloads were sealed).
+[[nodiscard]] bool DecodeDeadLetterCopy(std::string_view key, std::string_view value, DeadLetterCopy& out,
+                                        bool& sealed);
+
+// Encrypts what the store must keep of a message that may hold a card number (a dead-letter
+// copy's payload) and decrypts it again, so the store never holds a card number in clear
+// (SPEC section 5). Implemented with AES-256-GCM in adapters/crypto. Not thread-safe.
+class PayloadSealer {
+ public:
+  virtual ~PayloadSealer() = default;
+  virtual void Seal(std::string_view plain, std::string& sealed_out) = 0;
+  // False when `sealed` is damaged or was sealed under another key.
+  [[nodiscard]] virtual bool Open(std::string_view sealed, std::string& plain_out) = 0;
+};
 
 }  // namespace yrd

@@ -7,9 +7,16 @@
 #include <sstream>
 
 #include "engine/strings.h"
+#include "openssl/crypto.h"
 #include "openssl/evp.h"
 
 namespace yrd {
+
+bool ConstantTimeEquals(std::string_view presented, std::string_view expected) {
+  // Only the lengths may show: a wrong length is refused at once, the bytes never early.
+  if (presented.size() != expected.size()) return false;
+  return CRYPTO_memcmp(presented.data(), expected.data(), expected.size()) == 0;
+}
 
 // HMAC(K, m) = H((K ^ opad) || H((K ^ ipad) || m)). The two keyed prefixes are hashed once;
 // each Mac copies those states, so a token costs two short SHA-256 runs and no allocation.

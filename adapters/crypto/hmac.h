@@ -24,6 +24,10 @@ inline constexpr size_t kHmacKeyBytesMin = 16;
 // Refuses a file readable by others than owner and group.
 [[nodiscard]] absl::StatusOr<std::string> ReadKeyFile(const std::string& path);
 
+// True when `presented` equals `expected`, in a time that depends only on the two lengths, never
+// on where they differ (OpenSSL's CRYPTO_memcmp): for tokens and signatures an attacker presents.
+[[nodiscard]] bool ConstantTimeEquals(std::string_view presented, std::string_view expected);
+
 class HmacSha256 final : public CardTokenizer {
  public:
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<HmacSha256>> Create(std::string_view key);

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "adapters/crypto/hmac.h"
 #include "adapters/http/prometheus.h"
 #include "adapters/log/log.h"
 #include "boost/asio/ip/tcp.hpp"
@@ -129,17 +130,6 @@ absl::Status CheckOptions(const AdminServerOptions& options) {
 }
 
 }  // namespace
-
-bool ConstantTimeEquals(std::string_view presented, std::string_view expected) {
-  // No branch or early exit depends on the bytes; the volatile accumulator keeps the compiler
-  // from turning the loop into one that stops at the first difference.
-  volatile unsigned char difference = presented.size() == expected.size() ? 0 : 1;
-  for (size_t i = 0; i < expected.size(); ++i) {
-    const unsigned char presented_byte = i < presented.size() ? static_cast<unsigned char>(presented[i]) : 0;
-    difference = difference | static_cast<unsigned char>(presented_byte ^ static_cast<unsigned char>(expected[i]));
-  }
-  return difference == 0;
-}
 
 class Session;
 

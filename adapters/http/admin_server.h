@@ -126,8 +126,4 @@ class AdminServer {
   uint16_t port_;
 };
 
-// True when `presented` equals `expected`, in a time that depends only on the two lengths, never
-// on where they differ. Public for the tests.
-[[nodiscard]] bool ConstantTimeEquals(std::string_view presented, std::string_view expected);
-
 }  // namespace yrd::http

@@ -6,6 +6,7 @@
 #include <map>
 #include <vector>
 
+#include "engine/money.h"
 #include "engine/strings.h"
 #include "fmt/format.h"
 
@@ -52,6 +53,7 @@ struct KafkaSource::Impl {
   // the next start produces them again.
   uint64_t produced_through = 0;
   uint64_t delivered_through = 0;
+  DeadLetterScratch scratch;
   bool delivery_failed = false;
 
   absl::Status Produce(const DeadLetterCopy& copy) {
@@ -60,8 +62,14 @@ struct KafkaSource::Impl {
     const std::string digest = DigestHex(copy.digest);
     const std::string window = FormatWindowDay(copy.window);
     const Header headers[] = {
-        {"source_topic", TopicName(copy.topic)}, {"source_partition", partition}, {"source_offset", offset},
-        {"reason", ReasonName(copy.reason)},     {"digest", digest},              {"window", window},
+        {"source_topic", TopicName(copy.topic)},
+        {"source_partition", partition},
+        {"source_offset", offset},
+        {"reason", ReasonName(copy.reason)},
+        {"detail", copy.detail},
+        {"digest", digest},
+        {"window", window},
+        {"payload", DeadLetterPayloadName(copy.payload_form)},
     };
     return dead_letters->Produce(kDeadLetterTopic, copy.key, copy.payload, headers);
   }
@@ -214,6 +222,14 @@ absl::StatusOr<std::unique_ptr<KafkaSource>> KafkaSource::Create(KafkaSourceOpti
       const SourceTopic source_topic = *TopicOf(wanted);
       for (int p = 0; p < topic.partition_cnt; ++p) {
         const int32_t partition = topic.partitions[p].id;
+        if (partition < 0 || partition >= kSourcePartitionsPerTopicMax) {
+          rd_kafka_metadata_destroy(metadata);
+          rd_kafka_topic_partition_list_destroy(assignment);
+          return absl::FailedPreconditionError(fmt::format(
+              "topic {} has partition {}; the engine consumes partitions 0 to {} only (the bound that keeps every "
+              "window total within int64): use a topic with at most {} partitions",
+              wanted, partition, kSourcePartitionsPerTopicMax - 1, kSourcePartitionsPerTopicMax));
+        }
         rd_kafka_topic_partition_t* entry = rd_kafka_topic_partition_list_add(assignment, topic.topic, partition);
         const auto it = committed.find({source_topic, partition});
         entry->offset = it == committed.end() ? RD_KAFKA_OFFSET_BEGINNING : it->second;
@@ -306,7 +322,9 @@ absl::Status KafkaSource::OnCommitted(const Batch& batch) {
     next[{slot.topic, slot.partition}] = slot.offset + 1;
     if (slot.fate != Fate::kRejected || impl.dead_letters == nullptr) continue;
     produced = true;
-    if (absl::Status s = impl.Produce(DeadLetterCopyOf(slot, batch.commit_sequence)); !s.ok()) {
+    if (absl::Status s = impl.Produce(
+            DeadLetterCopyOf(slot, batch.commit_sequence, impl.options.dead_letter_payload, impl.scratch));
+        !s.ok()) {
       // The store keeps the copy until a delivery is known; the next start produces it again.
       impl.delivery_failed = true;
       if (impl.options.on_warning) impl.options.on_warning(Cat("dead-letter copy failed: ", s.ToString()));

@@ -30,6 +30,8 @@ struct KafkaSourceOptions {
   std::chrono::milliseconds metadata_timeout{15'000};
   size_t message_bytes_max = 65'536;         // larger payloads are rejected as oversized
   bool dead_letter = true;                   // copy rejected messages to yrd.dlq
+  // What a copy carries of the message (config kafka.dead_letter_payload).
+  DeadLetterPayload dead_letter_payload = DeadLetterPayload::kOriginal;
   // Called with a human-readable line for transient consumer errors (the consumer retries).
   std::function<void(const std::string&)> on_warning;
 };
@@ -61,8 +63,9 @@ class KafkaSource final : public MessageSource {
   // produced so far is delivered (DeadLettersDeliveredThrough then covers them).
   [[nodiscard]] absl::Status FlushDeadLetters(std::chrono::milliseconds timeout);
 
-  // Produces a copy the store kept from an earlier run (before consumption starts). On an
-  // error the copy and every later one stay in the store for the next start.
+  // Produces a copy the store kept from an earlier run (before consumption starts), its payload
+  // already opened (unsealed) by the caller. On an error the copy and every later one stay in
+  // the store for the next start.
   [[nodiscard]] absl::Status ProduceStoredDeadLetter(const DeadLetterCopy& copy);
 
   // Most messages taken from librdkafka's queue per call.

@@ -19,6 +19,16 @@ std::string MacHex(std::string_view key, std::string_view message) {
   return hmac.ok() ? (*hmac)->MacHex(message) : std::string();
 }
 
+TEST(ConstantTimeEquals, MatchesOnlyTheSameBytes) {
+  EXPECT_TRUE(ConstantTimeEquals("abcdef0123456789", "abcdef0123456789"));
+  EXPECT_FALSE(ConstantTimeEquals("abcdef012345678", "abcdef0123456789"));    // prefix
+  EXPECT_FALSE(ConstantTimeEquals("abcdef01234567890", "abcdef0123456789"));  // longer
+  EXPECT_FALSE(ConstantTimeEquals("Abcdef0123456789", "abcdef0123456789"));
+  EXPECT_FALSE(ConstantTimeEquals("", "abcdef0123456789"));
+  EXPECT_FALSE(ConstantTimeEquals(std::string_view("abcdef0123456789\0", 17), "abcdef0123456789"));
+  EXPECT_TRUE(ConstantTimeEquals("", ""));
+}
+
 TEST(HmacSha256, Rfc4231TestCase1) {
   EXPECT_EQ(MacHex(std::string(20, '\x0b'), "Hi There"),
             "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");

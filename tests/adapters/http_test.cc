@@ -547,16 +547,6 @@ TEST(ClearingMetrics, EveryReasonAndWindowStateHasASeries) {
   EXPECT_EQ(parsed.Value("yrd_last_file_set_files", {{"window", "20261127"}}), std::nullopt);
 }
 
-TEST(ConstantTimeEquals, MatchesOnlyTheSameBytes) {
-  EXPECT_TRUE(ConstantTimeEquals("abcdef0123456789", "abcdef0123456789"));
-  EXPECT_FALSE(ConstantTimeEquals("abcdef012345678", "abcdef0123456789"));    // prefix
-  EXPECT_FALSE(ConstantTimeEquals("abcdef01234567890", "abcdef0123456789"));  // longer
-  EXPECT_FALSE(ConstantTimeEquals("Abcdef0123456789", "abcdef0123456789"));
-  EXPECT_FALSE(ConstantTimeEquals("", "abcdef0123456789"));
-  EXPECT_FALSE(ConstantTimeEquals(std::string_view("abcdef0123456789\0", 17), "abcdef0123456789"));
-  EXPECT_TRUE(ConstantTimeEquals("", ""));
-}
-
 // ---- the server --------------------------------------------------------------------------------
 
 TEST_F(AdminServerTest, MetricsParseAsPrometheusTextWithHelpAndTypeForEveryFamily) {

@@ -9,6 +9,7 @@
 
 #include "adapters/crypto/hmac.h"
 #include "engine/event.h"
+#include "engine/strings.h"
 #include "gtest/gtest.h"
 #include "tests/support/events.h"
 
@@ -242,6 +243,60 @@ TEST_F(DecodeTest, IssuerProvinceOtherThanTheBanksIsInvalid) {
   EXPECT_EQ(DecodeTaps(test::TapBytes(tap)), Reason::kInvalidField);
 }
 
+// ---- what a rejection says ----------------------------------------------------------------------
+
+TEST_F(DecodeTest, AnUnknownParticipantIsNamed) {
+  TapFields tap = Tap();
+  tap.merchant_id = "M_NOWHERE";
+  EXPECT_EQ(DecodeTaps(test::TapBytes(tap)), Reason::kUnknownParticipant);
+  EXPECT_EQ(FormatRejectionDetail(event_.rejection), "merchant_id 'M_NOWHERE' (9 bytes): is not in the registry");
+  SettlementFields settlement = Settlement();
+  settlement.insured_fund_id = "999999";
+  EXPECT_EQ(DecodeMedical(test::SettlementBytes(settlement)), Reason::kUnknownParticipant);
+  EXPECT_EQ(event_.rejection.field, "insured_fund_id");
+  EXPECT_EQ(event_.rejection.value, "999999");
+}
+
+TEST_F(DecodeTest, AnInvalidFieldIsNamedWithItsValueEscapedAndCut) {
+  TapFields tap = Tap();
+  tap.txn_id = std::string(65, 'a');
+  EXPECT_EQ(DecodeTaps(test::TapBytes(tap)), Reason::kInvalidField);
+  EXPECT_EQ(FormatRejectionDetail(event_.rejection),
+            Cat("txn_id '", std::string(65, 'a'), "' (65 bytes): is not 1 to 64 characters of [A-Za-z0-9_-]"));
+  tap.txn_id = "T|1\n";
+  EXPECT_EQ(DecodeTaps(test::TapBytes(tap)), Reason::kInvalidField);
+  EXPECT_EQ(FormatRejectionDetail(event_.rejection),
+            "txn_id 'T\\x7c1\\x0a' (4 bytes): is not 1 to 64 characters of [A-Za-z0-9_-]");
+  tap.txn_id = std::string(100, 'b');
+  EXPECT_EQ(DecodeTaps(test::TapBytes(tap)), Reason::kInvalidField);
+  EXPECT_EQ(FormatRejectionDetail(event_.rejection),
+            Cat("txn_id '", std::string(65, 'b'), "...' (100 bytes): is not 1 to 64 characters of [A-Za-z0-9_-]"));
+}
+
+TEST_F(DecodeTest, AnInvalidCardNumberIsNamedButNeverShown) {
+  TapFields tap = Tap();
+  tap.card_no = "6217 0012 3456 7890";
+  EXPECT_EQ(DecodeTaps(test::TapBytes(tap)), Reason::kInvalidField);
+  EXPECT_EQ(FormatRejectionDetail(event_.rejection), "card_no: is not 1 to 64 characters of [A-Za-z0-9_-]");
+  tap.card_no.clear();
+  EXPECT_EQ(DecodeTaps(test::TapBytes(tap)), Reason::kInvalidField);
+  EXPECT_EQ(FormatRejectionDetail(event_.rejection), "card_no: is missing");
+}
+
+TEST_F(DecodeTest, AMalformedPayloadSaysWhatFailed) {
+  EXPECT_EQ(DecodeTaps("short"), Reason::kMalformed);
+  EXPECT_EQ(FormatRejectionDetail(event_.rejection), "payload 5: is shorter than a FlatBuffers header");
+  EXPECT_EQ(DecodeTaps(test::TapBytes(Tap(), nullptr)), Reason::kMalformed);
+  EXPECT_EQ(event_.rejection.rule, "lacks the file identifier YRD1");
+  EXPECT_EQ(DecodeTaps(test::EmptyEnvelopeBytes()), Reason::kMalformed);
+  EXPECT_EQ(event_.rejection.rule, "is none of the known event types");
+}
+
+TEST_F(DecodeTest, AnAcceptedEventHasNoRejectionDetail) {
+  EXPECT_EQ(DecodeTaps(test::TapBytes(Tap())), std::nullopt);
+  EXPECT_EQ(FormatRejectionDetail(event_.rejection), "");
+}
+
 // ---- amounts -----------------------------------------------------------------------------------
 
 TEST_F(DecodeTest, NegativeTapAmountIsInvalid) {
@@ -276,6 +331,41 @@ TEST_F(DecodeTest, SettlementWhosePartsDoNotSumToTheTotalIsInvalid) {
   EXPECT_EQ(DecodeMedical(test::SettlementBytes(settlement)), Reason::kAmountInvalid);
 }
 
+TEST_F(DecodeTest, AmountAtTheCeilingIsAcceptedAndOneFenMoreIsInvalid) {
+  context_.limits.amount_fen_max = 5'000;
+  TapFields tap = Tap();
+  tap.amount_fen = 5'000;
+  EXPECT_EQ(DecodeTaps(test::TapBytes(tap)), std::nullopt);
+  tap.amount_fen = 5'001;
+  EXPECT_EQ(DecodeTaps(test::TapBytes(tap)), Reason::kAmountInvalid);
+  EXPECT_EQ(FormatRejectionDetail(event_.rejection), "amount_fen 5001: is above clearing.amount_fen_max");
+  RefundFields refund;
+  refund.occurred_at_ms = now_ms_;
+  refund.amount_fen = 5'000;
+  EXPECT_EQ(DecodeTaps(test::RefundBytes(refund)), std::nullopt);
+  refund.amount_fen = 5'001;
+  EXPECT_EQ(DecodeTaps(test::RefundBytes(refund)), Reason::kAmountInvalid);
+  SettlementFields settlement = Settlement();
+  settlement.fund_pay_fen = 5'000;
+  settlement.account_pay_fen = 0;
+  settlement.cash_pay_fen = 0;
+  settlement.total_fen = 5'000;
+  EXPECT_EQ(DecodeMedical(test::SettlementBytes(settlement)), std::nullopt);
+  settlement.cash_pay_fen = 1;
+  settlement.total_fen = 5'001;
+  EXPECT_EQ(DecodeMedical(test::SettlementBytes(settlement)), Reason::kAmountInvalid);
+  EXPECT_EQ(event_.rejection.field, "total_fen");
+}
+
+TEST_F(DecodeTest, TheDefaultCeilingRefusesATapOfFiveTimesTenToTheEighteen) {
+  EXPECT_EQ(context_.limits.amount_fen_max, kAmountFenMaxDefault);
+  TapFields tap = Tap();
+  tap.amount_fen = 5'000'000'000'000'000'000;
+  EXPECT_EQ(DecodeTaps(test::TapBytes(tap)), Reason::kAmountInvalid);
+  tap.amount_fen = kAmountFenMaxDefault;
+  EXPECT_EQ(DecodeTaps(test::TapBytes(tap)), std::nullopt);
+}
+
 TEST_F(DecodeTest, SettlementWhosePartsOverflowIsInvalidEvenIfTheWrappedSumMatches) {
   SettlementFields settlement = Settlement();
   // INT64_MAX + INT64_MAX + 2 wraps around to exactly 0.
@@ -284,7 +374,8 @@ TEST_F(DecodeTest, SettlementWhosePartsOverflowIsInvalidEvenIfTheWrappedSumMatch
   settlement.cash_pay_fen = 2;
   settlement.total_fen = 0;
   EXPECT_EQ(DecodeMedical(test::SettlementBytes(settlement)), Reason::kAmountInvalid);
-  // The largest sum that fits is accepted.
+  // The largest sum that fits is accepted once the per-event ceiling allows it.
+  context_.limits.amount_fen_max = kMax;
   settlement.fund_pay_fen = kMax - 2;
   settlement.account_pay_fen = 1;
   settlement.cash_pay_fen = 1;

@@ -13,9 +13,13 @@
 #include <vector>
 
 #include "adapters/crypto/hmac.h"
+#include "adapters/crypto/payload_sealer.h"
+#include "adapters/crypto/sha256.h"
 #include "adapters/rocksdb/rocks_store.h"
 #include "engine/batch.h"
+#include "engine/clearing_files.h"
 #include "engine/records.h"
+#include "engine/strings.h"
 #include "gtest/gtest.h"
 #include "tests/support/events.h"
 
@@ -58,6 +62,8 @@ struct StoredException {
   Digest message_digest;
   Digest first_digest;
   std::string txn_id;
+  std::string detail;
+  std::string message_key;
 };
 
 // An applied record with its strings copied out of the store.
@@ -75,6 +81,9 @@ class LedgerTest : public ::testing::Test {
     auto hmac = HmacSha256::Create("ledger-test-key-not-a-secret");
     ASSERT_TRUE(hmac.ok());
     tokenizer_ = *std::move(hmac);
+    auto sealer = AesGcmSealer::Create(std::string(kSealKeyBytes, 'k'));
+    ASSERT_TRUE(sealer.ok());
+    sealer_ = *std::move(sealer);
     Open();
   }
 
@@ -85,6 +94,8 @@ class LedgerTest : public ::testing::Test {
     ledger_ = std::make_unique<Ledger>(*store_, LedgerOptions{
                                                     .calendar = calendar_,
                                                     .keep_dead_letters = keep_dead_letters_,
+                                                    .dead_letter_sealer = sealer_.get(),
+                                                    .dead_letter_payload = dead_letter_payload_,
                                                     .recent_txn_records_max = recent_txn_records_max_,
                                                     .lines_checkpoint_applied_max = lines_checkpoint_applied_max_,
                                                 });
@@ -223,7 +234,8 @@ class LedgerTest : public ::testing::Test {
       ExceptionRecord record;
       EXPECT_TRUE(DecodeExceptionRecord(k, v, record));
       out.push_back({record.reason, record.topic, record.partition, record.offset, record.window,
-                     record.message_digest, record.first_digest, std::string(record.txn_id)});
+                     record.message_digest, record.first_digest, std::string(record.txn_id),
+                     std::string(record.detail), std::string(record.message_key)});
       return true;
     });
     EXPECT_TRUE(status.ok()) << status;
@@ -264,6 +276,8 @@ class LedgerTest : public ::testing::Test {
   std::vector<std::unique_ptr<Batch>> batches_;
   BatchResult result_;
   bool keep_dead_letters_ = false;
+  DeadLetterPayload dead_letter_payload_ = DeadLetterPayload::kOriginal;
+  std::unique_ptr<AesGcmSealer> sealer_;
   uint64_t recent_txn_records_max_ = LedgerOptions{}.recent_txn_records_max;
   uint64_t lines_checkpoint_applied_max_ = LedgerOptions{}.lines_checkpoint_applied_max;
 };
@@ -569,15 +583,23 @@ TEST_F(LedgerTest, MalformedMessageIsCountedInTheOldestOpenWindow) {
   EXPECT_EQ(exceptions[0].message_digest, DigestOfBytes("not a flatbuffer"));
 }
 
-// The dead-letter copies the store keeps, in key order.
-std::vector<std::pair<DeadLetterCopy, std::string>> StoredDeadLetters(StateStore& store) {
+// The dead-letter copies the store keeps, in key order, with their payloads opened.
+std::vector<std::pair<DeadLetterCopy, std::string>> StoredDeadLetters(StateStore& store, PayloadSealer& sealer) {
   std::vector<std::pair<DeadLetterCopy, std::string>> out;
   const absl::Status s = store.Scan(Table::kMeta, kDeadLetterKeyPrefix, {}, [&](std::string_view k, std::string_view v) {
     DeadLetterCopy copy;
-    EXPECT_TRUE(DecodeDeadLetterCopy(k, v, copy));
-    out.emplace_back(copy, std::string(copy.payload));
+    bool sealed = false;
+    EXPECT_TRUE(DecodeDeadLetterCopy(k, v, copy, sealed));
+    EXPECT_TRUE(sealed);
+    std::string payload;
+    EXPECT_TRUE(sealer.Open(copy.payload, payload));
+    if (!payload.empty()) {
+      EXPECT_EQ(std::string(v).find(payload), std::string::npos) << "the payload is in clear in the store";
+    }
+    out.emplace_back(copy, payload);
     out.back().first.payload = {};
     out.back().first.key = {};
+    out.back().first.detail = {};
     return true;
   });
   EXPECT_TRUE(s.ok()) << s;
@@ -589,7 +611,7 @@ TEST_F(LedgerTest, RejectedMessageCopyIsKeptUntilItsDeliveryIsReported) {
   Reopen();
   Apply({TapMessage(Tap("TAP1")), {SourceTopic::kTaps, "not a flatbuffer"}});
   Apply({TapMessage(Tap("TAP1", 999))}, 1);  // a conflict, in a second commit
-  auto stored = StoredDeadLetters(*store_);
+  auto stored = StoredDeadLetters(*store_, *sealer_);
   ASSERT_EQ(stored.size(), 2u);
   EXPECT_EQ(stored[0].first.commit_sequence, 1u);
   EXPECT_EQ(stored[0].first.reason, Reason::kMalformed);
@@ -602,13 +624,13 @@ TEST_F(LedgerTest, RejectedMessageCopyIsKeptUntilItsDeliveryIsReported) {
 
   // They survive a restart (the daemon produces them again then).
   Reopen();
-  EXPECT_EQ(StoredDeadLetters(*store_).size(), 2u);
+  EXPECT_EQ(StoredDeadLetters(*store_, *sealer_).size(), 2u);
 
   // Delivered through commit 1: that copy goes with the next write, the other stays.
   Batch& next = Decoded({TapMessage(Tap("TAP2"))}, 0, {});
   next.dead_letters_delivered_through = 1;
   ASSERT_TRUE(ledger_->Apply(next, result_).ok());
-  stored = StoredDeadLetters(*store_);
+  stored = StoredDeadLetters(*store_, *sealer_);
   ASSERT_EQ(stored.size(), 1u);
   EXPECT_EQ(stored[0].first.commit_sequence, 2u);
 
@@ -618,19 +640,175 @@ TEST_F(LedgerTest, RejectedMessageCopyIsKeptUntilItsDeliveryIsReported) {
   empty.dead_letters_delivered_through = sequence;
   ASSERT_TRUE(ledger_->Apply(empty, result_).ok());
   EXPECT_EQ(ledger_->commit_sequence(), sequence + 1);
-  EXPECT_TRUE(StoredDeadLetters(*store_).empty());
+  EXPECT_TRUE(StoredDeadLetters(*store_, *sealer_).empty());
 }
 
 TEST_F(LedgerTest, NoCopyIsKeptWithoutADeadLetterTopic) {
   Apply({{SourceTopic::kTaps, "not a flatbuffer"}});
   EXPECT_EQ(Exceptions().size(), 1u);
-  EXPECT_TRUE(StoredDeadLetters(*store_).empty());
+  EXPECT_TRUE(StoredDeadLetters(*store_, *sealer_).empty());
 }
 
 TEST_F(LedgerTest, DuringGraceTheOldestOpenWindowIsYesterday) {
   now_ms_ = test::ChinaTimeMs(2026, 11, 27, 0, 5);
   EXPECT_EQ(ledger_->OldestOpenWindow(now_ms_), kNov26);
   EXPECT_EQ(ledger_->OldestOpenWindow(calendar_.CloseInstantMs(kNov26)), kNov27);
+}
+
+
+// ---- totals that would pass int64 --------------------------------------------------------------
+
+TEST_F(LedgerTest, TapsPastThePartitionGrossAreRejectedAndEverythingAroundThemApplied) {
+  limits_.amount_fen_max = kPartitionWindowGrossFenMax;
+  const Batch& batch = Apply({TapMessage(Tap("TAP1", 1'000)),
+                              TapMessage(Tap("TAP2", kPartitionWindowGrossFenMax - 1'000)),  // exactly the bound
+                              TapMessage(Tap("TAP3", 1)),                                     // one fen past it
+                              TapMessage(Tap("TAP4", 0)),                                     // a free entry
+                              TapMessage(Tap("TAP5", kPartitionWindowGrossFenMax))});
+  EXPECT_EQ(batch.slots()[0].fate, Fate::kApplied);
+  EXPECT_EQ(batch.slots()[1].fate, Fate::kApplied);
+  EXPECT_EQ(batch.slots()[2].fate, Fate::kRejected);
+  EXPECT_EQ(batch.slots()[2].reason, Reason::kAmountInvalid);
+  EXPECT_EQ(batch.slots()[3].fate, Fate::kApplied);
+  EXPECT_EQ(batch.slots()[4].reason, Reason::kAmountInvalid);
+  // Another partition has a gross of its own: the same line takes its tap.
+  const Batch& other = Apply({TapMessage(Tap("TAP6", 500))}, 1);
+  EXPECT_EQ(other.slots()[0].fate, Fate::kApplied);
+  EXPECT_EQ(Line(kNov27, kMetroLine).amount_fen, kPartitionWindowGrossFenMax + 500);
+  EXPECT_EQ(Line(kNov27, kMetroLine).count, 4);
+  const std::vector<StoredException> exceptions = Exceptions();
+  ASSERT_EQ(exceptions.size(), 2u);
+  EXPECT_EQ(exceptions[0].txn_id, "TAP3");
+  EXPECT_EQ(exceptions[0].detail,
+            "amount_fen 1: would take this source partition's gross of the window past 2^48 - 1 fen");
+  EXPECT_EQ(Counters(kNov27).exception_counts[static_cast<size_t>(Reason::kAmountInvalid)], 2);
+  // A refund moves money too, and counts: the partition is full.
+  const Batch& refund = Apply({RefundMessage(Refund("REFUND1", 1, "TAP1"))});
+  EXPECT_EQ(refund.slots()[0].reason, Reason::kAmountInvalid);
+}
+
+TEST_F(LedgerTest, SettlementsAndTheirCancellationsCountInThePartitionGross) {
+  limits_.amount_fen_max = kPartitionWindowGrossFenMax;
+  SettlementFields big = Settlement("SETTLE1");
+  big.total_fen = kPartitionWindowGrossFenMax / 2 + 1;
+  big.fund_pay_fen = big.total_fen;
+  big.account_pay_fen = 0;
+  big.cash_pay_fen = 0;
+  SettlementFields second = big;
+  second.txn_id = "SETTLE2";
+  second.total_fen = second.fund_pay_fen = kPartitionWindowGrossFenMax / 2 - 1;
+  const Batch& batch = Apply({SettlementMessage(big), SettlementMessage(second),
+                              CancellationMessage(Cancellation("CANCEL1", "SETTLE1"))},
+                             2);
+  EXPECT_EQ(batch.slots()[0].fate, Fate::kApplied);
+  EXPECT_EQ(batch.slots()[1].fate, Fate::kApplied);  // the two fill the bound exactly
+  ASSERT_EQ(batch.slots()[2].fate, Fate::kRejected);
+  EXPECT_EQ(batch.slots()[2].reason, Reason::kAmountInvalid);
+  EXPECT_EQ(Exceptions()[0].detail.substr(0, 26), "original_txn_id 'SETTLE1' ");
+  // The rejected cancellation changed nothing: the settlement can still be cancelled elsewhere.
+  const Batch& elsewhere = Apply({CancellationMessage(Cancellation("CANCEL2", "SETTLE1"))}, 3);
+  EXPECT_EQ(elsewhere.slots()[0].fate, Fate::kApplied);
+  EXPECT_EQ(Line(kNov27, kSettlementLine).reversal_count, 1);
+}
+
+TEST_F(LedgerTest, ThePartitionGrossSurvivesARestart) {
+  limits_.amount_fen_max = kPartitionWindowGrossFenMax;
+  Apply({TapMessage(Tap("TAP1", kPartitionWindowGrossFenMax))});
+  Reopen();
+  const Batch& batch = Apply({TapMessage(Tap("TAP2", 1)), TapMessage(Tap("TAP3", 0))});
+  EXPECT_EQ(batch.slots()[0].reason, Reason::kAmountInvalid);
+  EXPECT_EQ(batch.slots()[1].fate, Fate::kApplied);
+}
+
+TEST_F(LedgerTest, AWindowFullToTheBoundClosesAndItsFilesCheck) {
+  limits_.amount_fen_max = kPartitionWindowGrossFenMax;
+  for (int32_t partition = 0; partition < 4; ++partition) {
+    Apply({TapMessage(Tap(Cat("TAP", partition), kPartitionWindowGrossFenMax)),
+           TapMessage(Tap(Cat("MORE", partition), 1))},
+          partition);
+  }
+  Apply({}, 0, {WindowCommand{WindowCommand::Kind::kClose, kNov27}});
+  const ClosedWindow window{kNov27, now_ms_, FeeSchedule::FromRegistry(*registry_)};
+  const absl::StatusOr<std::vector<std::string>> violations = CheckWindowInvariants(*store_, window);
+  ASSERT_TRUE(violations.ok()) << violations.status();
+  EXPECT_TRUE(violations->empty());
+  MemoryFileSet files;
+  const Digests digests{.new_sha256 = [] { return std::unique_ptr<Sha256Stream>(*Sha256::Create()); },
+                        .hmac_hex = [](std::string_view) { return std::string(64, '0'); }};
+  EXPECT_TRUE(RenderWindowFiles(*store_, *registry_, window, files, digests).ok());
+  EXPECT_TRUE(files.committed());
+}
+
+// ---- what a rejection says ---------------------------------------------------------------------
+
+TEST_F(LedgerTest, EveryRejectionOfTheLedgerSaysWhatWasWrong) {
+  Apply({TapMessage(Tap("TAP1", 300)), SettlementMessage(Settlement("SETTLE1"))});
+  Apply({TapMessage(Tap("TAP1", 301)), RefundMessage(Refund("R1", 1, "NO_SUCH_TAP")),
+         RefundMessage(Refund("R2", 301, "TAP1")), CancellationMessage(Cancellation("C1", "SETTLE1")),
+         CancellationMessage(Cancellation("C2", "SETTLE1"))});
+  std::vector<std::string> details;
+  for (const StoredException& exception : Exceptions()) details.push_back(exception.detail);
+  EXPECT_EQ(details, (std::vector<std::string>{
+                         "txn_id 'TAP1' (4 bytes): was applied before with other content",
+                         "original_txn_id 'NO_SUCH_TAP' (11 bytes): names no applied tap",
+                         "amount_fen 301: would take the refunds of the original tap past its amount",
+                         "original_txn_id 'SETTLE1' (7 bytes): was cancelled before",
+                     }));
+}
+
+TEST_F(LedgerTest, AnExceptionKeepsTheMessageKeyAndTheDecodersDetail) {
+  TapFields tap = Tap();
+  tap.txn_id = std::string(65, 'x');
+  Apply({TapMessage(tap)});
+  const std::vector<StoredException> exceptions = Exceptions();
+  ASSERT_EQ(exceptions.size(), 1u);
+  EXPECT_EQ(exceptions[0].txn_id, "");  // not a valid id, so not kept as one
+  EXPECT_EQ(exceptions[0].message_key, "key");
+  EXPECT_EQ(exceptions[0].detail.substr(0, 8), "txn_id '");
+}
+
+// ---- dead-letter copies hold no card number --------------------------------------------------
+
+TEST_F(LedgerTest, ARedactedCopyMasksTheCardNumberAndAMalformedOneIsWithheld) {
+  keep_dead_letters_ = true;
+  dead_letter_payload_ = DeadLetterPayload::kRedacted;
+  Reopen();
+  Apply({TapMessage(Tap("TAP1")), TapMessage(Tap("TAP1", 999)), {SourceTopic::kTaps, "not a flatbuffer"}});
+  const auto stored = StoredDeadLetters(*store_, *sealer_);
+  ASSERT_EQ(stored.size(), 2u);
+  EXPECT_EQ(stored[0].first.payload_form, DeadLetterPayload::kRedacted);
+  EXPECT_EQ(stored[0].second.find(test::kCardNumber19), std::string::npos);
+  EXPECT_NE(stored[0].second.find("621700*********0123"), std::string::npos);
+  // Still a valid envelope, but not a message to apply as it is: its card number is masked.
+  DecodeContext context{.registry = registry_.get(), .tokenizer = tokenizer_.get(), .limits = limits_, .now_ms = now_ms_};
+  DecodedEvent event;
+  EXPECT_EQ(Decode(SourceTopic::kTaps, stored[0].second, context, event), Reason::kInvalidField);
+  EXPECT_EQ(event.rejection.field, "card_no");
+  EXPECT_EQ(stored[1].first.payload_form, DeadLetterPayload::kWithheld);
+  EXPECT_EQ(stored[1].second, "");
+}
+
+TEST_F(LedgerTest, NoCardNumberIsInTheStoreInClear) {
+  keep_dead_letters_ = true;
+  Reopen();
+  // Original copies: the card number is in the message, sealed in the store.
+  Apply({TapMessage(Tap("TAP1")), TapMessage(Tap("TAP1", 999)), SettlementMessage(Settlement("SETTLE1")),
+         SettlementMessage([&] {
+           SettlementFields conflict = Settlement("SETTLE1");
+           conflict.cash_pay_fen += 1;
+           conflict.total_fen += 1;
+           return conflict;
+         }())});
+  EXPECT_EQ(StoredDeadLetters(*store_, *sealer_).size(), 2u);
+  for (size_t table = 0; table < kTableCount; ++table) {
+    const absl::Status status =
+        store_->Scan(static_cast<Table>(table), {}, {}, [&](std::string_view key, std::string_view value) {
+          EXPECT_EQ(key.find(test::kCardNumber19), std::string_view::npos) << "table " << table;
+          EXPECT_EQ(value.find(test::kCardNumber19), std::string_view::npos) << "table " << table;
+          return true;
+        });
+    EXPECT_TRUE(status.ok()) << status;
+  }
 }
 
 // ---- offsets and restart -----------------------------------------------------------------------

@@ -473,11 +473,17 @@ TEST(DeadLetterCopy, RoundTripsWithKeyAndPayloadOfAnyBytes) {
   const std::string payload(70'000, '\0');  // longer than any one-byte length
   copy.key = std::string_view("\x00key\xFF", 5);
   copy.payload = payload;
+  copy.payload_form = DeadLetterPayload::kRedacted;
+  copy.detail = "merchant_id 'M9' (2 bytes): is not in the registry";
   std::string key, value;
   DeadLetterKey(copy.commit_sequence, copy.topic, copy.partition, copy.offset, key);
   EncodeDeadLetterCopy(copy, value);
   DeadLetterCopy decoded;
-  ASSERT_TRUE(DecodeDeadLetterCopy(key, value, decoded));
+  bool sealed = false;
+  ASSERT_TRUE(DecodeDeadLetterCopy(key, value, decoded, sealed));
+  EXPECT_TRUE(sealed);
+  EXPECT_EQ(decoded.payload_form, DeadLetterPayload::kRedacted);
+  EXPECT_EQ(decoded.detail, copy.detail);
   EXPECT_EQ(decoded.commit_sequence, copy.commit_sequence);
   EXPECT_EQ(decoded.topic, SourceTopic::kMedical);
   EXPECT_EQ(decoded.partition, 63);
@@ -488,9 +494,31 @@ TEST(DeadLetterCopy, RoundTripsWithKeyAndPayloadOfAnyBytes) {
   EXPECT_EQ(decoded.key, copy.key);
   EXPECT_EQ(decoded.payload, payload);
   for (const size_t size : {size_t{0}, size_t{1}, size_t{20}, value.size() - 1}) {
-    EXPECT_FALSE(DecodeDeadLetterCopy(key, value.substr(0, size), decoded)) << size;
+    EXPECT_FALSE(DecodeDeadLetterCopy(key, value.substr(0, size), decoded, sealed)) << size;
   }
-  EXPECT_FALSE(DecodeDeadLetterCopy(key.substr(1), value, decoded));
+  EXPECT_FALSE(DecodeDeadLetterCopy(key.substr(1), value, decoded, sealed));
+}
+
+TEST(DeadLetterCopy, ACopyOfTheEarlierLayoutIsReadAsUnsealed) {
+  // Version 2: reason, window, digest, key and payload in clear, nothing after.
+  std::string value;
+  value.push_back(2);
+  value.push_back(static_cast<char>(Reason::kMalformed));
+  value.push_back(0);  // window 0 as a zigzag varint
+  value.append(16, '\0');
+  value.push_back(4);  // key "k1": its length 2 as a zigzag varint
+  value.append("k1");
+  value.push_back(8);  // payload "abcd"
+  value.append("abcd");
+  std::string key;
+  DeadLetterKey(3, SourceTopic::kTaps, 1, 7, key);
+  DeadLetterCopy decoded;
+  bool sealed = true;
+  ASSERT_TRUE(DecodeDeadLetterCopy(key, value, decoded, sealed));
+  EXPECT_FALSE(sealed);
+  EXPECT_EQ(decoded.payload, "abcd");
+  EXPECT_EQ(decoded.payload_form, DeadLetterPayload::kOriginal);
+  EXPECT_EQ(decoded.detail, "");
 }
 
 TEST(DeadLetterCopy, KeysSortByCommitAndTheLimitEndsACommitsCopies) {

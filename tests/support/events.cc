@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <system_error>
 
+#include "engine/pipeline.h"
 #include "engine/window.h"
 #include "schemas/events_generated.h"
 
@@ -165,22 +166,7 @@ std::string EmptyEnvelopeBytes() {
 }
 
 void DecodeBatch(Batch& batch, CardTokenizer& tokenizer, const DecodeLimits& limits) {
-  DecodeContext context;
-  context.registry = batch.registry.get();
-  context.tokenizer = &tokenizer;
-  context.limits = limits;
-  context.now_ms = batch.now_ms;
-  for (MessageSlot& slot : batch.slots()) {
-    if (slot.fate != Fate::kPending) continue;
-    const std::optional<Reason> reason = Decode(slot.topic, slot.payload, context, slot.event);
-    if (!reason) continue;
-    slot.fate = Fate::kRejected;
-    slot.reason = reason;
-    if (*reason == Reason::kMalformed || *reason == Reason::kInvalidField || *reason == Reason::kAmountInvalid ||
-        *reason == Reason::kStale || *reason == Reason::kFutureTimestamp || *reason == Reason::kUnknownParticipant) {
-      slot.event.digest = DigestOfBytes(slot.payload);
-    }
-  }
+  yrd::DecodeBatch(batch, tokenizer, limits);
 }
 
 TempDir::TempDir() {

@@ -52,13 +52,6 @@ std::optional<int64_t> ParseInt(std::string_view text) {
   return value;
 }
 
-bool ConstantTimeEqual(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  unsigned char difference = 0;
-  for (size_t i = 0; i < a.size(); ++i) difference |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return difference == 0;
-}
-
 bool IsLowerHex(std::string_view text, size_t length) {
   if (text.size() != length) return false;
   for (const char c : text) {
@@ -323,7 +316,7 @@ class Verifier {
     if (!signature_line.starts_with(tag) || !IsLowerHex(signature_line.substr(tag.size()), 64)) {
       return FileMismatch(kManifestPath, Cat("the last line is not '", kManifestSignatureTag, " <64 hex>'"));
     }
-    if (!ConstantTimeEqual(signature_line.substr(tag.size()), digests_.hmac_hex(body))) {
+    if (!ConstantTimeEquals(signature_line.substr(tag.size()), digests_.hmac_hex(body))) {
       return FileMismatch(kManifestPath,
                           "the HMAC-SHA256 of its lines does not match its last line under this key: the MANIFEST was "
                           "changed, or the key is not the one it was signed with");

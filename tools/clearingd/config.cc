@@ -120,6 +120,16 @@ absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
   check(kafka.String("bootstrap_servers", config.bootstrap_servers));
   check(kafka.String("group_id", config.group_id));
   check(kafka.Boolean("dead_letter", config.dead_letter));
+  std::string dead_letter_payload(DeadLetterPayloadName(config.dead_letter_payload));
+  check(kafka.String("dead_letter_payload", dead_letter_payload));
+  if (dead_letter_payload == "original") {
+    config.dead_letter_payload = DeadLetterPayload::kOriginal;
+  } else if (dead_letter_payload == "redacted") {
+    config.dead_letter_payload = DeadLetterPayload::kRedacted;
+  } else {
+    check(absl::InvalidArgumentError(
+        Cat(path, ": kafka.dead_letter_payload must be \"original\" or \"redacted\", got '", dead_letter_payload, "'")));
+  }
   check(kafka.RefuseUnknown({"settings"}));
   if (kafka.table() != nullptr) {
     if (const toml::node* settings = kafka.table()->get("settings")) {
@@ -169,6 +179,7 @@ absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
   check(clearing.Integer("dedup_horizon_days", horizon_days, 1, 400));
   check(clearing.Integer("clock_skew_ms_max", skew_ms, 0, 86'400'000));
   check(clearing.Integer("message_bytes_max", message_bytes_max, 256, 1 << 20));
+  check(clearing.Integer("amount_fen_max", config.decode.amount_fen_max, 1, kPartitionWindowGrossFenMax));
   check(clearing.Integer("clock_fixed_ms", config.clock_fixed_ms, 0, INT64_MAX / 2));
   check(clearing.RefuseUnknown());
   const std::optional<int64_t> cutoff_ms = ParseLocalTimeOfDay(cutoff);

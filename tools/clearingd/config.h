@@ -23,6 +23,7 @@ struct DaemonConfig {
   std::string group_id = "yrd-clearingd";
   kafka::Settings kafka_settings;            // [kafka.settings]: librdkafka properties, strings
   bool dead_letter = true;
+  DeadLetterPayload dead_letter_payload = DeadLetterPayload::kRedacted;  // dead_letter_payload
   // [store]
   std::string store_path;
   uint64_t store_min_free_bytes = 256u << 20;  // min_free_mib: writes pause below it, resume above

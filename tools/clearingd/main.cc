@@ -17,6 +17,7 @@
 
 #include "CLI/CLI.hpp"
 #include "adapters/crypto/hmac.h"
+#include "adapters/crypto/payload_sealer.h"
 #include "adapters/fs/file_set.h"
 #include "adapters/http/admin_server.h"
 #include "adapters/http/clearing_metrics.h"
@@ -44,14 +45,29 @@ constexpr std::chrono::seconds kDeadLetterFlushWait{10};
 
 // Produces the dead-letter copies the store kept because their delivery was not known when
 // the last run ended (a crash, or a topic that could not be written).
-absl::Status ProduceStoredDeadLetters(StateStore& store, kafka::KafkaSource& source) {
+absl::Status ProduceStoredDeadLetters(StateStore& store, PayloadSealer& sealer, kafka::KafkaSource& source) {
   int64_t count = 0;
   absl::Status failure;
+  std::string payload;
   absl::Status s = store.Scan(Table::kMeta, kDeadLetterKeyPrefix, {}, [&](std::string_view key, std::string_view value) {
     DeadLetterCopy copy;
-    if (!DecodeDeadLetterCopy(key, value, copy)) {
+    bool sealed = false;
+    if (!DecodeDeadLetterCopy(key, value, copy, sealed)) {
       failure = absl::DataLossError("a stored dead-letter copy is damaged");
       return false;
+    }
+    if (sealed) {
+      if (!sealer.Open(copy.payload, payload)) {
+        // Not money and still listed by the exception store: the copy goes without its bytes.
+        log::Error("dead_letter_copy_unreadable",
+                   {{"source_partition", copy.partition},
+                    {"source_offset", copy.offset},
+                    {"action", "none for clearing; the message is listed by clearing-report exceptions, its "
+                               "dead-letter copy goes out without its bytes"}});
+        copy.payload_form = DeadLetterPayload::kWithheld;
+        payload.clear();
+      }
+      copy.payload = payload;
     }
     ++count;
     if (absl::Status produced = source.ProduceStoredDeadLetter(copy); !produced.ok()) {
@@ -93,10 +109,13 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
 class Daemon final : public http::AdminHandler {
  public:
   Daemon(DaemonConfig config, std::shared_ptr<const Registry> registry, std::unique_ptr<HmacSha256> tokenizer,
-         Digests digests, std::unique_ptr<Clock> clock)
+         std::unique_ptr<PayloadSealer> ledger_sealer, std::unique_ptr<PayloadSealer> start_sealer, Digests digests,
+         std::unique_ptr<Clock> clock)
       : config_(std::move(config)),
         registry_(std::move(registry)),
         tokenizer_(std::move(tokenizer)),
+        ledger_sealer_(std::move(ledger_sealer)),
+        start_sealer_(std::move(start_sealer)),
         digests_(std::move(digests)),
         clock_(std::move(clock)) {}
 
@@ -376,6 +395,8 @@ class Daemon final : public http::AdminHandler {
     (*store)->SetHorizonStartMs(clock_->NowMs() - config_.decode.dedup_horizon_ms);
     Ledger ledger(**store, LedgerOptions{.calendar = config_.calendar,
                                          .keep_dead_letters = config_.dead_letter,
+                                         .dead_letter_sealer = ledger_sealer_.get(),
+                                         .dead_letter_payload = config_.dead_letter_payload,
                                          .recent_txn_records_max = config_.recent_txn_records_max,
                                          .lines_checkpoint_applied_max = config_.lines_checkpoint_applied_max});
     if (absl::Status s = ledger.Load(clock_->NowMs()); !s.ok()) return s;
@@ -385,6 +406,7 @@ class Daemon final : public http::AdminHandler {
     source_options.settings = config_.kafka_settings;
     source_options.message_bytes_max = config_.decode.message_bytes_max;
     source_options.dead_letter = config_.dead_letter;
+    source_options.dead_letter_payload = config_.dead_letter_payload;
     source_options.on_warning = [](const std::string& text) {
       log::Warning("kafka_transient_error",
                    {{"detail", text}, {"action", "none if it clears; check the brokers if it repeats"}});
@@ -392,7 +414,7 @@ class Daemon final : public http::AdminHandler {
     auto source = kafka::KafkaSource::Create(source_options, ledger.offsets());
     if (!source.ok()) return source.status();
     if (config_.dead_letter) {
-      if (absl::Status s = ProduceStoredDeadLetters(**store, **source); !s.ok()) return s;
+      if (absl::Status s = ProduceStoredDeadLetters(**store, *start_sealer_, **source); !s.ok()) return s;
     }
 
     Pipeline pipeline(config_.pipeline, **source, ledger, *clock_, registry_holder_, *tokenizer_);
@@ -468,6 +490,8 @@ class Daemon final : public http::AdminHandler {
   std::shared_ptr<const Registry> registry_;
   RegistryHolder registry_holder_{registry_};
   std::unique_ptr<HmacSha256> tokenizer_;
+  std::unique_ptr<PayloadSealer> ledger_sealer_;  // seals dead-letter copies on the ledger thread
+  std::unique_ptr<PayloadSealer> start_sealer_;   // opens the stored ones at start (worker thread)
   Digests digests_;
   std::unique_ptr<Clock> clock_;
   boost::asio::io_context io_;
@@ -496,6 +520,15 @@ int Start(DaemonConfig config, bool check_only) {
   }
   auto tokenizer = HmacSha256::Create(*key);
   if (!tokenizer.ok()) return Fail("card_token_key_invalid", tokenizer.status(), "check the key file");
+  // Dead-letter copies are sealed in the store under a key derived from the card-token key.
+  auto seal_key = DeriveKey(*key, kDeadLetterKeyLabel);
+  if (!seal_key.ok()) return Fail("card_token_key_invalid", seal_key.status(), "check the key file");
+  auto ledger_sealer = AesGcmSealer::Create(*seal_key);
+  auto start_sealer = AesGcmSealer::Create(*seal_key);
+  if (!ledger_sealer.ok() || !start_sealer.ok()) {
+    return Fail("card_token_key_invalid", ledger_sealer.ok() ? start_sealer.status() : ledger_sealer.status(),
+                "check the key file");
+  }
   auto manifest_key = ReadKeyFile(config.manifest_key_file);
   if (!manifest_key.ok()) {
     return Fail("manifest_key_invalid", manifest_key.status(),
@@ -514,7 +547,8 @@ int Start(DaemonConfig config, bool check_only) {
   } else {
     clock = std::make_unique<SystemClock>();
   }
-  Daemon daemon(std::move(config), *std::move(registry), *std::move(tokenizer), *std::move(digests), std::move(clock));
+  Daemon daemon(std::move(config), *std::move(registry), *std::move(tokenizer), *std::move(ledger_sealer),
+                *std::move(start_sealer), *std::move(digests), std::move(clock));
   return daemon.Run();
 }
 
