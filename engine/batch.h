@@ -35,9 +35,14 @@ struct BatchResult {
 // An operator's or the file writer's request about a window, carried by a batch so that it is
 // applied in order with the events and committed in the same atomic write.
 struct WindowCommand {
-  enum class Kind : uint8_t { kClose = 0, kMarkFilesWritten = 1 };
+  enum class Kind : uint8_t { kClose = 0, kMarkFilesWritten = 1, kRetire = 2 };
+  WindowCommand() = default;
+  WindowCommand(Kind command_kind, WindowDay command_day, std::vector<std::string> keys = {})
+      : kind(command_kind), day(command_day), exception_keys(std::move(keys)) {}
   Kind kind = Kind::kClose;
   WindowDay day = 0;
+  // kRetire: the window's exception keys (ExceptionKey) to delete with its records.
+  std::vector<std::string> exception_keys;
 };
 
 struct MessageSlot {
@@ -149,6 +154,7 @@ class Batch {
     commands.clear();
     windows_closed.clear();
     windows_files_marked.clear();
+    windows_retired.clear();
   }
 
   // Set by the ingest stage before decoding; the ledger uses the same instant.
@@ -169,6 +175,7 @@ class Batch {
   std::vector<WindowCommand> commands;          // applied before the batch's messages
   std::vector<WindowDay> windows_closed;        // set by the ledger: closed by this batch
   std::vector<WindowDay> windows_files_marked;  // set by the ledger: marked files_written
+  std::vector<WindowDay> windows_retired;       // set by the ledger: its records deleted
 
  private:
   // FlatBuffers reads its scalars in place: payloads start on an 8-byte boundary.

@@ -453,19 +453,61 @@ void Ledger::ApplyWindowCommands(Batch& batch) {
   for (const WindowCommand& command : batch.commands) {
     switch (command.kind) {
       case WindowCommand::Kind::kClose:
-        CloseWindow(command.day, now_ms, *batch.registry, batch);
+        // A day with no activity and no state is not a window: closing it would invent one.
+        if (counters_.contains(command.day) || windows_.contains(command.day)) {
+          CloseWindow(command.day, now_ms, *batch.registry, batch);
+        }
         break;
       case WindowCommand::Kind::kMarkFilesWritten: {
         auto it = windows_.find(command.day);
         if (it != windows_.end() && it->second.state == WindowState::kClosed) {
           it->second.state = WindowState::kFilesWritten;
+          it->second.files_written_at_ms = now_ms;
           touched_windows_.push_back(command.day);
           batch.windows_files_marked.push_back(command.day);
         }
         break;
       }
+      case WindowCommand::Kind::kRetire:
+        RetireWindow(command, batch);
+        break;
     }
   }
+}
+
+void Ledger::RetireWindow(const WindowCommand& command, Batch& batch) {
+  // Only a window whose files are written gives up its records; its ranges go once, its
+  // exceptions with every command that names them (a large window's take several).
+  const auto it = windows_.find(command.day);
+  if (it == windows_.end() || it->second.state != WindowState::kFilesWritten) return;
+  retired_exception_keys_.insert(retired_exception_keys_.end(), command.exception_keys.begin(),
+                                 command.exception_keys.end());
+  if (it->second.retired_at_ms != 0) return;
+  it->second.retired_at_ms = batch.now_ms;
+  touched_windows_.push_back(command.day);
+  batch.windows_retired.push_back(command.day);
+}
+
+void Ledger::AppendRetirements(const Batch& batch, StateWriteBatch& write) {
+  std::string begin, end;
+  auto window_range = [&](std::string_view prefix, WindowDay day) {
+    begin.assign(prefix);
+    AppendBigEndian32(begin, WindowKeyBits(day));
+    end.assign(prefix);
+    AppendBigEndian32(end, WindowKeyBits(day + 1));
+  };
+  // A closed window's partition gross is never needed again.
+  for (const WindowDay day : batch.windows_closed) {
+    window_range(kGrossKeyPrefix, day);
+    write.DeleteRange(Table::kMeta, begin, end);
+  }
+  for (const WindowDay day : batch.windows_retired) {
+    window_range({}, day);
+    write.DeleteRange(Table::kApplied, begin, end);
+    write.DeleteRange(Table::kLines, begin, end);
+  }
+  for (const std::string& key : retired_exception_keys_) write.Delete(Table::kExceptions, key);
+  retired_exception_keys_.clear();
 }
 
 std::shared_ptr<const WindowTable> Ledger::BuildWindowTable(int64_t now_ms) const {
@@ -475,6 +517,8 @@ std::shared_ptr<const WindowTable> Ledger::BuildWindowTable(int64_t now_ms) cons
     WindowInfo& info = (*table)[day];
     info.state = record.state;
     info.closed_at_ms = record.closed_at_ms;
+    info.files_written_at_ms = record.files_written_at_ms;
+    info.retired_at_ms = record.retired_at_ms;
   }
   for (auto& [day, info] : *table) {
     if (info.state >= WindowState::kClosed) continue;
@@ -520,6 +564,8 @@ uint32_t Ledger::StateFor(Family family, std::string_view txn_id) {
 
 bool Ledger::AdoptRecord(TxnState& state, std::string_view bytes) {
   if (!DecodeTxnRecord(bytes, line_ids_, state.record)) return false;
+  // Past the dedup horizon: as if purged already (state.exists stays false).
+  if (state.record.occurred_at_ms < horizon_start_ms_) return true;
   if (state.record.line_id == kNoLineId && !state.record.line_key.empty()) {
     // A record written before line ids: its line gets one, stored with this batch.
     bool added = false;
@@ -919,6 +965,7 @@ void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
     EncodeGross(entry.gross_fen, value_scratch_);
     write.Put(Table::kMeta, key_scratch_, value_scratch_);
   }
+  AppendRetirements(batch, write);
   for (const WindowDay day : touched_windows_) {
     WindowStateKey(day, key_scratch_);
     EncodeWindowRecord(windows_.at(day), value_scratch_);
@@ -1011,6 +1058,7 @@ absl::Status Ledger::Prepare(Batch& batch) {
   result = BatchResult{};
   PreparedWrite& prepared = prepared_[prepared_count_ % kPreparedAheadMax];
   const int64_t now_ms = batch.now_ms;
+  horizon_start_ms_ = now_ms - options_.dedup_horizon_ms;
   touched_windows_.clear();
   cached_counters_ = nullptr;  // the counters each window touches now are marked for this batch
   cached_applied_blob_ = nullptr;
@@ -1018,7 +1066,8 @@ absl::Status Ledger::Prepare(Batch& batch) {
   ApplyWindowCommands(batch);
   const WindowDay oldest_open = OldestOpenWindow(now_ms);
   const bool dead_letters_to_drop = batch.dead_letters_delivered_through > dead_letters_dropped_through_;
-  if (batch.empty() && touched_windows_.empty() && !dead_letters_to_drop) {  // an idle tick: nothing to commit
+  if (batch.empty() && touched_windows_.empty() && !dead_letters_to_drop &&
+      retired_exception_keys_.empty()) {  // an idle tick: nothing to commit
     prepared.write_needed = false;
     batch.ledger_prepared_number = prepared_count_++;
     batch.ledger_prepared = true;

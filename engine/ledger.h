@@ -60,6 +60,11 @@ namespace yrd {
 
 struct LedgerOptions {
   WindowCalendar calendar;
+  // A stored transaction record whose event occurred more than this long before the batch
+  // clock counts as absent, whether or not a compaction has purged it yet (the store's filter
+  // purges the same records), so a decision never depends on when a compaction ran. Config
+  // clearing.dedup_horizon_days; must equal DecodeLimits::dedup_horizon_ms.
+  int64_t dedup_horizon_ms = DecodeLimits{}.dedup_horizon_ms;
   // Keep each rejected message's dead-letter copy in the store until the source reports it
   // delivered (Batch::dead_letters_delivered_through); on for a daemon that copies to yrd.dlq.
   bool keep_dead_letters = false;
@@ -83,6 +88,8 @@ struct LedgerOptions {
 struct WindowInfo {
   WindowState state = WindowState::kOpen;  // open/closing follow from the clock
   int64_t closed_at_ms = 0;
+  int64_t files_written_at_ms = 0;
+  int64_t retired_at_ms = 0;  // its records were deleted (WindowRecord::retired_at_ms)
   WindowCounters counters;
 };
 using WindowTable = std::map<WindowDay, WindowInfo>;
@@ -232,6 +239,9 @@ class Ledger {
   // Waits until fewer than kPreparedAheadMax batches are prepared and not committed.
   [[nodiscard]] absl::Status WaitForPreparedRoom();
   [[nodiscard]] bool AdoptRecord(TxnState& state, std::string_view bytes);
+  // Applies a retirement: the window's records go with the batch's write (WindowCommand::kRetire).
+  void RetireWindow(const WindowCommand& command, Batch& batch);
+  void AppendRetirements(const Batch& batch, StateWriteBatch& write);
 
   StateStore& store_;
   LedgerOptions options_;
@@ -288,6 +298,8 @@ class Ledger {
   std::atomic<uint64_t> recent_txn_sorts_{0};
   std::map<WindowDay, WindowRecord> windows_;
   std::vector<WindowDay> touched_windows_;  // window records to write with this batch
+  int64_t horizon_start_ms_ = 0;            // records of events before this count as absent
+  std::vector<std::string> retired_exception_keys_;  // deleted with this batch's write
   std::atomic<std::shared_ptr<const WindowTable>> published_windows_;
 
   // Lines and counters of open windows.

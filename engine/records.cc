@@ -378,6 +378,8 @@ void EncodeWindowRecord(const WindowRecord& record, std::string& out) {
     w.Varint(static_cast<int64_t>(ids->size()));
     for (const std::string& id : *ids) w.Text(id);
   }
+  w.Varint(record.files_written_at_ms);
+  w.Varint(record.retired_at_ms);
 }
 bool DecodeWindowRecord(std::string_view bytes, WindowRecord& out) {
   Reader r(bytes);
@@ -397,6 +399,8 @@ bool DecodeWindowRecord(std::string_view bytes, WindowRecord& out) {
        {&out.registered_bank_ids, &out.registered_fund_ids, &out.registered_province_codes}) {
     ids->clear();
   }
+  out.files_written_at_ms = 0;
+  out.retired_at_ms = 0;
   if (r.AtEnd()) return true;  // written before the participants were frozen with the window
   for (std::vector<std::string>* ids :
        {&out.registered_bank_ids, &out.registered_fund_ids, &out.registered_province_codes}) {
@@ -408,7 +412,9 @@ bool DecodeWindowRecord(std::string_view bytes, WindowRecord& out) {
       ids->emplace_back(id);
     }
   }
-  return r.AtEnd();
+  if (r.AtEnd()) return true;  // written before files and retirement were dated
+  return r.Varint(out.files_written_at_ms) && out.files_written_at_ms >= 0 && r.Varint(out.retired_at_ms) &&
+         out.retired_at_ms >= 0 && r.AtEnd();
 }
 
 // TxnRecord layout: version, kind, flags, occurred (fixed 8, read alone by the horizon

@@ -161,6 +161,12 @@ struct WindowRecord {
   std::vector<std::string> registered_bank_ids;
   std::vector<std::string> registered_fund_ids;
   std::vector<std::string> registered_province_codes;
+  // When the files were written (the batch clock of the commit that marked them), 0 before; a
+  // window's records are retired store.window_retention_days after it.
+  int64_t files_written_at_ms = 0;
+  // When the window's applied records, netting lines and exceptions were deleted from the store
+  // (its counters, this record and its files stay), 0 while they are kept.
+  int64_t retired_at_ms = 0;
 };
 void EncodeWindowRecord(const WindowRecord& record, std::string& out);
 [[nodiscard]] bool DecodeWindowRecord(std::string_view bytes, WindowRecord& out);

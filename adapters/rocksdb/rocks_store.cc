@@ -408,6 +408,17 @@ absl::Status RocksStore::Flush() {
   return FromRocks(db_->Flush(options, handles_), "flushing the state store");
 }
 
+absl::Status RocksStore::CompactTable(Table table, std::string_view begin, std::string_view end) {
+  rocksdb::CompactRangeOptions options;
+  // The bottom level too: that is where old records settle, and only a compaction filters them.
+  options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  options.exclusive_manual_compaction = false;  // flushes and other compactions go on meanwhile
+  const rocksdb::Slice begin_slice(begin.data(), begin.size()), end_slice(end.data(), end.size());
+  const rocksdb::Status status = db_->CompactRange(options, Handle(table), begin.empty() ? nullptr : &begin_slice,
+                                                   end.empty() ? nullptr : &end_slice);
+  return FromRocks(status, Cat("compacting table ", kColumnFamilyNames[static_cast<size_t>(table)]));
+}
+
 absl::StatusOr<uint64_t> FreeBytesAt(const std::string& path) {
   std::filesystem::path probe(path);
   std::error_code error;

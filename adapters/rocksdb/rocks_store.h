@@ -81,6 +81,12 @@ class RocksStore final : public StateStore {
   // daemon sets it from its clock minus the dedup horizon; 0 keeps everything.
   void SetHorizonStartMs(int64_t horizon_start_ms) { horizon_start_ms_->store(horizon_start_ms); }
 
+  // Compacts the keys of `table` in [begin, end) (an empty bound is open) down to the bottom
+  // level, so the horizon filter sees every transaction record there and deleted ranges give
+  // their space back. Blocks the caller (RocksDB's compaction threads do the work, at low CPU
+  // priority); Write and the readers go on meanwhile.
+  [[nodiscard]] absl::Status CompactTable(Table table, std::string_view begin = {}, std::string_view end = {});
+
   // Flushes memtables (all column families atomically) so a restart replays less log.
   [[nodiscard]] absl::Status Flush();
 

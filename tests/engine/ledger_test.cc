@@ -1392,6 +1392,18 @@ TEST_F(LedgerTest, StoreWithoutACheckpointMarkerHasCompleteLines) {
   EXPECT_TRUE(found);
 }
 
+TEST_F(LedgerTest, ClosingADayThatNeverWasChangesNothing) {
+  Apply({TapMessage(Tap())});
+  const uint64_t sequence = ledger_->commit_sequence();
+  const Batch& batch = Apply({}, 0, {WindowCommand{WindowCommand::Kind::kClose, kNov26 - 11}});
+  EXPECT_TRUE(batch.windows_closed.empty());
+  EXPECT_EQ(ledger_->commit_sequence(), sequence);  // an idle tick: nothing written
+  EXPECT_FALSE(ledger_->windows()->contains(kNov26 - 11));
+  absl::StatusOr<std::optional<WindowRecord>> record = ReadWindowRecord(*store_, kNov26 - 11);
+  ASSERT_TRUE(record.ok());
+  EXPECT_FALSE(record->has_value());
+}
+
 TEST_F(LedgerTest, ClosingAWindowTwiceIsANoOp) {
   Apply({TapMessage(Tap())});
   const Batch& first = Apply({}, 0, {WindowCommand{WindowCommand::Kind::kClose, kNov27}});

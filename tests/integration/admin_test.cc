@@ -6,6 +6,7 @@
 
 #include <cctype>
 #include <cstdlib>
+#include <filesystem>
 #include <sstream>
 
 #include "gtest/gtest.h"
@@ -100,6 +101,14 @@ TEST(Admin, MetricsMoveWithEventsAndCloseNeedsTheToken) {
       std::chrono::minutes(2)))
       << ReadFile(scenario.daemon_log());
   EXPECT_FALSE(ReadFile(scenario.files_dir() + "/MANIFEST").empty());
+  // A second close of the closed window: 409. A day that never was: 404, and no file set.
+  const auto [again_code, again] = scenario.Http("POST", "/v1/windows/20261127/close", kAdminToken);
+  EXPECT_EQ(again_code, 409) << again;
+  EXPECT_NE(again.find("already files_written"), std::string::npos) << again;
+  const auto [never_code, never] = scenario.Http("POST", "/v1/windows/20261115/close", kAdminToken);
+  EXPECT_EQ(never_code, 404) << never;
+  EXPECT_EQ(scenario.Http("GET", "/v1/windows/20261115").first, 404);
+  EXPECT_FALSE(std::filesystem::exists(scenario.dir() / "files/20261115"));
 
   // SIGHUP with a broken registry: refused, the daemon goes on; with a good one: reloaded.
   const std::string registry = ReadFile(scenario.dir() / "registry.toml");

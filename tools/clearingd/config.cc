@@ -155,7 +155,13 @@ absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
   check(store.Integer("recent_txn_records_max", recent_txn_records_max, kRecentTxnRecordsMin, kRecentTxnRecordsMax));
   check(store.Integer("lines_checkpoint_applied_max", lines_checkpoint_applied_max, kLinesCheckpointAppliedMin,
                       kLinesCheckpointAppliedMax));
+  int64_t retention_days = config.maintenance.window_retention_ms / kDayMs;
+  int64_t maintenance_interval_ms = config.maintenance.interval.count();
+  check(store.Integer("window_retention_days", retention_days, 1, 3660));
+  check(store.Integer("maintenance_interval_ms", maintenance_interval_ms, 1'000, 86'400'000));
   check(store.RefuseUnknown());
+  config.maintenance.window_retention_ms = retention_days * kDayMs;
+  config.maintenance.interval = std::chrono::milliseconds(maintenance_interval_ms);
   config.store_min_free_bytes = static_cast<uint64_t>(min_free_mib) << 20;
   config.recent_txn_records_max = static_cast<uint64_t>(recent_txn_records_max);
   config.lines_checkpoint_applied_max = static_cast<uint64_t>(lines_checkpoint_applied_max);
@@ -187,6 +193,7 @@ absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
   config.calendar.cutoff_ms_of_day = cutoff_ms.value_or(0);
   config.calendar.grace_ms = grace_ms;
   config.decode.dedup_horizon_ms = horizon_days * kDayMs;
+  config.maintenance.dedup_horizon_ms = config.decode.dedup_horizon_ms;
   config.decode.clock_skew_ms_max = skew_ms;
   config.decode.message_bytes_max = static_cast<size_t>(message_bytes_max);
   config.pipeline.decode = config.decode;

@@ -14,6 +14,7 @@
 #include "engine/ledger.h"
 #include "engine/pipeline.h"
 #include "engine/window.h"
+#include "tools/clearingd/maintenance.h"
 
 namespace yrd {
 
@@ -29,6 +30,8 @@ struct DaemonConfig {
   uint64_t store_min_free_bytes = 256u << 20;  // min_free_mib: writes pause below it, resume above
   uint64_t recent_txn_records_max = LedgerOptions{}.recent_txn_records_max;
   uint64_t lines_checkpoint_applied_max = LedgerOptions{}.lines_checkpoint_applied_max;
+  // window_retention_days, maintenance_interval_ms; the horizon from clearing.dedup_horizon_days.
+  StoreMaintenanceOptions maintenance;
   // [registry]
   std::string registry_path;
   // [privacy]

@@ -34,6 +34,7 @@
 #include "engine/strings.h"
 #include "tools/clearingd/config.h"
 #include "tools/clearingd/file_writer.h"
+#include "tools/clearingd/maintenance.h"
 
 namespace yrd {
 namespace {
@@ -271,11 +272,23 @@ class Daemon final : public http::AdminHandler {
     }
     std::lock_guard<std::mutex> lock(mutex_);
     if (pipeline_ == nullptr) return absl::UnavailableError("not consuming right now; try again when /readyz is ready");
+    // Only a window that exists can close: one with activity (applied, duplicate or rejected
+    // messages) or a persisted state. A day that never was gets no file set.
+    const std::shared_ptr<const WindowTable> windows = ledger_->windows();
+    const auto window = windows->find(day);
+    if (window == windows->end()) {
+      return absl::NotFoundError(Cat("window ", FormatWindowDay(day), " has no activity and no state: there is "
+                                     "nothing to close and no file set to write"));
+    }
+    if (window->second.state >= WindowState::kClosed) {
+      return absl::FailedPreconditionError(Cat("window ", FormatWindowDay(day), " is already ",
+                                               WindowStateName(window->second.state)));
+    }
     log::Info("window_close_requested", {{"window", FormatWindowDay(day)}});
     pipeline_->SubmitWindowCommand(WindowCommand{WindowCommand::Kind::kClose, day});
     return nlohmann::json{{"window", FormatWindowDay(day)},
-                          {"detail", "the close is committed with the next batch (a no-op if already closed); "
-                                     "follow GET /v1/windows/" + FormatWindowDay(day)}};
+                          {"detail", "the close is committed with the next batch; follow GET /v1/windows/" +
+                                         FormatWindowDay(day)}};
   }
 
  private:
@@ -392,8 +405,8 @@ class Daemon final : public http::AdminHandler {
     };
     auto store = RocksStore::Open(config_.store_path, std::move(store_options));
     if (!store.ok()) return store.status();
-    (*store)->SetHorizonStartMs(clock_->NowMs() - config_.decode.dedup_horizon_ms);
     Ledger ledger(**store, LedgerOptions{.calendar = config_.calendar,
+                                         .dedup_horizon_ms = config_.decode.dedup_horizon_ms,
                                          .keep_dead_letters = config_.dead_letter,
                                          .dead_letter_sealer = ledger_sealer_.get(),
                                          .dead_letter_payload = config_.dead_letter_payload,
@@ -434,6 +447,33 @@ class Daemon final : public http::AdminHandler {
         last_file_set_at_ms_ = SystemClock().NowMs();
       }
     };
+    StoreMaintenance maintenance(
+        **store, *clock_, config_.maintenance,
+        [this]() -> std::shared_ptr<const WindowTable> {
+          std::lock_guard<std::mutex> lock(mutex_);
+          return ledger_ == nullptr ? nullptr : ledger_->windows();
+        },
+        [this](WindowCommand command) {
+          std::lock_guard<std::mutex> lock(mutex_);
+          if (pipeline_ == nullptr) return false;
+          log::Info("window_retiring", {{"window", FormatWindowDay(command.day)},
+                                        {"exceptions", command.exception_keys.size()}});
+          pipeline_->SubmitWindowCommand(std::move(command));
+          return true;
+        },
+        [](const absl::Status& status, const MaintenanceRound& round) {
+          if (!status.ok()) {
+            log::Warning("store_maintenance_failed",
+                         {{"error", status.ToString()},
+                          {"action", "none if the next round succeeds; until one does, old dedup records and "
+                                     "retired windows stay on disk: check the store's disk"}});
+          } else if (round.dedup_table_compacted || !round.windows_compacted.empty()) {
+            log::Info("store_maintenance", {{"horizon_start", FormatChinaTime(round.horizon_start_ms)},
+                                            {"dedup_table_compacted", round.dedup_table_compacted},
+                                            {"windows_compacted", round.windows_compacted.size()}});
+          }
+        },
+        /*start_thread=*/true);
     // Windows closed before a stop whose files were not finished: write them again (same bytes).
     for (const WindowDay day : ledger.WindowsAwaitingFiles()) file_writer.Enqueue(day);
     {
