@@ -178,13 +178,14 @@ int Main(int argc, char** argv) {
       BatchResult result;
       const auto close_start = std::chrono::steady_clock::now();
       if (absl::Status s = ledger.Apply(close, result); !s.ok()) return std::cerr << s << "\n", 1;
-      ClosedWindow window{day, clock_ms, FeeSchedule::FromRegistry(**registry)};
+      absl::StatusOr<ClosedWindow> window = LoadClosedWindow(**store, day, **registry);
+      if (!window.ok()) return std::cerr << window.status() << "\n", 1;
       const std::string output_dir = (scratch.empty() ? store_path + ".files" : scratch + "/files");
       auto sink = DirectoryFileSet::Open(output_dir, day);
       if (!sink.ok()) return std::cerr << sink.status() << "\n", 1;
       auto digests = MakeFileSetDigests("benchmark-manifest-key");
       if (!digests.ok()) return std::cerr << digests.status() << "\n", 1;
-      if (absl::Status s = RenderWindowFiles(**store, **registry, window, **sink, *digests); !s.ok()) {
+      if (absl::Status s = RenderWindowFiles(**store, *window, **sink, *digests); !s.ok()) {
         return std::cerr << s << "\n", 1;
       }
       const double close_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - close_start).count();

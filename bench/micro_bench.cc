@@ -223,10 +223,15 @@ void BM_RenderWindowFiles(benchmark::State& state) {
   BatchResult result;
   (void)ledger.Apply(close, result);
   auto digests = MakeFileSetDigests("micro-benchmark-manifest-key");
-  const ClosedWindow window{day, Now(), FeeSchedule::FromRegistry(*registry)};
+  const absl::StatusOr<ClosedWindow> loaded = LoadClosedWindow(**store, day, *registry);
+  if (!loaded.ok()) {
+    state.SkipWithError("the window did not close");
+    return;
+  }
+  const ClosedWindow& window = *loaded;
   for (auto _ : state) {
     MemoryFileSet sink;
-    if (!RenderWindowFiles(**store, *registry, window, sink, *digests).ok()) state.SkipWithError("render failed");
+    if (!RenderWindowFiles(**store, window, sink, *digests).ok()) state.SkipWithError("render failed");
   }
   state.SetItemsProcessed(state.iterations() * events);
 }

@@ -340,6 +340,11 @@ absl::Status CheckClosed(StateStore& store, const ClosedWindow& window, WindowRe
   if (record.state != WindowState::kClosed && record.state != WindowState::kFilesWritten) {
     return absl::FailedPreconditionError(Cat("window ", date, " is ", WindowStateName(record.state), ", not closed"));
   }
+  if (record.retired_at_ms != 0) {
+    return absl::FailedPreconditionError(
+        Cat("window ", date, " was retired at ", FormatChinaTime(record.retired_at_ms),
+            ": its applied records, lines and exceptions are no longer in the store (its files and counters are)"));
+  }
   if (record.closed_at_ms != window.closed_at_ms) {
     return absl::FailedPreconditionError(Cat("window ", date, " closed at ", FormatChinaTime(record.closed_at_ms),
                                              " by the store, not at ", FormatChinaTime(window.closed_at_ms)));
@@ -604,8 +609,8 @@ std::string RenderFundFile(const ClosedWindow& window, const std::string& fund_i
   return out;
 }
 
-std::string RenderSummary(const ClosedWindow& window, const Registry& registry, const WindowData& data,
-                          const std::set<std::string>& bank_ids, const std::set<std::string>& fund_ids) {
+std::string RenderSummary(const ClosedWindow& window, const WindowData& data, const std::set<std::string>& bank_ids,
+                          const std::set<std::string>& fund_ids) {
   std::string out;
   AppendHeader(out, "YRD-SUMMARY", window, {}, {});
   int64_t record_count = 0;
@@ -666,11 +671,7 @@ std::string RenderSummary(const ClosedWindow& window, const Registry& registry, 
       out.push_back('\n');
     }
   };
-  std::set<std::string> province_ids(data.record.registered_province_codes.begin(),
-                                     data.record.registered_province_codes.end());
-  if (province_ids.empty()) {  // a window closed before its participants were frozen
-    for (const Province& province : registry.provinces()) province_ids.insert(province.code);
-  }
+  const std::set<std::string> province_ids(window.province_codes.begin(), window.province_codes.end());
   const WindowOutcome& o = data.outcome;
   positions("BANK_SCHEME", "PROVINCE", o.bank_scheme_province, province_ids);
   positions("BANK_SCHEME", "BANK", o.bank_scheme_bank, bank_ids);
@@ -925,6 +926,38 @@ std::map<std::string, std::string> MemoryFileSet::files() const {
 
 // ---- public functions ----------------------------------------------------------------------------
 
+absl::StatusOr<ClosedWindow> LoadClosedWindow(StateStore& store, WindowDay day, const Registry& fallback) {
+  absl::StatusOr<std::optional<WindowRecord>> stored = ReadWindowRecord(store, day);
+  if (!stored.ok()) return stored.status();
+  if (!stored->has_value() || (**stored).state < WindowState::kClosed) {
+    return absl::FailedPreconditionError(Cat("window ", FormatWindowDay(day), " is not closed"));
+  }
+  const WindowRecord& record = **stored;
+  ClosedWindow window;
+  window.day = day;
+  window.closed_at_ms = record.closed_at_ms;
+  window.retired_at_ms = record.retired_at_ms;
+  // A record without a fee bank was written before the schedule was frozen with the close.
+  if (record.fee_bank_id.empty()) {
+    window.fees = FeeSchedule::FromRegistry(fallback);
+  } else {
+    window.fees.basis_points = record.fee_basis_points;
+    window.fees.fee_bank_id = record.fee_bank_id;
+  }
+  window.bank_ids = record.registered_bank_ids;
+  window.fund_ids = record.registered_fund_ids;
+  window.province_codes = record.registered_province_codes;
+  // Records without them were written before the participants were frozen.
+  if (window.bank_ids.empty() && window.fund_ids.empty()) {
+    for (const Bank& bank : fallback.banks()) window.bank_ids.push_back(bank.bank_id);
+    for (const Fund& fund : fallback.funds()) window.fund_ids.push_back(fund.fund_id);
+  }
+  if (window.province_codes.empty()) {
+    for (const Province& province : fallback.provinces()) window.province_codes.push_back(province.code);
+  }
+  return window;
+}
+
 absl::StatusOr<std::vector<MerchantStatementLine>> MerchantStatement(const std::vector<WindowLine>& lines,
                                                                      const FeeSchedule& fees,
                                                                      std::string_view merchant_id) {
@@ -946,22 +979,17 @@ absl::StatusOr<std::vector<std::string>> CheckWindowInvariants(StateStore& store
   return std::move(data.violations);
 }
 
-absl::Status RenderWindowFiles(StateStore& store, const Registry& registry, const ClosedWindow& window,
-                               FileSetSink& sink, const Digests& digests) {
+absl::Status RenderWindowFiles(StateStore& store, const ClosedWindow& window, FileSetSink& sink,
+                               const Digests& digests) {
   if (!digests.new_sha256 || !digests.hmac_hex) return absl::InvalidArgumentError("the digests are not set");
   WindowData data;
   if (absl::Status s = ReadWindow(store, window, data); !s.ok()) return s;
   if (!data.violations.empty()) return absl::FailedPreconditionError(JoinViolations(window.day, data.violations));
 
-  // Every bank and fund registered when the window closed gets its files (the registry given
-  // stands in only for a window closed before they were frozen), and so does any other one the
-  // lines name.
-  std::set<std::string> bank_ids(data.record.registered_bank_ids.begin(), data.record.registered_bank_ids.end());
-  std::set<std::string> fund_ids(data.record.registered_fund_ids.begin(), data.record.registered_fund_ids.end());
-  if (bank_ids.empty() && fund_ids.empty()) {
-    for (const Bank& bank : registry.banks()) bank_ids.insert(bank.bank_id);
-    for (const Fund& fund : registry.funds()) fund_ids.insert(fund.fund_id);
-  }
+  // Every bank and fund of the window (registered when it closed) gets its files, and so does any
+  // other one the lines name.
+  std::set<std::string> bank_ids(window.bank_ids.begin(), window.bank_ids.end());
+  std::set<std::string> fund_ids(window.fund_ids.begin(), window.fund_ids.end());
   if (!window.fees.fee_bank_id.empty()) bank_ids.insert(window.fees.fee_bank_id);
   for (const auto& [id, statement] : data.statements.banks) bank_ids.insert(id);
   for (const auto& [id, statement] : data.statements.funds) fund_ids.insert(id);
@@ -1015,7 +1043,7 @@ absl::Status RenderWindowFiles(StateStore& store, const Registry& registry, cons
     if (!detail.ok()) return detail.status();
     fund_details[id].file = *detail;
   }
-  if (auto file = create_with("summary.txt", RenderSummary(window, registry, data, bank_ids, fund_ids)); !file.ok()) {
+  if (auto file = create_with("summary.txt", RenderSummary(window, data, bank_ids, fund_ids)); !file.ok()) {
     return file.status();
   }
 

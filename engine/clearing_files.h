@@ -38,12 +38,28 @@ inline constexpr std::string_view kManifestSignatureTag = "HMAC-SHA256";
 inline constexpr size_t kViolationsReportedMax = 20;
 
 // A window the daemon closed, as its WindowRecord in the store says: the files carry
-// `closed_at_ms` in their headers and charge fees at `fees`, the schedule frozen at close.
+// `closed_at_ms` in their headers, charge fees at `fees`, the schedule frozen at close, and go to
+// the banks, funds and provinces registered then. Made by LoadClosedWindow.
 struct ClosedWindow {
   WindowDay day = 0;
   int64_t closed_at_ms = 0;  // UTC epoch ms; must equal the record's closed_at_ms
   FeeSchedule fees;          // must equal the record's fee_basis_points and fee_bank_id
+  // Every one of them gets files (or positions in the summary), active or not; the renderer adds
+  // any other one the window's lines name.
+  std::vector<std::string> bank_ids;
+  std::vector<std::string> fund_ids;
+  std::vector<std::string> province_codes;
+  int64_t retired_at_ms = 0;  // its records left the store then (WindowRecord::retired_at_ms)
 };
+
+// The closed window every reader uses (the file writer, clearing-report's verify, statement,
+// positions and outcome): the state record of `day` made a ClosedWindow. A record written before
+// fee schedules and participants were frozen with the close takes them from `fallback`, the
+// registry given, as the files of that version did. FailedPrecondition when the window is not
+// closed, DataLoss when its record is damaged. The one place a window record becomes the
+// schedule and the participants a reader charges and lists.
+[[nodiscard]] absl::StatusOr<ClosedWindow> LoadClosedWindow(StateStore& store, WindowDay day,
+                                                           const Registry& fallback);
 
 // One file of a set being written. Created and owned by a FileSetSink; valid until the sink is
 // destroyed. Not thread-safe.
@@ -137,14 +153,15 @@ struct MerchantStatementLine {
                                                                              const ClosedWindow& window);
 
 // Renders and commits the file set of `window` to `sink`:
-//   banks/<bank_id>.txt, banks/<bank_id>.detail.txt   for every bank of `registry`, and any other
+//   banks/<bank_id>.txt, banks/<bank_id>.detail.txt   for every bank of `window`, and any other
 //   funds/<fund_id>.txt, funds/<fund_id>.detail.txt   bank or fund the window's lines name
 //   summary.txt, MANIFEST
 // Checks the invariants first (CheckWindowInvariants) and, if any fails, returns
 // FailedPrecondition listing them and creates no file. Reads the applied records once to check
 // them and once more per Kafka partition they came from; memory holds the netting lines and
 // one record at a time, never a detail file. On error the sink is left uncommitted.
-[[nodiscard]] absl::Status RenderWindowFiles(StateStore& store, const Registry& registry, const ClosedWindow& window,
-                                             FileSetSink& sink, const Digests& digests);
+// FailedPrecondition for a window whose records were retired (its files are already written).
+[[nodiscard]] absl::Status RenderWindowFiles(StateStore& store, const ClosedWindow& window, FileSetSink& sink,
+                                             const Digests& digests);
 
 }  // namespace yrd

@@ -194,7 +194,7 @@ class WindowOnDiskTest : public DirectoryFileSetTest {
   absl::Status WriteWindow(const ClosedWindow& window) {
     auto set = DirectoryFileSet::Open(output_dir_, window.day);
     if (!set.ok()) return set.status();
-    return RenderWindowFiles(*store_, *golden_.registry, window, **set, digests_);
+    return RenderWindowFiles(*store_, window, **set, digests_);
   }
 
   absl::StatusOr<std::string> Verify(std::string_view key = test::kGoldenManifestKey) {
@@ -238,7 +238,7 @@ class WindowOnDiskTest : public DirectoryFileSetTest {
 
 TEST_F(WindowOnDiskTest, FilesOnDiskAreTheFilesRenderedInMemory) {
   MemoryFileSet memory;
-  ASSERT_TRUE(RenderWindowFiles(*store_, *golden_.registry, golden_.window, memory, digests_).ok());
+  ASSERT_TRUE(RenderWindowFiles(*store_, golden_.window, memory, digests_).ok());
   EXPECT_TRUE(FilesUnder(window_dir_) == memory.files());
 }
 
@@ -256,7 +256,7 @@ TEST_F(WindowOnDiskTest, WritingOtherBytesUnderTheSameNamesIsRefusedAndTheFilesS
   ASSERT_TRUE(other_key.ok()) << other_key.status();
   auto set = DirectoryFileSet::Open(output_dir_, test::kGoldenDay);
   ASSERT_TRUE(set.ok());
-  const absl::Status status = RenderWindowFiles(*store_, *golden_.registry, golden_.window, **set, *other_key);
+  const absl::Status status = RenderWindowFiles(*store_, golden_.window, **set, *other_key);
   EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists) << status;
   EXPECT_NE(std::string(status.message()).find("/20261127/MANIFEST already exists with different content"),
             std::string::npos)
@@ -278,7 +278,9 @@ TEST_F(WindowOnDiskTest, RenderingAgainWithAChangedRegistryFindsTheSameFiles) {
   ASSERT_TRUE(smaller.ok()) << smaller.status();
   auto set = DirectoryFileSet::Open(output_dir_, test::kGoldenDay);
   ASSERT_TRUE(set.ok());
-  const absl::Status status = RenderWindowFiles(*store_, **smaller, golden_.window, **set, digests_);
+  absl::StatusOr<ClosedWindow> window = LoadClosedWindow(*store_, test::kGoldenDay, **smaller);
+  ASSERT_TRUE(window.ok()) << window.status();
+  const absl::Status status = RenderWindowFiles(*store_, *window, **set, digests_);
   EXPECT_TRUE(status.ok()) << status;
   EXPECT_TRUE(FilesUnder(window_dir_) == before);
 }
@@ -448,6 +450,47 @@ TEST_F(WindowOnDiskTest, StatementCommandGivesTheMerchantCreditLineOfItsBanksFil
   ASSERT_EQ(statement("M_SH_METRO"), 0);
   EXPECT_EQ(nlohmann::json::parse(ReadWhole(out))[0].at("fee_fen"), 9);
   EXPECT_EQ(statement("M_NOBODY"), 3);
+}
+
+// A window closed by a version that did not freeze its fee schedule and participants: the file
+// writer, verify and the statement all charge the registry's fees (LoadClosedWindow), so the
+// three give one answer.
+TEST_F(WindowOnDiskTest, AWindowClosedBeforeFeesWereFrozenGetsOneFeeAnswerFromEveryReader) {
+  absl::StatusOr<std::optional<WindowRecord>> stored = ReadWindowRecord(*store_, test::kGoldenDay);
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  WindowRecord earlier = **stored;
+  earlier.fee_basis_points = {};
+  earlier.fee_bank_id.clear();
+  earlier.registered_bank_ids.clear();
+  earlier.registered_fund_ids.clear();
+  earlier.registered_province_codes.clear();
+  std::string key, value;
+  WindowStateKey(test::kGoldenDay, key);
+  EncodeWindowRecord(earlier, value);
+  std::unique_ptr<StateWriteBatch> write = store_->NewWriteBatch();
+  write->Put(Table::kMeta, key, value);
+  ASSERT_TRUE(store_->Write(*write).ok());
+  fs::remove_all(window_dir_);
+  absl::StatusOr<ClosedWindow> window = LoadClosedWindow(*store_, test::kGoldenDay, *golden_.registry);
+  ASSERT_TRUE(window.ok()) << window.status();
+  EXPECT_EQ(window->fees.fee_bank_id, golden_.registry->fee_bank().bank_id);
+  ASSERT_TRUE(WriteWindow(*window).ok());
+  // The files are those of the frozen schedule, which equalled the registry's.
+  MemoryFileSet memory;
+  ASSERT_TRUE(RenderWindowFiles(*store_, golden_.window, memory, digests_).ok());
+  EXPECT_TRUE(FilesUnder(window_dir_) == memory.files());
+  const absl::StatusOr<std::string> verified = Verify();
+  EXPECT_TRUE(verified.ok()) << verified.status();
+  const fs::path out = fs::path(dir_.path()) / "statement.out";
+  const std::string command = Cat(YRD_REPORT_BINARY, " --store ", store_path_, " --format json statement M_SH_METRO",
+                                  " --registry ", test::GoldenDir(), "/registry.toml > ", out.string(), " 2>&1");
+  ASSERT_EQ(std::system(command.c_str()), 0) << ReadWhole(out);
+  const nlohmann::json rows = nlohmann::json::parse(ReadWhole(out));
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].at("fee_fen"), 9);
+  const std::string bank_file = ReadWhole(window_dir_ / "banks" / "B3101.txt");
+  EXPECT_NE(bank_file.find("D|MERCHANT_CREDIT|M_SH_METRO|"), std::string::npos);
+  EXPECT_NE(bank_file.find("|9|841\n"), std::string::npos) << bank_file;
 }
 
 // A bank's returned file matched against our detail file: identical, it all matches; an amount

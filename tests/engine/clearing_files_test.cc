@@ -95,7 +95,7 @@ class ClearingFilesTest : public ::testing::Test {
   }
 
   absl::Status RenderInto(MemoryFileSet& sink) {
-    return RenderWindowFiles(*store_, *golden_.registry, golden_.window, sink, digests_);
+    return RenderWindowFiles(*store_, golden_.window, sink, digests_);
   }
 
   std::map<std::string, std::string> Render() {
@@ -353,7 +353,9 @@ TEST_F(ClearingFilesTest, BankRemovedFromTheRegistryStillGetsItsFiles) {
       Registry::FromParts(golden_.registry->provinces(), banks, golden_.registry->funds(), merchants, fee_bps);
   ASSERT_TRUE(smaller.ok()) << smaller.status();
   MemoryFileSet sink;
-  ASSERT_TRUE(RenderWindowFiles(*store_, **smaller, golden_.window, sink, digests_).ok());
+  absl::StatusOr<ClosedWindow> window = LoadClosedWindow(*store_, test::kGoldenDay, **smaller);
+  ASSERT_TRUE(window.ok()) << window.status();
+  ASSERT_TRUE(RenderWindowFiles(*store_, *window, sink, digests_).ok());
   EXPECT_TRUE(sink.files() == Render());
 }
 
@@ -377,7 +379,9 @@ TEST_F(ClearingFilesTest, RegistryChangedAfterTheCloseRendersTheSameFiles) {
   auto changed = Registry::FromParts(golden_.registry->provinces(), banks, funds, golden_.registry->merchants(), fee_bps);
   ASSERT_TRUE(changed.ok()) << changed.status();
   MemoryFileSet sink;
-  ASSERT_TRUE(RenderWindowFiles(*store_, **changed, golden_.window, sink, digests_).ok());
+  absl::StatusOr<ClosedWindow> window = LoadClosedWindow(*store_, test::kGoldenDay, **changed);
+  ASSERT_TRUE(window.ok()) << window.status();
+  ASSERT_TRUE(RenderWindowFiles(*store_, *window, sink, digests_).ok());
   const std::map<std::string, std::string> golden = Render();
   EXPECT_TRUE(sink.files() == golden);
   EXPECT_TRUE(golden.contains("banks/B3401.txt"));

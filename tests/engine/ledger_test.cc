@@ -562,6 +562,7 @@ TEST_F(LedgerTest, LateEventGoesToTheOldestOpenWindowMarkedLate) {
 
 TEST_F(LedgerTest, EventOfAWindowClosedByTheOperatorIsLate) {
   // An operator closed 27 November ahead of its cutoff (the command survives a restart).
+  Apply({TapMessage(Tap("TAP0"))});
   const Batch& close = Apply({}, 0, {WindowCommand{WindowCommand::Kind::kClose, kNov27}});
   EXPECT_EQ(close.windows_closed, std::vector<WindowDay>{kNov27});
   Reopen();
@@ -728,14 +729,15 @@ TEST_F(LedgerTest, AWindowFullToTheBoundClosesAndItsFilesCheck) {
           partition);
   }
   Apply({}, 0, {WindowCommand{WindowCommand::Kind::kClose, kNov27}});
-  const ClosedWindow window{kNov27, now_ms_, FeeSchedule::FromRegistry(*registry_)};
-  const absl::StatusOr<std::vector<std::string>> violations = CheckWindowInvariants(*store_, window);
+  const absl::StatusOr<ClosedWindow> window = LoadClosedWindow(*store_, kNov27, *registry_);
+  ASSERT_TRUE(window.ok()) << window.status();
+  const absl::StatusOr<std::vector<std::string>> violations = CheckWindowInvariants(*store_, *window);
   ASSERT_TRUE(violations.ok()) << violations.status();
   EXPECT_TRUE(violations->empty());
   MemoryFileSet files;
   const Digests digests{.new_sha256 = [] { return std::unique_ptr<Sha256Stream>(*Sha256::Create()); },
                         .hmac_hex = [](std::string_view) { return std::string(64, '0'); }};
-  EXPECT_TRUE(RenderWindowFiles(*store_, *registry_, window, files, digests).ok());
+  EXPECT_TRUE(RenderWindowFiles(*store_, *window, files, digests).ok());
   EXPECT_TRUE(files.committed());
 }
 

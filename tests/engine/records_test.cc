@@ -248,6 +248,8 @@ TEST(WindowRecord, RoundTripsTheFrozenFeesAndParticipants) {
   record.registered_bank_ids = {"B3101", "B3201"};
   record.registered_fund_ids = {"310100"};
   record.registered_province_codes = {"310000", "320000", "330000", "340000"};
+  record.files_written_at_ms = 1'795'796'200'000;
+  record.retired_at_ms = 1'803'000'000'000;
   std::string bytes;
   EncodeWindowRecord(record, bytes);
   WindowRecord decoded;
@@ -259,10 +261,15 @@ TEST(WindowRecord, RoundTripsTheFrozenFeesAndParticipants) {
   EXPECT_EQ(decoded.registered_bank_ids, record.registered_bank_ids);
   EXPECT_EQ(decoded.registered_fund_ids, record.registered_fund_ids);
   EXPECT_EQ(decoded.registered_province_codes, record.registered_province_codes);
+  EXPECT_EQ(decoded.files_written_at_ms, record.files_written_at_ms);
+  EXPECT_EQ(decoded.retired_at_ms, record.retired_at_ms);
+  // The two instants take 6 bytes each as varints.
+  const size_t before_instants = bytes.size() - 12;
   for (size_t size = 0; size < bytes.size(); ++size) {
     WindowRecord cut;
-    // A cut at the end of the fee bank is the earlier layout, which is read on purpose.
-    const bool earlier_layout = size == 2 + 8 + 1 + 4 * kCategoryCount + 1 + 5;
+    // A cut at the end of the fee bank, or of the participants, is an earlier layout, read on
+    // purpose.
+    const bool earlier_layout = size == 2 + 8 + 1 + 4 * kCategoryCount + 1 + 5 || size == before_instants;
     EXPECT_EQ(DecodeWindowRecord(bytes.substr(0, size), cut), earlier_layout) << size;
   }
 }
@@ -273,7 +280,7 @@ TEST(WindowRecord, RecordWithoutFrozenParticipantsIsReadWithNone) {
   record.fee_bank_id = "B3101";
   std::string bytes;
   EncodeWindowRecord(record, bytes);
-  bytes.resize(bytes.size() - 3);  // the three empty lists: the layout before they existed
+  bytes.resize(bytes.size() - 5);  // three empty lists, two instants: the layout before them
   WindowRecord decoded;
   decoded.registered_bank_ids = {"stale"};
   ASSERT_TRUE(DecodeWindowRecord(bytes, decoded));

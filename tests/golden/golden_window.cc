@@ -139,18 +139,9 @@ absl::StatusOr<GoldenWindow> BuildGoldenWindow(StateStore& store) {
   tick.registry = golden.registry;
   BatchResult result;
   if (absl::Status s = ledger.Apply(tick, result); !s.ok()) return s;
-  std::string key, value;
-  bool found = false;
-  WindowStateKey(kGoldenDay, key);
-  if (absl::Status s = store.Get(Table::kMeta, key, value, found); !s.ok()) return s;
-  WindowRecord record;
-  if (!found || !DecodeWindowRecord(value, record) || record.state != WindowState::kClosed) {
-    return absl::InternalError("the ledger did not close the golden window");
-  }
-  golden.window.day = kGoldenDay;
-  golden.window.closed_at_ms = record.closed_at_ms;
-  golden.window.fees.basis_points = record.fee_basis_points;
-  golden.window.fees.fee_bank_id = record.fee_bank_id;
+  absl::StatusOr<ClosedWindow> window = LoadClosedWindow(store, kGoldenDay, *golden.registry);
+  if (!window.ok()) return absl::InternalError(Cat("the ledger did not close the golden window: ", window.status().message()));
+  golden.window = *std::move(window);
   return golden;
 }
 

@@ -155,6 +155,26 @@ int Fail(const absl::Status& status) {
   return 1;
 }
 
+// How a reader charges one window: a closed one at the schedule frozen with it (LoadClosedWindow,
+// as its files do), an open one at the registry's (its figures move until the close).
+struct WindowCharging {
+  FeeSchedule fees;
+  bool closed = false;
+  int64_t retired_at_ms = 0;  // its records left the store: nothing to compute from
+};
+absl::StatusOr<WindowCharging> ChargingOf(StoreReader& reader, const Registry& registry, WindowDay day) {
+  absl::StatusOr<ClosedWindow> closed = LoadClosedWindow(reader.store(), day, registry);
+  if (closed.ok()) return WindowCharging{closed->fees, true, closed->retired_at_ms};
+  if (closed.status().code() != absl::StatusCode::kFailedPrecondition) return closed.status();
+  return WindowCharging{FeeSchedule::FromRegistry(registry), false, 0};
+}
+
+absl::Status RetiredError(WindowDay day, int64_t retired_at_ms) {
+  return absl::FailedPreconditionError(Cat("window ", FormatWindowDay(day), " was retired from the store at ",
+                                           FormatChinaTime(retired_at_ms),
+                                           " (store.window_retention_days): read its clearing files instead"));
+}
+
 absl::StatusOr<Outcome> ReadOutcome(StoreReader& reader, const Registry& registry, const std::string& window) {
   auto counters = reader.Counters();
   if (!counters.ok()) return counters.status();
@@ -164,12 +184,18 @@ absl::StatusOr<Outcome> ReadOutcome(StoreReader& reader, const Registry& registr
     if (!only) return absl::InvalidArgumentError(Cat("--window must be YYYYMMDD, got ", window));
   }
   Outcome outcome;
-  const FeeSchedule fees = FeeSchedule::FromRegistry(registry);
   for (const auto& [day, c] : *counters) {
     if (only && day != *only) continue;
+    absl::StatusOr<WindowCharging> charging = ChargingOf(reader, registry, day);
+    if (!charging.ok()) return charging.status();
+    if (charging->retired_at_ms != 0) {
+      if (only) return RetiredError(day, charging->retired_at_ms);
+      std::cerr << "clearing-report: " << RetiredError(day, charging->retired_at_ms).message() << "\n";
+      continue;
+    }
     auto lines = reader.Lines(day);
     if (!lines.ok()) return lines.status();
-    auto window_outcome = ComputeWindowOutcome(*lines, c, fees);
+    auto window_outcome = ComputeWindowOutcome(*lines, c, charging->fees);
     if (!window_outcome.ok()) return window_outcome.status();
     outcome.windows[day] = *std::move(window_outcome);
   }
@@ -322,18 +348,17 @@ int Statement(StoreReader& reader, const Registry& registry, const std::string& 
              {false, false, false, false, false, false, true, true, true, true, true, true}};
   for (const auto& [day, c] : *counters) {
     if (only && day != *only) continue;
-    FeeSchedule fees = FeeSchedule::FromRegistry(registry);
-    absl::StatusOr<std::optional<WindowRecord>> record = ReadWindowRecord(reader.store(), day);
-    if (!record.ok()) return Fail(record.status());
-    const bool closed = record->has_value() && (*record)->state >= WindowState::kClosed;
-    // A window closed before fee schedules were frozen with it has no fee bank: the registry's.
-    if (closed && !(*record)->fee_bank_id.empty()) {
-      fees.basis_points = (*record)->fee_basis_points;
-      fees.fee_bank_id = (*record)->fee_bank_id;
+    absl::StatusOr<WindowCharging> charging = ChargingOf(reader, registry, day);
+    if (!charging.ok()) return Fail(charging.status());
+    const bool closed = charging->closed;
+    if (charging->retired_at_ms != 0) {
+      if (only) return Fail(RetiredError(day, charging->retired_at_ms));
+      continue;
     }
     absl::StatusOr<std::vector<WindowLine>> lines = reader.Lines(day);
     if (!lines.ok()) return Fail(lines.status());
-    absl::StatusOr<std::vector<MerchantStatementLine>> statement = MerchantStatement(*lines, fees, merchant_id);
+    absl::StatusOr<std::vector<MerchantStatementLine>> statement =
+        MerchantStatement(*lines, charging->fees, merchant_id);
     if (!statement.ok()) return Fail(statement.status());
     for (const MerchantStatementLine& line : *statement) {
       t.rows.push_back({FormatWindowDay(day), closed ? "closed" : "open", merchant_id, merchant ? merchant->name : "",

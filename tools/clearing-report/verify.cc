@@ -886,28 +886,23 @@ class Verifier {
   absl::Status CheckAgainstStore() {
     const std::optional<WindowDay> day = ParseWindowDate(context_.window_date);
     if (!day) return FileMismatch("summary.txt", Cat("window_date ", context_.window_date, " is not a date"));
-    std::string key, value;
-    bool found = false;
-    WindowStateKey(*day, key);
-    if (absl::Status s = store_.Get(Table::kMeta, key, value, found); !s.ok()) return s;
-    WindowRecord record;
-    if (!found || !DecodeWindowRecord(value, record) || record.state < WindowState::kClosed) {
+    absl::StatusOr<ClosedWindow> window = LoadClosedWindow(store_, *day, registry_);
+    if (!window.ok()) {
+      if (window.status().code() != absl::StatusCode::kFailedPrecondition) return window.status();
       return absl::FailedPreconditionError(Cat("the store has no closed window ", context_.window_date));
     }
-    if (FormatChinaTime(record.closed_at_ms) != context_.closed_at) {
+    if (window->retired_at_ms != 0) {
+      return absl::FailedPreconditionError(
+          Cat("window ", context_.window_date, " was retired from the store at ", FormatChinaTime(window->retired_at_ms),
+              ": check its files without --store (the MANIFEST, its signature and every trailer)"));
+    }
+    if (FormatChinaTime(window->closed_at_ms) != context_.closed_at) {
       return FileMismatch("summary.txt",
                           Cat("closed_at is ", context_.closed_at, " but the store closed the window at ",
-                              FormatChinaTime(record.closed_at_ms)));
-    }
-    // The fee schedule frozen with the window; summary.txt's for a record from before fees were
-    // frozen. Either way, the comparison below shows any difference in summary.txt's FEE lines.
-    ClosedWindow window{*day, record.closed_at_ms, summary_.fees};
-    if (!record.fee_bank_id.empty()) {
-      window.fees.basis_points = record.fee_basis_points;
-      window.fees.fee_bank_id = record.fee_bank_id;
+                              FormatChinaTime(window->closed_at_ms)));
     }
     ComparingFileSet sink(window_dir_);
-    absl::Status rendered = RenderWindowFiles(store_, registry_, window, sink, digests_);
+    absl::Status rendered = RenderWindowFiles(store_, *window, sink, digests_);
     if (!sink.failure().ok()) return sink.failure();
     if (!rendered.ok()) return absl::DataLossError(Cat("the store cannot render the window: ", rendered.message()));
     for (const auto& [path, entry] : manifest_) {

@@ -64,23 +64,12 @@ void FileWriter::Loop() {
 }
 
 absl::Status FileWriter::Write(WindowDay day) {
-  std::string key, value;
-  bool found = false;
-  WindowStateKey(day, key);
-  if (absl::Status s = store_.Get(Table::kMeta, key, value, found); !s.ok()) return s;
-  WindowRecord record;
-  if (!found || !DecodeWindowRecord(value, record)) {
-    return absl::InternalError(Cat("window ", FormatWindowDay(day), " has no readable close record"));
-  }
-  ClosedWindow window;
-  window.day = day;
-  window.closed_at_ms = record.closed_at_ms;
-  window.fees.basis_points = record.fee_basis_points;
-  window.fees.fee_bank_id = record.fee_bank_id;
+  const std::shared_ptr<const Registry> registry = registry_.Get();
+  absl::StatusOr<ClosedWindow> window = LoadClosedWindow(store_, day, *registry);
+  if (!window.ok()) return window.status();
   auto sink = DirectoryFileSet::Open(output_dir_, day);
   if (!sink.ok()) return sink.status();
-  const std::shared_ptr<const Registry> registry = registry_.Get();
-  return RenderWindowFiles(store_, *registry, window, **sink, digests_);
+  return RenderWindowFiles(store_, *window, **sink, digests_);
 }
 
 }  // namespace yrd
