@@ -139,10 +139,16 @@ class DirectoryFileSet::File final : public OutputFile {
     return set_.Fail(Flush(false));
   }
 
-  // Writes the buffer to the temporary file (creating it afresh the first time, which also
-  // replaces one a crashed run left behind) and, with `sync`, makes it durable.
+  // Writes the buffer to the temporary file and, with `sync`, makes it durable. The first time,
+  // a temporary file a killed run left behind is unlinked, never opened: a kill between a
+  // publication's link and unlink leaves that name on the published file's inode, and opening it
+  // to truncate would empty the published file under the bank's eyes. The file is then created
+  // anew (O_EXCL), a fresh inode no other name shares.
   [[nodiscard]] absl::Status Flush(bool sync) {
-    const int flags = O_WRONLY | O_CLOEXEC | O_NOFOLLOW | (started_ ? O_APPEND : (O_CREAT | O_TRUNC));
+    if (!started_ && ::unlink(temporary_path_.c_str()) != 0 && errno != ENOENT) {
+      return IoError("unlink", temporary_path_, errno);
+    }
+    const int flags = O_WRONLY | O_CLOEXEC | O_NOFOLLOW | (started_ ? O_APPEND : (O_CREAT | O_EXCL));
     const int fd = ::open(temporary_path_.c_str(), flags, kClearingFileMode);
     if (fd < 0) return IoError("open", temporary_path_, errno);
     absl::Status status;

@@ -9,6 +9,11 @@
 // idempotent; one with other bytes fails Commit with AlreadyExists naming it, and nothing is
 // renamed. Files get mode 0640 and directories 0750, whatever the umask.
 //
+// A final name only ever shows complete bytes and is never replaced, whatever instant the process
+// dies at: a file is linked to its final name only once it is whole and synced, and a temporary
+// name a killed run left behind (possibly a second name of a published file) is unlinked, never
+// opened, before the file is written again.
+//
 // One DirectoryFileSet per window directory at a time (nothing locks out a second writer); it is
 // owned and called by one thread. After an I/O failure every later call fails with the first
 // status, since the temporary files are then in an unknown state. A set destroyed without a
