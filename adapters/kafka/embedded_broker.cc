@@ -14,6 +14,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "adapters/kafka/log_route.h"
 #include "engine/assert.h"
 #include "fmt/format.h"
 
@@ -187,6 +188,7 @@ absl::StatusOr<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::Start(const Embe
   auto impl = std::make_unique<Impl>();
   char error_text[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  RouteKafkaLogs(conf);
   // The hosting handle never connects anywhere; it only carries the mock's threads and logs.
   // Warnings and worse are logged; its notice that it has no bootstrap.servers is not.
   const std::pair<const char*, const char*> hosting_settings[] = {

@@ -6,6 +6,7 @@
 #include <map>
 #include <vector>
 
+#include "adapters/kafka/log_route.h"
 #include "engine/money.h"
 #include "engine/strings.h"
 #include "fmt/format.h"
@@ -176,6 +177,7 @@ absl::StatusOr<std::unique_ptr<KafkaSource>> KafkaSource::Create(KafkaSourceOpti
   auto impl = std::make_unique<Impl>();
   char error[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  RouteKafkaLogs(conf);
   auto set = [&](const std::string& name, const std::string& value) -> absl::Status {
     if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), error, sizeof error) != RD_KAFKA_CONF_OK) {
       return absl::InvalidArgumentError(fmt::format("kafka setting {}={} refused: {}", name, value, error));

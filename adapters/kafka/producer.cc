@@ -6,6 +6,7 @@
 #include <atomic>
 #include <string>
 
+#include "adapters/kafka/log_route.h"
 #include "engine/strings.h"
 #include "fmt/format.h"
 
@@ -144,6 +145,7 @@ absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(const std::string& bo
                                                            const Settings& settings) {
   auto impl = std::make_unique<Impl>();
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  RouteKafkaLogs(conf);
   char error_text[512];
   auto set = [&](const std::string& name, const std::string& value) -> absl::Status {
     if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), error_text, sizeof(error_text)) !=

@@ -10,10 +10,12 @@
 #include <chrono>
 #include <cstdint>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -21,6 +23,7 @@
 #include "adapters/kafka/producer.h"
 #include "fmt/format.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 
 namespace yrd::kafka {
 namespace {
@@ -294,6 +297,45 @@ TEST(KafkaProducer, FlushReportsFailedDeliveryWhenTheBrokerIsGone) {
   EXPECT_EQ(producer->delivered_count(), 0u);
   // The error was reported once; the next Flush starts clean.
   EXPECT_TRUE(producer->Flush(milliseconds{0}).ok());
+}
+
+// librdkafka's own lines ("%3|...|FAIL|...") come out as JSON log lines, never raw.
+TEST(KafkaProducer, LibrdkafkaLogLinesAreWrittenAsJson) {
+  char path[] = "/tmp/yrd_kafka_log_XXXXXX";
+  const int capture = ::mkstemp(path);
+  ASSERT_GE(capture, 0);
+  const int saved_stderr = ::dup(STDERR_FILENO);
+  ASSERT_GE(::dup2(capture, STDERR_FILENO), 0);
+  auto read_capture = [&] {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  {
+    // Nothing listens on port 1: librdkafka logs the refused connection.
+    std::unique_ptr<Producer> producer = CreateProducer("127.0.0.1:1");
+    ASSERT_NE(producer, nullptr);
+    ASSERT_TRUE(producer->Produce(kTopic, "key", "value").ok());
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (read_capture().find("\"kafka_log\"") == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+      (void)producer->Flush(milliseconds{100});
+    }
+  }
+  ::dup2(saved_stderr, STDERR_FILENO);
+  ::close(saved_stderr);
+  ::close(capture);
+  const std::string captured = read_capture();
+  ::unlink(path);
+  ASSERT_NE(captured.find("\"kafka_log\""), std::string::npos) << captured;
+  std::istringstream lines(captured);
+  for (std::string line; std::getline(lines, line);) {
+    EXPECT_FALSE(line.starts_with("%")) << line;
+    const nlohmann::json parsed = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    ASSERT_FALSE(parsed.is_discarded()) << line;
+    if (parsed.value("event", "") == "kafka_log") {
+      EXPECT_TRUE(parsed.contains("facility")) << line;
+      EXPECT_TRUE(parsed.contains("level")) << line;
+    }
+  }
 }
 
 TEST(KafkaProducer, FlushReturnsDeadlineExceededWhileMessagesAreStillQueued) {
