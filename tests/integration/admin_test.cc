@@ -5,11 +5,13 @@
 #include <sys/wait.h>
 
 #include <cctype>
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <sstream>
 
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/integration/scenario.h"
 
 namespace yrd::testing {
@@ -101,6 +103,18 @@ TEST(Admin, MetricsMoveWithEventsAndCloseNeedsTheToken) {
       std::chrono::minutes(2)))
       << ReadFile(scenario.daemon_log());
   EXPECT_FALSE(ReadFile(scenario.files_dir() + "/MANIFEST").empty());
+  // The file set is in the metrics: its window, when, and how many files (MANIFEST included).
+  const std::string manifest = ReadFile(scenario.files_dir() + "/MANIFEST");
+  const int64_t manifest_files = std::count(manifest.begin(), manifest.end(), '\n');  // its lines but the last, plus itself
+  auto file_set_files = [&] {
+    const std::string metrics = scenario.Http("GET", "/metrics").second;
+    const std::string sample = "yrd_last_file_set_files{window=\"20261127\"} ";
+    const size_t at = metrics.find(sample);
+    return at == std::string::npos ? -1 : std::stoll(metrics.substr(at + sample.size()));
+  };
+  EXPECT_EQ(file_set_files(), manifest_files);
+  EXPECT_NE(scenario.Http("GET", "/metrics").second.find("yrd_last_file_set_timestamp_seconds{window=\"20261127\"}"),
+            std::string::npos);
   // A second close of the closed window: 409. A day that never was: 404, and no file set.
   const auto [again_code, again] = scenario.Http("POST", "/v1/windows/20261127/close", kAdminToken);
   EXPECT_EQ(again_code, 409) << again;
@@ -126,6 +140,20 @@ TEST(Admin, MetricsMoveWithEventsAndCloseNeedsTheToken) {
   const std::optional<int> status = daemon->Wait(std::chrono::seconds(60));
   ASSERT_TRUE(status.has_value());
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(scenario.daemon_log());
+
+  // After a restart the last file set is still in the metrics, so "no file set for a day" can
+  // fire (or not) from the first scrape.
+  auto restarted = scenario.StartDaemon();
+  ASSERT_TRUE(WaitFor([&] { return scenario.Http("GET", "/healthz").first == 200; }, std::chrono::seconds(60)))
+      << ReadFile(scenario.daemon_log());
+  EXPECT_TRUE(WaitFor([&] { return file_set_files() == manifest_files; }, std::chrono::seconds(30)));
+  restarted->Signal(SIGTERM);
+  EXPECT_TRUE(restarted->Wait(std::chrono::seconds(60)).has_value());
+  // Every line the daemon logged is JSON (librdkafka's own lines included).
+  std::istringstream lines(ReadFile(scenario.daemon_log()));
+  for (std::string line; std::getline(lines, line);) {
+    EXPECT_FALSE(nlohmann::json::parse(line, nullptr, false).is_discarded()) << line;
+  }
 }
 
 }  // namespace

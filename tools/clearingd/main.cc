@@ -9,8 +9,12 @@
 // consumption, and the worker reopens everything from the store after kRetryInterval: nothing
 // is acknowledged past what was stored, so nothing is lost or doubled.
 
+#include <sys/stat.h>
+
 #include <atomic>
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <cstdlib>
 #include <mutex>
 #include <thread>
@@ -218,7 +222,8 @@ class Daemon final : public http::AdminHandler {
     m.store_background_error_count = store_background_error_count_.load();
     m.consumption_pause_count = consumption_pause_count_.load();
     if (last_file_set_day_ != 0) {
-      m.last_file_set = http::ClearingMetrics::FileSet{last_file_set_day_, last_file_set_at_ms_, 0};
+      m.last_file_set =
+          http::ClearingMetrics::FileSet{last_file_set_day_, last_file_set_at_ms_, last_file_set_file_count_};
     }
     http::PrometheusText page;
     http::AppendClearingMetrics(m, page);
@@ -305,6 +310,27 @@ class Daemon final : public http::AdminHandler {
                              {"exceptions", exceptions}};
     if (info.closed_at_ms != 0) window["closed_at"] = FormatChinaTime(info.closed_at_ms);
     return window;
+  }
+
+  // Notes the file set of `day` for the metrics: written at `written_at_ms` (0 in records from
+  // before that instant was kept: the MANIFEST's modification time), with its MANIFEST's files.
+  void NoteFileSet(WindowDay day, int64_t written_at_ms) {
+    const std::filesystem::path manifest =
+        std::filesystem::path(config_.output_dir) / FormatWindowDay(day) / std::string(kManifestPath);
+    std::ifstream in(manifest);
+    uint64_t files = 0;
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty() && !line.starts_with(kManifestSignatureTag)) ++files;
+    }
+    if (files > 0) ++files;  // the MANIFEST itself
+    struct stat status {};
+    if (written_at_ms == 0 && ::stat(manifest.c_str(), &status) == 0) {
+      written_at_ms = static_cast<int64_t>(status.st_mtim.tv_sec) * 1000 + status.st_mtim.tv_nsec / 1'000'000;
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    last_file_set_day_ = day;
+    last_file_set_at_ms_ = written_at_ms;
+    last_file_set_file_count_ = files;
   }
 
   void RequestStop() {
@@ -442,11 +468,15 @@ class Daemon final : public http::AdminHandler {
       }
       for (const WindowDay day : marked) {
         log::Info("window_files_written", {{"window", FormatWindowDay(day)}});
-        std::lock_guard<std::mutex> lock(mutex_);
-        last_file_set_day_ = day;
-        last_file_set_at_ms_ = SystemClock().NowMs();
+        NoteFileSet(day, clock_->NowMs());
       }
     };
+    // The last file set before this start, so the metrics have it from the first scrape.
+    for (auto it = ledger.windows()->rbegin(); it != ledger.windows()->rend(); ++it) {
+      if (it->second.state != WindowState::kFilesWritten) continue;
+      NoteFileSet(it->first, it->second.files_written_at_ms);
+      break;
+    }
     StoreMaintenance maintenance(
         **store, *clock_, config_.maintenance,
         [this]() -> std::shared_ptr<const WindowTable> {
@@ -544,6 +574,7 @@ class Daemon final : public http::AdminHandler {
   kafka::KafkaSource* source_ = nullptr;  // guarded by mutex_; its source
   WindowDay last_file_set_day_ = 0;       // guarded by mutex_
   int64_t last_file_set_at_ms_ = 0;       // guarded by mutex_
+  uint64_t last_file_set_file_count_ = 0;  // guarded by mutex_
   absl::Status final_status_;      // written by the worker before it returns
   std::atomic<uint64_t> store_background_error_count_{0};  // from RocksDB's threads
   std::atomic<uint64_t> consumption_pause_count_{0};
