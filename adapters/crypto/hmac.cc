@@ -1,8 +1,13 @@
 #include "adapters/crypto/hmac.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -11,6 +16,15 @@
 #include "openssl/evp.h"
 
 namespace yrd {
+namespace {
+
+std::string Octal(unsigned mode) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04o", mode);
+  return text;
+}
+
+}  // namespace
 
 bool ConstantTimeEquals(std::string_view presented, std::string_view expected) {
   // Only the lengths may show: a wrong length is refused at once, the bytes never early.
@@ -92,15 +106,37 @@ std::string HmacSha256::MacHex(std::string_view message) {
 }
 
 absl::StatusOr<std::string> ReadSecretFile(const std::string& path, std::string_view what) {
+  if (path.empty()) return absl::InvalidArgumentError(Cat("no ", what, " is configured"));
   struct stat info {};
-  if (::stat(path.c_str(), &info) != 0) return absl::NotFoundError(Cat("cannot read ", what, " ", path));
+  if (::stat(path.c_str(), &info) != 0) {
+    return absl::ErrnoToStatus(errno, Cat("cannot read ", what, " ", path, ": ", std::strerror(errno)));
+  }
+  if (!S_ISREG(info.st_mode)) return absl::InvalidArgumentError(Cat(what, " ", path, " is not a regular file"));
   if ((info.st_mode & S_IROTH) != 0) {
     return absl::PermissionDeniedError(Cat(what, " ", path, " is readable by everyone; chmod 600 it"));
   }
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int open_errno = errno;
+    return absl::ErrnoToStatus(open_errno, Cat("cannot read ", what, " ", path, ": ", std::strerror(open_errno),
+                                               " (clearingd runs as uid ", ::geteuid(), "; the file is owned by uid ",
+                                               info.st_uid, " with mode ", Octal(info.st_mode & 07777), ")"));
+  }
+  std::string text;
+  char buffer[4096];
+  for (;;) {
+    const ssize_t got = ::read(fd, buffer, sizeof buffer);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      const int read_errno = errno;
+      ::close(fd);
+      return absl::ErrnoToStatus(read_errno, Cat("cannot read ", what, " ", path, ": ", std::strerror(read_errno)));
+    }
+    if (got == 0) break;
+    text.append(buffer, static_cast<size_t>(got));
+  }
+  ::close(fd);
+  return text;
 }
 
 absl::StatusOr<std::string> ReadKeyFile(const std::string& path) {

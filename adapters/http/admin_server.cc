@@ -94,7 +94,15 @@ std::string_view BearerToken(std::string_view authorization) {
   return token;
 }
 
-absl::Status CheckOptions(const AdminServerOptions& options) {
+}  // namespace
+
+absl::Status CheckAdminServerOptions(const AdminServerOptions& options) {
+  boost::system::error_code address_error;
+  (void)asio::ip::make_address(options.address, address_error);
+  if (address_error) {
+    return absl::InvalidArgumentError(Cat("admin address \"", options.address,
+                                          "\" is not an IP address (a host name such as localhost is not taken)"));
+  }
   if (options.connections_max < 1 || options.connections_max > kAdminConnectionsMaxLimit) {
     return absl::InvalidArgumentError(Cat("admin connections_max must be 1 to ", kAdminConnectionsMaxLimit, ", not ",
                                           options.connections_max));
@@ -128,8 +136,6 @@ absl::Status CheckOptions(const AdminServerOptions& options) {
   }
   return absl::OkStatus();
 }
-
-}  // namespace
 
 class Session;
 
@@ -440,7 +446,7 @@ Response AdminServer::Impl::HandleClose(const Request& request, std::string_view
 
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(asio::io_context& io, AdminServerOptions options,
                                                                 AdminHandler& handler) {
-  if (absl::Status status = CheckOptions(options); !status.ok()) return status;
+  if (absl::Status status = CheckAdminServerOptions(options); !status.ok()) return status;
   beast::error_code error;
   const asio::ip::address address = asio::ip::make_address(options.address, error);
   if (error) return absl::InvalidArgumentError(Cat("admin address \"", options.address, "\" is not an IP address"));

@@ -101,6 +101,10 @@ class AdminHandler {
 // io_context is not running. Stop stops accepting, closes idle connections and lets a response
 // being written finish (bounded by request_timeout); after it the io_context has no more work from
 // this server once those complete, so io_context::run can return. The destructor calls Stop.
+// What Start would refuse of `options` before it listens: an address that is not an IP address,
+// a limit out of its range, a close token of the wrong length or with other than visible ASCII.
+[[nodiscard]] absl::Status CheckAdminServerOptions(const AdminServerOptions& options);
+
 class AdminServer {
  public:
   // Checks the options, binds and listens (synchronously, so a taken port or a bad address is

@@ -172,9 +172,11 @@ KafkaSource::KafkaSource(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 KafkaSource::~KafkaSource() = default;
 
-absl::StatusOr<std::unique_ptr<KafkaSource>> KafkaSource::Create(KafkaSourceOptions options,
-                                                                 const PartitionOffsets& committed) {
-  auto impl = std::make_unique<Impl>();
+namespace {
+
+// The consumer's librdkafka configuration: the defaults, the operator's settings, then the forced
+// ones. The caller owns the result (rd_kafka_conf_destroy, or rd_kafka_new takes it).
+absl::StatusOr<rd_kafka_conf_t*> ConsumerConf(const KafkaSourceOptions& options) {
   char error[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   RouteKafkaLogs(conf);
@@ -199,6 +201,25 @@ absl::StatusOr<std::unique_ptr<KafkaSource>> KafkaSource::Create(KafkaSourceOpti
     rd_kafka_conf_destroy(conf);
     return status;
   }
+  return conf;
+}
+
+}  // namespace
+
+absl::Status KafkaSource::CheckOptions(const KafkaSourceOptions& options) {
+  absl::StatusOr<rd_kafka_conf_t*> conf = ConsumerConf(options);
+  if (!conf.ok()) return conf.status();
+  rd_kafka_conf_destroy(*conf);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<KafkaSource>> KafkaSource::Create(KafkaSourceOptions options,
+                                                                 const PartitionOffsets& committed) {
+  auto impl = std::make_unique<Impl>();
+  char error[512];
+  absl::StatusOr<rd_kafka_conf_t*> configured = ConsumerConf(options);
+  if (!configured.ok()) return configured.status();
+  rd_kafka_conf_t* conf = *configured;
   impl->handle = rd_kafka_new(RD_KAFKA_CONSUMER, conf, error, sizeof error);
   if (impl->handle == nullptr) {
     rd_kafka_conf_destroy(conf);

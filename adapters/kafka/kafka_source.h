@@ -43,6 +43,9 @@ class KafkaSource final : public MessageSource {
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<KafkaSource>> Create(KafkaSourceOptions options,
                                                                            const PartitionOffsets& committed);
   ~KafkaSource() override;
+  // Checks what Create would refuse of `options` without connecting: every librdkafka setting
+  // (an unknown property, a bad value) is applied to a configuration as Create applies it.
+  [[nodiscard]] static absl::Status CheckOptions(const KafkaSourceOptions& options);
 
   [[nodiscard]] absl::Status Fill(Batch& batch, std::chrono::milliseconds wait) override;
   [[nodiscard]] absl::Status OnCommitted(const Batch& batch) override;

@@ -48,6 +48,45 @@ TEST(DaemonConfig, GoodFileGivesDefaultsAndPathsRelativeToTheFile) {
   EXPECT_EQ(config->lines_checkpoint_applied_max, 500'000u);
 }
 
+TEST(DaemonConfig, RetentionMaintenanceAndTheAmountCeilingHaveDefaultsAndBounds) {
+  TempDir dir;
+  auto config = Load(dir, kGood);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->maintenance.window_retention_ms, 93 * kDayMs);
+  EXPECT_EQ(config->maintenance.interval, std::chrono::hours(1));
+  EXPECT_EQ(config->maintenance.dedup_horizon_ms, config->decode.dedup_horizon_ms);
+  EXPECT_EQ(config->decode.amount_fen_max, kAmountFenMaxDefault);
+  EXPECT_EQ(config->dead_letter_payload, DeadLetterPayload::kRedacted);
+  auto set = LoadWithStoreKey(dir, "window_retention_days = 400\nmaintenance_interval_ms = 60000");
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->maintenance.window_retention_ms, 400 * kDayMs);
+  EXPECT_EQ(set->maintenance.interval, std::chrono::minutes(1));
+  ExpectStoreKeyRefused(dir, "window_retention_days = 0", "store.window_retention_days = 0 is out of range");
+  auto ceiling = Load(dir, std::string(kGood) + "[clearing]\namount_fen_max = 281474976710656\n");
+  ASSERT_FALSE(ceiling.ok());
+  EXPECT_NE(ceiling.status().message().find("clearing.amount_fen_max = 281474976710656 is out of range"),
+            std::string::npos)
+      << ceiling.status();
+}
+
+TEST(DaemonConfig, OnlyTheDocumentedLogLevelsAndDeadLetterFormsAreTaken) {
+  TempDir dir;
+  auto trace = Load(dir, std::string(kGood) + "[log]\nlevel = \"trace\"\n");
+  ASSERT_FALSE(trace.ok());
+  EXPECT_NE(trace.status().message().find("log.level must be"), std::string::npos) << trace.status();
+  auto original = Load(dir, std::string(kGood) + "[log]\nlevel = \"error\"\n");
+  ASSERT_TRUE(original.ok()) << original.status();
+  std::string text = kGood;
+  text.replace(text.find("[kafka]\n"), 8, "[kafka]\ndead_letter_payload = \"original\"\n");
+  auto payload = Load(dir, text);
+  ASSERT_TRUE(payload.ok()) << payload.status();
+  EXPECT_EQ(payload->dead_letter_payload, DeadLetterPayload::kOriginal);
+  text.replace(text.find("\"original\""), 10, "\"clear\"");
+  auto clear = Load(dir, text);
+  ASSERT_FALSE(clear.ok());
+  EXPECT_NE(clear.status().message().find("kafka.dead_letter_payload must be"), std::string::npos) << clear.status();
+}
+
 TEST(DaemonConfig, LineCheckpointIntervalHasABoundedLimit) {
   TempDir dir;
   auto set = LoadWithStoreKey(dir, "lines_checkpoint_applied_max = 20000");

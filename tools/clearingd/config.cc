@@ -228,6 +228,11 @@ absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
   Section log(path, root, "log");
   int64_t progress_ms = config.progress_log_interval.count();
   check(log.String("level", config.log_level));
+  if (config.log_level != "debug" && config.log_level != "info" && config.log_level != "warning" &&
+      config.log_level != "error") {
+    check(absl::InvalidArgumentError(
+        Cat(path, ": log.level must be \"debug\", \"info\", \"warning\" or \"error\", got '", config.log_level, "'")));
+  }
   check(log.Integer("progress_interval_ms", progress_ms, 0, 3'600'000));
   check(log.RefuseUnknown());
   config.progress_log_interval = std::chrono::milliseconds(progress_ms);

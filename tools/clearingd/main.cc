@@ -111,12 +111,39 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
   return token;
 }
 
+kafka::KafkaSourceOptions SourceOptions(const DaemonConfig& config) {
+  kafka::KafkaSourceOptions options;
+  options.bootstrap_servers = config.bootstrap_servers;
+  options.group_id = config.group_id;
+  options.settings = config.kafka_settings;
+  options.message_bytes_max = config.decode.message_bytes_max;
+  options.dead_letter = config.dead_letter;
+  options.dead_letter_payload = config.dead_letter_payload;
+  return options;
+}
+
+// The admin endpoint's options: the configured address and port, and the close token read from
+// its file, checked as the server will check them.
+absl::StatusOr<http::AdminServerOptions> AdminOptions(const DaemonConfig& config) {
+  http::AdminServerOptions options;
+  options.address = config.admin_address;
+  options.port = static_cast<uint16_t>(config.admin_port);
+  if (!config.admin_close_token_file.empty()) {
+    absl::StatusOr<std::string> token = ReadTokenFile(config.admin_close_token_file);
+    if (!token.ok()) return token.status();
+    options.close_token = *std::move(token);
+  }
+  if (absl::Status s = http::CheckAdminServerOptions(options); !s.ok()) return s;
+  return options;
+}
+
 class Daemon final : public http::AdminHandler {
  public:
-  Daemon(DaemonConfig config, std::shared_ptr<const Registry> registry, std::unique_ptr<HmacSha256> tokenizer,
-         std::unique_ptr<PayloadSealer> ledger_sealer, std::unique_ptr<PayloadSealer> start_sealer, Digests digests,
-         std::unique_ptr<Clock> clock)
+  Daemon(DaemonConfig config, http::AdminServerOptions admin_options, std::shared_ptr<const Registry> registry,
+         std::unique_ptr<HmacSha256> tokenizer, std::unique_ptr<PayloadSealer> ledger_sealer,
+         std::unique_ptr<PayloadSealer> start_sealer, Digests digests, std::unique_ptr<Clock> clock)
       : config_(std::move(config)),
+        admin_options_(std::move(admin_options)),
         registry_(std::move(registry)),
         tokenizer_(std::move(tokenizer)),
         ledger_sealer_(std::move(ledger_sealer)),
@@ -152,15 +179,7 @@ class Daemon final : public http::AdminHandler {
       progress.async_wait(on_progress);
     }
 
-    http::AdminServerOptions admin_options;
-    admin_options.address = config_.admin_address;
-    admin_options.port = static_cast<uint16_t>(config_.admin_port);
-    if (!config_.admin_close_token_file.empty()) {
-      auto token = ReadTokenFile(config_.admin_close_token_file);
-      if (!token.ok()) return Fail("admin_token_invalid", token.status(), "fix admin.close_token_file");
-      admin_options.close_token = *std::move(token);
-    }
-    auto admin = http::AdminServer::Start(io_, admin_options, *this);
+    auto admin = http::AdminServer::Start(io_, admin_options_, *this);
     if (!admin.ok()) {
       return Fail("admin_endpoint_failed", admin.status(), "free the port named by admin.port or choose another");
     }
@@ -439,13 +458,7 @@ class Daemon final : public http::AdminHandler {
                                          .recent_txn_records_max = config_.recent_txn_records_max,
                                          .lines_checkpoint_applied_max = config_.lines_checkpoint_applied_max});
     if (absl::Status s = ledger.Load(clock_->NowMs()); !s.ok()) return s;
-    kafka::KafkaSourceOptions source_options;
-    source_options.bootstrap_servers = config_.bootstrap_servers;
-    source_options.group_id = config_.group_id;
-    source_options.settings = config_.kafka_settings;
-    source_options.message_bytes_max = config_.decode.message_bytes_max;
-    source_options.dead_letter = config_.dead_letter;
-    source_options.dead_letter_payload = config_.dead_letter_payload;
+    kafka::KafkaSourceOptions source_options = SourceOptions(config_);
     source_options.on_warning = [](const std::string& text) {
       log::Warning("kafka_transient_error",
                    {{"detail", text}, {"action", "none if it clears; check the brokers if it repeats"}});
@@ -557,6 +570,7 @@ class Daemon final : public http::AdminHandler {
   }
 
   DaemonConfig config_;
+  http::AdminServerOptions admin_options_;
   std::shared_ptr<const Registry> registry_;
   RegistryHolder registry_holder_{registry_};
   std::unique_ptr<HmacSha256> tokenizer_;
@@ -580,9 +594,12 @@ class Daemon final : public http::AdminHandler {
   std::atomic<uint64_t> consumption_pause_count_{0};
 };
 
+// Everything a start needs is checked here, before anything is opened, so that --check-config
+// (the unit's ExecStartPre) refuses exactly what a start would.
 int Start(DaemonConfig config, bool check_only) {
   if (config.log_level == "debug") log::MinimumLevel() = static_cast<int>(log::Level::kDebug);
   if (config.log_level == "warning") log::MinimumLevel() = static_cast<int>(log::Level::kWarning);
+  if (config.log_level == "error") log::MinimumLevel() = static_cast<int>(log::Level::kError);
   auto registry = Registry::FromFile(config.registry_path);
   if (!registry.ok()) return Fail("registry_invalid", registry.status(), "fix the registry file and start again");
   auto key = ReadKeyFile(config.card_token_key_file);
@@ -607,6 +624,15 @@ int Start(DaemonConfig config, bool check_only) {
   }
   auto digests = MakeFileSetDigests(*manifest_key);
   if (!digests.ok()) return Fail("manifest_key_invalid", digests.status(), "check the key file");
+  auto admin_options = AdminOptions(config);
+  if (!admin_options.ok()) {
+    return Fail("admin_config_invalid", admin_options.status(),
+                "fix admin.address (an IP address) or admin.close_token_file (16 to 1024 visible ASCII characters, "
+                "readable by clearingd only)");
+  }
+  if (absl::Status s = kafka::KafkaSource::CheckOptions(SourceOptions(config)); !s.ok()) {
+    return Fail("kafka_config_invalid", s, "fix or remove the named property in [kafka.settings]");
+  }
   if (check_only) {
     log::Info("config_ok", {{"registry_banks", (*registry)->banks().size()},
                             {"registry_merchants", (*registry)->merchants().size()}});
@@ -618,7 +644,8 @@ int Start(DaemonConfig config, bool check_only) {
   } else {
     clock = std::make_unique<SystemClock>();
   }
-  Daemon daemon(std::move(config), *std::move(registry), *std::move(tokenizer), *std::move(ledger_sealer),
+  Daemon daemon(std::move(config), *std::move(admin_options), *std::move(registry), *std::move(tokenizer),
+                *std::move(ledger_sealer),
                 *std::move(start_sealer), *std::move(digests), std::move(clock));
   return daemon.Run();
 }
