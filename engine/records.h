@@ -55,6 +55,10 @@ inline constexpr std::string_view kCommitSequenceKey = "commit_sequence";
 inline constexpr std::string_view kLinesThroughKey = "lines_through";
 // Dead-letter copies not yet known delivered: commit sequence, then the exception key.
 inline constexpr std::string_view kDeadLetterKeyPrefix = "dlq|";
+// A check value of the card-token key (HMAC-SHA256 of a fixed label under it), written by the
+// first start: a later start or a report tool with another key is refused instead of making
+// tokens that match nothing.
+inline constexpr std::string_view kCardTokenKeyCheckKey = "card_token_key_check";
 // Line ids (see LineIds): the prefix, then the id in big-endian.
 inline constexpr std::string_view kLineIdKeyPrefix = "line_id|";
 // The gross of one source partition in one window (see kPartitionWindowGrossFenMax): the prefix,

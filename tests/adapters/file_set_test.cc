@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "adapters/crypto/hmac.h"
+#include "adapters/crypto/payload_sealer.h"
 #include "adapters/crypto/sha256.h"
 #include "adapters/rocksdb/rocks_store.h"
 #include "engine/strings.h"
@@ -361,12 +362,30 @@ TEST_F(WindowOnDiskTest, VerifyCommandExitsZeroOnGoodFilesAndOneOnAChangedByte) 
   EXPECT_EQ(WEXITSTATUS(status), 0) << ReadWhole(fs::path(dir_.path()) / "verify.out");
   EXPECT_TRUE(ReadWhole(fs::path(dir_.path()) / "verify.out").starts_with("window 20261127: 15 files match"));
 
+  // As JSON: one object, typed.
+  const std::string json_command =
+      Cat(YRD_REPORT_BINARY, " --format json verify ", window_dir_.string(), " --store ", store_path_, " --registry ",
+          test::GoldenDir(), "/registry.toml --key-file ", key_file.string(), " > ", dir_.path(), "/verify.json");
+  status = std::system(json_command.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  nlohmann::json verdict = nlohmann::json::parse(ReadWhole(fs::path(dir_.path()) / "verify.json"));
+  EXPECT_EQ(verdict.at("verified"), true);
+  EXPECT_TRUE(verdict.at("summary").get<std::string>().starts_with("window 20261127: 15 files match"));
+
   Edit("funds/330100.txt", "11000", "11001");
   status = std::system(command.c_str());
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 1);
   EXPECT_NE(ReadWhole(fs::path(dir_.path()) / "verify.out").find("funds/330100.txt: sha256 is "), std::string::npos)
       << ReadWhole(fs::path(dir_.path()) / "verify.out");
+  status = std::system(json_command.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  verdict = nlohmann::json::parse(ReadWhole(fs::path(dir_.path()) / "verify.json"));
+  EXPECT_EQ(verdict.at("verified"), false);
+  EXPECT_EQ(verdict.at("code"), "DATA_LOSS");
+  EXPECT_NE(verdict.at("error").get<std::string>().find("funds/330100.txt: sha256 is "), std::string::npos);
 }
 
 // The hotline's card history: `clearing-report card` hashes the number with the card-token key
@@ -380,9 +399,11 @@ TEST_F(WindowOnDiskTest, CardCommandListsACardsEventsWithTheirRefundsAndCancella
   WriteWhole(key_file, key_hex + "\n");
   fs::permissions(key_file, fs::perms::owner_read | fs::perms::owner_write);
   const fs::path out = fs::path(dir_.path()) / "card.out";
+  const fs::path errors = fs::path(dir_.path()) / "card.err";
   auto card = [&](std::string_view number, std::string_view more = "") {
     const std::string command = Cat(YRD_REPORT_BINARY, " --store ", store_path_, " --format json card ", number,
-                                    " --key-file ", key_file.string(), " ", more, " > ", out.string(), " 2>&1");
+                                    " --key-file ", key_file.string(), " ", more, " > ", out.string(), " 2> ",
+                                    errors.string());
     const int status = std::system(command.c_str());
     EXPECT_TRUE(WIFEXITED(status));
     return WEXITSTATUS(status);
@@ -416,9 +437,29 @@ TEST_F(WindowOnDiskTest, CardCommandListsACardsEventsWithTheirRefundsAndCancella
   ASSERT_EQ(card("6217001234567890123", "--window 20261126"), 0) << ReadWhole(out);
   EXPECT_TRUE(txn_ids().empty());
 
-  // A malformed number is refused without being echoed.
-  EXPECT_NE(card("'6217 0012'"), 0);
-  EXPECT_EQ(ReadWhole(out).find("6217 0012"), std::string::npos) << ReadWhole(out);
+  // Typed with spaces or dashes it is the same number; a malformed one is refused (2) without
+  // being echoed.
+  ASSERT_EQ(card("'6217 0012 3456 7890 123'"), 0) << ReadWhole(out);
+  EXPECT_EQ(txn_ids(), (std::vector<std::string>{"TAP_A1:tap", "R_A1:refund"}));
+  ASSERT_EQ(card("6217-0012-3456-7890-123"), 0) << ReadWhole(out);
+  EXPECT_EQ(txn_ids(), (std::vector<std::string>{"TAP_A1:tap", "R_A1:refund"}));
+  EXPECT_EQ(card("'6217*0012'"), 2);
+  EXPECT_EQ(ReadWhole(out).find("6217*0012"), std::string::npos) << ReadWhole(out);
+  EXPECT_EQ(ReadWhole(errors).find("6217*0012"), std::string::npos) << ReadWhole(errors);
+
+  // With the store's key check (the daemon writes it), another key is refused instead of giving
+  // an empty history.
+  absl::StatusOr<std::string> check = DeriveKey(test::kGoldenCardTokenKey, kCardTokenKeyCheckLabel);
+  ASSERT_TRUE(check.ok());
+  std::unique_ptr<StateWriteBatch> write = store_->NewWriteBatch();
+  write->Put(Table::kMeta, kCardTokenKeyCheckKey, *check);
+  ASSERT_TRUE(store_->Write(*write).ok());
+  ASSERT_EQ(card("6217001234567890123"), 0) << ReadWhole(out);
+  EXPECT_EQ(txn_ids().size(), 2u);
+  WriteWhole(key_file, "00112233445566778899aabbccddeeff\n");
+  EXPECT_EQ(card("6217001234567890123"), 2);
+  EXPECT_NE(ReadWhole(errors).find("is not the card-token key this store's tokens were made with"), std::string::npos)
+      << ReadWhole(errors);
 }
 
 // A merchant's statement: `clearing-report statement` gives, per window and settling bank, the
@@ -525,8 +566,8 @@ TEST_F(WindowOnDiskTest, MatchCommandReportsMismatchedMissingAndUnexpectedRecord
   ASSERT_EQ(rows.size(), 3u) << rows.dump();
   auto row = [](std::string status, std::string txn, int64_t ours_fen, std::optional<int64_t> theirs_fen) {
     nlohmann::json r = {{"status", status}, {"txn_id", txn}, {"kind", "TAP"}, {"field", "amount_fen"}};
-    r["ours"] = ours_fen < 0 ? nlohmann::json("") : nlohmann::json(ours_fen);
-    r["theirs"] = theirs_fen ? nlohmann::json(*theirs_fen) : nlohmann::json("");
+    r["ours"] = ours_fen < 0 ? nlohmann::json(nullptr) : nlohmann::json(ours_fen);
+    r["theirs"] = theirs_fen ? nlohmann::json(*theirs_fen) : nlohmann::json(nullptr);
     return r;
   };
   EXPECT_EQ(rows[0], row("mismatched", "TAP_A2", 200, 210));

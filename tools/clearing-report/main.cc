@@ -23,6 +23,7 @@
 
 #include "CLI/CLI.hpp"
 #include "adapters/crypto/hmac.h"
+#include "adapters/crypto/payload_sealer.h"
 #include "adapters/rocksdb/rocks_store.h"
 #include "engine/clearing_files.h"
 #include "engine/ledger.h"
@@ -38,11 +39,20 @@
 namespace yrd {
 namespace {
 
+// What a column holds. Cells are text in every format; JSON gives each its type: a number, a
+// boolean ("yes"/"no" in tables and CSV), or a string, and null for an empty cell.
+enum class Column : uint8_t { kText, kNumber, kFlag };
+constexpr Column kText = Column::kText;
+constexpr Column kNumber = Column::kNumber;
+constexpr Column kFlag = Column::kFlag;
+
 struct TableOut {
   std::vector<std::string> headers;
   std::vector<std::vector<std::string>> rows;
-  std::vector<bool> numeric;  // right-aligned in tables, numbers in JSON
+  std::vector<Column> types;  // numbers are right-aligned in tables
 };
+
+std::string Flag(bool value) { return value ? "yes" : "no"; }
 
 std::string CsvField(const std::string& s) {
   if (s.find_first_of(",\"\n") == std::string::npos) return s;
@@ -60,10 +70,16 @@ void Print(const TableOut& t, const std::string& format) {
     for (const auto& row : t.rows) {
       nlohmann::json object = nlohmann::json::object();
       for (size_t i = 0; i < t.headers.size(); ++i) {
-        if (i < t.numeric.size() && t.numeric[i] && !row[i].empty()) {
-          object[t.headers[i]] = std::stoll(row[i]);
+        const Column type = i < t.types.size() ? t.types[i] : kText;
+        nlohmann::json& cell = object[t.headers[i]];
+        if (row[i].empty()) {
+          cell = nullptr;
+        } else if (type == kNumber) {
+          cell = std::stoll(row[i]);
+        } else if (type == kFlag) {
+          cell = row[i] == "yes";
         } else {
-          object[t.headers[i]] = row[i];
+          cell = row[i];
         }
       }
       rows.push_back(object);
@@ -87,7 +103,7 @@ void Print(const TableOut& t, const std::string& format) {
   }
   auto line = [&](const std::vector<std::string>& cells) {
     for (size_t i = 0; i < cells.size(); ++i) {
-      const bool right = i < t.numeric.size() && t.numeric[i];
+      const bool right = i < t.types.size() && t.types[i] == kNumber;
       const std::string pad(widths[i] - cells[i].size(), ' ');
       std::cout << (i ? "  " : "") << (right ? pad + cells[i] : cells[i] + (i + 1 < cells.size() ? pad : ""));
     }
@@ -206,7 +222,7 @@ int Positions(StoreReader& reader, const Registry& registry, const std::string& 
               const std::string& scheme, const std::string& format) {
   auto outcome = ReadOutcome(reader, registry, window);
   if (!outcome.ok()) return Fail(outcome.status());
-  TableOut t{{"window", "scheme", "kind", "id", "name", "position_fen"}, {}, {false, false, false, false, false, true}};
+  TableOut t{{"window", "scheme", "kind", "id", "name", "position_fen"}, {}, {kText, kText, kText, kText, kText, kNumber}};
   auto name_of = [&](const std::string& kind, const std::string& id) -> std::string {
     if (kind == "province") {
       const Province* p = registry.FindProvince(id);
@@ -263,7 +279,7 @@ int Progress(StoreReader& reader, const std::string& format) {
     std::cout << j.dump() << "\n";
     return 0;
   }
-  TableOut t{{"messages", "applied", "exact_duplicates", "exceptions", "late", "commit_sequence"}, {}, {true, true, true, true, true, true}};
+  TableOut t{{"messages", "applied", "exact_duplicates", "exceptions", "late", "commit_sequence"}, {}, {kNumber, kNumber, kNumber, kNumber, kNumber, kNumber}};
   t.rows.push_back({std::to_string(applied + duplicates + exceptions), std::to_string(applied), std::to_string(duplicates),
                     std::to_string(exceptions), std::to_string(late), std::to_string(sequence)});
   Print(t, format);
@@ -286,15 +302,22 @@ absl::Status ForEachException(StoreReader& reader, const std::function<void(cons
   return s.ok() ? damaged : s;
 }
 
+// One transaction's fate: its record in each family, and every rejected message that carried the
+// id (as its txn_id, as the original it named, or as its Kafka key, which finds a message whose
+// id could not be read or broke the id rule).
 int Txn(StoreReader& reader, const std::string& txn_id, const std::string& format) {
-  if (!IsValidId(txn_id)) return Fail(absl::InvalidArgumentError("a txn id is 1 to 64 characters of [A-Za-z0-9_-]"));
+  if (txn_id.empty() || txn_id.size() > kExceptionTextBytesMax) {
+    return Fail(absl::InvalidArgumentError(Cat("a txn id or Kafka key is 1 to ", kExceptionTextBytesMax, " bytes")));
+  }
   TableOut t{{"txn_id", "family", "kind", "fate", "window", "late", "partition", "offset", "amount_fen", "refunded_fen",
-              "cancelled", "exact_duplicates", "original_txn_id", "detail"},
+              "cancelled", "exact_duplicates", "original_txn_id", "message_key", "detail"},
              {},
-             {false, false, false, false, false, false, true, true, true, true, false, true, false, false}};
+             {kText, kText, kText, kText, kText, kFlag, kNumber, kNumber, kNumber, kNumber, kFlag, kNumber, kText, kText,
+              kText}};
   absl::StatusOr<LineIds> line_ids = LoadLineIds(reader.store());
   if (!line_ids.ok()) return Fail(line_ids.status());
   for (const Family family : {Family::kTaps, Family::kMedical}) {
+    if (!IsValidId(txn_id)) break;  // no record is kept under an id that breaks the rule
     std::string key, value;
     bool found = false;
     TxnKey(family, txn_id, key);
@@ -306,23 +329,23 @@ int Txn(StoreReader& reader, const std::string& txn_id, const std::string& forma
     if (r.kind == EventKind::kTap && r.refunded_fen > 0) fate = r.refunded_fen == r.amount_fen ? "refunded" : "partly_refunded";
     if (r.cancelled) fate = "cancelled";
     t.rows.push_back({txn_id, family == Family::kTaps ? "taps" : "medical", std::string(EventKindName(r.kind)), fate,
-                      FormatWindowDay(r.window), r.late ? "yes" : "no", std::to_string(r.partition),
+                      FormatWindowDay(r.window), Flag(r.late), std::to_string(r.partition),
                       std::to_string(r.offset), std::to_string(r.amount_fen), std::to_string(r.refunded_fen),
-                      r.cancelled ? "yes" : "no", std::to_string(r.duplicate_count), std::string(r.original_txn_id),
+                      Flag(r.cancelled), std::to_string(r.duplicate_count), std::string(r.original_txn_id), "",
                       std::string(r.line_key)});
   }
-  // Rejected messages that carried this id (as txn_id or as the original they named).
   const absl::Status s = ForEachException(reader, [&](const ExceptionRecord& e) {
-    if (e.txn_id != txn_id && e.original_txn_id != txn_id) return;
-    std::string detail = Cat("digest ", DigestHex(e.message_digest));
+    if (e.txn_id != txn_id && e.original_txn_id != txn_id && e.message_key != txn_id) return;
+    std::string detail = Cat(e.detail, e.detail.empty() ? "" : "; ", "digest ", DigestHex(e.message_digest));
     if (e.reason == Reason::kDuplicateConflict) detail += Cat(", first digest ", DigestHex(e.first_digest));
-    t.rows.push_back({std::string(e.txn_id), e.topic == SourceTopic::kTaps ? "taps" : "medical", "", Cat("rejected:", ReasonName(e.reason)),
-                      FormatWindowDay(e.window), "", std::to_string(e.partition), std::to_string(e.offset), "", "", "", "",
-                      std::string(e.original_txn_id), detail});
+    t.rows.push_back({std::string(e.txn_id), e.topic == SourceTopic::kTaps ? "taps" : "medical", "",
+                      Cat("rejected:", ReasonName(e.reason)), FormatWindowDay(e.window), "",
+                      std::to_string(e.partition), std::to_string(e.offset), "", "", "", "",
+                      std::string(e.original_txn_id), std::string(e.message_key), detail});
   });
   if (!s.ok()) return Fail(s);
   if (t.rows.empty()) {
-    std::cerr << "clearing-report: no transaction or rejected message with id " << txn_id << "\n";
+    std::cerr << "clearing-report: no transaction or rejected message with id or key " << txn_id << "\n";
     return 3;
   }
   Print(t, format);
@@ -345,7 +368,7 @@ int Statement(StoreReader& reader, const Registry& registry, const std::string& 
   TableOut t{{"window", "state", "merchant", "name", "bank", "category", "count", "gross_fen", "refund_count",
               "refunds_fen", "fee_fen", "net_fen"},
              {},
-             {false, false, false, false, false, false, true, true, true, true, true, true}};
+             {kText, kText, kText, kText, kText, kText, kNumber, kNumber, kNumber, kNumber, kNumber, kNumber}};
   for (const auto& [day, c] : *counters) {
     if (only && day != *only) continue;
     absl::StatusOr<WindowCharging> charging = ChargingOf(reader, registry, day);
@@ -379,9 +402,17 @@ int Statement(StoreReader& reader, const Registry& registry, const std::string& 
 // number with the daemon's card-token key, and the refunds and cancellations of those (which
 // carry no card of their own), in the window given or in every window. Only the masked number
 // is printed; the number itself is never echoed, not even in an error.
-int Card(StoreReader& reader, const std::string& card_no, const std::string& key_file, const std::string& window,
+int Card(StoreReader& reader, const std::string& typed_card_no, const std::string& key_file, const std::string& window,
          const std::string& format) {
-  if (!IsValidId(card_no)) return Fail(absl::InvalidArgumentError("a card number is 1 to 64 characters of [A-Za-z0-9_-]"));
+  // As a caller reads it out: "6217 0012 3456 7890 123" or with dashes is the same number.
+  std::string card_no;
+  for (const char c : typed_card_no) {
+    if (c != ' ' && c != '-' && c != '\t') card_no.push_back(c);
+  }
+  if (!IsValidId(card_no)) {
+    (void)Fail(absl::InvalidArgumentError("a card number is 1 to 64 characters of [A-Za-z0-9_] (spaces and dashes are ignored)"));
+    return 2;
+  }
   std::vector<WindowDay> days;
   if (!window.empty()) {
     const std::optional<WindowDay> day = ParseWindowDate(window);
@@ -396,6 +427,24 @@ int Card(StoreReader& reader, const std::string& card_no, const std::string& key
   if (!key.ok()) return Fail(key.status());
   absl::StatusOr<std::unique_ptr<HmacSha256>> tokenizer = HmacSha256::Create(*key);
   if (!tokenizer.ok()) return Fail(tokenizer.status());
+  // Another key would give an empty history that looks like a card with no events.
+  absl::StatusOr<std::string> key_check = DeriveKey(*key, kCardTokenKeyCheckLabel);
+  if (!key_check.ok()) return Fail(key_check.status());
+  std::string stored_check;
+  bool check_found = false;
+  if (absl::Status s = reader.store().Get(Table::kMeta, kCardTokenKeyCheckKey, stored_check, check_found); !s.ok()) {
+    return Fail(s);
+  }
+  if (check_found && stored_check != *key_check) {
+    (void)Fail(absl::InvalidArgumentError(
+        Cat(key_file, " is not the card-token key this store's tokens were made with (its check value differs): "
+                      "give clearingd's privacy.card_token_key_file")));
+    return 2;
+  }
+  if (!check_found) {
+    std::cerr << "clearing-report: the store has no card-token key check (written by an earlier version): an empty "
+                 "history may also mean another key\n";
+  }
   CardToken token{};
   (*tokenizer)->Tokenize(card_no, token);
   absl::StatusOr<LineIds> line_ids = LoadLineIds(reader.store());
@@ -427,7 +476,7 @@ int Card(StoreReader& reader, const std::string& card_no, const std::string& key
         }
         rows.push_back({day, r.occurred_at_ms,
                         {FormatWindowDay(day), FormatChinaTime(r.occurred_at_ms), std::string(r.txn_id),
-                         std::string(EventKindName(r.kind)), std::to_string(r.amount_fen), r.late ? "yes" : "no",
+                         std::string(EventKindName(r.kind)), std::to_string(r.amount_fen), Flag(r.late),
                          std::string(r.card_masked), merchant, std::string(r.terminal_id),
                          std::string(r.original_txn_id)}});
       }
@@ -442,7 +491,7 @@ int Card(StoreReader& reader, const std::string& card_no, const std::string& key
   TableOut t{{"window", "occurred", "txn_id", "kind", "amount_fen", "late", "card", "merchant", "terminal",
               "original_txn_id"},
              {},
-             {false, false, false, false, true, false, false, false, false, false}};
+             {kText, kText, kText, kText, kNumber, kFlag, kText, kText, kText, kText}};
   for (Row& row : rows) t.rows.push_back(std::move(row.cells));
   Print(t, format);
   return 0;
@@ -480,7 +529,7 @@ int Match(const std::string& window_dir, const std::string& returned_path, const
   if (!ours.ok()) return cannot_compare(ours.status());
   absl::StatusOr<MatchResult> result = MatchReturnedFile(*ours, *theirs);
   if (!result.ok()) return cannot_compare(result.status());
-  TableOut t{{"status", "txn_id", "kind", "field", "ours", "theirs"}, {}, {false, false, false, false, true, true}};
+  TableOut t{{"status", "txn_id", "kind", "field", "ours", "theirs"}, {}, {kText, kText, kText, kText, kNumber, kNumber}};
   int64_t missing = 0, unexpected = 0, mismatched = 0;
   for (const MatchDifference& d : result->differences) {
     const char* status = "mismatched";
@@ -517,9 +566,10 @@ int Exceptions(StoreReader& reader, const std::string& window, const std::string
     only_reason = ReasonFromName(reason_name);
     if (!only_reason) return Fail(absl::InvalidArgumentError(Cat("unknown reason '", reason_name, "'")));
   }
-  TableOut t{{"topic", "partition", "offset", "reason", "window", "txn_id", "original_txn_id", "digest", "first_digest"},
+  TableOut t{{"topic", "partition", "offset", "reason", "detail", "window", "txn_id", "original_txn_id", "message_key",
+              "digest", "first_digest"},
              {},
-             {false, true, true, false, false, false, false, false, false}};
+             {kText, kNumber, kNumber, kText, kText, kText, kText, kText, kText, kText, kText}};
   int64_t matched = 0;
   const absl::Status s = ForEachException(reader, [&](const ExceptionRecord& e) {
     if (only_window && e.window != *only_window) return;
@@ -527,8 +577,8 @@ int Exceptions(StoreReader& reader, const std::string& window, const std::string
     if (limit == 0 || matched < limit) {
       t.rows.push_back({std::string(e.topic == SourceTopic::kTaps ? kTapsTopic : kMedicalTopic),
                         std::to_string(e.partition), std::to_string(e.offset), std::string(ReasonName(e.reason)),
-                        FormatWindowDay(e.window), std::string(e.txn_id), std::string(e.original_txn_id),
-                        DigestHex(e.message_digest),
+                        std::string(e.detail), FormatWindowDay(e.window), std::string(e.txn_id),
+                        std::string(e.original_txn_id), std::string(e.message_key), DigestHex(e.message_digest),
                         e.reason == Reason::kDuplicateConflict ? DigestHex(e.first_digest) : std::string()});
     }
     ++matched;
@@ -610,7 +660,7 @@ int main(int argc, char** argv) {
   if (!registry.ok()) return yrd::Fail(registry.status());
   if (*positions) return yrd::Positions(**reader, **registry, window, by, scheme, format);
   if (*statement) return yrd::Statement(**reader, **registry, merchant_id, window, format);
-  if (*verify) return yrd::RunVerify(window_dir, (*reader)->store(), **registry, key_file);
+  if (*verify) return yrd::RunVerify(window_dir, (*reader)->store(), **registry, key_file, format);
   auto result = yrd::ReadOutcome(**reader, **registry, window);
   if (!result.ok()) return yrd::Fail(result.status());
   if (expect_path.empty()) {

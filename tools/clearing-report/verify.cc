@@ -22,6 +22,7 @@
 #include "engine/money.h"
 #include "engine/records.h"
 #include "engine/strings.h"
+#include "nlohmann/json.hpp"
 #include "tools/clearing-report/fields.h"
 
 namespace yrd {
@@ -1046,13 +1047,21 @@ absl::StatusOr<std::string> VerifyWindowFiles(const std::string& window_dir, Sta
   return verifier.Run();
 }
 
-int RunVerify(const std::string& window_dir, StateStore& store, const Registry& registry, const std::string& key_file) {
+int RunVerify(const std::string& window_dir, StateStore& store, const Registry& registry, const std::string& key_file,
+              const std::string& format) {
   absl::StatusOr<std::string> key = ReadKeyFile(key_file);
-  if (!key.ok()) {
-    std::cerr << "clearing-report verify: " << key.status().message() << "\n";
-    return 1;
+  absl::StatusOr<std::string> summary = key.ok() ? VerifyWindowFiles(window_dir, store, registry, *key) : key.status();
+  if (format == "json") {
+    nlohmann::json verdict = {{"window_dir", window_dir}, {"verified", summary.ok()}};
+    if (summary.ok()) {
+      verdict["summary"] = *summary;
+    } else {
+      verdict["code"] = absl::StatusCodeToString(summary.status().code());
+      verdict["error"] = std::string(summary.status().message());
+    }
+    std::cout << verdict.dump(2) << "\n";
+    return summary.ok() ? 0 : 1;
   }
-  absl::StatusOr<std::string> summary = VerifyWindowFiles(window_dir, store, registry, *key);
   if (!summary.ok()) {
     std::cerr << "clearing-report verify: " << window_dir << ": " << summary.status().message() << "\n";
     return 1;

@@ -33,10 +33,11 @@ inline constexpr size_t kManifestBytesMax = 64u << 20;
 [[nodiscard]] absl::StatusOr<std::string> VerifyWindowFiles(const std::string& window_dir, StateStore& store,
                                                             const Registry& registry, std::string_view manifest_key);
 
-// The `verify` subcommand: reads the key file (ReadKeyFile), runs VerifyWindowFiles, prints the
-// summary to stdout or the mismatch to stderr, and returns the exit code: 0 when every check
-// holds, 1 otherwise.
+// The `verify` subcommand: reads the key file (ReadKeyFile), runs VerifyWindowFiles and prints the
+// verdict: with `format` "json" one object on stdout, {"window_dir", "verified": true|false,
+// "summary" or "code" and "error"}; else the summary on stdout or the mismatch on stderr.
+// Returns the exit code: 0 when every check holds, 1 otherwise.
 [[nodiscard]] int RunVerify(const std::string& window_dir, StateStore& store, const Registry& registry,
-                            const std::string& key_file);
+                            const std::string& key_file, const std::string& format);
 
 }  // namespace yrd

@@ -90,6 +90,23 @@ absl::Status ProduceStoredDeadLetters(StateStore& store, PayloadSealer& sealer, 
   return absl::OkStatus();
 }
 
+// The store's card-token key check against the configured key's: written by the first start,
+// refused when it differs (tokens made with another key would match no earlier card).
+absl::Status CheckCardTokenKey(StateStore& store, std::string_view check_value) {
+  std::string stored;
+  bool found = false;
+  if (absl::Status s = store.Get(Table::kMeta, kCardTokenKeyCheckKey, stored, found); !s.ok()) return s;
+  if (found) {
+    if (stored == check_value) return absl::OkStatus();
+    return absl::FailedPreconditionError(
+        "privacy.card_token_key_file holds another key than the one this store's card tokens were made with: "
+        "dedup digests, card histories and the sealed dead-letter copies would no longer match");
+  }
+  std::unique_ptr<StateWriteBatch> write = store.NewWriteBatch();
+  write->Put(Table::kMeta, kCardTokenKeyCheckKey, check_value);
+  return store.Write(*write);
+}
+
 int Fail(std::string_view event, const absl::Status& status, std::string_view action) {
   log::Error(event, {{"error", status.ToString()}, {"action", action}});
   return 1;
@@ -140,10 +157,11 @@ absl::StatusOr<http::AdminServerOptions> AdminOptions(const DaemonConfig& config
 class Daemon final : public http::AdminHandler {
  public:
   Daemon(DaemonConfig config, http::AdminServerOptions admin_options, std::shared_ptr<const Registry> registry,
-         std::unique_ptr<HmacSha256> tokenizer, std::unique_ptr<PayloadSealer> ledger_sealer,
+         std::unique_ptr<HmacSha256> tokenizer, std::string card_key_check, std::unique_ptr<PayloadSealer> ledger_sealer,
          std::unique_ptr<PayloadSealer> start_sealer, Digests digests, std::unique_ptr<Clock> clock)
       : config_(std::move(config)),
         admin_options_(std::move(admin_options)),
+        card_key_check_(std::move(card_key_check)),
         registry_(std::move(registry)),
         tokenizer_(std::move(tokenizer)),
         ledger_sealer_(std::move(ledger_sealer)),
@@ -450,6 +468,7 @@ class Daemon final : public http::AdminHandler {
     };
     auto store = RocksStore::Open(config_.store_path, std::move(store_options));
     if (!store.ok()) return store.status();
+    if (absl::Status s = CheckCardTokenKey(**store, card_key_check_); !s.ok()) return s;
     Ledger ledger(**store, LedgerOptions{.calendar = config_.calendar,
                                          .dedup_horizon_ms = config_.decode.dedup_horizon_ms,
                                          .keep_dead_letters = config_.dead_letter,
@@ -571,6 +590,7 @@ class Daemon final : public http::AdminHandler {
 
   DaemonConfig config_;
   http::AdminServerOptions admin_options_;
+  std::string card_key_check_;  // DeriveKey(card-token key, kCardTokenKeyCheckLabel)
   std::shared_ptr<const Registry> registry_;
   RegistryHolder registry_holder_{registry_};
   std::unique_ptr<HmacSha256> tokenizer_;
@@ -611,6 +631,8 @@ int Start(DaemonConfig config, bool check_only) {
   // Dead-letter copies are sealed in the store under a key derived from the card-token key.
   auto seal_key = DeriveKey(*key, kDeadLetterKeyLabel);
   if (!seal_key.ok()) return Fail("card_token_key_invalid", seal_key.status(), "check the key file");
+  auto key_check = DeriveKey(*key, kCardTokenKeyCheckLabel);
+  if (!key_check.ok()) return Fail("card_token_key_invalid", key_check.status(), "check the key file");
   auto ledger_sealer = AesGcmSealer::Create(*seal_key);
   auto start_sealer = AesGcmSealer::Create(*seal_key);
   if (!ledger_sealer.ok() || !start_sealer.ok()) {
@@ -645,7 +667,7 @@ int Start(DaemonConfig config, bool check_only) {
     clock = std::make_unique<SystemClock>();
   }
   Daemon daemon(std::move(config), *std::move(admin_options), *std::move(registry), *std::move(tokenizer),
-                *std::move(ledger_sealer),
+                *std::move(key_check), *std::move(ledger_sealer),
                 *std::move(start_sealer), *std::move(digests), std::move(clock));
   return daemon.Run();
 }
