@@ -85,12 +85,33 @@ void Scenario::Generate(int64_t events, int seed, const std::vector<std::string>
   ASSERT_GT(messages_, 0);
 }
 
+int64_t Scenario::clock_ms() const {
+  return oracle_.is_null() ? kDayClockMs : oracle_.at("clock_fixed_ms").get<int64_t>();
+}
+
 std::unique_ptr<ChildProcess> Scenario::StartDaemon() {
   return std::make_unique<ChildProcess>(
       std::vector<std::string>{YRD_CLEARINGD_BINARY, "--config", dir_ / "clearingd.toml", "--clock-fixed-ms",
-                               std::to_string(oracle_.is_null() ? kDayClockMs
-                                                                : oracle_.at("clock_fixed_ms").get<int64_t>())},
+                               std::to_string(clock_ms())},
       daemon_log());
+}
+
+void Scenario::ProduceTo(const std::string& topic, int32_t partition, const std::string& key,
+                         const std::string& payload) {
+  char error[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  ASSERT_EQ(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap_servers_.c_str(), error, sizeof error),
+            RD_KAFKA_CONF_OK);
+  rd_kafka_t* producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, error, sizeof error);
+  ASSERT_NE(producer, nullptr) << error;
+  const rd_kafka_resp_err_t produced = rd_kafka_producev(
+      producer, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+      RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_VALUE(const_cast<char*>(payload.data()), payload.size()),
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+  EXPECT_EQ(produced, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_err2str(produced);
+  EXPECT_EQ(rd_kafka_flush(producer, 30'000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_destroy(producer);
+  ++messages_;
 }
 
 int64_t Scenario::CommittedMessages() {
@@ -145,7 +166,7 @@ std::vector<std::string> Scenario::DiffWithOracle() {
 
 bool Scenario::CloseDayAndWriteFiles(std::chrono::milliseconds timeout) {
   // 00:16 China time of the next day: past the 15-minute grace after the midnight cutoff.
-  const int64_t next_day_ms = oracle_.at("clock_fixed_ms").get<int64_t>() + 17 * 60'000;
+  const int64_t next_day_ms = clock_ms() + 17 * 60'000;
   ChildProcess daemon({YRD_CLEARINGD_BINARY, "--config", dir_ / "clearingd.toml", "--clock-fixed-ms",
                        std::to_string(next_day_ms)},
                       daemon_log());
@@ -228,13 +249,18 @@ std::vector<std::string> Scenario::DiffFilesWithOracle() {
                      std::to_string(expected("fund_scheme", "fund", fund)));
     }
   }
+  if (const std::string verdict = VerifyFiles(); !verdict.empty()) diff.push_back(verdict);
+  return diff;
+}
+
+std::string Scenario::VerifyFiles() {
   std::string output;
   if (RunProgram({YRD_REPORT_BINARY, "--store", dir_ / "state", "verify", files_dir(), "--registry",
                   dir_ / "registry.toml", "--key-file", dir_ / "manifest.key"},
                  std::chrono::minutes(2), &output, dir_ / "report.log") != 0) {
-    diff.push_back("clearing-report verify failed: " + output + ReadFile(dir_ / "report.log"));
+    return "clearing-report verify failed: " + output + ReadFile(dir_ / "report.log");
   }
-  return diff;
+  return {};
 }
 
 int Scenario::AdminPort() const {
@@ -278,7 +304,8 @@ std::pair<int, std::string> Scenario::Http(const std::string& method, const std:
   return {std::stoi(response.substr(9, 3)), body == std::string::npos ? "" : response.substr(body + 4)};
 }
 
-int64_t Scenario::DeadLetterCount(std::chrono::milliseconds timeout, int64_t* distinct_origins) {
+std::optional<std::vector<Scenario::DeadLetter>> Scenario::DeadLetters(std::chrono::milliseconds timeout) {
+  std::vector<DeadLetter> copies;
   char error[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap_servers_.c_str(), error, sizeof error);
@@ -287,7 +314,7 @@ int64_t Scenario::DeadLetterCount(std::chrono::milliseconds timeout, int64_t* di
   rd_kafka_conf_set(conf, "enable.partition.eof", "true", error, sizeof error);
   rd_kafka_conf_set(conf, "enable.auto.commit", "false", error, sizeof error);
   rd_kafka_t* consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, error, sizeof error);
-  if (consumer == nullptr) return -1;
+  if (consumer == nullptr) return std::nullopt;
   rd_kafka_poll_set_consumer(consumer);
   const rd_kafka_metadata_t* metadata = nullptr;
   int partitions = 0;
@@ -303,8 +330,6 @@ int64_t Scenario::DeadLetterCount(std::chrono::milliseconds timeout, int64_t* di
   }
   rd_kafka_assign(consumer, list);
   rd_kafka_topic_partition_list_destroy(list);
-  int64_t count = 0;
-  std::set<std::string> origins;
   int at_end = 0;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (at_end < partitions && std::chrono::steady_clock::now() < deadline) {
@@ -313,27 +338,42 @@ int64_t Scenario::DeadLetterCount(std::chrono::milliseconds timeout, int64_t* di
     if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       ++at_end;
     } else if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      ++count;
+      DeadLetter& copy = copies.emplace_back();
+      copy.payload.assign(static_cast<const char*>(message->payload), message->len);
       rd_kafka_headers_t* headers = nullptr;
-      if (distinct_origins != nullptr && rd_kafka_message_headers(message, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        std::string origin;
-        for (const char* name : {"source_topic", "source_partition", "source_offset"}) {
-          const void* value = nullptr;
-          size_t size = 0;
-          if (rd_kafka_header_get_last(headers, name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            origin.append(static_cast<const char*>(value), size);
-          }
-          origin.push_back('/');
+      if (rd_kafka_message_headers(message, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const char* name = nullptr;
+        const void* value = nullptr;
+        size_t size = 0;
+        for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
+             ++i) {
+          copy.headers[name].assign(static_cast<const char*>(value), size);
         }
-        origins.insert(origin);
       }
     }
     rd_kafka_message_destroy(message);
   }
   rd_kafka_consumer_close(consumer);
   rd_kafka_destroy(consumer);
+  if (at_end != partitions) return std::nullopt;
+  return copies;
+}
+
+int64_t Scenario::DeadLetterCount(std::chrono::milliseconds timeout, int64_t* distinct_origins) {
+  const std::optional<std::vector<DeadLetter>> copies = DeadLetters(timeout);
+  if (!copies) return -1;
+  std::set<std::string> origins;
+  for (const DeadLetter& copy : *copies) {
+    std::string origin;
+    for (const char* name : {"source_topic", "source_partition", "source_offset"}) {
+      const auto it = copy.headers.find(name);
+      if (it != copy.headers.end()) origin += it->second;
+      origin.push_back('/');
+    }
+    origins.insert(origin);
+  }
   if (distinct_origins != nullptr) *distinct_origins = static_cast<int64_t>(origins.size());
-  return at_end == partitions ? count : -1;
+  return static_cast<int64_t>(copies->size());
 }
 
 }  // namespace yrd::testing

@@ -3,7 +3,10 @@
 // started and stopped as a process, and clearing-report to read what it committed.
 #pragma once
 
+#include <chrono>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +39,9 @@ class Scenario {
   void Prepare(int merchants, int seed, const std::string& extra_config = "", const std::string& store_config = "");
   // Produces a generated day to the broker; reads its oracle.
   void Generate(int64_t events, int seed, const std::vector<std::string>& extra_flags = {});
+  // Produces one message to a chosen partition and waits for its delivery (fails the test if
+  // it is not delivered); counts it in messages().
+  void ProduceTo(const std::string& topic, int32_t partition, const std::string& key, const std::string& payload);
   [[nodiscard]] std::unique_ptr<ChildProcess> StartDaemon();
   // Messages the store has committed an outcome for (applied, duplicates, exceptions); -1 when
   // the store cannot be read yet.
@@ -52,10 +58,23 @@ class Scenario {
   // Restarts the daemon with its clock past the generated day's close, waits until the day's
   // clearing files are written and stops it; false if they did not appear in time.
   [[nodiscard]] bool CloseDayAndWriteFiles(std::chrono::milliseconds timeout);
+  // `clearing-report verify` of the day's files against the store: empty when they verify, else
+  // what it said.
+  [[nodiscard]] std::string VerifyFiles();
+  // The daemon's fixed clock: the oracle's, or kDayClockMs for a scenario without a generated day.
+  [[nodiscard]] int64_t clock_ms() const;
   // The differences between the day's clearing files (bank, merchant and fund net positions)
   // and the oracle, plus the verdict of `clearing-report verify`; empty when all agree.
   [[nodiscard]] std::vector<std::string> DiffFilesWithOracle();
   [[nodiscard]] std::string files_dir() const { return dir_ / "files/20261127"; }
+
+  // The copies on yrd.dlq: payload and headers (by name, the last of each).
+  struct DeadLetter {
+    std::string payload;
+    std::map<std::string, std::string> headers;
+  };
+  // nullopt when the topic could not be read to its end in time.
+  [[nodiscard]] std::optional<std::vector<DeadLetter>> DeadLetters(std::chrono::milliseconds timeout);
 
   // How many messages the daemon copied to yrd.dlq.
   // With `distinct_origins`, also how many different source messages (topic, partition,
@@ -72,6 +91,7 @@ class Scenario {
   [[nodiscard]] int64_t messages() const { return messages_; }
   [[nodiscard]] const nlohmann::json& oracle() const { return oracle_; }
   [[nodiscard]] std::string daemon_log() const { return dir_ / "clearingd.log"; }
+  [[nodiscard]] const std::string& bootstrap_servers() const { return bootstrap_servers_; }
 
  private:
   TempDir dir_;

@@ -109,12 +109,14 @@ bool FieldsValid(const EventFields& event) {
       event);
 }
 
-// Step 3.
-bool AmountsValid(const EventFields& event) {
-  if (const auto* tap = std::get_if<TapFields>(&event)) return tap->amount_fen >= 0;
-  if (const auto* refund = std::get_if<TapRefundFields>(&event)) return refund->amount_fen > 0;
+// Step 3, with the per-event ceiling.
+bool AmountsValid(const EventFields& event, int64_t amount_fen_max) {
+  if (const auto* tap = std::get_if<TapFields>(&event)) return tap->amount_fen >= 0 && tap->amount_fen <= amount_fen_max;
+  if (const auto* refund = std::get_if<TapRefundFields>(&event)) {
+    return refund->amount_fen > 0 && refund->amount_fen <= amount_fen_max;
+  }
   if (const auto* settlement = std::get_if<MedicalSettlementFields>(&event)) {
-    if (settlement->total_fen < 0 || settlement->fund_pay_fen < 0 || settlement->account_pay_fen < 0 ||
+    if (settlement->total_fen < 0 || settlement->total_fen > amount_fen_max || settlement->fund_pay_fen < 0 || settlement->account_pay_fen < 0 ||
         settlement->cash_pay_fen < 0) {
       return false;
     }
@@ -187,7 +189,7 @@ Verdict ReferenceModel::Judge(std::string_view topic, size_t payload_bytes, cons
   const Family family = event->index() <= 1 ? Family::kTaps : Family::kMedical;
   const std::string_view expected_topic = family == Family::kTaps ? kTapsTopic : kMedicalTopic;
   if (!FieldsValid(*event) || topic != expected_topic) return Reject(Reason::kInvalidField, oldest_open_window_);
-  if (!AmountsValid(*event)) return Reject(Reason::kAmountInvalid, oldest_open_window_);
+  if (!AmountsValid(*event, settings_.amount_fen_max)) return Reject(Reason::kAmountInvalid, oldest_open_window_);
   const int64_t occurred_at_ms = OccurredAtMsOf(*event);
   if (occurred_at_ms < settings_.now_ms - settings_.dedup_horizon_ms) {
     return Reject(Reason::kStale, oldest_open_window_);

@@ -10,7 +10,9 @@
 //   1 payload > message_bytes_max: oversized; no decodable event: malformed
 //   2 invalid_field: an id not 1-64 of [A-Za-z0-9_-] (absent counts), an enum unspecified or out
 //     of range, an event on the wrong topic
-//   3 amount_invalid: tap < 0, refund <= 0, settlement amount < 0 or parts not summing (checked)
+//   3 amount_invalid: tap < 0, refund <= 0, settlement amount < 0 or parts not summing (checked),
+//     an amount above clearing.amount_fen_max. (The engine's bound on a partition's gross in a
+//     window, kPartitionWindowGrossFenMax, is not modelled: a generated day stays far below it.)
 //   4 stale (occurred < now - horizon), future_timestamp (occurred > now + skew)
 //   5 unknown_participant, or invalid_field for a bank/province mismatch or a non-medical institution
 //   6 dedup per family: same id applied before with the same content: exact duplicate; else
@@ -29,6 +31,7 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/money.h"
 #include "engine/outcome.h"
 #include "engine/reason.h"
 #include "engine/registry.h"
@@ -44,6 +47,7 @@ struct ModelSettings {
   int64_t dedup_horizon_ms = 40 * kDayMs;          // config dedup_horizon_days = 40
   int64_t clock_skew_ms_max = 300'000;             // config clock_skew_ms_max
   size_t message_bytes_max = 65'536;               // config message_bytes_max
+  int64_t amount_fen_max = kAmountFenMaxDefault;   // config clearing.amount_fen_max
   WindowCalendar calendar;                         // cutoff 00:00, grace 15 min
 };
 
