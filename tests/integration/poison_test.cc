@@ -96,6 +96,11 @@ TEST(Poison, TotalsThatWouldPassInt64AreRejectedAndClearingGoesOn) {
   cancellation.occurred_at_ms = occurred_ms;
   scenario.ProduceTo("yrd.medical", 0, "S1", test::CancellationBytes(cancellation));
   scenario.ProduceTo("yrd.medical", 1, "S4", settlement("S4", 10'000));
+  // Not a poison, but a message to find by its key: its id breaks the rule, and one that does
+  // not decode at all.
+  const std::string long_id(65, 'L');
+  scenario.ProduceTo("yrd.taps", 1, long_id, tap(long_id, 100, merchant));
+  scenario.ProduceTo("yrd.taps", 1, "GARBLED-KEY", "not a flatbuffer at all");
 
   auto daemon = scenario.StartDaemon();
   ASSERT_NO_FATAL_FAILURE(scenario.CatchUpThenStop(*daemon));
@@ -112,6 +117,15 @@ TEST(Poison, TotalsThatWouldPassInt64AreRejectedAndClearingGoesOn) {
   EXPECT_EQ(details.at("G2"), "amount_fen 1: would take this source partition's gross of the window past 2^48 - 1 fen");
   EXPECT_EQ(details.at("S3"), "total_fen 1: would take this source partition's gross of the window past 2^48 - 1 fen");
   EXPECT_TRUE(details.contains("TMAX") && details.contains("S2") && details.contains("X1"));
+  // The messages whose id could not be used are found by their Kafka keys, with what was wrong.
+  const nlohmann::json by_key = scenario.Report({"txn", long_id});
+  ASSERT_TRUE(by_key.is_array() && by_key.size() == 1u) << by_key;
+  EXPECT_EQ(by_key[0].at("fate"), "rejected:invalid_field");
+  EXPECT_EQ(by_key[0].at("txn_id"), nullptr);
+  EXPECT_NE(by_key[0].at("detail").get<std::string>().find("is not 1 to 64 characters"), std::string::npos);
+  const nlohmann::json garbled = scenario.Report({"txn", "GARBLED-KEY"});
+  ASSERT_TRUE(garbled.is_array() && garbled.size() == 1u) << garbled;
+  EXPECT_EQ(garbled[0].at("fate"), "rejected:malformed");
 
   // The next day the window closes, its files verify, and the positions are whole.
   ASSERT_TRUE(scenario.CloseDayAndWriteFiles(std::chrono::minutes(2))) << ReadFile(scenario.daemon_log());

@@ -112,7 +112,10 @@ TEST(Privacy, NoCardNumberIsAtRestAnywhereAfterADayWithRejections) {
   const auto copies = scenario.DeadLetters(std::chrono::seconds(60));
   ASSERT_TRUE(copies.has_value());
   ASSERT_EQ(static_cast<int64_t>(copies->size()), OracleExceptionTotal(scenario.oracle()));
-  for (const Scenario::DeadLetter& copy : *copies) EXPECT_EQ(copy.headers.at("payload"), "original");
+  for (const Scenario::DeadLetter& copy : *copies) {
+    EXPECT_EQ(copy.headers.at("payload"), "original");
+    EXPECT_FALSE(copy.headers.at("detail").empty()) << copy.headers.at("reason");
+  }
   ASSERT_TRUE(scenario.CloseDayAndWriteFiles(std::chrono::minutes(2))) << ReadFile(scenario.daemon_log());
 
   // Every report a clerk or the hotline would run, its output kept in the directory.
