@@ -18,11 +18,12 @@
 #include "adapters/crypto/hmac.h"
 #include "adapters/rocksdb/rocks_store.h"
 #include "adapters/fs/file_set.h"
-#include "engine/clearing_files.h"
-#include "engine/event_file.h"
-#include "engine/ledger.h"
-#include "engine/pipeline.h"
-#include "engine/positions.h"
+#include "engine/clearing/clearing_files.h"
+#include "engine/event/event_file.h"
+#include "engine/ledger/ledger.h"
+#include "engine/pipeline/pipeline.h"
+#include "engine/clearing/positions.h"
+#include "engine/readers/store_readers.h"
 #include "nlohmann/json.hpp"
 #include "xxhash.h"
 
@@ -156,7 +157,7 @@ int Main(int argc, char** argv) {
     });
     if (!scan.ok()) return std::cerr << scan << "\n", 1;
     for (const auto& [day, c] : counters) {
-      absl::StatusOr<std::vector<WindowLine>> lines = Ledger::ReadWindowLines(**store, day);
+      absl::StatusOr<std::vector<WindowLine>> lines = ReadWindowLines(**store, day);
       if (!lines.ok()) return std::cerr << lines.status() << "\n", 1;
       auto w = ComputeWindowOutcome(*lines, c, FeeSchedule::FromRegistry(**registry));
       if (!w.ok()) return std::cerr << w.status() << "\n", 1;

@@ -11,7 +11,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "engine/strings.h"
+#include "engine/base/strings.h"
 #include "openssl/crypto.h"
 #include "openssl/evp.h"
 

@@ -9,7 +9,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "engine/event.h"
+#include "engine/event/event.h"
 
 namespace yrd {
 

@@ -3,8 +3,8 @@
 #include <array>
 
 #include "adapters/crypto/hmac.h"
-#include "engine/assert.h"
-#include "engine/strings.h"
+#include "engine/base/assert.h"
+#include "engine/base/strings.h"
 #include "openssl/evp.h"
 #include "openssl/rand.h"
 

@@ -1,4 +1,4 @@
-// AesGcmSealer: the PayloadSealer (engine/records.h) over AES-256-GCM from OpenSSL, so that what
+// AesGcmSealer: the PayloadSealer (engine/store/records.h) over AES-256-GCM from OpenSSL, so that what
 // the store keeps of a rejected message (its dead-letter copy) never holds a card number in
 // clear. Sealed form: a version byte (1), a 12-byte random nonce, the ciphertext, the 16-byte
 // authentication tag; Open refuses any byte changed and any other key. The key is derived from
@@ -11,7 +11,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "engine/records.h"
+#include "engine/store/records.h"
 
 namespace yrd {
 

@@ -9,7 +9,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "engine/clearing_files.h"
+#include "engine/clearing/clearing_files.h"
 
 namespace yrd {
 

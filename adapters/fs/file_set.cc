@@ -11,7 +11,7 @@
 
 #include "adapters/crypto/hmac.h"
 #include "adapters/crypto/sha256.h"
-#include "engine/strings.h"
+#include "engine/base/strings.h"
 
 namespace yrd {
 namespace {

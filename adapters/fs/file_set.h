@@ -1,4 +1,4 @@
-// DirectoryFileSet: the FileSetSink (engine/clearing_files.h) that writes one window's clearing
+// DirectoryFileSet: the FileSetSink (engine/clearing/clearing_files.h) that writes one window's clearing
 // files under <output_dir>/<YYYYMMDD>/, as SPEC section 6 asks. Each file goes to a hidden
 // temporary name in its final directory (".<name>.tmp"), through a buffer of kFileBufferBytes that
 // is written with the file opened only for that write, so a registry of any size never runs out of
@@ -31,8 +31,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "engine/clearing_files.h"
-#include "engine/window.h"
+#include "engine/clearing/clearing_files.h"
+#include "engine/base/window.h"
 
 namespace yrd {
 

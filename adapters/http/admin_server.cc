@@ -13,7 +13,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
-#include "engine/strings.h"
+#include "engine/base/strings.h"
 
 namespace yrd::http {
 

@@ -13,7 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "boost/asio/io_context.hpp"
-#include "engine/window.h"
+#include "engine/base/window.h"
 #include "nlohmann/json.hpp"
 
 namespace yrd::http {

@@ -13,10 +13,10 @@
 #include <vector>
 
 #include "adapters/http/prometheus.h"
-#include "engine/histogram.h"
-#include "engine/reason.h"
-#include "engine/records.h"
-#include "engine/window.h"
+#include "engine/base/histogram.h"
+#include "engine/base/reason.h"
+#include "engine/store/records.h"
+#include "engine/base/window.h"
 
 namespace yrd::http {
 
@@ -32,7 +32,7 @@ struct ClearingMetrics {
   uint64_t consumption_pause_count = 0;       // yrd_consumption_pauses_total
   uint64_t recent_txn_sort_count = 0;         // yrd_recent_txn_sorts_total
   uint64_t recent_txn_records = 0;            // yrd_recent_txn_records (a gauge)
-  // yrd_exceptions_total{reason}: every reason of engine/reason.h, zeros included, so a rate
+  // yrd_exceptions_total{reason}: every reason of engine/base/reason.h, zeros included, so a rate
   // query never misses a series that appears late.
   std::array<uint64_t, kReasonCount> exception_count_by_reason{};
 

@@ -4,7 +4,7 @@
 #include <array>
 #include <cmath>
 
-#include "engine/assert.h"
+#include "engine/base/assert.h"
 #include "fmt/format.h"
 
 namespace yrd::http {

@@ -6,7 +6,7 @@
 // are fixed by the program and checked, and a malformed or repeated one is a programming error
 // that stops the process (YRD_ASSERT), since a page Prometheus cannot parse hides every metric.
 //
-// Histograms are rendered from engine/histogram.h's LatencyHistogram: its microsecond buckets
+// Histograms are rendered from engine/base/histogram.h's LatencyHistogram: its microsecond buckets
 // become cumulative `le` buckets in seconds, plus `+Inf`, `_sum` (seconds) and `_count`.
 //
 // One PrometheusText per page, built and read by one thread; not thread-safe.
@@ -20,7 +20,7 @@
 #include <utility>
 #include <vector>
 
-#include "engine/histogram.h"
+#include "engine/base/histogram.h"
 
 namespace yrd::http {
 

@@ -15,7 +15,7 @@
 #include <string_view>
 
 #include "adapters/kafka/log_route.h"
-#include "engine/assert.h"
+#include "engine/base/assert.h"
 #include "fmt/format.h"
 
 // How a fixed port is given to the mock cluster.

@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "adapters/kafka/log_route.h"
-#include "engine/money.h"
-#include "engine/strings.h"
+#include "engine/base/money.h"
+#include "engine/base/strings.h"
 #include "fmt/format.h"
 
 namespace yrd::kafka {

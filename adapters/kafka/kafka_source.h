@@ -18,8 +18,8 @@
 
 #include "absl/status/statusor.h"
 #include "adapters/kafka/producer.h"
-#include "engine/ledger.h"
-#include "engine/pipeline.h"
+#include "engine/ledger/ledger.h"
+#include "engine/pipeline/pipeline.h"
 
 namespace yrd::kafka {
 

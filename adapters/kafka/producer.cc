@@ -7,7 +7,7 @@
 #include <string>
 
 #include "adapters/kafka/log_route.h"
-#include "engine/strings.h"
+#include "engine/base/strings.h"
 #include "fmt/format.h"
 
 namespace yrd::kafka {

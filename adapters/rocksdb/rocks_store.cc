@@ -7,7 +7,7 @@
 #include <cstring>
 #include <filesystem>
 
-#include "engine/strings.h"
+#include "engine/base/strings.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/compaction_filter.h"
 #include "rocksdb/db.h"
@@ -411,13 +411,16 @@ absl::Status RocksStore::Flush() {
 absl::Status RocksStore::CompactTable(Table table, std::string_view begin, std::string_view end) {
   rocksdb::CompactRangeOptions options;
   // The bottom level too: that is where old records settle, and only a compaction filters them.
-  options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  // kForceOptimized: the bottom level is rewritten, but not the files this compaction wrote there.
+  options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
   options.exclusive_manual_compaction = false;  // flushes and other compactions go on meanwhile
   const rocksdb::Slice begin_slice(begin.data(), begin.size()), end_slice(end.data(), end.size());
   const rocksdb::Status status = db_->CompactRange(options, Handle(table), begin.empty() ? nullptr : &begin_slice,
                                                    end.empty() ? nullptr : &end_slice);
   return FromRocks(status, Cat("compacting table ", kColumnFamilyNames[static_cast<size_t>(table)]));
 }
+
+void RocksStore::CancelManualCompactions() { db_->DisableManualCompaction(); }
 
 absl::StatusOr<uint64_t> FreeBytesAt(const std::string& path) {
   std::filesystem::path probe(path);

@@ -21,7 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "adapters/rocksdb/info_log.h"
-#include "engine/state_store.h"
+#include "engine/store/state_store.h"
 
 namespace rocksdb {
 class DB;
@@ -86,6 +86,10 @@ class RocksStore final : public StateStore {
   // their space back. Blocks the caller (RocksDB's compaction threads do the work, at low CPU
   // priority); Write and the readers go on meanwhile.
   [[nodiscard]] absl::Status CompactTable(Table table, std::string_view begin = {}, std::string_view end = {});
+
+  // Makes a CompactTable running on another thread return early (with an error) and every later
+  // one fail: for a stop that must not wait for a long compaction.
+  void CancelManualCompactions();
 
   // Flushes memtables (all column families atomically) so a restart replays less log.
   [[nodiscard]] absl::Status Flush();

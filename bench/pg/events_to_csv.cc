@@ -33,10 +33,10 @@
 
 #include "CLI/CLI.hpp"
 #include "adapters/crypto/hmac.h"
-#include "engine/event.h"
-#include "engine/event_file.h"
-#include "engine/money.h"
-#include "engine/registry.h"
+#include "engine/event/event.h"
+#include "engine/event/event_file.h"
+#include "engine/base/money.h"
+#include "engine/registry/registry.h"
 
 namespace yrd {
 namespace {

@@ -1,4 +1,4 @@
-// outcome_diff: compares an outcome JSON (engine/outcome.h form, e.g. the PostgreSQL peer's) with
+// outcome_diff: compares an outcome JSON (engine/clearing/outcome.h form, e.g. the PostgreSQL peer's) with
 // the generator's oracle, using the same exact comparison as engine_throughput.
 //
 //   outcome_diff --expected oracle.json --actual peer_outcome.json
@@ -11,7 +11,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
-#include "engine/outcome.h"
+#include "engine/clearing/outcome.h"
 #include "nlohmann/json.hpp"
 
 namespace yrd {

@@ -20,7 +20,8 @@
 #include "adapters/crypto/payload_sealer.h"
 #include "adapters/crypto/sha256.h"
 #include "adapters/rocksdb/rocks_store.h"
-#include "engine/strings.h"
+#include "engine/base/strings.h"
+#include "engine/readers/store_readers.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/golden/golden_window.h"
@@ -199,7 +200,7 @@ class WindowOnDiskTest : public DirectoryFileSetTest {
   }
 
   absl::StatusOr<std::string> Verify(std::string_view key = test::kGoldenManifestKey) {
-    return VerifyWindowFiles(window_dir_.string(), *store_, *golden_.registry, key);
+    return VerifyWindowFiles(window_dir_.string(), store_.get(), *golden_.registry, key);
   }
 
   // Rewrites the MANIFEST for the files as they are now, signed with the right key: what a
@@ -290,6 +291,34 @@ TEST_F(WindowOnDiskTest, VerifyAcceptsTheFilesAsWritten) {
   const absl::StatusOr<std::string> result = Verify();
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_TRUE(result->starts_with("window 20261127: 15 files match the MANIFEST")) << *result;
+  EXPECT_TRUE(result->ends_with("and the store gives the same bytes")) << *result;
+}
+
+TEST_F(WindowOnDiskTest, VerifyWithoutAStoreChecksTheFilesOnTheirOwn) {
+  absl::StatusOr<std::string> result =
+      VerifyWindowFiles(window_dir_.string(), nullptr, *golden_.registry, test::kGoldenManifestKey);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->ends_with("not compared with a store (none given)")) << *result;
+  Edit("banks/B3101.txt", "|841\n", "|842\n");
+  result = VerifyWindowFiles(window_dir_.string(), nullptr, *golden_.registry, test::kGoldenManifestKey);
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kDataLoss) << result.status();
+}
+
+TEST_F(WindowOnDiskTest, VerifyOfARetiredWindowChecksTheFilesAndSaysTheStoreHasNoneLeft) {
+  absl::StatusOr<std::optional<WindowRecord>> stored = ReadWindowRecord(*store_, test::kGoldenDay);
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  WindowRecord retired = **stored;
+  retired.retired_at_ms = retired.closed_at_ms + 93 * kDayMs;
+  std::string key, value;
+  WindowStateKey(test::kGoldenDay, key);
+  EncodeWindowRecord(retired, value);
+  std::unique_ptr<StateWriteBatch> write = store_->NewWriteBatch();
+  write->Put(Table::kMeta, key, value);
+  ASSERT_TRUE(store_->Write(*write).ok());
+  const absl::StatusOr<std::string> result = Verify();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_NE(result->find("not compared with the store, which retired the window's records at"), std::string::npos)
+      << *result;
 }
 
 TEST_F(WindowOnDiskTest, VerifyCatchesOneChangedByteInAnyFile) {
@@ -575,6 +604,19 @@ TEST_F(WindowOnDiskTest, MatchCommandReportsMismatchedMissingAndUnexpectedRecord
   EXPECT_EQ(rows[1].at("txn_id"), "R_A1");
   EXPECT_EQ(rows[1].at("ours"), 150);
   EXPECT_EQ(rows[2], row("unexpected", "TAP_X", -1, 700));
+
+  // An amount in their file that is no integer is shown as they wrote it, never a crash.
+  std::string odd = ours;
+  const size_t odd_tap = odd.find("D|TAP_A2|");
+  odd.replace(odd.find("|200|", odd_tap), 5, "|2.00|");
+  WriteWhole(returned, odd);
+  const int odd_status = match();
+  EXPECT_TRUE(odd_status == 1 || odd_status == 2) << ReadWhole(out);
+  if (odd_status == 1) {
+    const nlohmann::json odd_rows = nlohmann::json::parse(ReadWhole(out));
+    ASSERT_EQ(odd_rows.size(), 1u) << odd_rows.dump();
+    EXPECT_EQ(odd_rows[0].at("theirs"), "2.00");
+  }
 
   // A fund's file compares every amount.
   std::string fund = ReadWhole(window_dir_ / "funds" / "330100.detail.txt");

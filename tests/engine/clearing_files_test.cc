@@ -1,7 +1,7 @@
 // Clearing files: the golden window of tests/golden/golden_window.h rendered into memory and
 // compared with the hand-checked files of tests/golden/20261127/, the figures that matter checked
 // one by one, and the invariants that keep a damaged window from being written at all.
-#include "engine/clearing_files.h"
+#include "engine/clearing/clearing_files.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -17,8 +17,8 @@
 #include "adapters/crypto/sha256.h"
 #include "adapters/fs/file_set.h"
 #include "adapters/rocksdb/rocks_store.h"
-#include "engine/records.h"
-#include "engine/strings.h"
+#include "engine/store/records.h"
+#include "engine/base/strings.h"
 #include "gtest/gtest.h"
 #include "tests/golden/golden_window.h"
 #include "tests/support/events.h"

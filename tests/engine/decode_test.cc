@@ -8,8 +8,8 @@
 #include <string>
 
 #include "adapters/crypto/hmac.h"
-#include "engine/event.h"
-#include "engine/strings.h"
+#include "engine/event/event.h"
+#include "engine/base/strings.h"
 #include "gtest/gtest.h"
 #include "tests/support/events.h"
 
@@ -290,6 +290,19 @@ TEST_F(DecodeTest, AMalformedPayloadSaysWhatFailed) {
   EXPECT_EQ(event_.rejection.rule, "lacks the file identifier YRD1");
   EXPECT_EQ(DecodeTaps(test::EmptyEnvelopeBytes()), Reason::kMalformed);
   EXPECT_EQ(event_.rejection.rule, "is none of the known event types");
+}
+
+TEST_F(DecodeTest, RedactionWithholdsAMessageItCannotReadAndMasksTheOnesItCan) {
+  std::string redacted;
+  ASSERT_TRUE(RedactCardNumbers(test::TapBytes(Tap()), redacted));
+  EXPECT_EQ(redacted.find(test::kCardNumber19), std::string::npos);
+  EXPECT_NE(redacted.find("621700*********0123"), std::string::npos);
+  EXPECT_FALSE(RedactCardNumbers("not a flatbuffer", redacted));
+  EXPECT_TRUE(redacted.empty());
+  // An event type this build does not know (a newer producer's) verifies, but where its card
+  // number is cannot be known: withheld.
+  EXPECT_FALSE(RedactCardNumbers(test::UnknownEventBytes(), redacted));
+  EXPECT_TRUE(redacted.empty());
 }
 
 TEST_F(DecodeTest, AnAcceptedEventHasNoRejectionDetail) {

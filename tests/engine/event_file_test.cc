@@ -1,4 +1,4 @@
-#include "engine/event_file.h"
+#include "engine/event/event_file.h"
 
 #include <stdlib.h>
 

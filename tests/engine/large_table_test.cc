@@ -1,6 +1,6 @@
 // LargeTableAllocator: large allocations are huge-page aligned mappings, small ones come from
 // the heap, and a hash map using it keeps every entry through its growth.
-#include "engine/large_table.h"
+#include "engine/base/large_table.h"
 
 #include <cstdint>
 #include <string>

@@ -1,7 +1,7 @@
 // Ledger: dedup, refunds and cancellations against their originals, window routing of late
 // events, and the offsets committed with the state, all on a real RocksDB store in a temporary
 // directory. Batches are built by hand and decoded as the pipeline's ingest stage does.
-#include "engine/ledger.h"
+#include "engine/ledger/ledger.h"
 
 #include <deque>
 #include <filesystem>
@@ -10,16 +10,18 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "adapters/crypto/hmac.h"
 #include "adapters/crypto/payload_sealer.h"
 #include "adapters/crypto/sha256.h"
 #include "adapters/rocksdb/rocks_store.h"
-#include "engine/batch.h"
-#include "engine/clearing_files.h"
-#include "engine/records.h"
-#include "engine/strings.h"
+#include "engine/ledger/batch.h"
+#include "engine/clearing/clearing_files.h"
+#include "engine/store/records.h"
+#include "engine/base/strings.h"
+#include "engine/readers/store_readers.h"
 #include "gtest/gtest.h"
 #include "tests/support/events.h"
 
@@ -175,7 +177,7 @@ class LedgerTest : public ::testing::Test {
 
   // A line as committed (kLines as of the last checkpoint, completed from kApplied).
   LineTotals Line(WindowDay day, std::string_view line_key) {
-    absl::StatusOr<std::vector<WindowLine>> lines = Ledger::ReadWindowLines(*store_, day);
+    absl::StatusOr<std::vector<WindowLine>> lines = ReadWindowLines(*store_, day);
     EXPECT_TRUE(lines.ok()) << lines.status();
     if (!lines.ok()) return {};
     for (const WindowLine& line : *lines) {
@@ -202,7 +204,7 @@ class LedgerTest : public ::testing::Test {
     std::string key;
     TxnKey(family, txn_id, key);
     bool found = false;
-    EXPECT_TRUE(Ledger::FindTxnRecord(*store_, key, storage, found).ok());
+    EXPECT_TRUE(FindTxnRecord(*store_, key, storage, found).ok());
     if (!found) return std::nullopt;
     TxnRecord record;
     EXPECT_TRUE(DecodeTxnRecord(storage, LoadedLineIds(), record));
@@ -719,6 +721,47 @@ TEST_F(LedgerTest, ThePartitionGrossSurvivesARestart) {
   const Batch& batch = Apply({TapMessage(Tap("TAP2", 1)), TapMessage(Tap("TAP3", 0))});
   EXPECT_EQ(batch.slots()[0].reason, Reason::kAmountInvalid);
   EXPECT_EQ(batch.slots()[1].fate, Fate::kApplied);
+}
+
+TEST_F(LedgerTest, ThePartitionGrossIsStoredPerPartitionAndGoesWithTheClose) {
+  Apply({TapMessage(Tap("TAP1", 300)), TapMessage(Tap("TAP2", 200))}, 0);
+  Apply({TapMessage(Tap("TAP3", 50)), SettlementMessage(Settlement("SETTLE1"))}, 1);
+  std::map<std::tuple<WindowDay, SourceTopic, int32_t>, int64_t> stored;
+  auto read_gross = [&] {
+    stored.clear();
+    EXPECT_TRUE(store_
+                    ->Scan(Table::kMeta, kGrossKeyPrefix, {},
+                           [&](std::string_view key, std::string_view value) {
+                             PartitionGross gross;
+                             EXPECT_TRUE(DecodeGross(key, value, gross));
+                             stored[{gross.day, gross.topic, gross.partition}] = gross.gross_fen;
+                             return true;
+                           })
+                    .ok());
+  };
+  read_gross();
+  EXPECT_EQ(stored, (std::map<std::tuple<WindowDay, SourceTopic, int32_t>, int64_t>{
+                        {{kNov27, SourceTopic::kTaps, 0}, 500},
+                        {{kNov27, SourceTopic::kTaps, 1}, 50},
+                        {{kNov27, SourceTopic::kMedical, 1}, 10'000}}));
+  Apply({}, 0, {WindowCommand{WindowCommand::Kind::kClose, kNov27}});
+  read_gross();
+  EXPECT_TRUE(stored.empty());
+}
+
+TEST_F(LedgerTest, AStoreWithoutGrossRecordsRebuildsThemFromTheAppliedRecords) {
+  limits_.amount_fen_max = kPartitionWindowGrossFenMax;
+  Apply({TapMessage(Tap("TAP1", kPartitionWindowGrossFenMax - 1))});
+  // As an earlier version left it: the gross records gone.
+  std::string begin(kGrossKeyPrefix), end(kGrossKeyPrefix);
+  end.push_back('\xff');
+  std::unique_ptr<StateWriteBatch> write = store_->NewWriteBatch();
+  write->DeleteRange(Table::kMeta, begin, end);
+  ASSERT_TRUE(store_->Write(*write).ok());
+  Reopen();
+  const Batch& batch = Apply({TapMessage(Tap("TAP2", 1)), TapMessage(Tap("TAP3", 1))});
+  EXPECT_EQ(batch.slots()[0].fate, Fate::kApplied);  // exactly the bound
+  EXPECT_EQ(batch.slots()[1].reason, Reason::kAmountInvalid);
 }
 
 TEST_F(LedgerTest, AWindowFullToTheBoundClosesAndItsFilesCheck) {
@@ -1287,7 +1330,7 @@ TEST_F(LedgerTest, LineNewSinceTheCheckpointIsReadInKeyOrder) {
   Apply({TapMessage(Tap("TAP1", 300))});  // checkpoint: the metro line
   Apply({SettlementMessage(Settlement("SETTLE1"))});
   EXPECT_FALSE(CheckpointedLine(kNov27, kSettlementLine).has_value());
-  absl::StatusOr<std::vector<WindowLine>> lines = Ledger::ReadWindowLines(*store_, kNov27);
+  absl::StatusOr<std::vector<WindowLine>> lines = ReadWindowLines(*store_, kNov27);
   ASSERT_TRUE(lines.ok()) << lines.status();
   ASSERT_EQ(lines->size(), 2u);
   EXPECT_EQ((*lines)[0].line_key, kSettlementLine);  // "M|..." sorts before "T|..."

@@ -1,6 +1,6 @@
 // Money and id primitives: the fee's rounding at exactly half a fen, its mirror for negative
 // nets, overflow at the int64 edges, and the id rule of SPEC section 3.
-#include "engine/money.h"
+#include "engine/base/money.h"
 
 #include <cstdint>
 #include <limits>

@@ -1,6 +1,6 @@
 // Positions: who owes whom (SPEC section 4) computed from a window's netting lines, checked
 // against figures worked out by hand, plus the zero-sum checks run before any file is written.
-#include "engine/positions.h"
+#include "engine/clearing/positions.h"
 
 #include <memory>
 #include <string>
@@ -8,8 +8,9 @@
 
 #include "adapters/crypto/hmac.h"
 #include "adapters/rocksdb/rocks_store.h"
-#include "engine/batch.h"
-#include "engine/ledger.h"
+#include "engine/ledger/batch.h"
+#include "engine/ledger/ledger.h"
+#include "engine/readers/store_readers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/events.h"
@@ -255,7 +256,7 @@ TEST(Positions, LinesWrittenByTheLedgerGiveTheHandComputedPositions) {
   ASSERT_EQ(result.applied_count, batch.size());
 
   constexpr WindowDay kNov27 = 20784;
-  absl::StatusOr<std::vector<WindowLine>> read = Ledger::ReadWindowLines(**store, kNov27);
+  absl::StatusOr<std::vector<WindowLine>> read = ReadWindowLines(**store, kNov27);
   ASSERT_TRUE(read.ok()) << read.status();
   const std::vector<WindowLine>& lines = *read;
   ASSERT_THAT(lines, SizeIs(5));

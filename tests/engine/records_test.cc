@@ -1,6 +1,6 @@
 // Store records: what is encoded decodes to the same values, at the edges of every field, and
 // a record that was cut short or is not one of ours is refused rather than misread.
-#include "engine/records.h"
+#include "engine/store/records.h"
 
 #include <cstdint>
 #include <limits>

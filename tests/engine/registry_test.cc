@@ -1,6 +1,6 @@
 // Registry: the reference data file. A refused file must tell the operator which file, which
 // line and which key to fix (Registry::FromToml's contract), and every reference must resolve.
-#include "engine/registry.h"
+#include "engine/registry/registry.h"
 
 #include <string>
 

@@ -1,7 +1,7 @@
 // Clearing windows: business days in China Standard Time, the cutoff instant, a cutoff other
 // than midnight, the grace period, and the YYYYMMDD boundary format. The instants below were
 // computed independently of the engine (2026-11-27T00:00:00+08:00 is 1795708800000 ms).
-#include "engine/window.h"
+#include "engine/base/window.h"
 
 #include <cstdint>
 

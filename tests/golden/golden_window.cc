@@ -5,10 +5,10 @@
 #include <vector>
 
 #include "adapters/crypto/hmac.h"
-#include "engine/batch.h"
-#include "engine/ledger.h"
-#include "engine/records.h"
-#include "engine/strings.h"
+#include "engine/ledger/batch.h"
+#include "engine/ledger/ledger.h"
+#include "engine/store/records.h"
+#include "engine/base/strings.h"
 #include "tests/support/events.h"
 
 namespace yrd::test {

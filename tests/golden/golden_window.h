@@ -16,9 +16,9 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "engine/clearing_files.h"
-#include "engine/registry.h"
-#include "engine/state_store.h"
+#include "engine/clearing/clearing_files.h"
+#include "engine/registry/registry.h"
+#include "engine/store/state_store.h"
 
 namespace yrd::test {
 

@@ -4,8 +4,8 @@
 #include <limits>
 #include <string>
 
-#include "engine/money.h"
-#include "engine/registry.h"
+#include "engine/base/money.h"
+#include "engine/registry/registry.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/integration/scenario.h"

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "adapters/rocksdb/rocks_store.h"
-#include "engine/event_file.h"
+#include "engine/event/event_file.h"
 #include "gtest/gtest.h"
 #include "schemas/events_generated.h"
 #include "tests/integration/scenario.h"

@@ -14,7 +14,7 @@
 #include <set>
 #include <sstream>
 
-#include "engine/outcome.h"
+#include "engine/clearing/outcome.h"
 #include "gtest/gtest.h"
 
 namespace yrd::testing {

@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <system_error>
 
-#include "engine/pipeline.h"
-#include "engine/window.h"
+#include "engine/pipeline/pipeline.h"
+#include "engine/base/window.h"
 #include "schemas/events_generated.h"
 
 namespace yrd::test {
@@ -158,6 +158,15 @@ std::string CancellationBytes(const CancellationFields& c) {
   const auto event = fb::CreateMedicalCancellation(builder, OptionalString(builder, c.txn_id),
                                                    OptionalString(builder, c.original_txn_id), c.occurred_at_ms);
   return Finish(builder, fb::Event::MedicalCancellation, event.Union(), kFileIdentifier);
+}
+
+std::string UnknownEventBytes() {
+  flatbuffers::FlatBufferBuilder builder;
+  const auto card = builder.CreateString(std::string(kCardNumber19));
+  const auto start = builder.StartTable();
+  builder.AddOffset(4, card);
+  const flatbuffers::Offset<void> table(builder.EndTable(start));
+  return Finish(builder, static_cast<fb::Event>(42), table, kFileIdentifier);
 }
 
 std::string EmptyEnvelopeBytes() {

@@ -10,10 +10,10 @@
 #include <string>
 #include <string_view>
 
-#include "engine/batch.h"
-#include "engine/event.h"
-#include "engine/records.h"
-#include "engine/registry.h"
+#include "engine/ledger/batch.h"
+#include "engine/event/event.h"
+#include "engine/store/records.h"
+#include "engine/registry/registry.h"
 
 namespace yrd::test {
 
@@ -104,6 +104,9 @@ inline constexpr const char* kFileIdentifier = "YRD1";
 [[nodiscard]] std::string CancellationBytes(const CancellationFields& cancellation);
 // A verified envelope that carries no event (union type NONE).
 [[nodiscard]] std::string EmptyEnvelopeBytes();
+// A verified envelope whose event type this build does not know (a newer schema's), holding a
+// table with a string in it.
+[[nodiscard]] std::string UnknownEventBytes();
 
 // ---- pipeline stand-ins --------------------------------------------------------------------------
 

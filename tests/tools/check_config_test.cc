@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "adapters/crypto/payload_sealer.h"
+#include "adapters/rocksdb/rocks_store.h"
 #include "gtest/gtest.h"
 #include "tests/support/events.h"
 #include "tests/support/process.h"
@@ -80,6 +82,21 @@ TEST_F(CheckConfigTest, AnUnknownLibrdkafkaPropertyIsRefused) {
   EXPECT_NE(code, 0);
   EXPECT_NE(log.find("kafka_config_invalid"), std::string::npos) << log;
   EXPECT_NE(log.find("no.such.property"), std::string::npos) << log;
+}
+
+TEST_F(CheckConfigTest, AStoreWhoseTokensWereMadeWithAnotherKeyIsRefused) {
+  {
+    auto store = RocksStore::Open(dir_ / "state");
+    ASSERT_TRUE(store.ok()) << store.status();
+    absl::StatusOr<std::string> other = DeriveKey("another-card-token-key-0123", kCardTokenKeyCheckLabel);
+    ASSERT_TRUE(other.ok());
+    std::unique_ptr<StateWriteBatch> write = (*store)->NewWriteBatch();
+    write->Put(Table::kMeta, kCardTokenKeyCheckKey, *other);
+    ASSERT_TRUE((*store)->Write(*write).ok());
+  }
+  const auto [code, log] = Check();
+  EXPECT_NE(code, 0);
+  EXPECT_NE(log.find("another key than the one this store's card tokens were made with"), std::string::npos) << log;
 }
 
 TEST_F(CheckConfigTest, ASecretThatCannotBeReadSaysWhyNotThatItIsShort) {

@@ -5,9 +5,9 @@
 #include <utility>
 #include <vector>
 
-#include "engine/assert.h"
-#include "engine/money.h"
-#include "engine/strings.h"
+#include "engine/base/assert.h"
+#include "engine/base/money.h"
+#include "engine/base/strings.h"
 #include "flatbuffers/flatbuffers.h"
 #include "tools/clearing-gen/messages.h"
 #include "tools/clearing-gen/rng.h"

@@ -22,10 +22,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "engine/event_file.h"
-#include "engine/outcome.h"
-#include "engine/registry.h"
-#include "engine/window.h"
+#include "engine/event/event_file.h"
+#include "engine/clearing/outcome.h"
+#include "engine/registry/registry.h"
+#include "engine/base/window.h"
 #include "nlohmann/json.hpp"
 #include "tools/clearing-gen/reference_model.h"
 
@@ -109,7 +109,7 @@ class MessageSink {
                                             std::string_view payload) = 0;
 };
 
-// Writes the messages to an event file (engine/event_file.h).
+// Writes the messages to an event file (engine/event/event_file.h).
 class EventFileSink final : public MessageSink {
  public:
   explicit EventFileSink(EventFileWriter& writer) : writer_(writer) {}

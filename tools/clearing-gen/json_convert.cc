@@ -3,7 +3,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
-#include "engine/strings.h"
+#include "engine/base/strings.h"
 #include "flatbuffers/idl.h"
 #include "schemas/events_generated.h"
 #include "schemas/events_schema_text.h"

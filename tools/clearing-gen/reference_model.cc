@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <utility>
 
-#include "engine/assert.h"
-#include "engine/money.h"
+#include "engine/base/assert.h"
+#include "engine/base/money.h"
 #include "xxhash.h"
 
 namespace yrd::gen {

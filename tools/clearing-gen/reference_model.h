@@ -31,12 +31,12 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/money.h"
-#include "engine/outcome.h"
-#include "engine/reason.h"
-#include "engine/registry.h"
-#include "engine/strings.h"
-#include "engine/window.h"
+#include "engine/base/money.h"
+#include "engine/clearing/outcome.h"
+#include "engine/base/reason.h"
+#include "engine/registry/registry.h"
+#include "engine/base/strings.h"
+#include "engine/base/window.h"
 #include "tools/clearing-gen/messages.h"
 
 namespace yrd::gen {

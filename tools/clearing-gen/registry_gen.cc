@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "engine/strings.h"
+#include "engine/base/strings.h"
 #include "fmt/format.h"
 #include "tools/clearing-gen/rng.h"
 

@@ -8,7 +8,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
-#include "engine/registry.h"
+#include "engine/registry/registry.h"
 
 namespace yrd::gen {
 

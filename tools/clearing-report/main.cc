@@ -14,6 +14,7 @@
 //   verify <window-dir>  a window's clearing files against their MANIFEST, trailers and the store
 #include <unistd.h>
 
+#include <charconv>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -25,13 +26,14 @@
 #include "adapters/crypto/hmac.h"
 #include "adapters/crypto/payload_sealer.h"
 #include "adapters/rocksdb/rocks_store.h"
-#include "engine/clearing_files.h"
-#include "engine/ledger.h"
-#include "engine/money.h"
-#include "engine/positions.h"
-#include "engine/records.h"
-#include "engine/registry.h"
-#include "engine/strings.h"
+#include "engine/clearing/clearing_files.h"
+#include "engine/ledger/ledger.h"
+#include "engine/base/money.h"
+#include "engine/clearing/positions.h"
+#include "engine/store/records.h"
+#include "engine/registry/registry.h"
+#include "engine/base/strings.h"
+#include "engine/readers/store_readers.h"
 #include "nlohmann/json.hpp"
 #include "tools/clearing-report/match.h"
 #include "tools/clearing-report/verify.h"
@@ -72,10 +74,15 @@ void Print(const TableOut& t, const std::string& format) {
       for (size_t i = 0; i < t.headers.size(); ++i) {
         const Column type = i < t.types.size() ? t.types[i] : kText;
         nlohmann::json& cell = object[t.headers[i]];
+        int64_t number = 0;
+        const char* const end = row[i].data() + row[i].size();
+        const std::from_chars_result parsed = std::from_chars(row[i].data(), end, number);
         if (row[i].empty()) {
           cell = nullptr;
+        } else if (type == kNumber && parsed.ec == std::errc() && parsed.ptr == end) {
+          cell = number;
         } else if (type == kNumber) {
-          cell = std::stoll(row[i]);
+          cell = row[i];  // a figure read from a file that is not an integer (match): shown as it was
         } else if (type == kFlag) {
           cell = row[i] == "yes";
         } else {
@@ -158,7 +165,7 @@ class StoreReader {
     return out;
   }
 
-  absl::StatusOr<std::vector<WindowLine>> Lines(WindowDay day) { return Ledger::ReadWindowLines(*store_, day); }
+  absl::StatusOr<std::vector<WindowLine>> Lines(WindowDay day) { return ReadWindowLines(*store_, day); }
 
  private:
   StoreReader() = default;
@@ -321,7 +328,7 @@ int Txn(StoreReader& reader, const std::string& txn_id, const std::string& forma
     std::string key, value;
     bool found = false;
     TxnKey(family, txn_id, key);
-    if (absl::Status s = Ledger::FindTxnRecord(reader.store(), key, value, found); !s.ok()) return Fail(s);
+    if (absl::Status s = FindTxnRecord(reader.store(), key, value, found); !s.ok()) return Fail(s);
     if (!found) continue;
     TxnRecord r;
     if (!DecodeTxnRecord(value, *line_ids, r)) return Fail(absl::DataLossError(Cat("the record of ", txn_id, " is damaged")));
@@ -458,6 +465,12 @@ int Card(StoreReader& reader, const std::string& typed_card_no, const std::strin
   std::vector<Row> rows;
   absl::flat_hash_set<std::string, StringHash, StringEq> card_txn_ids;  // the card's own events, whose refunds and cancellations follow them
   for (const WindowDay day : days) {
+    absl::StatusOr<std::optional<WindowRecord>> record = ReadWindowRecord(reader.store(), day);
+    if (!record.ok()) return Fail(record.status());
+    if (record->has_value() && (*record)->retired_at_ms != 0) {
+      std::cerr << "clearing-report: " << RetiredError(day, (*record)->retired_at_ms).message() << "\n";
+      continue;
+    }
     std::string prefix;
     AppendBigEndian32(prefix, WindowKeyBits(day));
     bool damaged = false;
@@ -599,7 +612,9 @@ int main(int argc, char** argv) {
   CLI::App app{"clearing-report: positions, transactions and progress from the clearing store"};
   app.require_subcommand(1);
   std::string store_path, format = "table", registry_path, window, by, scheme, txn_id, window_dir;
-  app.add_option("--store", store_path, "the state store directory (store.path of clearingd)")->required();
+  app.add_option("--store", store_path,
+                 "the state store directory (store.path of clearingd); every subcommand but match needs it, and "
+                 "verify without it checks the files on their own");
   app.add_option("--format", format, "table, csv or json")->check(CLI::IsMember({"table", "csv", "json"}));
   CLI::App* positions = app.add_subcommand("positions", "positions per window, province, bank, fund, merchant");
   positions->add_option("--registry", registry_path, "registry (names and fee rates)")->required();
@@ -650,6 +665,12 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (*match) return yrd::Match(window_dir, returned_path, format);  // files only: no store needed
+  if (*verify && store_path.empty()) {
+    auto registry = yrd::Registry::FromFile(registry_path);
+    if (!registry.ok()) return yrd::Fail(registry.status());
+    return yrd::RunVerify(window_dir, nullptr, **registry, key_file, format);
+  }
+  if (store_path.empty()) return yrd::Fail(absl::InvalidArgumentError("--store is required for this subcommand"));
   auto reader = yrd::StoreReader::Open(store_path);
   if (!reader.ok()) return yrd::Fail(reader.status());
   if (*progress) return yrd::Progress(**reader, format);
@@ -660,7 +681,7 @@ int main(int argc, char** argv) {
   if (!registry.ok()) return yrd::Fail(registry.status());
   if (*positions) return yrd::Positions(**reader, **registry, window, by, scheme, format);
   if (*statement) return yrd::Statement(**reader, **registry, merchant_id, window, format);
-  if (*verify) return yrd::RunVerify(window_dir, (*reader)->store(), **registry, key_file, format);
+  if (*verify) return yrd::RunVerify(window_dir, &(*reader)->store(), **registry, key_file, format);
   auto result = yrd::ReadOutcome(**reader, **registry, window);
   if (!result.ok()) return yrd::Fail(result.status());
   if (expect_path.empty()) {

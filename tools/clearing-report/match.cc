@@ -4,8 +4,8 @@
 #include <span>
 #include <utility>
 
-#include "engine/money.h"
-#include "engine/strings.h"
+#include "engine/base/money.h"
+#include "engine/base/strings.h"
 #include "tools/clearing-report/fields.h"
 
 namespace yrd {

@@ -10,8 +10,8 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "engine/registry.h"
-#include "engine/state_store.h"
+#include "engine/registry/registry.h"
+#include "engine/store/state_store.h"
 
 namespace yrd {
 
@@ -26,18 +26,20 @@ inline constexpr size_t kManifestBytesMax = 64u << 20;
 //      sums of its file's D records, every detail trailer agrees with its bank's or fund's file,
 //      what a fund owes another equals what that one is owed, each file's net position equals its
 //      position in summary.txt, and summary.txt's positions sum to 0 in each scheme;
-//   4. the window re-rendered from `store` (close instant and frozen fee schedule from its window
-//      record, banks and funds from `registry`) gives exactly the bytes on disk.
+//   4. the window re-rendered from `store` (LoadClosedWindow: its close instant, frozen fee schedule
+//      and participants, `registry` for a record from before they were frozen) gives exactly the
+//      bytes on disk. Skipped, and said so in the summary, without a store (nullptr) or when the
+//      store retired the window's records (store.window_retention_days).
 // Returns a one-line summary, or DataLoss naming the first mismatch, or the error that kept it
 // from reading a file or the store.
-[[nodiscard]] absl::StatusOr<std::string> VerifyWindowFiles(const std::string& window_dir, StateStore& store,
+[[nodiscard]] absl::StatusOr<std::string> VerifyWindowFiles(const std::string& window_dir, StateStore* store,
                                                             const Registry& registry, std::string_view manifest_key);
 
 // The `verify` subcommand: reads the key file (ReadKeyFile), runs VerifyWindowFiles and prints the
 // verdict: with `format` "json" one object on stdout, {"window_dir", "verified": true|false,
 // "summary" or "code" and "error"}; else the summary on stdout or the mismatch on stderr.
 // Returns the exit code: 0 when every check holds, 1 otherwise.
-[[nodiscard]] int RunVerify(const std::string& window_dir, StateStore& store, const Registry& registry,
+[[nodiscard]] int RunVerify(const std::string& window_dir, StateStore* store, const Registry& registry,
                             const std::string& key_file, const std::string& format);
 
 }  // namespace yrd

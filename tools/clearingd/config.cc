@@ -4,7 +4,7 @@
 #include <functional>
 #include <map>
 
-#include "engine/strings.h"
+#include "engine/base/strings.h"
 #include "toml++/toml.h"
 
 namespace yrd {

@@ -2,8 +2,8 @@
 
 #include "adapters/fs/file_set.h"
 #include "adapters/log/log.h"
-#include "engine/records.h"
-#include "engine/strings.h"
+#include "engine/store/records.h"
+#include "engine/base/strings.h"
 
 namespace yrd {
 

@@ -15,9 +15,9 @@
 #include <string>
 #include <thread>
 
-#include "engine/clearing_files.h"
-#include "engine/pipeline.h"
-#include "engine/state_store.h"
+#include "engine/clearing/clearing_files.h"
+#include "engine/pipeline/pipeline.h"
+#include "engine/store/state_store.h"
 
 namespace yrd {
 

@@ -33,9 +33,9 @@
 #include "boost/asio/post.hpp"
 #include "boost/asio/signal_set.hpp"
 #include "boost/asio/steady_timer.hpp"
-#include "engine/ledger.h"
-#include "engine/pipeline.h"
-#include "engine/strings.h"
+#include "engine/ledger/ledger.h"
+#include "engine/pipeline/pipeline.h"
+#include "engine/base/strings.h"
 #include "tools/clearingd/config.h"
 #include "tools/clearingd/file_writer.h"
 #include "tools/clearingd/maintenance.h"
@@ -50,7 +50,8 @@ constexpr std::chrono::seconds kDeadLetterFlushWait{10};
 
 // Produces the dead-letter copies the store kept because their delivery was not known when
 // the last run ended (a crash, or a topic that could not be written).
-absl::Status ProduceStoredDeadLetters(StateStore& store, PayloadSealer& sealer, kafka::KafkaSource& source) {
+absl::Status ProduceStoredDeadLetters(StateStore& store, PayloadSealer& sealer, DeadLetterPayload form,
+                                      kafka::KafkaSource& source) {
   int64_t count = 0;
   absl::Status failure;
   std::string payload;
@@ -72,6 +73,11 @@ absl::Status ProduceStoredDeadLetters(StateStore& store, PayloadSealer& sealer, 
         copy.payload_form = DeadLetterPayload::kWithheld;
         payload.clear();
       }
+      copy.payload = payload;
+    } else if (form == DeadLetterPayload::kRedacted) {
+      // Kept in clear by an earlier version: redacted now, as configured.
+      copy.payload_form = RedactCardNumbers(copy.payload, payload) ? DeadLetterPayload::kRedacted
+                                                                   : DeadLetterPayload::kWithheld;
       copy.payload = payload;
     }
     ++count;
@@ -105,6 +111,32 @@ absl::Status CheckCardTokenKey(StateStore& store, std::string_view check_value) 
   std::unique_ptr<StateWriteBatch> write = store.NewWriteBatch();
   write->Put(Table::kMeta, kCardTokenKeyCheckKey, check_value);
   return store.Write(*write);
+}
+
+// --check-config's look at an existing store (read-only, beside a running daemon): the card-token
+// key must be the one its tokens were made with. A store that does not exist yet is fine.
+absl::Status CheckStoreCardTokenKey(const std::string& store_path, std::string_view check_value) {
+  if (!std::filesystem::exists(std::filesystem::path(store_path) / "CURRENT")) return absl::OkStatus();
+  char scratch[] = "/tmp/clearingd-check-XXXXXX";
+  if (::mkdtemp(scratch) == nullptr) return absl::InternalError("cannot create a scratch directory in /tmp");
+  absl::Status status;
+  {
+    auto store = RocksStore::OpenSecondary(store_path, scratch);
+    if (!store.ok()) {
+      status = store.status();
+    } else {
+      std::string stored;
+      bool found = false;
+      status = (*store)->Get(Table::kMeta, kCardTokenKeyCheckKey, stored, found);
+      if (status.ok() && found && stored != check_value) {
+        status = absl::FailedPreconditionError(
+            "privacy.card_token_key_file holds another key than the one this store's card tokens were made with");
+      }
+    }
+  }
+  std::error_code ignored;
+  std::filesystem::remove_all(scratch, ignored);
+  return status;
 }
 
 int Fail(std::string_view event, const absl::Status& status, std::string_view action) {
@@ -485,7 +517,7 @@ class Daemon final : public http::AdminHandler {
     auto source = kafka::KafkaSource::Create(source_options, ledger.offsets());
     if (!source.ok()) return source.status();
     if (config_.dead_letter) {
-      if (absl::Status s = ProduceStoredDeadLetters(**store, *start_sealer_, **source); !s.ok()) return s;
+      if (absl::Status s = ProduceStoredDeadLetters(**store, *start_sealer_, config_.dead_letter_payload, **source); !s.ok()) return s;
     }
 
     Pipeline pipeline(config_.pipeline, **source, ledger, *clock_, registry_holder_, *tokenizer_);
@@ -504,7 +536,8 @@ class Daemon final : public http::AdminHandler {
       }
     };
     // The last file set before this start, so the metrics have it from the first scrape.
-    for (auto it = ledger.windows()->rbegin(); it != ledger.windows()->rend(); ++it) {
+    const std::shared_ptr<const WindowTable> loaded_windows = ledger.windows();
+    for (auto it = loaded_windows->rbegin(); it != loaded_windows->rend(); ++it) {
       if (it->second.state != WindowState::kFilesWritten) continue;
       NoteFileSet(it->first, it->second.files_written_at_ms);
       break;
@@ -656,6 +689,9 @@ int Start(DaemonConfig config, bool check_only) {
     return Fail("kafka_config_invalid", s, "fix or remove the named property in [kafka.settings]");
   }
   if (check_only) {
+    if (absl::Status s = CheckStoreCardTokenKey(config.store_path, *key_check); !s.ok()) {
+      return Fail("card_token_key_invalid", s, "give privacy.card_token_key_file the key this store was made with");
+    }
     log::Info("config_ok", {{"registry_banks", (*registry)->banks().size()},
                             {"registry_merchants", (*registry)->merchants().size()}});
     return 0;

@@ -3,8 +3,8 @@
 #include <map>
 #include <vector>
 
-#include "engine/records.h"
-#include "engine/strings.h"
+#include "engine/store/records.h"
+#include "engine/base/strings.h"
 
 namespace yrd {
 
@@ -19,7 +19,7 @@ StoreMaintenance::StoreMaintenance(RocksStore& store, const Clock& clock, StoreM
       windows_(std::move(windows)),
       submit_(std::move(submit)),
       on_round_(std::move(on_round)) {
-  store_.SetHorizonStartMs(clock_.NowMs() - options_.dedup_horizon_ms);
+  store_.SetHorizonStartMs(clock_.NowMs() - options_.dedup_horizon_ms - kFilterLagMs);
   if (start_thread) thread_ = std::thread([this] { Loop(); });
 }
 
@@ -29,6 +29,8 @@ StoreMaintenance::~StoreMaintenance() {
     stopping_ = true;
   }
   wake_.notify_all();
+  // A compaction the round is waiting for gives up rather than hold up a stop.
+  if (thread_.joinable()) store_.CancelManualCompactions();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -47,7 +49,7 @@ void StoreMaintenance::Loop() {
 absl::Status StoreMaintenance::RunOnce(MaintenanceRound& round) {
   const int64_t now_ms = clock_.NowMs();
   round.horizon_start_ms = now_ms - options_.dedup_horizon_ms;
-  store_.SetHorizonStartMs(round.horizon_start_ms);
+  store_.SetHorizonStartMs(round.horizon_start_ms - kFilterLagMs);
   if (!compacted_horizon_start_ms_ ||
       round.horizon_start_ms - *compacted_horizon_start_ms_ >= kDedupCompactionStepMs) {
     if (absl::Status s = store_.CompactTable(Table::kTxn); !s.ok()) return s;
@@ -83,7 +85,7 @@ absl::Status StoreMaintenance::RetireDueWindows(const WindowTable& windows, int6
   // Due: files written at least the retention ago. Retired: may still have exceptions left.
   std::set<WindowDay> wanted;
   for (const auto& [day, info] : windows) {
-    if (info.state != WindowState::kFilesWritten) continue;
+    if (info.state != WindowState::kFilesWritten || exceptions_retired_.contains(day)) continue;
     const int64_t written_at_ms = info.files_written_at_ms != 0 ? info.files_written_at_ms : info.closed_at_ms;
     if (info.retired_at_ms != 0 || now_ms - written_at_ms >= options_.window_retention_ms) wanted.insert(day);
   }
@@ -106,7 +108,10 @@ absl::Status StoreMaintenance::RetireDueWindows(const WindowTable& windows, int6
   for (const WindowDay day : wanted) {
     const bool retired = windows.at(day).retired_at_ms != 0;
     std::vector<std::string>& window_keys = keys[day];
-    if (retired && window_keys.empty()) continue;  // nothing left of it
+    if (retired && window_keys.empty()) {
+      exceptions_retired_.insert(day);  // nothing left of it: not scanned for again
+      continue;
+    }
     round.exception_keys_submitted += window_keys.size();
     if (!submit_(WindowCommand(WindowCommand::Kind::kRetire, day, std::move(window_keys)))) break;
     round.windows_retiring.push_back(day);

@@ -28,8 +28,8 @@
 
 #include "absl/status/status.h"
 #include "adapters/rocksdb/rocks_store.h"
-#include "engine/clock.h"
-#include "engine/ledger.h"
+#include "engine/base/clock.h"
+#include "engine/ledger/ledger.h"
 
 namespace yrd {
 
@@ -69,9 +69,14 @@ class StoreMaintenance {
 
   // The horizon moves a whole day before the dedup table is compacted again.
   static constexpr int64_t kDedupCompactionStepMs = kDayMs;
+  // The store's filter drops only records a day older than the ledger's horizon: the ledger
+  // reads its clock per batch, earlier than this thread does, and a clock stepped back must not
+  // let the filter drop a record the ledger still counts. Decisions then never depend on when a
+  // compaction ran; the dedup state on disk is at most the horizon plus two days.
   // At start, windows retired this recently have their ranges compacted again, in case the last
   // life stopped before it did.
   static constexpr int64_t kRecompactRetiredWithinMs = 2 * kDayMs;
+  static constexpr int64_t kFilterLagMs = kDayMs;
 
  private:
   void Loop();
@@ -85,6 +90,7 @@ class StoreMaintenance {
   const std::function<void(const absl::Status&, const MaintenanceRound&)> on_round_;
   std::optional<int64_t> compacted_horizon_start_ms_;  // the horizon of the last dedup compaction
   std::set<WindowDay> compacted_windows_;               // retired windows whose ranges are compacted
+  std::set<WindowDay> exceptions_retired_;              // retired windows with no exception left
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;  // guarded by mutex_

@@ -1,5 +1,5 @@
 // StateStore: the interface the engine needs from its durable store (implemented over RocksDB
-// in adapters/rocksdb). Keys and values are the records of engine/records.h.
+// in adapters/rocksdb). Keys and values are the records of engine/store/records.h.
 // A store is used by one writer thread (the ledger's commit thread); readers on other threads
 // may call Get, MultiGet and Scan concurrently, and one other thread may call IngestSorted.
 #pragma once
@@ -13,7 +13,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
-#include "engine/records.h"
+#include "engine/store/records.h"
 
 namespace yrd {
 

@@ -22,7 +22,7 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/strings.h"
+#include "engine/base/strings.h"
 #include "absl/status/statusor.h"
 
 namespace yrd {

@@ -20,10 +20,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "engine/positions.h"
-#include "engine/registry.h"
-#include "engine/state_store.h"
-#include "engine/window.h"
+#include "engine/clearing/positions.h"
+#include "engine/registry/registry.h"
+#include "engine/store/state_store.h"
+#include "engine/base/window.h"
 
 namespace yrd {
 
@@ -134,7 +134,7 @@ struct MerchantStatementLine {
   int64_t fee_fen = 0;
   int64_t net_fen = 0;
 };
-// From a window's netting lines (Ledger::ReadWindowLines); empty when the merchant had no tap.
+// From a window's netting lines (ReadWindowLines); empty when the merchant had no tap.
 // DataLoss for a damaged line or a total that overflows.
 [[nodiscard]] absl::StatusOr<std::vector<MerchantStatementLine>> MerchantStatement(const std::vector<WindowLine>& lines,
                                                                                    const FeeSchedule& fees,

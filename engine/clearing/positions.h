@@ -1,5 +1,5 @@
 // Positions: derives every position of SPEC section 4 for a window from its netting lines and
-// counters (engine/records.h), including the fees, which are computed per window and merchant
+// counters (engine/store/records.h), including the fees, which are computed per window and merchant
 // on the merchant's net at the rate of its category. Pure and thread-safe.
 #pragma once
 
@@ -8,16 +8,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/outcome.h"
-#include "engine/records.h"
-#include "engine/registry.h"
+#include "engine/clearing/outcome.h"
+#include "engine/store/records.h"
+#include "engine/registry/registry.h"
 
 namespace yrd {
-
-struct WindowLine {
-  std::string line_key;
-  LineTotals totals;
-};
 
 // Fee rates: basis points per category (the registry's, frozen at close) and the bank that
 // holds the clearing center's fee account.

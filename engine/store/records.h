@@ -14,10 +14,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/event.h"
-#include "engine/reason.h"
-#include "engine/strings.h"
-#include "engine/window.h"
+#include "engine/event/event.h"
+#include "engine/base/reason.h"
+#include "engine/base/strings.h"
+#include "engine/base/window.h"
 
 namespace yrd {
 
@@ -50,7 +50,7 @@ inline constexpr std::string_view kCountersKeyPrefix = "counters|";
 inline constexpr std::string_view kWindowKeyPrefix = "window|";
 inline constexpr std::string_view kCommitSequenceKey = "commit_sequence";
 // The commit sequence through which kLines holds every window's lines; the applied records of
-// later commits (kApplied) complete them (Ledger::ReadWindowLines). Absent in stores written
+// later commits (kApplied) complete them (ReadWindowLines). Absent in stores written
 // before lines were checkpointed, whose kLines are complete through the last commit.
 inline constexpr std::string_view kLinesThroughKey = "lines_through";
 // Dead-letter copies not yet known delivered: commit sequence, then the exception key.
@@ -83,7 +83,7 @@ void GrossKey(WindowDay day, SourceTopic topic, int32_t partition, std::string& 
 // ---- partition gross ---------------------------------------------------------------------------
 //
 // The sum of the amounts one source partition applied to one window (taps, refunds, settlement
-// and cancelled totals), held against kPartitionWindowGrossFenMax (engine/money.h).
+// and cancelled totals), held against kPartitionWindowGrossFenMax (engine/base/money.h).
 struct PartitionGross {
   WindowDay day = 0;
   SourceTopic topic = SourceTopic::kTaps;
@@ -125,6 +125,11 @@ struct LineTotals {
   int64_t reversed_account_pay_fen = 0;
   int64_t reversed_cash_pay_fen = 0;
   bool operator==(const LineTotals&) const = default;
+};
+// One netting line of a window: its key (without the window) and totals.
+struct WindowLine {
+  std::string line_key;
+  LineTotals totals;
 };
 void EncodeLineTotals(const LineTotals& totals, std::string& out);
 // The netting rule: what one applied event adds to the line it nets into (its own for a tap or
@@ -174,9 +179,6 @@ struct WindowRecord {
 };
 void EncodeWindowRecord(const WindowRecord& record, std::string& out);
 [[nodiscard]] bool DecodeWindowRecord(std::string_view bytes, WindowRecord& out);
-class StateStore;
-// The state record of `day` (WindowStateKey), nullopt when it has none; DataLoss when damaged.
-[[nodiscard]] absl::StatusOr<std::optional<WindowRecord>> ReadWindowRecord(StateStore& store, WindowDay day);
 
 // ---- line ids --------------------------------------------------------------------------------
 //
@@ -211,8 +213,6 @@ class LineIds {
   std::deque<std::string> keys_;  // by number; a deque does not move its elements as it grows
   absl::flat_hash_map<std::string_view, uint32_t, StringHash, StringEq> ids_;
 };
-// Reads every line id the store holds.
-[[nodiscard]] absl::StatusOr<LineIds> LoadLineIds(StateStore& store);
 
 // ---- dedup / transaction state ---------------------------------------------------------------
 

@@ -1,9 +1,9 @@
-#include "engine/outcome.h"
+#include "engine/clearing/outcome.h"
 
 #include <cstdlib>
 
-#include "engine/strings.h"
-#include "engine/money.h"
+#include "engine/base/strings.h"
+#include "engine/base/money.h"
 
 namespace yrd {
 namespace {

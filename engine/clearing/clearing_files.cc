@@ -1,14 +1,15 @@
-#include "engine/clearing_files.h"
+#include "engine/clearing/clearing_files.h"
 
 #include <algorithm>
 #include <charconv>
 #include <set>
 #include <utility>
 
-#include "engine/ledger.h"
-#include "engine/money.h"
-#include "engine/outcome.h"
-#include "engine/strings.h"
+#include "engine/ledger/ledger.h"
+#include "engine/base/money.h"
+#include "engine/clearing/outcome.h"
+#include "engine/base/strings.h"
+#include "engine/readers/store_readers.h"
 
 namespace yrd {
 namespace {
@@ -376,7 +377,7 @@ absl::Status ReadWindow(StateStore& store, const ClosedWindow& window, WindowDat
   if (!line_ids.ok()) return line_ids.status();
   data.line_ids = *std::move(line_ids);
   // A closed window's lines were checkpointed by the commit that closed it.
-  absl::StatusOr<std::vector<WindowLine>> lines = Ledger::ReadWindowLines(store, window.day, nullptr, &data.line_ids);
+  absl::StatusOr<std::vector<WindowLine>> lines = ReadWindowLines(store, window.day, nullptr, &data.line_ids);
   if (!lines.ok()) return lines.status();
   data.lines = *std::move(lines);
   const std::string prefix = WindowPrefix(window.day);

@@ -1,4 +1,4 @@
-#include "engine/registry.h"
+#include "engine/registry/registry.h"
 
 #include <algorithm>
 #include <fstream>
@@ -6,8 +6,8 @@
 #include <sstream>
 
 #include "absl/status/status.h"
-#include "engine/strings.h"
-#include "engine/money.h"
+#include "engine/base/strings.h"
+#include "engine/base/money.h"
 #include "toml++/toml.h"
 
 namespace yrd {

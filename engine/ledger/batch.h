@@ -14,10 +14,10 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/event.h"
-#include "engine/records.h"
-#include "engine/registry.h"
-#include "engine/window.h"
+#include "engine/event/event.h"
+#include "engine/store/records.h"
+#include "engine/registry/registry.h"
+#include "engine/base/window.h"
 
 namespace yrd {
 

@@ -12,9 +12,9 @@
 #include <optional>
 #include <string_view>
 
-#include "engine/money.h"
-#include "engine/reason.h"
-#include "engine/registry.h"
+#include "engine/base/money.h"
+#include "engine/base/reason.h"
+#include "engine/registry/registry.h"
 
 namespace yrd {
 
@@ -133,7 +133,8 @@ struct DecodedEvent {
 // Copies `payload` into `out` with the card number of a tap or a settlement masked in place
 // (MaskCardNumber, or every character when it is longer than kMaskedCardLengthMax), so the copy
 // is still a valid envelope of the same length and carries no card number. False, leaving `out`
-// empty, when the payload does not verify: no card number can then be located in it.
+// empty, when the payload does not verify or holds an event type this build does not know: no
+// card number can then be located in it.
 [[nodiscard]] bool RedactCardNumbers(std::string_view payload, std::string& out);
 
 // Outcome of Decode: nullopt when `event_out` is valid, else the reason for rejecting it.

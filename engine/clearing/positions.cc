@@ -1,9 +1,9 @@
-#include "engine/positions.h"
+#include "engine/clearing/positions.h"
 
 #include <map>
 
-#include "engine/money.h"
-#include "engine/strings.h"
+#include "engine/base/money.h"
+#include "engine/base/strings.h"
 
 namespace yrd {
 

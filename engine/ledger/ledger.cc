@@ -1,4 +1,4 @@
-#include "engine/ledger.h"
+#include "engine/ledger/ledger.h"
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <functional>
 
-#include "engine/assert.h"
-#include "engine/money.h"
+#include "engine/base/assert.h"
+#include "engine/base/money.h"
 
 namespace yrd {
 namespace {
@@ -18,34 +18,6 @@ void AddChecked(int64_t& total, int64_t delta) {
   // here means state this process produced is broken.
   YRD_ASSERT(sum.has_value());
   total = *sum;
-}
-
-// Nets the applied records of `day` committed after `after_sequence` into the lines `line_of`
-// gives for them (the replay that completes checkpointed lines).
-absl::Status NetAppliedAfter(StateStore& store, const LineIds& line_ids, WindowDay day, uint64_t after_sequence,
-                             const std::function<LineTotals&(const AppliedRecord&)>& line_of) {
-  std::string prefix, from;
-  AppendBigEndian32(prefix, WindowKeyBits(day));
-  AppliedKey(day, after_sequence + 1, from);
-  absl::Status failure;
-  absl::Status s = store.Scan(Table::kApplied, prefix, from, [&](std::string_view, std::string_view blob) {
-    size_t position = 0;
-    AppliedRecord record;
-    bool damaged = false;
-    while (NextAppliedRecord(blob, position, line_ids, record, damaged)) {
-      if (!NetIntoLine(record.kind, record.amount_fen, record.fund_pay_fen, record.account_pay_fen,
-                       record.cash_pay_fen, line_of(record))) {
-        failure = absl::DataLossError(Cat("the applied records of window ", FormatWindowDay(day),
-                                          " overflow netting line '", record.line_key, "'"));
-        return false;
-      }
-    }
-    if (damaged) {
-      failure = absl::DataLossError(Cat("an applied record of window ", FormatWindowDay(day), " is damaged"));
-    }
-    return failure.ok();
-  });
-  return s.ok() ? failure : s;
 }
 
 }  // namespace
@@ -180,12 +152,10 @@ absl::Status Ledger::LoadPartitionGross() {
       while (NextAppliedRecord(blob, position, line_ids_, record, record_damaged)) {
         const SourceTopic topic = FamilyOf(record.kind) == Family::kTaps ? SourceTopic::kTaps : SourceTopic::kMedical;
         GrossEntry& entry = partition_gross_[{day, topic, record.partition}];
+        // An earlier version bounded only each line: past the bound, the partition takes no more
+        // money in this window (saturated, so such a window never stops a start).
         const std::optional<int64_t> sum = CheckedAddFen(entry.gross_fen, record.amount_fen);
-        if (!sum) {
-          failure = absl::DataLossError(Cat("the applied records of window ", FormatWindowDay(day), " overflow"));
-          return false;
-        }
-        entry.gross_fen = *sum;
+        entry.gross_fen = sum && *sum <= kPartitionWindowGrossFenMax ? *sum : kPartitionWindowGrossFenMax + 1;
         entry.touched_sequence = kStoreWithNextWrite;
       }
       if (record_damaged) failure = absl::DataLossError("an applied record is damaged");
@@ -319,97 +289,6 @@ absl::Status Ledger::TakeRecentTxnSort() {
 absl::Status Ledger::AwaitRecentTxnSort() {
   if (sorting_ == nullptr) return failed() ? Failure() : absl::OkStatus();
   return TakeRecentTxnSort();
-}
-
-absl::StatusOr<std::optional<uint64_t>> Ledger::ReadLinesThrough(StateStore& store) {
-  std::string value;
-  bool found = false;
-  if (absl::Status s = store.Get(Table::kMeta, kLinesThroughKey, value, found); !s.ok()) return s;
-  if (!found) return std::nullopt;
-  if (value.size() != 8) return absl::DataLossError("the lines_through record is damaged");
-  return ReadBigEndian64(value.data());
-}
-
-absl::StatusOr<std::vector<WindowLine>> Ledger::ReadWindowLines(StateStore& store, WindowDay day, uint64_t* replayed,
-                                                                const LineIds* line_ids) {
-  absl::StatusOr<std::optional<uint64_t>> lines_through = ReadLinesThrough(store);
-  if (!lines_through.ok()) return lines_through.status();
-  const std::string date = FormatWindowDay(day);
-  std::string prefix;
-  AppendBigEndian32(prefix, WindowKeyBits(day));
-  std::vector<WindowLine> lines;
-  absl::Status damaged;
-  absl::Status s = store.Scan(Table::kLines, prefix, {}, [&](std::string_view key, std::string_view v) {
-    WindowLine& line = lines.emplace_back();
-    line.line_key.assign(key.substr(prefix.size()));
-    if (!DecodeLineTotals(v, line.totals)) {
-      damaged = absl::DataLossError(Cat("netting line '", line.line_key, "' of window ", date, " is damaged"));
-      return false;
-    }
-    return true;
-  });
-  if (!s.ok()) return s;
-  if (!damaged.ok()) return damaged;
-  if (!lines_through->has_value()) return lines;  // written before checkpoints: kLines is complete
-
-  std::optional<LineIds> loaded_line_ids;
-  if (line_ids == nullptr) {
-    // The line ids are read only for records to replay (a closed window has none).
-    std::string from;
-    AppliedKey(day, **lines_through + 1, from);
-    bool any = false;
-    s = store.Scan(Table::kApplied, prefix, from, [&](std::string_view, std::string_view) {
-      any = true;
-      return false;
-    });
-    if (!s.ok()) return s;
-    if (!any) return lines;
-    absl::StatusOr<LineIds> read = LoadLineIds(store);
-    if (!read.ok()) return read.status();
-    line_ids = &loaded_line_ids.emplace(*std::move(read));
-  }
-  StringMap<size_t> index;  // built at the first record to replay (a closed window has none)
-  bool added = false;
-  s = NetAppliedAfter(store, *line_ids, day, **lines_through, [&](const AppliedRecord& record) -> LineTotals& {
-    if (replayed != nullptr) ++*replayed;
-    if (index.empty()) {
-      for (size_t i = 0; i < lines.size(); ++i) index.emplace(lines[i].line_key, i);
-    }
-    auto it = index.find(record.line_key);
-    if (it == index.end()) {
-      it = index.emplace(std::string(record.line_key), lines.size()).first;
-      lines.push_back({std::string(record.line_key), {}});
-      added = true;
-    }
-    return lines[it->second].totals;
-  });
-  if (!s.ok()) return s;
-  if (added) {
-    std::sort(lines.begin(), lines.end(),
-              [](const WindowLine& a, const WindowLine& b) { return a.line_key < b.line_key; });
-  }
-  return lines;
-}
-
-absl::Status Ledger::FindTxnRecord(StateStore& store, std::string_view txn_key, std::string& value, bool& found) {
-  found = false;
-  bool damaged = false;
-  // Later commits come later in kRecentTxn: the last match is the newest record.
-  const absl::Status s = store.Scan(Table::kRecentTxn, {}, {}, [&](std::string_view, std::string_view blob) {
-    size_t position = 0;
-    std::string_view key, record;
-    while (NextRecentTxnEntry(blob, position, key, record, damaged)) {
-      if (key == txn_key) {
-        value.assign(record);
-        found = true;
-      }
-    }
-    return !damaged;
-  });
-  if (!s.ok()) return s;
-  if (damaged) return absl::DataLossError("a value of recent transaction records (kRecentTxn) is damaged");
-  if (found) return absl::OkStatus();
-  return store.Get(Table::kTxn, txn_key, value, found);
 }
 
 WindowState Ledger::PersistedState(WindowDay day) const {
@@ -809,7 +688,7 @@ void Ledger::ApplySlot(MessageSlot& slot, size_t slot_index, WindowDay oldest_op
   }
 
   std::tie(slot.window, slot.late) = RouteWindow(e.occurred_at_ms, now_ms);
-  // Every total of the window stays within int64 (engine/money.h): the last check, so a
+  // Every total of the window stays within int64 (engine/base/money.h): the last check, so a
   // rejected event changes nothing.
   const int64_t moved_fen = e.kind == EventKind::kMedicalCancellation ? original->record.amount_fen : e.amount_fen;
   if (!AddPartitionGross(slot, moved_fen)) {
@@ -871,7 +750,7 @@ void Ledger::ApplySlot(MessageSlot& slot, size_t slot_index, WindowDay oldest_op
       record.amount_fen = e.amount_fen;
       break;
   }
-  // The partition gross bounds every line (engine/money.h): an overflow here means state this
+  // The partition gross bounds every line (engine/base/money.h): an overflow here means state this
   // process produced is broken.
   const bool netted =
       NetIntoLine(e.kind, e.amount_fen, e.fund_pay_fen, e.account_pay_fen, e.cash_pay_fen, TouchLine(line));
@@ -1012,7 +891,7 @@ void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
   for (const MessageSlot& slot : batch.slots()) {
     int64_t& next = prepared_offsets_[{slot.topic, slot.partition}];
     // The source delivers each partition in order, without gaps it has not reported, and only
-    // partitions below the bound the totals rely on (engine/money.h).
+    // partitions below the bound the totals rely on (engine/base/money.h).
     YRD_ASSERT(slot.offset >= next);
     YRD_ASSERT(slot.partition >= 0 && slot.partition < kSourcePartitionsPerTopicMax);
     next = slot.offset + 1;

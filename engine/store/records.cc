@@ -1,11 +1,10 @@
-#include "engine/records.h"
+#include "engine/store/records.h"
 
 #include <cstring>
 #include <limits>
 
-#include "engine/assert.h"
-#include "engine/money.h"
-#include "engine/state_store.h"
+#include "engine/base/assert.h"
+#include "engine/base/money.h"
 
 namespace yrd {
 namespace {
@@ -710,35 +709,6 @@ bool LineIds::Add(uint32_t id, std::string_view key) {
   if (id != keys_.size() || id == kNoLineId || ids_.contains(key)) return false;
   ids_.emplace(keys_.emplace_back(key), id);
   return true;
-}
-
-absl::StatusOr<std::optional<WindowRecord>> ReadWindowRecord(StateStore& store, WindowDay day) {
-  std::string key, value;
-  bool found = false;
-  WindowStateKey(day, key);
-  if (absl::Status s = store.Get(Table::kMeta, key, value, found); !s.ok()) return s;
-  if (!found) return std::nullopt;
-  WindowRecord record;
-  if (!DecodeWindowRecord(value, record)) {
-    return absl::DataLossError(Cat("the state record of window ", FormatWindowDay(day), " is damaged"));
-  }
-  return record;
-}
-
-absl::StatusOr<LineIds> LoadLineIds(StateStore& store) {
-  LineIds ids;
-  bool damaged = false;
-  absl::Status s = store.Scan(Table::kMeta, kLineIdKeyPrefix, {}, [&](std::string_view key, std::string_view value) {
-    damaged = key.size() != kLineIdKeyPrefix.size() + 4 ||
-              !ids.Add(ReadBigEndian32(key.data() + kLineIdKeyPrefix.size()), value);
-    return !damaged;
-  });
-  if (!s.ok()) return s;
-  if (damaged) {
-    return absl::DataLossError(Cat("line id ", ids.size(), " (meta ", kLineIdKeyPrefix,
-                                   ") is missing, repeats a line or is damaged"));
-  }
-  return ids;
 }
 
 }  // namespace yrd

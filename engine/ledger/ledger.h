@@ -48,13 +48,13 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "engine/batch.h"
-#include "engine/large_table.h"
-#include "engine/positions.h"
-#include "engine/records.h"
-#include "engine/state_store.h"
-#include "engine/strings.h"
-#include "engine/window.h"
+#include "engine/ledger/batch.h"
+#include "engine/base/large_table.h"
+#include "engine/store/records.h"
+#include "engine/store/state_store.h"
+#include "engine/base/strings.h"
+#include "engine/base/window.h"
+#include "engine/readers/store_readers.h"
 
 namespace yrd {
 
@@ -136,25 +136,6 @@ class Ledger {
   // Sorts into kTxn finished so far. Thread-safe.
   [[nodiscard]] uint64_t recent_txn_sorts() const { return recent_txn_sorts_.load(std::memory_order_relaxed); }
 
-  // A window's netting lines as committed: kLines as of the last checkpoint, completed by the
-  // applied records of later commits; in line-key order. For any reader (file writer, report
-  // tool, tests). Consistent when the store does not change meanwhile (a secondary between
-  // catch-ups) or the window is closed.
-  // `replayed`, when given, is increased by the number of applied records that completed them.
-  // `line_ids`, when given, are the store's line ids (as LoadLineIds reads them); else they are
-  // read when there are applied records to replay.
-  [[nodiscard]] static absl::StatusOr<std::vector<WindowLine>> ReadWindowLines(StateStore& store, WindowDay day,
-                                                                                uint64_t* replayed = nullptr,
-                                                                                const LineIds* line_ids = nullptr);
-  // The commit the last line checkpoint reflects; nullopt for a store written before checkpoints.
-  [[nodiscard]] static absl::StatusOr<std::optional<uint64_t>> ReadLinesThrough(StateStore& store);
-
-  // The stored transaction record under `txn_key` (TxnKey), wherever it is: the newest of
-  // kRecentTxn, else kTxn. For readers other than the ledger (the report tool); it scans
-  // kRecentTxn, so it is not for a hot path.
-  [[nodiscard]] static absl::Status FindTxnRecord(StateStore& store, std::string_view txn_key, std::string& value,
-                                                  bool& found);
-
   // Netting lines held in memory: those of the windows not closed. Ledger thread.
   [[nodiscard]] size_t lines_held() const { return lines_.size(); }
 
@@ -219,7 +200,7 @@ class Ledger {
   void ForgetClosedWindows();
   WindowCounters& TouchCounters(WindowDay day);
   // Adds `amount_fen` to the gross of the slot's partition in its window, unless that would
-  // pass kPartitionWindowGrossFenMax (engine/money.h): then false, and nothing changes.
+  // pass kPartitionWindowGrossFenMax (engine/base/money.h): then false, and nothing changes.
   [[nodiscard]] bool AddPartitionGross(const MessageSlot& slot, int64_t amount_fen);
   // Reads the partition gross records; a window not closed that has applied records but no
   // gross record (a store written before they were kept) gets its gross from those records.

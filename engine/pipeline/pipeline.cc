@@ -1,7 +1,7 @@
-#include "engine/pipeline.h"
+#include "engine/pipeline/pipeline.h"
 
 #include "boost/lockfree/spsc_queue.hpp"
-#include "engine/assert.h"
+#include "engine/base/assert.h"
 
 namespace yrd {
 

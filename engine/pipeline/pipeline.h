@@ -23,11 +23,11 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "engine/batch.h"
-#include "engine/clock.h"
-#include "engine/event.h"
-#include "engine/histogram.h"
-#include "engine/ledger.h"
+#include "engine/ledger/batch.h"
+#include "engine/base/clock.h"
+#include "engine/event/event.h"
+#include "engine/base/histogram.h"
+#include "engine/ledger/ledger.h"
 
 namespace yrd {
 

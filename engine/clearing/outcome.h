@@ -22,8 +22,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/reason.h"
-#include "engine/window.h"
+#include "engine/base/reason.h"
+#include "engine/base/window.h"
 #include "nlohmann/json.hpp"
 
 namespace yrd {

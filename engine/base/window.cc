@@ -1,4 +1,4 @@
-#include "engine/window.h"
+#include "engine/base/window.h"
 
 #include <cstdio>
 

@@ -1,4 +1,4 @@
-#include "engine/event_file.h"
+#include "engine/event/event_file.h"
 
 #include <cerrno>
 #include <cstring>
@@ -6,7 +6,7 @@
 #include <sstream>
 #include <utility>
 
-#include "engine/strings.h"
+#include "engine/base/strings.h"
 
 namespace yrd {
 namespace {
