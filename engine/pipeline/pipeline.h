@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "engine/ledger/batch.h"
+#include "engine/batch/batch.h"
 #include "engine/base/clock.h"
 #include "engine/event/event.h"
 #include "engine/base/histogram.h"

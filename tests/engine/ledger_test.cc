@@ -17,7 +17,7 @@
 #include "adapters/crypto/payload_sealer.h"
 #include "adapters/crypto/sha256.h"
 #include "adapters/rocksdb/rocks_store.h"
-#include "engine/ledger/batch.h"
+#include "engine/batch/batch.h"
 #include "engine/clearing/clearing_files.h"
 #include "engine/store/records.h"
 #include "engine/base/strings.h"

@@ -8,7 +8,7 @@
 
 #include "adapters/crypto/hmac.h"
 #include "adapters/rocksdb/rocks_store.h"
-#include "engine/ledger/batch.h"
+#include "engine/batch/batch.h"
 #include "engine/ledger/ledger.h"
 #include "engine/readers/store_readers.h"
 #include "gmock/gmock.h"

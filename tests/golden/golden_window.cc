@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "adapters/crypto/hmac.h"
-#include "engine/ledger/batch.h"
+#include "engine/batch/batch.h"
 #include "engine/ledger/ledger.h"
 #include "engine/store/records.h"
 #include "engine/base/strings.h"

@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "engine/ledger/batch.h"
+#include "engine/batch/batch.h"
 #include "engine/event/event.h"
 #include "engine/store/records.h"
 #include "engine/registry/registry.h"

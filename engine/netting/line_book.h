@@ -1,0 +1,109 @@
+// LineBook: the netting lines of the windows not closed, held in memory while the ledger nets
+// events into them; their numbers (LineIds, stored in kMeta with the first record that uses one);
+// and their checkpoints into kLines.
+//
+// A line aggregates the events of one window between one set of participants (engine/store/
+// records.h). The lines are written to kLines only at a checkpoint: every checkpoint_applied_max
+// applied events, and in the commit that closes a window, with kLinesThroughKey naming the commit
+// they reflect; between checkpoints the applied records every commit writes complete them
+// (ReadWindowLines, and Load). A tap's or a settlement's line is found by the addresses of its
+// registry entries (the batch's registry is held while they are cached), without building and
+// hashing its key text; a refund's or cancellation's by its original's line number.
+//
+// Used on the ledger thread only.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "engine/base/strings.h"
+#include "engine/event/event.h"
+#include "engine/registry/registry.h"
+#include "engine/store/records.h"
+#include "engine/store/state_store.h"
+
+namespace yrd {
+
+class LineBook {
+ public:
+  // `checkpoint_applied_max`: config store.lines_checkpoint_applied_max.
+  explicit LineBook(uint64_t checkpoint_applied_max) : checkpoint_applied_max_(checkpoint_applied_max) {}
+
+  // Reads the line ids (LoadIds, first) and then the lines of `open_days` as committed (the last
+  // checkpoint completed by the applied records after it). The loaded lines count as changed, so
+  // the next checkpoint writes them whole; a store without a checkpoint marker gets one with the
+  // next write.
+  [[nodiscard]] absl::Status LoadIds(StateStore& store);
+  [[nodiscard]] absl::Status LoadLines(StateStore& store, const std::vector<WindowDay>& open_days);
+
+  // Before a batch: a batch with another registry than the last drops the cached routes.
+  void BeginBatch(const std::shared_ptr<const Registry>& registry);
+  // The line of a tap or a settlement in `day`, added when new.
+  [[nodiscard]] uint32_t RouteLine(WindowDay day, const DecodedEvent& event);
+  // The line numbered `line_id` (an original's) in `day`, added when new there.
+  [[nodiscard]] uint32_t LineOfId(WindowDay day, uint32_t line_id);
+  [[nodiscard]] uint32_t line_id(uint32_t line) const { return lines_[line].line_id; }
+  // Marks a line changed since the last checkpoint and returns its totals.
+  LineTotals& Touch(uint32_t line);
+
+  [[nodiscard]] LineIds& line_ids() { return line_ids_; }
+  // Numbers given since the last write: stored with the next one.
+  [[nodiscard]] std::vector<uint32_t>& new_line_ids() { return new_line_ids_; }
+
+  // Puts the new line numbers into `write`, and, when a checkpoint is due (`applied_count` more
+  // events since the last, checkpoint_applied_max reached) or `window_closed`, every changed line
+  // and the marker of commit `sequence`. True when it checkpointed.
+  bool AppendWrites(uint64_t sequence, uint64_t applied_count, bool window_closed, StateWriteBatch& write);
+  // Forgets the lines of the windows `is_open` says no to (checkpointed by the commit that closed
+  // them and never netted into again), so a daemon that runs for months holds only what the open
+  // windows need. Only right after a checkpoint.
+  void ForgetClosed(const std::function<bool(WindowDay)>& is_open);
+
+  // Lines held in memory.
+  [[nodiscard]] size_t lines_held() const { return lines_.size(); }
+
+ private:
+  struct LineEntry {
+    std::string store_key;  // window + line key
+    uint32_t line_id = kNoLineId;
+    LineTotals totals;
+    bool dirty = false;     // changed since the last checkpoint
+  };
+  // Within one registry a tap's line follows from its issuing bank, merchant and merchant's bank,
+  // and a settlement's from its insured fund, institution and institution's fund.
+  struct LineRoute {
+    const void* first = nullptr;
+    const void* second = nullptr;
+    const void* third = nullptr;
+    WindowDay day = 0;
+    bool operator==(const LineRoute&) const = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const LineRoute& route) {
+      return H::combine(std::move(h), route.first, route.second, route.third, route.day);
+    }
+  };
+  // The line of `line_key` (without window) in `day`, added when new.
+  [[nodiscard]] uint32_t LineIndex(WindowDay day, std::string_view line_key);
+
+  const uint64_t checkpoint_applied_max_;
+  StringMap<uint32_t> line_index_;
+  std::vector<LineEntry> lines_;
+  LineIds line_ids_;                    // as loaded, plus those given since
+  std::vector<uint32_t> new_line_ids_;  // given since the last write was built: stored with it
+  absl::flat_hash_map<LineRoute, uint32_t> routes_;
+  std::shared_ptr<const Registry> routes_registry_;  // held so no entry's address is reused
+  std::vector<uint32_t> dirty_lines_;   // changed since the last checkpoint
+  uint64_t applied_since_checkpoint_ = 0;
+  bool checkpoint_due_ = false;         // a store without kLinesThroughKey gets one at once
+  std::string key_scratch_;
+  std::string line_key_scratch_;
+  std::string value_scratch_;
+};
+
+}  // namespace yrd

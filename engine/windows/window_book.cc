@@ -1,0 +1,284 @@
+#include "engine/windows/window_book.h"
+
+#include <algorithm>
+
+#include "engine/base/assert.h"
+#include "engine/base/money.h"
+#include "engine/base/strings.h"
+
+namespace yrd {
+
+absl::Status WindowBook::Load(StateStore& store, const LineIds& line_ids) {
+  absl::Status damaged;
+  absl::Status s = store.Scan(Table::kMeta, kWindowKeyPrefix, {}, [&](std::string_view key, std::string_view v) {
+    WindowRecord record;
+    if (key.size() != kWindowKeyPrefix.size() + 4 || !DecodeWindowRecord(v, record)) {
+      damaged = absl::DataLossError("a window record is damaged");
+      return false;
+    }
+    records_[WindowFromKeyBits(ReadBigEndian32(key.data() + kWindowKeyPrefix.size()))] = record;
+    return true;
+  });
+  if (!s.ok()) return s;
+  if (!damaged.ok()) return damaged;
+  // Every window's counters (one record per window): a window that closed while the daemon was
+  // down is found here and closed on the first batch.
+  s = store.Scan(Table::kMeta, kCountersKeyPrefix, {}, [&](std::string_view key, std::string_view v) {
+    WindowCounters counters;
+    if (key.size() != kCountersKeyPrefix.size() + 4 || !DecodeWindowCounters(v, counters)) {
+      damaged = absl::DataLossError("a window counters record is damaged");
+      return false;
+    }
+    counters_[WindowFromKeyBits(ReadBigEndian32(key.data() + kCountersKeyPrefix.size()))].counters = counters;
+    return true;
+  });
+  if (!s.ok()) return s;
+  if (!damaged.ok()) return damaged;
+  return LoadGross(store, line_ids);
+}
+
+absl::Status WindowBook::LoadGross(StateStore& store, const LineIds& line_ids) {
+  bool damaged = false;
+  absl::Status s = store.Scan(Table::kMeta, kGrossKeyPrefix, {}, [&](std::string_view key, std::string_view value) {
+    PartitionGross gross;
+    damaged = !DecodeGross(key, value, gross);
+    if (!damaged && PersistedState(gross.day) < WindowState::kClosed) {
+      gross_[{gross.day, gross.topic, gross.partition}].gross_fen = gross.gross_fen;
+    }
+    return !damaged;
+  });
+  if (!s.ok()) return s;
+  if (damaged) return absl::DataLossError("a partition gross record is damaged");
+  for (const WindowDay day : DaysNotClosed()) {
+    const auto first = gross_.lower_bound({day, SourceTopic::kTaps, 0});
+    if (first != gross_.end() && std::get<0>(first->first) == day) continue;
+    std::string prefix;
+    AppendBigEndian32(prefix, WindowKeyBits(day));
+    bool record_damaged = false;
+    s = store.Scan(Table::kApplied, prefix, {}, [&](std::string_view, std::string_view blob) {
+      size_t position = 0;
+      AppliedRecord record;
+      while (NextAppliedRecord(blob, position, line_ids, record, record_damaged)) {
+        const SourceTopic topic = FamilyOf(record.kind) == Family::kTaps ? SourceTopic::kTaps : SourceTopic::kMedical;
+        GrossEntry& entry = gross_[{day, topic, record.partition}];
+        // An earlier version bounded only each line: past the bound, the partition takes no more
+        // money in this window (saturated, so such a window never stops a start).
+        const std::optional<int64_t> sum = CheckedAddFen(entry.gross_fen, record.amount_fen);
+        entry.gross_fen = sum && *sum <= kPartitionWindowGrossFenMax ? *sum : kPartitionWindowGrossFenMax + 1;
+        entry.touched_sequence = kStoreWithNextWrite;
+      }
+      return !record_damaged;
+    });
+    if (!s.ok()) return s;
+    if (record_damaged) return absl::DataLossError("an applied record is damaged");
+  }
+  return absl::OkStatus();
+}
+
+std::vector<WindowDay> WindowBook::DaysNotClosed() const {
+  std::vector<WindowDay> days;
+  for (const auto& [day, entry] : counters_) {
+    if (PersistedState(day) < WindowState::kClosed) days.push_back(day);
+  }
+  return days;
+}
+
+void WindowBook::BeginBatch(uint64_t sequence) {
+  sequence_ = sequence;
+  touched_windows_.clear();
+  retired_exception_keys_.clear();
+  cached_counters_ = nullptr;  // the counters each window touches now are marked for this batch
+  cached_gross_ = nullptr;
+}
+
+// ---- routing --------------------------------------------------------------------------------------
+
+WindowState WindowBook::PersistedState(WindowDay day) const {
+  const auto it = records_.find(day);
+  return it == records_.end() ? WindowState::kOpen : it->second.state;
+}
+
+bool WindowBook::IsClosed(WindowDay day, int64_t now_ms) const {
+  if (calendar_.CloseInstantMs(day) <= now_ms) return true;
+  return PersistedState(day) >= WindowState::kClosed;
+}
+
+WindowDay WindowBook::OldestOpenWindow(int64_t now_ms) const {
+  // The day before today may still be in its grace period.
+  WindowDay day = calendar_.DayOf(now_ms) - 1;
+  for (int32_t i = 0; i < kOpenWindowSearchDaysMax; ++i, ++day) {
+    if (!IsClosed(day, now_ms)) return day;
+  }
+  YRD_ASSERT(false && "no open window within a year of the clock");
+  return day;
+}
+
+std::pair<WindowDay, bool> WindowBook::RouteWindow(int64_t occurred_at_ms, int64_t now_ms) const {
+  const WindowDay natural = calendar_.DayOf(occurred_at_ms);
+  if (!IsClosed(natural, now_ms)) return {natural, false};
+  return {OldestOpenWindow(now_ms), true};
+}
+
+// ---- commands -------------------------------------------------------------------------------------
+
+void WindowBook::CloseWindow(WindowDay day, int64_t closed_at_ms, const Registry& registry, Batch& batch) {
+  if (PersistedState(day) >= WindowState::kClosed) return;  // closing twice is a no-op
+  WindowRecord& record = records_[day];
+  record.state = WindowState::kClosed;
+  record.closed_at_ms = closed_at_ms;
+  for (size_t i = 0; i < kCategoryCount; ++i) record.fee_basis_points[i] = registry.fee_bps(static_cast<Category>(i));
+  record.fee_bank_id = registry.fee_bank().bank_id;
+  record.registered_bank_ids.clear();
+  record.registered_fund_ids.clear();
+  record.registered_province_codes.clear();
+  for (const Bank& bank : registry.banks()) record.registered_bank_ids.push_back(bank.bank_id);
+  for (const Fund& fund : registry.funds()) record.registered_fund_ids.push_back(fund.fund_id);
+  for (const Province& province : registry.provinces()) record.registered_province_codes.push_back(province.code);
+  touched_windows_.push_back(day);
+  batch.windows_closed.push_back(day);
+}
+
+void WindowBook::RetireWindow(const WindowCommand& command, Batch& batch) {
+  // Only a window whose files are written gives up its records; its ranges go once, its
+  // exceptions with every command that names them (a large window's take several).
+  const auto it = records_.find(command.day);
+  if (it == records_.end() || it->second.state != WindowState::kFilesWritten) return;
+  retired_exception_keys_.insert(retired_exception_keys_.end(), command.exception_keys.begin(),
+                                 command.exception_keys.end());
+  if (it->second.retired_at_ms != 0) return;
+  it->second.retired_at_ms = batch.now_ms;
+  touched_windows_.push_back(command.day);
+  batch.windows_retired.push_back(command.day);
+}
+
+void WindowBook::ApplyCommands(Batch& batch) {
+  const int64_t now_ms = batch.now_ms;
+  // The clock closes every window with activity once its cutoff plus grace has passed; the
+  // close time is that instant, so files generated again carry the same header.
+  for (const auto& [day, entry] : counters_) {
+    const int64_t close_at_ms = calendar_.CloseInstantMs(day);
+    if (close_at_ms <= now_ms) CloseWindow(day, close_at_ms, *batch.registry, batch);
+  }
+  for (const WindowCommand& command : batch.commands) {
+    switch (command.kind) {
+      case WindowCommand::Kind::kClose:
+        // A day with no activity and no state is not a window: closing it would invent one.
+        if (counters_.contains(command.day) || records_.contains(command.day)) {
+          CloseWindow(command.day, now_ms, *batch.registry, batch);
+        }
+        break;
+      case WindowCommand::Kind::kMarkFilesWritten: {
+        auto it = records_.find(command.day);
+        if (it != records_.end() && it->second.state == WindowState::kClosed) {
+          it->second.state = WindowState::kFilesWritten;
+          it->second.files_written_at_ms = now_ms;
+          touched_windows_.push_back(command.day);
+          batch.windows_files_marked.push_back(command.day);
+        }
+        break;
+      }
+      case WindowCommand::Kind::kRetire:
+        RetireWindow(command, batch);
+        break;
+    }
+  }
+}
+
+// ---- counters and gross ----------------------------------------------------------------------------
+
+WindowCounters& WindowBook::TouchCounters(WindowDay day) {
+  if (cached_counters_ == nullptr || cached_counters_day_ != day) {
+    cached_counters_ = &counters_[day];  // a map's entries stay where they are
+    cached_counters_day_ = day;
+    cached_counters_->touched_sequence = sequence_;
+  }
+  return cached_counters_->counters;
+}
+
+bool WindowBook::AddPartitionGross(WindowDay day, SourceTopic topic, int32_t partition, int64_t amount_fen) {
+  const GrossIndex index{day, topic, partition};
+  if (cached_gross_ == nullptr || cached_gross_index_ != index) {
+    cached_gross_ = &gross_[index];  // a map's entries stay where they are
+    cached_gross_index_ = index;
+  }
+  const std::optional<int64_t> sum = CheckedAddFen(cached_gross_->gross_fen, amount_fen);
+  if (!sum || *sum > kPartitionWindowGrossFenMax) return false;
+  cached_gross_->gross_fen = *sum;
+  cached_gross_->touched_sequence = sequence_;
+  return true;
+}
+
+// ---- the write --------------------------------------------------------------------------------------
+
+void WindowBook::AppendWrites(const Batch& batch, StateWriteBatch& write) {
+  for (auto& [day, entry] : counters_) {
+    if (entry.touched_sequence != sequence_) continue;
+    CountersKey(day, key_scratch_);
+    EncodeWindowCounters(entry.counters, value_scratch_);
+    write.Put(Table::kMeta, key_scratch_, value_scratch_);
+  }
+  for (auto& [index, entry] : gross_) {
+    if (entry.touched_sequence < sequence_) continue;
+    entry.touched_sequence = sequence_;
+    GrossKey(std::get<0>(index), std::get<1>(index), std::get<2>(index), key_scratch_);
+    EncodeGross(entry.gross_fen, value_scratch_);
+    write.Put(Table::kMeta, key_scratch_, value_scratch_);
+  }
+  std::string begin, end;
+  auto window_range = [&](std::string_view prefix, WindowDay day) {
+    begin.assign(prefix);
+    AppendBigEndian32(begin, WindowKeyBits(day));
+    end.assign(prefix);
+    AppendBigEndian32(end, WindowKeyBits(day + 1));
+  };
+  // A closed window's partition gross is never needed again (after the puts: the later wins).
+  for (const WindowDay day : batch.windows_closed) {
+    window_range(kGrossKeyPrefix, day);
+    write.DeleteRange(Table::kMeta, begin, end);
+  }
+  for (const WindowDay day : batch.windows_retired) {
+    window_range({}, day);
+    write.DeleteRange(Table::kApplied, begin, end);
+    write.DeleteRange(Table::kLines, begin, end);
+  }
+  for (const std::string& key : retired_exception_keys_) write.Delete(Table::kExceptions, key);
+  for (const WindowDay day : touched_windows_) {
+    WindowStateKey(day, key_scratch_);
+    EncodeWindowRecord(records_.at(day), value_scratch_);
+    write.Put(Table::kMeta, key_scratch_, value_scratch_);
+  }
+}
+
+void WindowBook::ForgetClosed() {
+  std::erase_if(gross_, [this](const auto& entry) { return PersistedState(std::get<0>(entry.first)) != WindowState::kOpen; });
+  cached_gross_ = nullptr;
+}
+
+// ---- what others see ----------------------------------------------------------------------------------
+
+std::shared_ptr<const WindowTable> WindowBook::BuildTable(int64_t now_ms) const {
+  auto table = std::make_shared<WindowTable>();
+  for (const auto& [day, entry] : counters_) (*table)[day].counters = entry.counters;
+  for (const auto& [day, record] : records_) {
+    WindowInfo& info = (*table)[day];
+    info.state = record.state;
+    info.closed_at_ms = record.closed_at_ms;
+    info.files_written_at_ms = record.files_written_at_ms;
+    info.retired_at_ms = record.retired_at_ms;
+  }
+  for (auto& [day, info] : *table) {
+    if (info.state >= WindowState::kClosed) continue;
+    info.state = calendar_.CutoffInstantMs(day) <= now_ms ? WindowState::kClosing : WindowState::kOpen;
+  }
+  return table;
+}
+
+std::vector<WindowDay> WindowBook::AwaitingFiles() const {
+  std::vector<WindowDay> days;
+  for (const auto& [day, record] : records_) {
+    if (record.state == WindowState::kClosed) days.push_back(day);
+  }
+  return days;
+}
+
+}  // namespace yrd
