@@ -10,10 +10,10 @@
 #include "adapters/crypto/hmac.h"
 #include "adapters/fs/file_set.h"
 #include "adapters/rocksdb/rocks_store.h"
+#include "engine/base/money.h"
 #include "engine/batch/batch.h"
 #include "engine/clearing/clearing_files.h"
 #include "engine/ledger/ledger.h"
-#include "engine/base/money.h"
 #include "schemas/events_generated.h"
 #include "tests/support/events.h"
 

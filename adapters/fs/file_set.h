@@ -31,8 +31,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "engine/clearing/clearing_files.h"
 #include "engine/base/window.h"
+#include "engine/clearing/clearing_files.h"
 
 namespace yrd {
 

@@ -15,8 +15,8 @@
 #include "adapters/http/prometheus.h"
 #include "engine/base/histogram.h"
 #include "engine/base/reason.h"
-#include "engine/store/records.h"
 #include "engine/base/window.h"
+#include "engine/store/records.h"
 
 namespace yrd::http {
 

@@ -33,9 +33,9 @@
 
 #include "CLI/CLI.hpp"
 #include "adapters/crypto/hmac.h"
+#include "engine/base/money.h"
 #include "engine/event/event.h"
 #include "engine/event/event_file.h"
-#include "engine/base/money.h"
 #include "engine/registry/registry.h"
 
 namespace yrd {

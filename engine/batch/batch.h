@@ -14,10 +14,10 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/event/event.h"
-#include "engine/store/records.h"
-#include "engine/registry/registry.h"
 #include "engine/base/window.h"
+#include "engine/event/event.h"
+#include "engine/registry/registry.h"
+#include "engine/store/records.h"
 
 namespace yrd {
 

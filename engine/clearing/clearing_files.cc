@@ -5,10 +5,9 @@
 #include <set>
 #include <utility>
 
-#include "engine/ledger/ledger.h"
 #include "engine/base/money.h"
-#include "engine/clearing/outcome.h"
 #include "engine/base/strings.h"
+#include "engine/clearing/outcome.h"
 #include "engine/readers/store_readers.h"
 
 namespace yrd {

@@ -20,10 +20,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/base/window.h"
 #include "engine/clearing/positions.h"
 #include "engine/registry/registry.h"
 #include "engine/store/state_store.h"
-#include "engine/base/window.h"
 
 namespace yrd {
 

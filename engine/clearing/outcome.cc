@@ -2,8 +2,8 @@
 
 #include <cstdlib>
 
-#include "engine/base/strings.h"
 #include "engine/base/money.h"
+#include "engine/base/strings.h"
 
 namespace yrd {
 namespace {

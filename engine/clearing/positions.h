@@ -9,8 +9,8 @@
 
 #include "absl/status/statusor.h"
 #include "engine/clearing/outcome.h"
-#include "engine/store/records.h"
 #include "engine/registry/registry.h"
+#include "engine/store/records.h"
 
 namespace yrd {
 

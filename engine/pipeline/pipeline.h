@@ -23,10 +23,10 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "engine/batch/batch.h"
 #include "engine/base/clock.h"
-#include "engine/event/event.h"
 #include "engine/base/histogram.h"
+#include "engine/batch/batch.h"
+#include "engine/event/event.h"
 #include "engine/ledger/ledger.h"
 
 namespace yrd {

@@ -6,8 +6,8 @@
 #include <sstream>
 
 #include "absl/status/status.h"
-#include "engine/base/strings.h"
 #include "engine/base/money.h"
+#include "engine/base/strings.h"
 #include "toml++/toml.h"
 
 namespace yrd {

@@ -22,8 +22,8 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/base/strings.h"
 #include "absl/status/statusor.h"
+#include "engine/base/strings.h"
 
 namespace yrd {
 

@@ -14,10 +14,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/event/event.h"
 #include "engine/base/reason.h"
 #include "engine/base/strings.h"
 #include "engine/base/window.h"
+#include "engine/event/event.h"
 
 namespace yrd {
 

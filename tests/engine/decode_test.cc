@@ -8,8 +8,8 @@
 #include <string>
 
 #include "adapters/crypto/hmac.h"
-#include "engine/event/event.h"
 #include "engine/base/strings.h"
+#include "engine/event/event.h"
 #include "gtest/gtest.h"
 #include "tests/support/events.h"
 

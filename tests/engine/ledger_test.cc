@@ -17,11 +17,11 @@
 #include "adapters/crypto/payload_sealer.h"
 #include "adapters/crypto/sha256.h"
 #include "adapters/rocksdb/rocks_store.h"
+#include "engine/base/strings.h"
 #include "engine/batch/batch.h"
 #include "engine/clearing/clearing_files.h"
-#include "engine/store/records.h"
-#include "engine/base/strings.h"
 #include "engine/readers/store_readers.h"
+#include "engine/store/records.h"
 #include "gtest/gtest.h"
 #include "tests/support/events.h"
 

@@ -5,10 +5,10 @@
 #include <vector>
 
 #include "adapters/crypto/hmac.h"
+#include "engine/base/strings.h"
 #include "engine/batch/batch.h"
 #include "engine/ledger/ledger.h"
 #include "engine/store/records.h"
-#include "engine/base/strings.h"
 #include "tests/support/events.h"
 
 namespace yrd::test {

@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <system_error>
 
-#include "engine/pipeline/pipeline.h"
 #include "engine/base/window.h"
+#include "engine/pipeline/pipeline.h"
 #include "schemas/events_generated.h"
 
 namespace yrd::test {

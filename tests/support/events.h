@@ -12,8 +12,8 @@
 
 #include "engine/batch/batch.h"
 #include "engine/event/event.h"
-#include "engine/store/records.h"
 #include "engine/registry/registry.h"
+#include "engine/store/records.h"
 
 namespace yrd::test {
 

@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
-#include "engine/event/event_file.h"
-#include "engine/clearing/outcome.h"
-#include "engine/registry/registry.h"
 #include "engine/base/window.h"
+#include "engine/clearing/outcome.h"
+#include "engine/event/event_file.h"
+#include "engine/registry/registry.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "schemas/events_generated.h"

@@ -10,8 +10,8 @@
 
 #include "adapters/crypto/hmac.h"
 #include "engine/pipeline/pipeline.h"
-#include "engine/store/records.h"
 #include "engine/readers/store_readers.h"
+#include "engine/store/records.h"
 #include "gtest/gtest.h"
 #include "tests/support/events.h"
 

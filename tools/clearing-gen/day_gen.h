@@ -22,10 +22,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "engine/event/event_file.h"
-#include "engine/clearing/outcome.h"
-#include "engine/registry/registry.h"
 #include "engine/base/window.h"
+#include "engine/clearing/outcome.h"
+#include "engine/event/event_file.h"
+#include "engine/registry/registry.h"
 #include "nlohmann/json.hpp"
 #include "tools/clearing-gen/reference_model.h"
 

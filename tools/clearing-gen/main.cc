@@ -19,9 +19,9 @@
 
 #include "CLI/CLI.hpp"
 #include "adapters/kafka/producer.h"
+#include "engine/base/window.h"
 #include "engine/event/event_file.h"
 #include "engine/registry/registry.h"
-#include "engine/base/window.h"
 #include "fmt/format.h"
 #include "tools/clearing-gen/day_gen.h"
 #include "tools/clearing-gen/json_convert.h"

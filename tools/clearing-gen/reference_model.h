@@ -32,11 +32,11 @@
 #include <vector>
 
 #include "engine/base/money.h"
-#include "engine/clearing/outcome.h"
 #include "engine/base/reason.h"
-#include "engine/registry/registry.h"
 #include "engine/base/strings.h"
 #include "engine/base/window.h"
+#include "engine/clearing/outcome.h"
+#include "engine/registry/registry.h"
 #include "tools/clearing-gen/messages.h"
 
 namespace yrd::gen {

@@ -18,10 +18,10 @@
 #include "adapters/crypto/hmac.h"
 #include "adapters/crypto/sha256.h"
 #include "adapters/fs/file_set.h"
-#include "engine/clearing/clearing_files.h"
 #include "engine/base/money.h"
-#include "engine/store/records.h"
 #include "engine/base/strings.h"
+#include "engine/clearing/clearing_files.h"
+#include "engine/store/records.h"
 #include "nlohmann/json.hpp"
 #include "tools/clearing-report/fields.h"
 

@@ -10,10 +10,10 @@
 
 #include "absl/status/statusor.h"
 #include "adapters/kafka/producer.h"
+#include "engine/base/window.h"
 #include "engine/event/event.h"
 #include "engine/ledger/ledger.h"
 #include "engine/pipeline/pipeline.h"
-#include "engine/base/window.h"
 #include "tools/clearingd/maintenance.h"
 
 namespace yrd {

@@ -2,8 +2,8 @@
 
 #include "adapters/fs/file_set.h"
 #include "adapters/log/log.h"
-#include "engine/store/records.h"
 #include "engine/base/strings.h"
+#include "engine/store/records.h"
 
 namespace yrd {
 

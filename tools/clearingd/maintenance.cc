@@ -3,8 +3,8 @@
 #include <map>
 #include <vector>
 
-#include "engine/store/records.h"
 #include "engine/base/strings.h"
+#include "engine/store/records.h"
 
 namespace yrd {
 
