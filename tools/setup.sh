@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(
-  build-essential cmake pkg-config
+  build-essential cmake ninja-build pkg-config
   librdkafka-dev librocksdb-dev flatbuffers-compiler libflatbuffers-dev
   libboost-dev libboost-system-dev libabsl-dev libssl-dev libfmt-dev libspdlog-dev
   libtomlplusplus-dev libcli11-dev libxxhash-dev nlohmann-json3-dev
@@ -31,7 +31,7 @@ fi
 jobs=$(nproc)
 build() {  # build <dir> <cmake args...>
   local dir=$1; shift
-  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
   cmake --build "$dir" -j "$jobs"
 }
 build build/release
