@@ -149,14 +149,9 @@ int Main(int argc, char** argv) {
 
     // Check against the oracle from the store itself.
     Outcome actual;
-    std::map<WindowDay, WindowCounters> counters;
-    absl::Status scan = (*store)->Scan(Table::kMeta, kCountersKeyPrefix, {}, [&](std::string_view key, std::string_view v) {
-      WindowCounters c;
-      if (DecodeWindowCounters(v, c)) counters[WindowFromKeyBits(ReadBigEndian32(key.data() + kCountersKeyPrefix.size()))] = c;
-      return true;
-    });
-    if (!scan.ok()) return std::cerr << scan << "\n", 1;
-    for (const auto& [day, c] : counters) {
+    absl::StatusOr<std::map<WindowDay, WindowCounters>> counters = ReadAllWindowCounters(**store);
+    if (!counters.ok()) return std::cerr << counters.status() << "\n", 1;
+    for (const auto& [day, c] : *counters) {
       absl::StatusOr<std::vector<WindowLine>> lines = ReadWindowLines(**store, day);
       if (!lines.ok()) return std::cerr << lines.status() << "\n", 1;
       auto w = ComputeWindowOutcome(*lines, c, FeeSchedule::FromRegistry(**registry));
@@ -171,7 +166,7 @@ int Main(int argc, char** argv) {
     if (!diff.empty()) return 1;
 
     if (close_window) {
-      const WindowDay day = counters.rbegin()->first;
+      const WindowDay day = counters->rbegin()->first;
       Batch close(BatchLimits{.messages_max = 1, .arena_bytes_max = 1 << 20});
       close.now_ms = clock_ms;
       close.registry = *registry;
@@ -191,7 +186,7 @@ int Main(int argc, char** argv) {
       }
       const double close_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - close_start).count();
       std::printf("window=%s applied=%ld close_and_files_seconds=%.3f files_bytes=%lu\n", FormatWindowDay(day).c_str(),
-                  static_cast<long>(counters.rbegin()->second.applied_count), close_seconds,
+                  static_cast<long>(counters->rbegin()->second.applied_count), close_seconds,
                   static_cast<unsigned long>(DirectoryBytes(output_dir)));
     }
   }

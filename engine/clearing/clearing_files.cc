@@ -95,12 +95,6 @@ std::string_view KindName(EventKind kind) {
   return "UNKNOWN";
 }
 
-std::string WindowPrefix(WindowDay day) {
-  std::string prefix;
-  AppendBigEndian32(prefix, WindowKeyBits(day));
-  return prefix;
-}
-
 // ---- statements: what each bank's and fund's file says, from the netting lines ------------------
 
 struct MerchantCredit {
@@ -316,7 +310,7 @@ struct WindowData {
   std::set<int32_t> partitions;  // of the applied records
   std::vector<std::string> violations;
   WindowRecord record;           // the window's close record (frozen fees and participants)
-  LineIds line_ids;              // what the applied records' line numbers stand for
+  LineIdBook line_ids;           // what the applied records' line numbers stand for
 };
 
 // Adds one applied record to the line totals it should have netted into, by the ledger's own
@@ -364,24 +358,17 @@ absl::Status ReadWindow(StateStore& store, const ClosedWindow& window, WindowDat
   const std::string date = FormatWindowDay(window.day);
   std::vector<std::string>& violations = data.violations;
 
-  std::string key, value;
-  bool found = false;
-  CountersKey(window.day, key);
-  if (absl::Status s = store.Get(Table::kMeta, key, value, found); !s.ok()) return s;
-  if (found && !DecodeWindowCounters(value, data.counters)) {
-    return absl::DataLossError(Cat("the counters of window ", date, " are damaged"));
-  }
+  absl::StatusOr<WindowCounters> counters = ReadWindowCounters(store, window.day);
+  if (!counters.ok()) return counters.status();
+  data.counters = *counters;
 
-  absl::StatusOr<LineIds> line_ids = LoadLineIds(store);
+  absl::StatusOr<LineIdBook> line_ids = LoadLineIds(store);
   if (!line_ids.ok()) return line_ids.status();
   data.line_ids = *std::move(line_ids);
   // A closed window's lines were checkpointed by the commit that closed it.
   absl::StatusOr<std::vector<WindowLine>> lines = ReadWindowLines(store, window.day, nullptr, &data.line_ids);
   if (!lines.ok()) return lines.status();
   data.lines = *std::move(lines);
-  const std::string prefix = WindowPrefix(window.day);
-  absl::Status damaged;
-
   absl::StatusOr<WindowOutcome> outcome = ComputeWindowOutcome(data.lines, data.counters, window.fees);
   if (!outcome.ok()) return outcome.status();
   data.outcome = *std::move(outcome);
@@ -394,47 +381,42 @@ absl::Status ReadWindow(StateStore& store, const ClosedWindow& window, WindowDat
   std::map<std::pair<Family, int32_t>, int64_t> last_offsets;
   int64_t record_count = 0, late_count = 0;
   bool overflowed = false;
-  absl::Status s = store.Scan(Table::kApplied, prefix, {}, [&](std::string_view, std::string_view blob) {
-    size_t position = 0;
-    AppliedRecord record;
-    bool record_damaged = false;
-    while (NextAppliedRecord(blob, position, data.line_ids, record, record_damaged)) {
-      ++record_count;
-      if (record.late) ++late_count;
-      const Family family = FamilyOf(record.kind);
-      const std::string_view topic = family == Family::kTaps ? kTapsTopic : kMedicalTopic;
-      data.partitions.insert(record.partition);
-      auto [last, inserted] = last_offsets.try_emplace({family, record.partition}, record.offset);
-      if (!inserted) {
-        if (record.offset <= last->second) {
-          violations.push_back(Cat("applied record ", record.txn_id, " of ", topic, " partition ", record.partition,
-                                   " has offset ", record.offset, ", not after offset ", last->second));
-        }
-        last->second = record.offset;
-      }
-      const bool line_matches_kind =
-          family == Family::kTaps ? record.line_key.starts_with("T|") : record.line_key.starts_with("M|");
-      if (!line_matches_kind) {
-        violations.push_back(Cat("applied ", KindName(record.kind), " ", record.txn_id, " names netting line '",
-                                 record.line_key, "' of the other family"));
-      }
-      if (!IsFieldSafe(record.txn_id) || !IsFieldSafe(record.original_txn_id) || !IsFieldSafe(record.terminal_id) ||
-          !IsFieldSafe(record.card_masked)) {
-        violations.push_back(Cat("applied record at ", topic, " partition ", record.partition, " offset ",
-                                 record.offset, " has a field with '|' or a line end"));
-      }
-      auto line = applied_lines.find(record.line_key);
-      if (line == applied_lines.end()) line = applied_lines.emplace(std::string(record.line_key), LineTotals{}).first;
-      AddApplied(record, line->second, overflowed);
+  auto check = [&](SourcePartition owner, const AppliedRecord& record) {
+    ++record_count;
+    if (record.late) ++late_count;
+    const Family family = FamilyOf(record.kind);
+    const std::string_view topic = family == Family::kTaps ? kTapsTopic : kMedicalTopic;
+    data.partitions.insert(record.partition);
+    if (owner.partition != record.partition || owner.topic != TopicOf(family)) {
+      violations.push_back(Cat("applied record ", record.txn_id, " of ", topic, " partition ", record.partition,
+                               " is kept as ", FormatOwner(owner), "'s"));
     }
-    if (record_damaged) {
-      damaged = absl::DataLossError(Cat("an applied-records blob of window ", date, " is damaged"));
-      return false;
+    auto [last, inserted] = last_offsets.try_emplace({family, record.partition}, record.offset);
+    if (!inserted) {
+      if (record.offset <= last->second) {
+        violations.push_back(Cat("applied record ", record.txn_id, " of ", topic, " partition ", record.partition,
+                                 " has offset ", record.offset, ", not after offset ", last->second));
+      }
+      last->second = record.offset;
     }
+    const bool line_matches_kind =
+        family == Family::kTaps ? record.line_key.starts_with("T|") : record.line_key.starts_with("M|");
+    if (!line_matches_kind) {
+      violations.push_back(Cat("applied ", KindName(record.kind), " ", record.txn_id, " names netting line '",
+                               record.line_key, "' of the other family"));
+    }
+    if (!IsFieldSafe(record.txn_id) || !IsFieldSafe(record.original_txn_id) || !IsFieldSafe(record.terminal_id) ||
+        !IsFieldSafe(record.card_masked)) {
+      violations.push_back(Cat("applied record at ", topic, " partition ", record.partition, " offset ",
+                               record.offset, " has a field with '|' or a line end"));
+    }
+    auto line = applied_lines.find(record.line_key);
+    if (line == applied_lines.end()) line = applied_lines.emplace(std::string(record.line_key), LineTotals{}).first;
+    AddApplied(record, line->second, overflowed);
     return true;
-  });
+  };
+  absl::Status s = VisitAppliedRecords(store, window.day, data.line_ids, check);
   if (!s.ok()) return s;
-  if (!damaged.ok()) return damaged;
   if (overflowed) return absl::DataLossError(Cat("the applied records of window ", date, " overflow int64 fen"));
 
   // Zero sums.
@@ -802,9 +784,8 @@ std::string_view Role(bool first, bool second, std::string_view first_name, std:
 
 // Streams the applied records of `partition` into the detail files, in commit order, which
 // within one partition is offset order.
-absl::Status StreamPartition(StateStore& store, const LineIds& line_ids, WindowDay day, int32_t partition,
+absl::Status StreamPartition(StateStore& store, const LineIdBook& line_id_book, WindowDay day, int32_t partition,
                              StringMap<DetailFile>& bank_details, StringMap<DetailFile>& fund_details) {
-  const std::string prefix = WindowPrefix(day);
   std::string text;
   absl::Status failure;
   bool overflowed = false;
@@ -818,60 +799,66 @@ absl::Status StreamPartition(StateStore& store, const LineIds& line_ids, WindowD
     failure = absl::InternalError(Cat("no detail file for participant ", id));
     return nullptr;
   };
-  absl::Status s = store.Scan(Table::kApplied, prefix, {}, [&](std::string_view, std::string_view blob) {
-    size_t position = 0;
-    AppliedRecord r;
-    bool damaged = false;
-    while (NextAppliedRecord(blob, position, line_ids, r, damaged)) {
-      if (r.partition != partition) continue;
-      if (FamilyOf(r.kind) == Family::kTaps) {
-        const std::optional<TapLineParts> parts = ParseTapLineKey(r.line_key);
-        if (!parts) {
-          failure = absl::DataLossError(Cat("applied record ", r.txn_id, " names a damaged line"));
-          return false;
-        }
-        const bool same_bank = parts->issuer_bank == parts->merchant_bank;
-        DetailFile* issuer = find(bank_details, parts->issuer_bank);
-        if (issuer == nullptr) return false;
-        AppendBankDetail(text, r, same_bank ? "BOTH" : "ISSUER", parts->merchant);
-        CountBankDetail(issuer->bank, r, true, same_bank, overflowed);
-        if (!write(*issuer)) return false;
-        if (!same_bank) {
-          DetailFile* acquirer = find(bank_details, parts->merchant_bank);
-          if (acquirer == nullptr) return false;
-          AppendBankDetail(text, r, "ACQUIRER", parts->merchant);
-          CountBankDetail(acquirer->bank, r, false, true, overflowed);
-          if (!write(*acquirer)) return false;
-        }
-      } else {
-        const std::optional<SettlementLineParts> parts = ParseSettlementLineKey(r.line_key);
-        if (!parts) {
-          failure = absl::DataLossError(Cat("applied record ", r.txn_id, " names a damaged line"));
-          return false;
-        }
-        const bool same_fund = parts->insured_fund == parts->institution_fund;
-        DetailFile* insured = find(fund_details, parts->insured_fund);
-        if (insured == nullptr) return false;
-        AppendFundDetail(text, r, Role(true, same_fund, "INSURED", "INSTITUTION"), *parts);
-        CountFundDetail(insured->fund, r, true, same_fund, overflowed);
-        if (!write(*insured)) return false;
-        if (!same_fund) {
-          DetailFile* institution = find(fund_details, parts->institution_fund);
-          if (institution == nullptr) return false;
-          AppendFundDetail(text, r, "INSTITUTION", *parts);
-          CountFundDetail(institution->fund, r, false, true, overflowed);
-          if (!write(*institution)) return false;
+  // The partition's records of both topics: each detail file holds one family's, in offset order.
+  std::string prefix;
+  for (const SourceTopic topic : {SourceTopic::kTaps, SourceTopic::kMedical}) {
+    const SourcePartition owner{topic, partition};
+    const LineIds& line_ids = line_id_book.Of(owner);
+    WindowOwnerKeyPrefix(day, owner, prefix);
+    absl::Status s = store.Scan(Table::kApplied, prefix, {}, [&](std::string_view, std::string_view blob) {
+      size_t position = 0;
+      AppliedRecord r;
+      bool damaged = false;
+      while (NextAppliedRecord(blob, position, line_ids, r, damaged)) {
+        if (FamilyOf(r.kind) == Family::kTaps) {
+          const std::optional<TapLineParts> parts = ParseTapLineKey(r.line_key);
+          if (!parts) {
+            failure = absl::DataLossError(Cat("applied record ", r.txn_id, " names a damaged line"));
+            return false;
+          }
+          const bool same_bank = parts->issuer_bank == parts->merchant_bank;
+          DetailFile* issuer = find(bank_details, parts->issuer_bank);
+          if (issuer == nullptr) return false;
+          AppendBankDetail(text, r, same_bank ? "BOTH" : "ISSUER", parts->merchant);
+          CountBankDetail(issuer->bank, r, true, same_bank, overflowed);
+          if (!write(*issuer)) return false;
+          if (!same_bank) {
+            DetailFile* acquirer = find(bank_details, parts->merchant_bank);
+            if (acquirer == nullptr) return false;
+            AppendBankDetail(text, r, "ACQUIRER", parts->merchant);
+            CountBankDetail(acquirer->bank, r, false, true, overflowed);
+            if (!write(*acquirer)) return false;
+          }
+        } else {
+          const std::optional<SettlementLineParts> parts = ParseSettlementLineKey(r.line_key);
+          if (!parts) {
+            failure = absl::DataLossError(Cat("applied record ", r.txn_id, " names a damaged line"));
+            return false;
+          }
+          const bool same_fund = parts->insured_fund == parts->institution_fund;
+          DetailFile* insured = find(fund_details, parts->insured_fund);
+          if (insured == nullptr) return false;
+          AppendFundDetail(text, r, Role(true, same_fund, "INSURED", "INSTITUTION"), *parts);
+          CountFundDetail(insured->fund, r, true, same_fund, overflowed);
+          if (!write(*insured)) return false;
+          if (!same_fund) {
+            DetailFile* institution = find(fund_details, parts->institution_fund);
+            if (institution == nullptr) return false;
+            AppendFundDetail(text, r, "INSTITUTION", *parts);
+            CountFundDetail(institution->fund, r, false, true, overflowed);
+            if (!write(*institution)) return false;
+          }
         }
       }
-    }
-    if (damaged) {
-      failure = absl::DataLossError("an applied-records blob is damaged");
-      return false;
-    }
-    return true;
-  });
-  if (!s.ok()) return s;
-  if (!failure.ok()) return failure;
+      if (damaged) {
+        failure = absl::DataLossError("an applied-records blob is damaged");
+        return false;
+      }
+      return true;
+    });
+    if (!s.ok()) return s;
+    if (!failure.ok()) return failure;
+  }
   if (overflowed) return absl::DataLossError("a detail file's totals overflow int64 fen");
   return absl::OkStatus();
 }

@@ -75,17 +75,27 @@ void DedupIndex::BeginBatch(size_t slot_count) {
     index.clear();
     index.reserve(slot_count);
   }
+  batch_index_by_key_.clear();
   states_used_ = 0;
   pending_.clear();
 }
 
-uint32_t DedupIndex::StateFor(Family family, std::string_view txn_id) {
+uint32_t DedupIndex::StateFor(SourcePartition owner, Family family, std::string_view txn_id) {
   auto& index = batch_index_[static_cast<size_t>(family)];
   const auto [it, inserted] = index.try_emplace(txn_id, static_cast<uint32_t>(states_used_));
-  if (!inserted) return it->second;
+  if (!inserted) {
+    if (states_[it->second].owner == owner) return it->second;
+    // The same txn_id from another partition: another owner's transaction.
+    TxnKey(owner, family, txn_id, key_scratch_);
+    if (const auto found = batch_index_by_key_.find(std::string_view(key_scratch_)); found != batch_index_by_key_.end()) {
+      return found->second;
+    }
+    batch_index_by_key_.emplace(key_scratch_, static_cast<uint32_t>(states_used_));
+  }
   if (states_used_ == states_.size()) states_.emplace_back();
   TxnState& state = states_[states_used_];
-  TxnKey(family, txn_id, state.key);
+  state.owner = owner;
+  TxnKey(owner, family, txn_id, state.key);
   state.exists = false;
   state.dirty = false;
   pending_.push_back(static_cast<uint32_t>(states_used_));
@@ -100,8 +110,9 @@ const std::string_view* DedupIndex::FindRecent(std::string_view key) const {
   return nullptr;
 }
 
-bool DedupIndex::Adopt(TxnState& state, std::string_view bytes, int64_t horizon_start_ms, LineIds& line_ids,
-                       std::vector<uint32_t>& new_line_ids) {
+bool DedupIndex::Adopt(TxnState& state, std::string_view bytes, int64_t horizon_start_ms, LineIdBook& line_id_book,
+                       NewLineIds& new_line_ids) {
+  LineIds& line_ids = line_id_book.For(state.owner);
   if (!DecodeTxnRecord(bytes, line_ids, state.record)) return false;
   // Past the dedup horizon: as if purged already (state.exists stays false).
   if (state.record.occurred_at_ms < horizon_start_ms) return true;
@@ -109,7 +120,7 @@ bool DedupIndex::Adopt(TxnState& state, std::string_view bytes, int64_t horizon_
     // A record written before line ids: its line gets one, stored with this batch.
     bool added = false;
     state.record.line_id = line_ids.IdOf(state.record.line_key, added);
-    if (added) new_line_ids.push_back(state.record.line_id);
+    if (added) new_line_ids.emplace_back(state.owner, state.record.line_id);
   }
   // A tap or a settlement has a line: its refunds and cancellations net into it.
   const bool has_line = state.record.kind == EventKind::kTap || state.record.kind == EventKind::kMedicalSettlement;
@@ -123,7 +134,7 @@ bool DedupIndex::Adopt(TxnState& state, std::string_view bytes, int64_t horizon_
   return true;
 }
 
-absl::Status DedupIndex::LookUp(int64_t horizon_start_ms, LineIds& line_ids, std::vector<uint32_t>& new_line_ids) {
+absl::Status DedupIndex::LookUp(int64_t horizon_start_ms, LineIdBook& line_ids, NewLineIds& new_line_ids) {
   // A recent record (of a batch committed or still waiting for its commit) is newer than kTxn's.
   lookup_keys_.clear();
   lookup_states_.clear();
@@ -139,7 +150,8 @@ absl::Status DedupIndex::LookUp(int64_t horizon_start_ms, LineIds& line_ids, std
       lookup_keys_.push_back(state.key);
       lookup_states_.push_back(index);
     } else if (!Adopt(state, *recent, horizon_start_ms, line_ids, new_line_ids)) {
-      return absl::DataLossError(Cat("transaction record ", state.key.substr(1), " is damaged"));
+      return absl::DataLossError(Cat("transaction record ", state.key.substr(kOwnerKeyBytes + 1), " of ", FormatOwner(state.owner),
+                                    " is damaged"));
     }
   }
   pending_.clear();
@@ -156,7 +168,8 @@ absl::Status DedupIndex::LookUp(int64_t horizon_start_ms, LineIds& line_ids, std
     if (!lookup_found_[i]) continue;
     TxnState& state = states_[lookup_states_[i]];
     if (!Adopt(state, lookup_values_[i], horizon_start_ms, line_ids, new_line_ids)) {
-      return absl::DataLossError(Cat("transaction record ", state.key.substr(1), " is damaged"));
+      return absl::DataLossError(Cat("transaction record ", state.key.substr(kOwnerKeyBytes + 1), " of ", FormatOwner(state.owner),
+                                    " is damaged"));
     }
   }
   return absl::OkStatus();

@@ -38,6 +38,7 @@ namespace yrd {
 // One txn_id of the batch being decided: its stored record, if any, as the batch changes it.
 struct TxnState {
   std::string key;              // TxnKey
+  SourcePartition owner;        // the partition whose state it is
   bool exists = false;          // a record stands (stored, or applied earlier in the batch)
   bool dirty = false;           // changed by the batch: written with it
   TxnRecord record;             // its line by line_id only (line_key is not kept)
@@ -69,14 +70,15 @@ class DedupIndex {
   // ---- one batch, on the ledger thread ----
   static constexpr uint32_t kNoState = UINT32_MAX;
   void BeginBatch(size_t slot_count);
-  // The state of `txn_id` in `family`, made (and queued for LookUp) the first time.
-  [[nodiscard]] uint32_t StateFor(Family family, std::string_view txn_id);
+  // The state of `txn_id` in `family` as `owner` holds it, made (and queued for LookUp) the first
+  // time.
+  [[nodiscard]] uint32_t StateFor(SourcePartition owner, Family family, std::string_view txn_id);
   [[nodiscard]] TxnState& state(uint32_t index) { return states_[index]; }
   // Finds the stored record of every state made since the last LookUp. A record of an event that
   // occurred before `horizon_start_ms` counts as absent (purged or not). A record written before
-  // line numbers names its line by text: it gets a number from `line_ids`, noted in
+  // line numbers names its line by text: it gets a number from its owner's `line_ids`, noted in
   // `new_line_ids` to be stored with the batch. DataLoss for a damaged record.
-  [[nodiscard]] absl::Status LookUp(int64_t horizon_start_ms, LineIds& line_ids, std::vector<uint32_t>& new_line_ids);
+  [[nodiscard]] absl::Status LookUp(int64_t horizon_start_ms, LineIdBook& line_ids, NewLineIds& new_line_ids);
   // Puts the batch's changed records into `write` as one kRecentTxn value of commit `sequence`
   // and indexes them as recent records; deletes the kRecentTxn values a finished sort stored.
   void AppendRecords(uint64_t sequence, int64_t now_ms, StateWriteBatch& write);
@@ -121,8 +123,8 @@ class DedupIndex {
   // Indexes the records of one commit's value; false if it is damaged.
   [[nodiscard]] static bool Index(Recent& recent, std::unique_ptr<std::string> blob);
   [[nodiscard]] const std::string_view* FindRecent(std::string_view key) const;
-  [[nodiscard]] bool Adopt(TxnState& state, std::string_view bytes, int64_t horizon_start_ms, LineIds& line_ids,
-                           std::vector<uint32_t>& new_line_ids);
+  [[nodiscard]] bool Adopt(TxnState& state, std::string_view bytes, int64_t horizon_start_ms, LineIdBook& line_ids,
+                           NewLineIds& new_line_ids);
   void Sort();  // the sort thread
   [[nodiscard]] absl::Status TakeSort();
 
@@ -148,8 +150,11 @@ class DedupIndex {
   std::atomic<uint64_t> records_held_{0};
   std::atomic<uint64_t> sorts_{0};
 
-  // The batch's table: by txn_id views into the batch's payloads, one map per family.
+  // The batch's table: by txn_id views into the batch's payloads, one map per family. A txn_id
+  // that two owners hold in one batch (its producer keyed it against the contract) is found by
+  // its whole key in the second map.
   std::array<absl::flat_hash_map<std::string_view, uint32_t, StringHash, StringEq>, 2> batch_index_;
+  StringMap<uint32_t> batch_index_by_key_;
   std::vector<TxnState> states_;
   size_t states_used_ = 0;
   std::vector<uint32_t> pending_;        // states made since the last LookUp

@@ -5,6 +5,7 @@
 #include "engine/base/assert.h"
 #include "engine/base/money.h"
 #include "engine/rules/rules.h"
+#include "engine/upgrade/store_upgrade.h"
 
 namespace yrd {
 namespace {
@@ -49,13 +50,18 @@ absl::Status Ledger::Failure() const {
 // ---- start ------------------------------------------------------------------------------------------
 
 absl::Status Ledger::Load(int64_t now_ms) {
+  // A store of an earlier format is brought to this one first (engine/upgrade).
+  if (absl::Status s = UpgradeStore(store_); !s.ok()) return s;
   if (absl::Status s = LoadOffsets(); !s.ok()) return s;
   // The line ids first: the window book's gross rebuild and the dedup records read with them.
   if (absl::Status s = lines_.LoadIds(store_); !s.ok()) return s;
   if (absl::Status s = windows_.Load(store_, lines_.line_ids()); !s.ok()) return s;
   // The lines of every window not closed yet, the ones the clock closes with the first batch
-  // included: a close checkpoints them, so they must be whole in memory.
-  if (absl::Status s = lines_.LoadLines(store_, windows_.DaysNotClosed()); !s.ok()) return s;
+  // included: a close checkpoints them, so they must be whole in memory. Every owner committed
+  // its offset with its first write.
+  std::vector<SourcePartition> owners;
+  for (const auto& [topic_partition, next] : offsets_) owners.push_back({topic_partition.first, topic_partition.second});
+  if (absl::Status s = lines_.LoadLines(store_, owners, windows_.DaysNotClosed()); !s.ok()) return s;
   if (absl::Status s = dedup_.Load(now_ms); !s.ok()) return s;
   prepared_sequence_ = commit_sequence_.load();
   prepared_offsets_ = offsets_;
@@ -134,7 +140,7 @@ absl::Status Ledger::Prepare(Batch& batch) {
     return absl::OkStatus();
   }
 
-  for (auto& [day, blob] : applied_blobs_) blob.clear();
+  for (auto& [index, blob] : applied_blobs_) blob.clear();
   lines_.BeginBatch(batch.registry);
   if (absl::Status s = LookUpBatch(batch); !s.ok()) {
     Fail(s);
@@ -161,9 +167,10 @@ absl::Status Ledger::LookUpBatch(Batch& batch) {
     const MessageSlot& slot = batch.slots()[i];
     if (slot.fate != Fate::kPending) continue;
     const Family family = FamilyOf(slot.event.kind);
-    slot_states_[i] = {dedup_.StateFor(family, slot.event.txn_id),
+    const SourcePartition owner{slot.topic, slot.partition};
+    slot_states_[i] = {dedup_.StateFor(owner, family, slot.event.txn_id),
                        slot.event.original_txn_id.empty() ? DedupIndex::kNoState
-                                                          : dedup_.StateFor(family, slot.event.original_txn_id)};
+                                                          : dedup_.StateFor(owner, family, slot.event.original_txn_id)};
   }
   return dedup_.LookUp(horizon_start_ms_, lines_.line_ids(), lines_.new_line_ids());
 }
@@ -180,7 +187,8 @@ void Ledger::Reject(MessageSlot& slot, Reason reason, RejectionDetail detail, Wi
   } else {
     std::tie(slot.window, slot.late) = windows_.RouteWindow(slot.event.occurred_at_ms, now_ms);
   }
-  AddChecked(windows_.TouchCounters(slot.window).exception_counts[static_cast<size_t>(reason)], 1);
+  AddChecked(windows_.TouchCounters(slot.window, {slot.topic, slot.partition}).exception_counts[static_cast<size_t>(reason)],
+             1);
 }
 
 void Ledger::ApplySlot(MessageSlot& slot, size_t slot_index, WindowDay oldest_open, int64_t now_ms,
@@ -199,7 +207,7 @@ void Ledger::ApplySlot(MessageSlot& slot, size_t slot_index, WindowDay oldest_op
   if (decision.verdict == Verdict::kExactDuplicate) {
     slot.fate = Fate::kExactDuplicate;
     std::tie(slot.window, slot.late) = windows_.RouteWindow(e.occurred_at_ms, now_ms);
-    AddChecked(windows_.TouchCounters(slot.window).exact_duplicate_count, 1);
+    AddChecked(windows_.TouchCounters(slot.window, {slot.topic, slot.partition}).exact_duplicate_count, 1);
     AddChecked(self.record.duplicate_count, 1);
     self.dirty = true;
     ++result.exact_duplicate_count;
@@ -222,7 +230,7 @@ void Ledger::ApplySlot(MessageSlot& slot, size_t slot_index, WindowDay oldest_op
   }
   slot.fate = Fate::kApplied;
   const uint32_t line = ApplyEffects(slot, self, original);
-  WindowCounters& counters = windows_.TouchCounters(slot.window);
+  WindowCounters& counters = windows_.TouchCounters(slot.window, {slot.topic, slot.partition});
   AddChecked(counters.applied_count, 1);
   if (slot.late) AddChecked(counters.late_count, 1);
   ++result.applied_count;
@@ -244,14 +252,15 @@ uint32_t Ledger::ApplyEffects(MessageSlot& slot, TxnState& self, TxnState* origi
   record.amount_fen = e.amount_fen;
   self.original_txn_id.clear();
 
+  const SourcePartition owner{slot.topic, slot.partition};
   uint32_t line = 0;
   switch (e.kind) {
     case EventKind::kTap:
-      line = lines_.RouteLine(slot.window, e);
+      line = lines_.RouteLine(slot.window, owner, e);
       record.line_id = lines_.line_id(line);
       break;
     case EventKind::kMedicalSettlement:
-      line = lines_.RouteLine(slot.window, e);
+      line = lines_.RouteLine(slot.window, owner, e);
       record.line_id = lines_.line_id(line);
       record.fund_pay_fen = e.fund_pay_fen;
       record.account_pay_fen = e.account_pay_fen;
@@ -259,13 +268,13 @@ uint32_t Ledger::ApplyEffects(MessageSlot& slot, TxnState& self, TxnState* origi
       break;
     case EventKind::kTapRefund:
       // A refund or a cancellation nets into its original's line.
-      line = lines_.LineOfId(slot.window, original->record.line_id);
+      line = lines_.LineOfId(slot.window, owner, original->record.line_id);
       self.original_txn_id.assign(e.original_txn_id);
       AddChecked(original->record.refunded_fen, e.amount_fen);
       original->dirty = true;
       break;
     case EventKind::kMedicalCancellation:
-      line = lines_.LineOfId(slot.window, original->record.line_id);
+      line = lines_.LineOfId(slot.window, owner, original->record.line_id);
       self.original_txn_id.assign(e.original_txn_id);
       original->record.cancelled = true;
       original->dirty = true;
@@ -306,9 +315,10 @@ void Ledger::RecordApplied(const MessageSlot& slot, uint32_t line) {
   record.terminal_id = e.terminal_id;
   record.card_masked = e.card_masked_view();
   record.card_token = e.card_token;
-  if (cached_applied_blob_ == nullptr || cached_applied_day_ != slot.window) {
-    cached_applied_blob_ = &applied_blobs_[slot.window];  // a map's entries stay where they are
-    cached_applied_day_ = slot.window;
+  const std::pair<WindowDay, SourcePartition> index{slot.window, {slot.topic, slot.partition}};
+  if (cached_applied_blob_ == nullptr || cached_applied_index_ != index) {
+    cached_applied_blob_ = &applied_blobs_[index];  // a map's entries stay where they are
+    cached_applied_index_ = index;
   }
   AppendAppliedRecord(record, *cached_applied_blob_);
 }
@@ -319,26 +329,32 @@ void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
   StateWriteBatch& write = *prepared.write;
   write.Clear();
   const uint64_t sequence = prepared_sequence_ + 1;
+  // The offsets first: a line checkpoint and the applied records are numbered by them.
+  AppendOffsets(batch, sequence, prepared);
   dedup_.AppendRecords(sequence, batch.now_ms, write);
   const bool closed_some = !batch.windows_closed.empty();
-  const bool checkpointed = lines_.AppendWrites(sequence, batch.ledger_result.applied_count, closed_some, write);
+  const bool checkpointed =
+      lines_.AppendWrites(batch.ledger_result.applied_count, closed_some, prepared_offsets_, write);
   windows_.AppendWrites(batch, write);
   if (closed_some) {
     // A closed window's lines (checkpointed now), applied-record buffer and gross leave memory.
     YRD_ASSERT(checkpointed);
     auto is_open = [this](WindowDay day) { return windows_.PersistedState(day) == WindowState::kOpen; };
     lines_.ForgetClosed(is_open);
-    std::erase_if(applied_blobs_, [&](const auto& entry) { return !is_open(entry.first); });
+    std::erase_if(applied_blobs_, [&](const auto& entry) { return !is_open(entry.first.first); });
     cached_applied_blob_ = nullptr;
     windows_.ForgetClosed();
   }
-  for (auto& [day, blob] : applied_blobs_) {
+  for (auto& [index, blob] : applied_blobs_) {
     if (blob.empty()) continue;
-    AppliedKey(day, sequence, key_scratch_);
+    // Numbered by the owner's next offset once this write is stored: its applied records are in
+    // offset order, and a line checkpoint names the same number.
+    const SourcePartition owner = index.second;
+    AppliedKey(index.first, owner, static_cast<uint64_t>(prepared_offsets_.at({owner.topic, owner.partition})),
+               key_scratch_);
     write.Put(Table::kApplied, key_scratch_, blob);
   }
   AppendRejections(batch, sequence, write);
-  AppendOffsets(batch, sequence, prepared);
 }
 
 void Ledger::AppendRejections(const Batch& batch, uint64_t sequence, StateWriteBatch& write) {

@@ -68,8 +68,6 @@ struct LedgerOptions {
   uint64_t lines_checkpoint_applied_max = 500'000;
 };
 
-using PartitionOffsets = std::map<std::pair<SourceTopic, int32_t>, int64_t>;
-
 class Ledger final : private CommitProgress {
  public:
   Ledger(StateStore& store, LedgerOptions options);
@@ -177,9 +175,9 @@ class Ledger final : private CommitProgress {
   int64_t horizon_start_ms_ = 0;  // records of events before this count as absent
   // Per slot of the batch: its own transaction state and its original's (kNoState if none).
   std::vector<std::array<uint32_t, 2>> slot_states_;
-  // The applied records of the batch, per window; the last window a slot touched is cached.
-  std::map<WindowDay, std::string> applied_blobs_;
-  WindowDay cached_applied_day_ = 0;
+  // The applied records of the batch, per window and owner; the last one a slot touched is cached.
+  std::map<std::pair<WindowDay, SourcePartition>, std::string> applied_blobs_;
+  std::pair<WindowDay, SourcePartition> cached_applied_index_{};
   std::string* cached_applied_blob_ = nullptr;
   DeadLetterScratch dead_letter_scratch_;
   std::string sealed_scratch_;

@@ -2,16 +2,27 @@
 
 #include <algorithm>
 #include <functional>
+#include <set>
 
 #include "engine/base/strings.h"
 
 namespace yrd {
+namespace {
 
-absl::Status NetAppliedAfter(StateStore& store, const LineIds& line_ids, WindowDay day, uint64_t after_sequence,
-                             const std::function<LineTotals&(const AppliedRecord&)>& line_of) {
+// The owner of an applied or lines key (window, owner, ...); false when the key is too short.
+bool OwnerOfWindowKey(std::string_view key, SourcePartition& owner) {
+  if (key.size() < 4 + kOwnerKeyBytes) return false;
+  owner = ReadOwner(key.data() + 4);
+  return true;
+}
+
+}  // namespace
+
+absl::Status NetAppliedAfter(StateStore& store, const LineIds& line_ids, WindowDay day, SourcePartition owner,
+                             uint64_t after_number, const std::function<LineTotals&(const AppliedRecord&)>& line_of) {
   std::string prefix, from;
-  AppendBigEndian32(prefix, WindowKeyBits(day));
-  AppliedKey(day, after_sequence + 1, from);
+  WindowOwnerKeyPrefix(day, owner, prefix);
+  AppliedKey(day, owner, after_number + 1, from);
   absl::Status failure;
   absl::Status s = store.Scan(Table::kApplied, prefix, from, [&](std::string_view, std::string_view blob) {
     size_t position = 0;
@@ -20,13 +31,41 @@ absl::Status NetAppliedAfter(StateStore& store, const LineIds& line_ids, WindowD
     while (NextAppliedRecord(blob, position, line_ids, record, damaged)) {
       if (!NetIntoLine(record.kind, record.amount_fen, record.fund_pay_fen, record.account_pay_fen,
                        record.cash_pay_fen, line_of(record))) {
-        failure = absl::DataLossError(Cat("the applied records of window ", FormatWindowDay(day),
-                                          " overflow netting line '", record.line_key, "'"));
+        failure = absl::DataLossError(Cat("the applied records of ", FormatOwner(owner), " in window ",
+                                          FormatWindowDay(day), " overflow netting line '", record.line_key, "'"));
         return false;
       }
     }
     if (damaged) {
-      failure = absl::DataLossError(Cat("an applied record of window ", FormatWindowDay(day), " is damaged"));
+      failure = absl::DataLossError(
+          Cat("an applied record of ", FormatOwner(owner), " in window ", FormatWindowDay(day), " is damaged"));
+    }
+    return failure.ok();
+  });
+  return s.ok() ? failure : s;
+}
+
+absl::Status VisitAppliedRecords(StateStore& store, WindowDay day, const LineIdBook& line_ids,
+                                 const std::function<bool(SourcePartition owner, const AppliedRecord& record)>& visitor) {
+  std::string prefix;
+  WindowKeyPrefix(day, prefix);
+  absl::Status failure;
+  absl::Status s = store.Scan(Table::kApplied, prefix, {}, [&](std::string_view key, std::string_view blob) {
+    SourcePartition owner;
+    if (!OwnerOfWindowKey(key, owner)) {
+      failure = absl::DataLossError(Cat("an applied-record key of window ", FormatWindowDay(day), " is damaged"));
+      return false;
+    }
+    const LineIds& ids = line_ids.Of(owner);
+    size_t position = 0;
+    AppliedRecord record;
+    bool damaged = false;
+    while (NextAppliedRecord(blob, position, ids, record, damaged)) {
+      if (!visitor(owner, record)) return false;
+    }
+    if (damaged) {
+      failure = absl::DataLossError(
+          Cat("an applied record of ", FormatOwner(owner), " in window ", FormatWindowDay(day), " is damaged"));
     }
     return failure.ok();
   });
@@ -46,72 +85,74 @@ absl::StatusOr<std::optional<WindowRecord>> ReadWindowRecord(StateStore& store, 
   return record;
 }
 
-absl::StatusOr<LineIds> LoadLineIds(StateStore& store) {
-  LineIds ids;
+absl::StatusOr<std::vector<SourcePartition>> ListOwners(StateStore& store) {
+  std::vector<SourcePartition> owners;
   bool damaged = false;
-  absl::Status s = store.Scan(Table::kMeta, kLineIdKeyPrefix, {}, [&](std::string_view key, std::string_view value) {
-    damaged = key.size() != kLineIdKeyPrefix.size() + 4 ||
-              !ids.Add(ReadBigEndian32(key.data() + kLineIdKeyPrefix.size()), value);
+  absl::Status s = store.Scan(Table::kMeta, kOffsetKeyPrefix, {}, [&](std::string_view key, std::string_view) {
+    damaged = key.size() != kOffsetKeyPrefix.size() + kOwnerKeyBytes;
+    if (!damaged) owners.push_back(ReadOwner(key.data() + kOffsetKeyPrefix.size()));
     return !damaged;
   });
   if (!s.ok()) return s;
-  if (damaged) {
-    return absl::DataLossError(Cat("line id ", ids.size(), " (meta ", kLineIdKeyPrefix,
-                                   ") is missing, repeats a line or is damaged"));
-  }
-  return ids;
+  if (damaged) return absl::DataLossError("an offset record is damaged");
+  return owners;
 }
 
-absl::StatusOr<std::optional<uint64_t>> ReadLinesThrough(StateStore& store) {
-  std::string value;
+absl::StatusOr<LineIdBook> LoadLineIds(StateStore& store) {
+  LineIdBook book;
+  std::string damaged;
+  absl::Status s = store.Scan(Table::kMeta, kLineIdKeyPrefix, {}, [&](std::string_view key, std::string_view value) {
+    if (key.size() != kLineIdKeyPrefix.size() + kOwnerKeyBytes + 4) {
+      damaged = "a line id key is damaged";
+      return false;
+    }
+    const SourcePartition owner = ReadOwner(key.data() + kLineIdKeyPrefix.size());
+    LineIds& ids = book.For(owner);
+    if (!ids.Add(ReadBigEndian32(key.data() + kLineIdKeyPrefix.size() + kOwnerKeyBytes), value)) {
+      damaged = Cat("line id ", ids.size(), " of ", FormatOwner(owner), " is missing, repeats a line or is damaged");
+      return false;
+    }
+    return true;
+  });
+  if (!s.ok()) return s;
+  if (!damaged.empty()) return absl::DataLossError(damaged);
+  return book;
+}
+
+absl::StatusOr<uint64_t> ReadLinesThrough(StateStore& store, SourcePartition owner) {
+  std::string key, value;
   bool found = false;
-  if (absl::Status s = store.Get(Table::kMeta, kLinesThroughKey, value, found); !s.ok()) return s;
-  if (!found) return std::nullopt;
-  if (value.size() != 8) return absl::DataLossError("the lines_through record is damaged");
+  LinesThroughKey(owner, key);
+  if (absl::Status s = store.Get(Table::kMeta, key, value, found); !s.ok()) return s;
+  if (!found) return 0;
+  if (value.size() != 8) return absl::DataLossError(Cat("the lines_through record of ", FormatOwner(owner), " is damaged"));
   return ReadBigEndian64(value.data());
 }
 
-absl::StatusOr<std::vector<WindowLine>> ReadWindowLines(StateStore& store, WindowDay day, uint64_t* replayed,
-                                                        const LineIds* line_ids) {
-  absl::StatusOr<std::optional<uint64_t>> lines_through = ReadLinesThrough(store);
+absl::StatusOr<std::vector<WindowLine>> ReadOwnerWindowLines(StateStore& store, WindowDay day, SourcePartition owner,
+                                                             const LineIds& line_ids, uint64_t* replayed) {
+  absl::StatusOr<uint64_t> lines_through = ReadLinesThrough(store, owner);
   if (!lines_through.ok()) return lines_through.status();
-  const std::string date = FormatWindowDay(day);
   std::string prefix;
-  AppendBigEndian32(prefix, WindowKeyBits(day));
+  WindowOwnerKeyPrefix(day, owner, prefix);
   std::vector<WindowLine> lines;
   absl::Status damaged;
   absl::Status s = store.Scan(Table::kLines, prefix, {}, [&](std::string_view key, std::string_view v) {
     WindowLine& line = lines.emplace_back();
     line.line_key.assign(key.substr(prefix.size()));
     if (!DecodeLineTotals(v, line.totals)) {
-      damaged = absl::DataLossError(Cat("netting line '", line.line_key, "' of window ", date, " is damaged"));
+      damaged = absl::DataLossError(Cat("netting line '", line.line_key, "' of ", FormatOwner(owner), " in window ",
+                                        FormatWindowDay(day), " is damaged"));
       return false;
     }
     return true;
   });
   if (!s.ok()) return s;
   if (!damaged.ok()) return damaged;
-  if (!lines_through->has_value()) return lines;  // written before checkpoints: kLines is complete
 
-  std::optional<LineIds> loaded_line_ids;
-  if (line_ids == nullptr) {
-    // The line ids are read only for records to replay (a closed window has none).
-    std::string from;
-    AppliedKey(day, **lines_through + 1, from);
-    bool any = false;
-    s = store.Scan(Table::kApplied, prefix, from, [&](std::string_view, std::string_view) {
-      any = true;
-      return false;
-    });
-    if (!s.ok()) return s;
-    if (!any) return lines;
-    absl::StatusOr<LineIds> read = LoadLineIds(store);
-    if (!read.ok()) return read.status();
-    line_ids = &loaded_line_ids.emplace(*std::move(read));
-  }
   StringMap<size_t> index;  // built at the first record to replay (a closed window has none)
   bool added = false;
-  s = NetAppliedAfter(store, *line_ids, day, **lines_through, [&](const AppliedRecord& record) -> LineTotals& {
+  s = NetAppliedAfter(store, line_ids, day, owner, *lines_through, [&](const AppliedRecord& record) -> LineTotals& {
     if (replayed != nullptr) ++*replayed;
     if (index.empty()) {
       for (size_t i = 0; i < lines.size(); ++i) index.emplace(lines[i].line_key, i);
@@ -130,6 +171,91 @@ absl::StatusOr<std::vector<WindowLine>> ReadWindowLines(StateStore& store, Windo
               [](const WindowLine& a, const WindowLine& b) { return a.line_key < b.line_key; });
   }
   return lines;
+}
+
+absl::StatusOr<std::vector<WindowLine>> ReadWindowLines(StateStore& store, WindowDay day, uint64_t* replayed,
+                                                        const LineIdBook* line_ids) {
+  std::optional<LineIdBook> loaded;
+  if (line_ids == nullptr) {
+    absl::StatusOr<LineIdBook> read = LoadLineIds(store);
+    if (!read.ok()) return read.status();
+    line_ids = &loaded.emplace(*std::move(read));
+  }
+  // The owners: every one with an offset, and any other that has lines in the window.
+  absl::StatusOr<std::vector<SourcePartition>> listed = ListOwners(store);
+  if (!listed.ok()) return listed.status();
+  std::set<SourcePartition> owners(listed->begin(), listed->end());
+  std::string prefix;
+  WindowKeyPrefix(day, prefix);
+  bool damaged_key = false;
+  absl::Status s = store.Scan(Table::kLines, prefix, {}, [&](std::string_view key, std::string_view) {
+    SourcePartition owner;
+    damaged_key = !OwnerOfWindowKey(key, owner);
+    if (!damaged_key) owners.insert(owner);
+    return !damaged_key;
+  });
+  if (!s.ok()) return s;
+  if (damaged_key) return absl::DataLossError(Cat("a netting-line key of window ", FormatWindowDay(day), " is damaged"));
+
+  std::vector<WindowLine> merged;
+  StringMap<size_t> index;
+  for (const SourcePartition owner : owners) {
+    absl::StatusOr<std::vector<WindowLine>> lines =
+        ReadOwnerWindowLines(store, day, owner, line_ids->Of(owner), replayed);
+    if (!lines.ok()) return lines.status();
+    for (WindowLine& line : *lines) {
+      auto it = index.find(line.line_key);
+      if (it == index.end()) {
+        index.emplace(line.line_key, merged.size());
+        merged.push_back(std::move(line));
+      } else if (!AddLineTotals(line.totals, merged[it->second].totals)) {
+        return absl::DataLossError(
+            Cat("netting line '", line.line_key, "' of window ", FormatWindowDay(day), " overflows over its owners"));
+      }
+    }
+  }
+  std::sort(merged.begin(), merged.end(), [](const WindowLine& a, const WindowLine& b) { return a.line_key < b.line_key; });
+  return merged;
+}
+
+absl::StatusOr<std::map<WindowDay, WindowCounters>> ReadAllWindowCounters(StateStore& store) {
+  std::map<WindowDay, WindowCounters> out;
+  std::string failure;
+  absl::Status s = store.Scan(Table::kMeta, kCountersKeyPrefix, {}, [&](std::string_view key, std::string_view v) {
+    WindowCounters counters;
+    if (key.size() != kCountersKeyPrefix.size() + 4 + kOwnerKeyBytes || !DecodeWindowCounters(v, counters)) {
+      failure = "a window counters record is damaged";
+      return false;
+    }
+    const WindowDay day = WindowFromKeyBits(ReadBigEndian32(key.data() + kCountersKeyPrefix.size()));
+    if (!AddWindowCounters(counters, out[day])) {
+      failure = Cat("the counters of window ", FormatWindowDay(day), " overflow over its owners");
+      return false;
+    }
+    return true;
+  });
+  if (!s.ok()) return s;
+  if (!failure.empty()) return absl::DataLossError(failure);
+  return out;
+}
+
+absl::StatusOr<WindowCounters> ReadWindowCounters(StateStore& store, WindowDay day) {
+  std::string prefix(kCountersKeyPrefix);
+  AppendBigEndian32(prefix, WindowKeyBits(day));
+  WindowCounters total;
+  std::string failure;
+  absl::Status s = store.Scan(Table::kMeta, prefix, {}, [&](std::string_view key, std::string_view v) {
+    WindowCounters counters;
+    if (key.size() != prefix.size() + kOwnerKeyBytes || !DecodeWindowCounters(v, counters)) {
+      failure = Cat("a counters record of window ", FormatWindowDay(day), " is damaged");
+    } else if (!AddWindowCounters(counters, total)) {
+      failure = Cat("the counters of window ", FormatWindowDay(day), " overflow over its owners");
+    }
+    return failure.empty();
+  });
+  if (!s.ok()) return s;
+  if (!failure.empty()) return absl::DataLossError(failure);
+  return total;
 }
 
 absl::Status FindTxnRecord(StateStore& store, std::string_view txn_key, std::string& value, bool& found) {
@@ -151,6 +277,47 @@ absl::Status FindTxnRecord(StateStore& store, std::string_view txn_key, std::str
   if (damaged) return absl::DataLossError("a value of recent transaction records (kRecentTxn) is damaged");
   if (found) return absl::OkStatus();
   return store.Get(Table::kTxn, txn_key, value, found);
+}
+
+absl::StatusOr<std::optional<OwnedTxnRecord>> FindTxnRecordOfId(StateStore& store, Family family,
+                                                                std::string_view txn_id) {
+  absl::StatusOr<std::vector<SourcePartition>> listed = ListOwners(store);
+  if (!listed.ok()) return listed.status();
+  std::vector<SourcePartition> owners;
+  std::vector<std::string> keys;
+  for (const SourcePartition owner : *listed) {
+    if (owner.topic != TopicOf(family)) continue;
+    owners.push_back(owner);
+    TxnKey(owner, family, txn_id, keys.emplace_back());
+  }
+  if (owners.empty()) return std::nullopt;
+  // One pass over kRecentTxn for every owner's key: later commits come later, so the last match
+  // of a key is its newest record.
+  std::vector<std::optional<std::string>> recent(owners.size());
+  bool damaged = false;
+  absl::Status s = store.Scan(Table::kRecentTxn, {}, {}, [&](std::string_view, std::string_view blob) {
+    size_t position = 0;
+    std::string_view key, record;
+    while (NextRecentTxnEntry(blob, position, key, record, damaged)) {
+      for (size_t i = 0; i < keys.size(); ++i) {
+        if (key == keys[i]) recent[i].emplace(record);
+      }
+    }
+    return !damaged;
+  });
+  if (!s.ok()) return s;
+  if (damaged) return absl::DataLossError("a value of recent transaction records (kRecentTxn) is damaged");
+  for (size_t i = 0; i < owners.size(); ++i) {
+    if (recent[i]) return OwnedTxnRecord{owners[i], *std::move(recent[i])};
+  }
+  std::vector<std::string_view> views(keys.begin(), keys.end());
+  std::vector<std::string> values(keys.size());
+  std::vector<uint8_t> found(keys.size());
+  if (s = store.MultiGet(Table::kTxn, views, values, found); !s.ok()) return s;
+  for (size_t i = 0; i < owners.size(); ++i) {
+    if (found[i] != 0) return OwnedTxnRecord{owners[i], std::move(values[i])};
+  }
+  return std::nullopt;
 }
 
 }  // namespace yrd

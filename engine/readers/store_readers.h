@@ -1,13 +1,15 @@
 // Store readers: what every module outside the ledger reads back from the state store (the file
 // writer, the report tool, the store's maintenance, the tests) and the ledger's own start: a
-// window's state record, the line ids, a window's netting lines as committed (the last
-// checkpoint completed by the applied records after it), and a transaction record wherever it
-// is. Each reads a consistent state when the store does not change meanwhile (a secondary between
-// catch-ups, a stopped daemon, a closed window). Stateless; any thread.
+// window's state record, the owners the store holds and their line ids, a window's netting lines
+// and counters as committed (per owner, the last checkpoint completed by the applied records
+// after it, summed over the owners), and a transaction record wherever it is. Each reads a
+// consistent state when the store does not change meanwhile (a secondary between catch-ups, a
+// stopped daemon, a closed window). Stateless; any thread.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,30 +25,61 @@ namespace yrd {
 // The state record of `day` (WindowStateKey), nullopt when it has none; DataLoss when damaged.
 [[nodiscard]] absl::StatusOr<std::optional<WindowRecord>> ReadWindowRecord(StateStore& store, WindowDay day);
 
-// Every line id the store holds (LineIds).
-[[nodiscard]] absl::StatusOr<LineIds> LoadLineIds(StateStore& store);
+// Every owner whose state the store holds: each committed its next offset with its first write.
+[[nodiscard]] absl::StatusOr<std::vector<SourcePartition>> ListOwners(StateStore& store);
 
-// The commit the last line checkpoint reflects (kLinesThroughKey); nullopt for a store written
-// before checkpoints, whose kLines is complete through its last commit.
-[[nodiscard]] absl::StatusOr<std::optional<uint64_t>> ReadLinesThrough(StateStore& store);
+// Every line id the store holds, per owner (LineIds).
+[[nodiscard]] absl::StatusOr<LineIdBook> LoadLineIds(StateStore& store);
 
-// A window's netting lines as committed: kLines as of the last checkpoint, completed by the
-// applied records of later commits; in line-key order. `replayed`, when given, is increased by
-// the number of applied records that completed them. `line_ids`, when given, are the store's line
-// ids (as LoadLineIds reads them); else they are read when there are applied records to replay.
+// The number of `owner`'s last commit whose applied records its kLines lines include
+// (kLinesThroughKeyPrefix); 0 before its first checkpoint.
+[[nodiscard]] absl::StatusOr<uint64_t> ReadLinesThrough(StateStore& store, SourcePartition owner);
+
+// One owner's netting lines of a window as committed: its kLines lines as of its last checkpoint,
+// completed by its applied records of later commits; in line-key order. `replayed`, when given,
+// is increased by the number of applied records that completed them.
+[[nodiscard]] absl::StatusOr<std::vector<WindowLine>> ReadOwnerWindowLines(StateStore& store, WindowDay day,
+                                                                           SourcePartition owner,
+                                                                           const LineIds& line_ids,
+                                                                           uint64_t* replayed = nullptr);
+
+// A window's netting lines as committed: each owner's (ReadOwnerWindowLines) summed by line key,
+// in line-key order. `line_ids`, when given, are the store's (as LoadLineIds reads them); else
+// they are read. DataLoss when a record is damaged or a sum would overflow.
 [[nodiscard]] absl::StatusOr<std::vector<WindowLine>> ReadWindowLines(StateStore& store, WindowDay day,
                                                                       uint64_t* replayed = nullptr,
-                                                                      const LineIds* line_ids = nullptr);
+                                                                      const LineIdBook* line_ids = nullptr);
+
+// A window's counters: every owner's summed (zero when it has none).
+[[nodiscard]] absl::StatusOr<WindowCounters> ReadWindowCounters(StateStore& store, WindowDay day);
+// The counters of every window that has some, summed over the owners.
+[[nodiscard]] absl::StatusOr<std::map<WindowDay, WindowCounters>> ReadAllWindowCounters(StateStore& store);
 
 // The stored transaction record under `txn_key` (TxnKey), wherever it is: the newest of
 // kRecentTxn, else kTxn. It scans kRecentTxn, so it is not for a hot path.
 [[nodiscard]] absl::Status FindTxnRecord(StateStore& store, std::string_view txn_key, std::string& value, bool& found);
 
-// Nets the applied records of `day` committed after `after_sequence` into the lines `line_of`
-// gives for them, by the netting rule (NetIntoLine): the replay that completes checkpointed lines.
-// DataLoss when a record is damaged or a line would overflow.
+// The transaction record of `txn_id` in `family`, looked up under every owner of the family's
+// topic; nullopt when none has one. Producers key every message of a transaction by its id, so a
+// transaction has one owner; should two hold one, the first owner's is given.
+struct OwnedTxnRecord {
+  SourcePartition owner;
+  std::string value;
+};
+[[nodiscard]] absl::StatusOr<std::optional<OwnedTxnRecord>> FindTxnRecordOfId(StateStore& store, Family family,
+                                                                               std::string_view txn_id);
+
+// Nets `owner`'s applied records of `day` whose commit number is past `after_number` into the
+// lines `line_of` gives for them, by the netting rule (NetIntoLine): the replay that completes
+// checkpointed lines. DataLoss when a record is damaged or a line would overflow.
 [[nodiscard]] absl::Status NetAppliedAfter(StateStore& store, const LineIds& line_ids, WindowDay day,
-                                           uint64_t after_sequence,
+                                           SourcePartition owner, uint64_t after_number,
                                            const std::function<LineTotals&(const AppliedRecord&)>& line_of);
+
+// Visits the applied records of `day` in key order: owner by owner, each in offset order. The
+// visitor gets the owner's line ids; it returns false to stop. DataLoss when one is damaged.
+[[nodiscard]] absl::Status VisitAppliedRecords(
+    StateStore& store, WindowDay day, const LineIdBook& line_ids,
+    const std::function<bool(SourcePartition owner, const AppliedRecord& record)>& visitor);
 
 }  // namespace yrd

@@ -172,8 +172,20 @@ uint64_t ReadBigEndian64(const char* data) {
   return value;
 }
 
-void TxnKey(Family family, std::string_view txn_id, std::string& out) {
+void AppendOwner(std::string& out, SourcePartition owner) {
+  out.push_back(static_cast<char>(owner.topic));
+  AppendBigEndian32(out, static_cast<uint32_t>(owner.partition));
+}
+SourcePartition ReadOwner(const char* data) {
+  return {static_cast<SourceTopic>(data[0]), static_cast<int32_t>(ReadBigEndian32(data + 1))};
+}
+std::string FormatOwner(SourcePartition owner) {
+  return Cat(owner.topic == SourceTopic::kTaps ? kTapsTopic : kMedicalTopic, "/", owner.partition);
+}
+
+void TxnKey(SourcePartition owner, Family family, std::string_view txn_id, std::string& out) {
   out.clear();
+  AppendOwner(out, owner);
   out.push_back(static_cast<char>('0' + static_cast<int>(family)));
   out.append(txn_id);
 }
@@ -193,9 +205,14 @@ void DeadLetterKeyLimit(uint64_t commit_sequence, std::string& out) {
   out.assign(kDeadLetterKeyPrefix);
   AppendBigEndian64(out, commit_sequence + 1);
 }
-void LineIdKey(uint32_t id, std::string& out) {
+void LineIdKey(SourcePartition owner, uint32_t id, std::string& out) {
   out.assign(kLineIdKeyPrefix);
+  AppendOwner(out, owner);
   AppendBigEndian32(out, id);
+}
+void LinesThroughKey(SourcePartition owner, std::string& out) {
+  out.assign(kLinesThroughKeyPrefix);
+  AppendOwner(out, owner);
 }
 void GrossKey(WindowDay day, SourceTopic topic, int32_t partition, std::string& out) {
   out.assign(kGrossKeyPrefix);
@@ -203,23 +220,30 @@ void GrossKey(WindowDay day, SourceTopic topic, int32_t partition, std::string& 
   out.push_back(static_cast<char>(topic));
   AppendBigEndian32(out, static_cast<uint32_t>(partition));
 }
-void CountersKey(WindowDay day, std::string& out) {
+void CountersKey(WindowDay day, SourcePartition owner, std::string& out) {
   out.assign(kCountersKeyPrefix);
   AppendBigEndian32(out, WindowKeyBits(day));
+  AppendOwner(out, owner);
 }
 void WindowStateKey(WindowDay day, std::string& out) {
   out.assign(kWindowKeyPrefix);
   AppendBigEndian32(out, WindowKeyBits(day));
 }
-void LineStoreKey(WindowDay day, std::string_view line_key, std::string& out) {
+void WindowKeyPrefix(WindowDay day, std::string& out) {
   out.clear();
   AppendBigEndian32(out, WindowKeyBits(day));
+}
+void WindowOwnerKeyPrefix(WindowDay day, SourcePartition owner, std::string& out) {
+  WindowKeyPrefix(day, out);
+  AppendOwner(out, owner);
+}
+void LineStoreKey(WindowDay day, SourcePartition owner, std::string_view line_key, std::string& out) {
+  WindowOwnerKeyPrefix(day, owner, out);
   out.append(line_key);
 }
-void AppliedKey(WindowDay day, uint64_t commit_sequence, std::string& out) {
-  out.clear();
-  AppendBigEndian32(out, WindowKeyBits(day));
-  AppendBigEndian64(out, commit_sequence);
+void AppliedKey(WindowDay day, SourcePartition owner, uint64_t number, std::string& out) {
+  WindowOwnerKeyPrefix(day, owner, out);
+  AppendBigEndian64(out, number);
 }
 void RecentTxnKey(uint64_t commit_sequence, std::string& out) {
   out.clear();
@@ -310,6 +334,43 @@ bool DecodeLineTotals(std::string_view bytes, LineTotals& t) {
     if (!r.Fixed(*v)) return false;
   }
   return r.AtEnd();
+}
+
+bool AddLineTotals(const LineTotals& add, LineTotals& into) {
+  LineTotals next = into;
+  const std::array<std::pair<int64_t*, int64_t>, 10> fields{{
+      {&next.count, add.count},
+      {&next.amount_fen, add.amount_fen},
+      {&next.fund_pay_fen, add.fund_pay_fen},
+      {&next.account_pay_fen, add.account_pay_fen},
+      {&next.cash_pay_fen, add.cash_pay_fen},
+      {&next.reversal_count, add.reversal_count},
+      {&next.reversed_amount_fen, add.reversed_amount_fen},
+      {&next.reversed_fund_pay_fen, add.reversed_fund_pay_fen},
+      {&next.reversed_account_pay_fen, add.reversed_account_pay_fen},
+      {&next.reversed_cash_pay_fen, add.reversed_cash_pay_fen},
+  }};
+  for (const auto& [total, delta] : fields) {
+    const std::optional<int64_t> sum = CheckedAddFen(*total, delta);
+    if (!sum) return false;
+    *total = *sum;
+  }
+  into = next;
+  return true;
+}
+
+bool AddWindowCounters(const WindowCounters& add, WindowCounters& into) {
+  WindowCounters next = into;
+  auto add_one = [](int64_t& total, int64_t delta) {
+    const std::optional<int64_t> sum = CheckedAddFen(total, delta);
+    if (sum) total = *sum;
+    return sum.has_value();
+  };
+  bool ok = add_one(next.applied_count, add.applied_count) &&
+            add_one(next.exact_duplicate_count, add.exact_duplicate_count) && add_one(next.late_count, add.late_count);
+  for (size_t i = 0; ok && i < kReasonCount; ++i) ok = add_one(next.exception_counts[i], add.exception_counts[i]);
+  if (ok) into = next;
+  return ok;
 }
 
 void EncodeWindowCounters(const WindowCounters& c, std::string& out) {

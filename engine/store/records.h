@@ -8,6 +8,7 @@
 #include <array>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,34 +43,75 @@ void AppendBigEndian64(std::string& out, uint64_t value);
 [[nodiscard]] inline uint32_t WindowKeyBits(WindowDay day) { return static_cast<uint32_t>(day) ^ 0x8000'0000u; }
 [[nodiscard]] inline WindowDay WindowFromKeyBits(uint32_t bits) { return static_cast<WindowDay>(bits ^ 0x8000'0000u); }
 
-// kTxn: family byte, then the txn_id.
-void TxnKey(Family family, std::string_view txn_id, std::string& out);
+// ---- partition-owned keys ----------------------------------------------------------------------
+//
+// Store format 4: everything the ledger keeps of a source partition's messages is keyed by that
+// partition (its owner), so that one partition's state can be read, moved or rebuilt without
+// touching another's: transaction records, netting lines and their checkpoint marker, line ids,
+// window counters, applied records, exceptions, partition gross and the next offset. A window's
+// totals are the sum over its owners (engine/readers). The ledger's own bookkeeping (the commit
+// sequence, the recent transaction records' values, dead-letter copies) and the window state
+// records are the store's. A store of format 3 (one set of lines, ids and counters for all
+// partitions) is upgraded when the ledger opens it (engine/readers/store_format.h).
+inline constexpr uint8_t kStoreFormat = 4;
+inline constexpr std::string_view kStoreFormatKey = "store_format";
+
+// A source partition, the owner of partition-owned state.
+struct SourcePartition {
+  SourceTopic topic = SourceTopic::kTaps;
+  int32_t partition = 0;
+  auto operator<=>(const SourcePartition&) const = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const SourcePartition& owner) {
+    return H::combine(std::move(h), owner.topic, owner.partition);
+  }
+};
+// An owner in keys: the topic byte, then the partition in big-endian.
+inline constexpr size_t kOwnerKeyBytes = 5;
+void AppendOwner(std::string& out, SourcePartition owner);
+[[nodiscard]] SourcePartition ReadOwner(const char* data);
+// The topic that carries a family's events (the numbering is shared).
+[[nodiscard]] constexpr SourceTopic TopicOf(Family family) { return static_cast<SourceTopic>(family); }
+// "yrd.taps/3", for messages.
+[[nodiscard]] std::string FormatOwner(SourcePartition owner);
+
+// The next offset to consume per source partition.
+using PartitionOffsets = std::map<std::pair<SourceTopic, int32_t>, int64_t>;
+
+// kTxn: owner, family digit, then the txn_id.
+void TxnKey(SourcePartition owner, Family family, std::string_view txn_id, std::string& out);
 // kMeta keys.
 inline constexpr std::string_view kOffsetKeyPrefix = "offset|";
 inline constexpr std::string_view kCountersKeyPrefix = "counters|";
 inline constexpr std::string_view kWindowKeyPrefix = "window|";
 inline constexpr std::string_view kCommitSequenceKey = "commit_sequence";
-// The commit sequence through which kLines holds every window's lines; the applied records of
-// later commits (kApplied) complete them (ReadWindowLines). Absent in stores written
-// before lines were checkpointed, whose kLines are complete through the last commit.
-inline constexpr std::string_view kLinesThroughKey = "lines_through";
+// Per owner: the number (below) of the owner's last commit whose applied records its lines in
+// kLines include; its applied records of later commits complete them (ReadWindowLines).
+inline constexpr std::string_view kLinesThroughKeyPrefix = "lines_through|";
 // Dead-letter copies not yet known delivered: commit sequence, then the exception key.
 inline constexpr std::string_view kDeadLetterKeyPrefix = "dlq|";
 // A check value of the card-token key (HMAC-SHA256 of a fixed label under it), written by the
 // first start: a later start or a report tool with another key is refused instead of making
 // tokens that match nothing.
 inline constexpr std::string_view kCardTokenKeyCheckKey = "card_token_key_check";
-// Line ids (see LineIds): the prefix, then the id in big-endian.
+// Line ids (see LineIds): the prefix, the owner, then the id in big-endian.
 inline constexpr std::string_view kLineIdKeyPrefix = "line_id|";
 // The gross of one source partition in one window (see kPartitionWindowGrossFenMax): the prefix,
 // the window, the topic and the partition.
 inline constexpr std::string_view kGrossKeyPrefix = "gross|";
 void OffsetKey(SourceTopic topic, int32_t partition, std::string& out);
-void CountersKey(WindowDay day, std::string& out);
+// The counters of one owner in one window: the prefix, the window, the owner.
+void CountersKey(WindowDay day, SourcePartition owner, std::string& out);
 void WindowStateKey(WindowDay day, std::string& out);
-// kLines: window, then the line key. kApplied: window, then commit sequence.
-void LineStoreKey(WindowDay day, std::string_view line_key, std::string& out);
-void AppliedKey(WindowDay day, uint64_t commit_sequence, std::string& out);
+void LinesThroughKey(SourcePartition owner, std::string& out);
+// kLines: window, owner, then the line key. kApplied: window, owner, then the commit's number
+// for the owner: the owner's next offset once the commit is written (so an owner's applied
+// records are in offset order, and numbered the same whichever instance or shard wrote them).
+void LineStoreKey(WindowDay day, SourcePartition owner, std::string_view line_key, std::string& out);
+void AppliedKey(WindowDay day, SourcePartition owner, uint64_t number, std::string& out);
+// The prefix of every kLines and kApplied key of `day` (and, with `owner`, of that owner).
+void WindowKeyPrefix(WindowDay day, std::string& out);
+void WindowOwnerKeyPrefix(WindowDay day, SourcePartition owner, std::string& out);
 // kRecentTxn: commit sequence.
 void RecentTxnKey(uint64_t commit_sequence, std::string& out);
 // kExceptions: topic, partition, offset.
@@ -77,7 +119,7 @@ void ExceptionKey(SourceTopic topic, int32_t partition, int64_t offset, std::str
 void DeadLetterKey(uint64_t commit_sequence, SourceTopic topic, int32_t partition, int64_t offset, std::string& out);
 // The first key after every dead-letter copy of commits up to `commit_sequence`.
 void DeadLetterKeyLimit(uint64_t commit_sequence, std::string& out);
-void LineIdKey(uint32_t id, std::string& out);
+void LineIdKey(SourcePartition owner, uint32_t id, std::string& out);
 void GrossKey(WindowDay day, SourceTopic topic, int32_t partition, std::string& out);
 
 // ---- partition gross ---------------------------------------------------------------------------
@@ -139,6 +181,9 @@ void EncodeLineTotals(const LineTotals& totals, std::string& out);
 [[nodiscard]] bool NetIntoLine(EventKind kind, int64_t amount_fen, int64_t fund_pay_fen, int64_t account_pay_fen,
                                int64_t cash_pay_fen, LineTotals& line);
 [[nodiscard]] bool DecodeLineTotals(std::string_view bytes, LineTotals& out);
+// Adds `add` into `into` (a window's lines merged over its owners); false on an overflow (`into`
+// is then unchanged).
+[[nodiscard]] bool AddLineTotals(const LineTotals& add, LineTotals& into);
 
 // ---- per-window counters ---------------------------------------------------------------------
 
@@ -151,6 +196,8 @@ struct WindowCounters {
 };
 void EncodeWindowCounters(const WindowCounters& counters, std::string& out);
 [[nodiscard]] bool DecodeWindowCounters(std::string_view bytes, WindowCounters& out);
+// Adds `add` into `into`; false on an overflow (`into` is then unchanged).
+[[nodiscard]] bool AddWindowCounters(const WindowCounters& add, WindowCounters& into);
 
 // ---- window state ----------------------------------------------------------------------------
 
@@ -212,6 +259,36 @@ class LineIds {
  private:
   std::deque<std::string> keys_;  // by number; a deque does not move its elements as it grows
   absl::flat_hash_map<std::string_view, uint32_t, StringHash, StringEq> ids_;
+};
+
+// Line numbers given in a batch, by owner: stored with the batch's write.
+using NewLineIds = std::vector<std::pair<SourcePartition, uint32_t>>;
+
+// The line ids of every owner: each source partition numbers its lines on its own, so its
+// records read the same wherever its state goes.
+class LineIdBook {
+ public:
+  // The ids of `owner`, empty when it has none yet.
+  [[nodiscard]] LineIds& For(SourcePartition owner) { return ids_[owner]; }
+  // nullptr when `owner` has none.
+  [[nodiscard]] const LineIds* Find(SourcePartition owner) const {
+    const auto it = ids_.find(owner);
+    return it == ids_.end() ? nullptr : &it->second;
+  }
+  // The ids of `owner`, or an empty set (a record naming a line then reads as damaged).
+  [[nodiscard]] const LineIds& Of(SourcePartition owner) const {
+    const LineIds* ids = Find(owner);
+    return ids == nullptr ? empty_ : *ids;
+  }
+  [[nodiscard]] size_t size() const {
+    size_t total = 0;
+    for (const auto& [owner, ids] : ids_) total += ids.size();
+    return total;
+  }
+
+ private:
+  std::map<SourcePartition, LineIds> ids_;  // a map's values stay where they are
+  LineIds empty_;
 };
 
 // ---- dedup / transaction state ---------------------------------------------------------------

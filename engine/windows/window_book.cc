@@ -5,10 +5,11 @@
 #include "engine/base/assert.h"
 #include "engine/base/money.h"
 #include "engine/base/strings.h"
+#include "engine/readers/store_readers.h"
 
 namespace yrd {
 
-absl::Status WindowBook::Load(StateStore& store, const LineIds& line_ids) {
+absl::Status WindowBook::Load(StateStore& store, const LineIdBook& line_ids) {
   absl::Status damaged;
   absl::Status s = store.Scan(Table::kMeta, kWindowKeyPrefix, {}, [&](std::string_view key, std::string_view v) {
     WindowRecord record;
@@ -21,15 +22,16 @@ absl::Status WindowBook::Load(StateStore& store, const LineIds& line_ids) {
   });
   if (!s.ok()) return s;
   if (!damaged.ok()) return damaged;
-  // Every window's counters (one record per window): a window that closed while the daemon was
-  // down is found here and closed on the first batch.
+  // Every window's counters (one record per window and owner): a window that closed while the
+  // daemon was down is found here and closed on the first batch.
   s = store.Scan(Table::kMeta, kCountersKeyPrefix, {}, [&](std::string_view key, std::string_view v) {
     WindowCounters counters;
-    if (key.size() != kCountersKeyPrefix.size() + 4 || !DecodeWindowCounters(v, counters)) {
+    if (key.size() != kCountersKeyPrefix.size() + 4 + kOwnerKeyBytes || !DecodeWindowCounters(v, counters)) {
       damaged = absl::DataLossError("a window counters record is damaged");
       return false;
     }
-    counters_[WindowFromKeyBits(ReadBigEndian32(key.data() + kCountersKeyPrefix.size()))].counters = counters;
+    const char* day_bits = key.data() + kCountersKeyPrefix.size();
+    counters_[{WindowFromKeyBits(ReadBigEndian32(day_bits)), ReadOwner(day_bits + 4)}].counters = counters;
     return true;
   });
   if (!s.ok()) return s;
@@ -37,7 +39,7 @@ absl::Status WindowBook::Load(StateStore& store, const LineIds& line_ids) {
   return LoadGross(store, line_ids);
 }
 
-absl::Status WindowBook::LoadGross(StateStore& store, const LineIds& line_ids) {
+absl::Status WindowBook::LoadGross(StateStore& store, const LineIdBook& line_ids) {
   bool damaged = false;
   absl::Status s = store.Scan(Table::kMeta, kGrossKeyPrefix, {}, [&](std::string_view key, std::string_view value) {
     PartitionGross gross;
@@ -52,35 +54,32 @@ absl::Status WindowBook::LoadGross(StateStore& store, const LineIds& line_ids) {
   for (const WindowDay day : DaysNotClosed()) {
     const auto first = gross_.lower_bound({day, SourceTopic::kTaps, 0});
     if (first != gross_.end() && std::get<0>(first->first) == day) continue;
-    std::string prefix;
-    AppendBigEndian32(prefix, WindowKeyBits(day));
-    bool record_damaged = false;
-    s = store.Scan(Table::kApplied, prefix, {}, [&](std::string_view, std::string_view blob) {
-      size_t position = 0;
-      AppliedRecord record;
-      while (NextAppliedRecord(blob, position, line_ids, record, record_damaged)) {
-        const SourceTopic topic = FamilyOf(record.kind) == Family::kTaps ? SourceTopic::kTaps : SourceTopic::kMedical;
-        GrossEntry& entry = gross_[{day, topic, record.partition}];
-        // An earlier version bounded only each line: past the bound, the partition takes no more
-        // money in this window (saturated, so such a window never stops a start).
-        const std::optional<int64_t> sum = CheckedAddFen(entry.gross_fen, record.amount_fen);
-        entry.gross_fen = sum && *sum <= kPartitionWindowGrossFenMax ? *sum : kPartitionWindowGrossFenMax + 1;
-        entry.touched_sequence = kStoreWithNextWrite;
-      }
-      return !record_damaged;
+    s = VisitAppliedRecords(store, day, line_ids, [&](SourcePartition owner, const AppliedRecord& record) {
+      GrossEntry& entry = gross_[{day, owner.topic, owner.partition}];
+      // An earlier version bounded only each line: past the bound, the partition takes no more
+      // money in this window (saturated, so such a window never stops a start).
+      const std::optional<int64_t> sum = CheckedAddFen(entry.gross_fen, record.amount_fen);
+      entry.gross_fen = sum && *sum <= kPartitionWindowGrossFenMax ? *sum : kPartitionWindowGrossFenMax + 1;
+      entry.touched_sequence = kStoreWithNextWrite;
+      return true;
     });
     if (!s.ok()) return s;
-    if (record_damaged) return absl::DataLossError("an applied record is damaged");
   }
   return absl::OkStatus();
 }
 
 std::vector<WindowDay> WindowBook::DaysNotClosed() const {
   std::vector<WindowDay> days;
-  for (const auto& [day, entry] : counters_) {
-    if (PersistedState(day) < WindowState::kClosed) days.push_back(day);
+  for (const auto& [index, entry] : counters_) {
+    const WindowDay day = index.first;
+    if (PersistedState(day) < WindowState::kClosed && (days.empty() || days.back() != day)) days.push_back(day);
   }
   return days;
+}
+
+bool WindowBook::HasCounters(WindowDay day) const {
+  const auto it = counters_.lower_bound({day, SourcePartition{static_cast<SourceTopic>(0), INT32_MIN}});
+  return it != counters_.end() && it->first.first == day;
 }
 
 void WindowBook::BeginBatch(uint64_t sequence) {
@@ -155,15 +154,15 @@ void WindowBook::ApplyCommands(Batch& batch) {
   const int64_t now_ms = batch.now_ms;
   // The clock closes every window with activity once its cutoff plus grace has passed; the
   // close time is that instant, so files generated again carry the same header.
-  for (const auto& [day, entry] : counters_) {
-    const int64_t close_at_ms = calendar_.CloseInstantMs(day);
-    if (close_at_ms <= now_ms) CloseWindow(day, close_at_ms, *batch.registry, batch);
+  for (const auto& [index, entry] : counters_) {
+    const int64_t close_at_ms = calendar_.CloseInstantMs(index.first);
+    if (close_at_ms <= now_ms) CloseWindow(index.first, close_at_ms, *batch.registry, batch);
   }
   for (const WindowCommand& command : batch.commands) {
     switch (command.kind) {
       case WindowCommand::Kind::kClose:
         // A day with no activity and no state is not a window: closing it would invent one.
-        if (counters_.contains(command.day) || records_.contains(command.day)) {
+        if (HasCounters(command.day) || records_.contains(command.day)) {
           CloseWindow(command.day, now_ms, *batch.registry, batch);
         }
         break;
@@ -186,10 +185,11 @@ void WindowBook::ApplyCommands(Batch& batch) {
 
 // ---- counters and gross ----------------------------------------------------------------------------
 
-WindowCounters& WindowBook::TouchCounters(WindowDay day) {
-  if (cached_counters_ == nullptr || cached_counters_day_ != day) {
-    cached_counters_ = &counters_[day];  // a map's entries stay where they are
-    cached_counters_day_ = day;
+WindowCounters& WindowBook::TouchCounters(WindowDay day, SourcePartition owner) {
+  const CountersIndex index{day, owner};
+  if (cached_counters_ == nullptr || cached_counters_index_ != index) {
+    cached_counters_ = &counters_[index];  // a map's entries stay where they are
+    cached_counters_index_ = index;
     cached_counters_->touched_sequence = sequence_;
   }
   return cached_counters_->counters;
@@ -211,9 +211,9 @@ bool WindowBook::AddPartitionGross(WindowDay day, SourceTopic topic, int32_t par
 // ---- the write --------------------------------------------------------------------------------------
 
 void WindowBook::AppendWrites(const Batch& batch, StateWriteBatch& write) {
-  for (auto& [day, entry] : counters_) {
+  for (auto& [index, entry] : counters_) {
     if (entry.touched_sequence != sequence_) continue;
-    CountersKey(day, key_scratch_);
+    CountersKey(index.first, index.second, key_scratch_);
     EncodeWindowCounters(entry.counters, value_scratch_);
     write.Put(Table::kMeta, key_scratch_, value_scratch_);
   }
@@ -258,7 +258,11 @@ void WindowBook::ForgetClosed() {
 
 std::shared_ptr<const WindowTable> WindowBook::BuildTable(int64_t now_ms) const {
   auto table = std::make_shared<WindowTable>();
-  for (const auto& [day, entry] : counters_) (*table)[day].counters = entry.counters;
+  for (const auto& [index, entry] : counters_) {
+    // Bounded by the messages consumed: a sum past int64 means state this process produced is broken.
+    const bool added = AddWindowCounters(entry.counters, (*table)[index.first].counters);
+    YRD_ASSERT(added);
+  }
   for (const auto& [day, record] : records_) {
     WindowInfo& info = (*table)[day];
     info.state = record.state;

@@ -40,10 +40,10 @@ class WindowBook {
  public:
   explicit WindowBook(WindowCalendar calendar) : calendar_(calendar) {}
 
-  // Reads the state records, the counters and the partition gross. A window not closed that has
-  // applied records but no gross record (a store written before they were kept) gets its gross
-  // from those records (`line_ids` reads them), stored with the next write.
-  [[nodiscard]] absl::Status Load(StateStore& store, const LineIds& line_ids);
+  // Reads the state records, every owner's counters and the partition gross. A window not closed
+  // that has applied records but no gross record (a store written before they were kept) gets its
+  // gross from those records (`line_ids` reads them), stored with the next write.
+  [[nodiscard]] absl::Status Load(StateStore& store, const LineIdBook& line_ids);
   // Windows with counters that are not closed: the ones whose lines the ledger holds.
   [[nodiscard]] std::vector<WindowDay> DaysNotClosed() const;
 
@@ -64,8 +64,8 @@ class WindowBook {
   // The window an event of `occurred_at_ms` goes to at `now_ms`, and whether that makes it late.
   [[nodiscard]] std::pair<WindowDay, bool> RouteWindow(int64_t occurred_at_ms, int64_t now_ms) const;
 
-  // The counters of `day`, marked to be stored with the batch.
-  WindowCounters& TouchCounters(WindowDay day);
+  // `owner`'s counters of `day`, marked to be stored with the batch.
+  WindowCounters& TouchCounters(WindowDay day, SourcePartition owner);
   // Adds `amount_fen` to the gross of (`day`, `topic`, `partition`), unless that would pass
   // kPartitionWindowGrossFenMax: then false, and nothing changes.
   [[nodiscard]] bool AddPartitionGross(WindowDay day, SourceTopic topic, int32_t partition, int64_t amount_fen);
@@ -95,8 +95,11 @@ class WindowBook {
   };
   static constexpr uint64_t kStoreWithNextWrite = UINT64_MAX;
   using GrossIndex = std::tuple<WindowDay, SourceTopic, int32_t>;
+  using CountersIndex = std::pair<WindowDay, SourcePartition>;
 
-  [[nodiscard]] absl::Status LoadGross(StateStore& store, const LineIds& line_ids);
+  [[nodiscard]] absl::Status LoadGross(StateStore& store, const LineIdBook& line_ids);
+  // True when some owner has counters in `day` (the window had activity).
+  [[nodiscard]] bool HasCounters(WindowDay day) const;
   // Closes `day` at `closed_at_ms` with the registry's fee schedule and participants, unless
   // already closed.
   void CloseWindow(WindowDay day, int64_t closed_at_ms, const Registry& registry, Batch& batch);
@@ -104,13 +107,13 @@ class WindowBook {
 
   const WindowCalendar calendar_;
   std::map<WindowDay, WindowRecord> records_;
-  std::map<WindowDay, CountersEntry> counters_;
+  std::map<CountersIndex, CountersEntry> counters_;  // per window and owner
   std::map<GrossIndex, GrossEntry> gross_;  // of the windows not closed
   uint64_t sequence_ = 0;                   // the commit the batch being prepared stores
   std::vector<WindowDay> touched_windows_;  // state records to write with this batch
   std::vector<std::string> retired_exception_keys_;  // deleted with this batch's write
   // The last window's counters and gross a slot touched: most slots of a batch share them.
-  WindowDay cached_counters_day_ = 0;
+  CountersIndex cached_counters_index_{};
   CountersEntry* cached_counters_ = nullptr;
   GrossIndex cached_gross_index_{};
   GrossEntry* cached_gross_ = nullptr;

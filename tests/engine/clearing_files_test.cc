@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -18,6 +19,7 @@
 #include "adapters/fs/file_set.h"
 #include "adapters/rocksdb/rocks_store.h"
 #include "engine/base/strings.h"
+#include "engine/readers/store_readers.h"
 #include "engine/store/records.h"
 #include "gtest/gtest.h"
 #include "tests/golden/golden_window.h"
@@ -112,21 +114,67 @@ class ClearingFilesTest : public ::testing::Test {
     ASSERT_TRUE(store_->Write(*write).ok());
   }
 
+  // The line summed over the owners that hold it.
   LineTotals StoredLine(std::string_view line_key) {
-    std::string key, value;
+    LineTotals sum;
     bool found = false;
-    LineStoreKey(test::kGoldenDay, line_key, key);
-    EXPECT_TRUE(store_->Get(Table::kLines, key, value, found).ok());
-    LineTotals totals;
-    EXPECT_TRUE(found && DecodeLineTotals(value, totals));
-    return totals;
+    ForEachOwnerLine(line_key, [&](std::string_view, const LineTotals& totals) {
+      found = true;
+      EXPECT_TRUE(AddLineTotals(totals, sum));
+    });
+    EXPECT_TRUE(found);
+    return sum;
   }
 
+  // Makes the window's line `totals`: one owner keeps it whole (the first that has it, else the
+  // first partition of its topic), the others lose theirs.
   void PutLine(std::string_view line_key, const LineTotals& totals) {
+    std::vector<std::string> keys;
+    ForEachOwnerLine(line_key, [&](std::string_view key, const LineTotals&) { keys.emplace_back(key); });
     std::string key, value;
-    LineStoreKey(test::kGoldenDay, line_key, key);
+    if (keys.empty()) {
+      const SourceTopic topic = line_key.starts_with("T|") ? SourceTopic::kTaps : SourceTopic::kMedical;
+      LineStoreKey(test::kGoldenDay, {topic, 0}, line_key, key);
+    } else {
+      key = keys.front();
+    }
+    std::unique_ptr<StateWriteBatch> write = store_->NewWriteBatch();
+    for (const std::string& other : keys) write->Delete(Table::kLines, other);
     EncodeLineTotals(totals, value);
-    Put(Table::kLines, key, value);
+    write->Put(Table::kLines, key, value);
+    ASSERT_TRUE(store_->Write(*write).ok());
+  }
+
+  void ForEachOwnerLine(std::string_view line_key,
+                        const std::function<void(std::string_view key, const LineTotals& totals)>& visit) {
+    std::string prefix;
+    WindowKeyPrefix(test::kGoldenDay, prefix);
+    const absl::Status status = store_->Scan(Table::kLines, prefix, {}, [&](std::string_view key, std::string_view value) {
+      if (key.substr(prefix.size() + kOwnerKeyBytes) != line_key) return true;
+      LineTotals totals;
+      EXPECT_TRUE(DecodeLineTotals(value, totals));
+      visit(key, totals);
+      return true;
+    });
+    EXPECT_TRUE(status.ok()) << status;
+  }
+
+  // The window's counters summed over its owners, and a way to make them other ones.
+  WindowCounters StoredCounters() {
+    absl::StatusOr<WindowCounters> counters = ReadWindowCounters(*store_, test::kGoldenDay);
+    EXPECT_TRUE(counters.ok()) << counters.status();
+    return counters.ok() ? *counters : WindowCounters{};
+  }
+  void PutCounters(const WindowCounters& counters) {
+    std::string prefix(kCountersKeyPrefix), end, key, value;
+    AppendBigEndian32(prefix, WindowKeyBits(test::kGoldenDay));
+    end = prefix + std::string(kOwnerKeyBytes, '\xff');
+    std::unique_ptr<StateWriteBatch> write = store_->NewWriteBatch();
+    write->DeleteRange(Table::kMeta, prefix, end);
+    CountersKey(test::kGoldenDay, {SourceTopic::kTaps, 0}, key);
+    EncodeWindowCounters(counters, value);
+    write->Put(Table::kMeta, key, value);
+    ASSERT_TRUE(store_->Write(*write).ok());
   }
 
   // Rewrites the window's stored state, keeping its close instant and fees.
@@ -435,16 +483,10 @@ TEST_F(ClearingFilesTest, ReversalWithoutItsAppliedCancellationIsRefused) {
 }
 
 TEST_F(ClearingFilesTest, CounterThatDisagreesWithTheAppliedRecordsIsRefused) {
-  std::string key, value;
-  bool found = false;
-  CountersKey(test::kGoldenDay, key);
-  ASSERT_TRUE(store_->Get(Table::kMeta, key, value, found).ok());
-  WindowCounters counters;
-  ASSERT_TRUE(found && DecodeWindowCounters(value, counters));
+  WindowCounters counters = StoredCounters();
   EXPECT_EQ(counters.applied_count, 12);
   counters.late_count = 0;
-  EncodeWindowCounters(counters, value);
-  Put(Table::kMeta, key, value);
+  PutCounters(counters);
   const std::string message = ExpectRefused(absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(message.find("counter late_count is 0 but the window has 1 late applied records"), std::string::npos)
       << message;

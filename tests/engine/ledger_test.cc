@@ -187,47 +187,47 @@ class LedgerTest : public ::testing::Test {
   }
 
   // A line as kLines alone holds it (the last checkpoint).
+  // Summed over the owners that have it.
   std::optional<LineTotals> CheckpointedLine(WindowDay day, std::string_view line_key) {
-    std::string key, value;
-    LineStoreKey(day, line_key, key);
-    bool found = false;
-    EXPECT_TRUE(store_->Get(Table::kLines, key, value, found).ok());
-    if (!found) return std::nullopt;
-    LineTotals totals;
-    EXPECT_TRUE(DecodeLineTotals(value, totals));
-    return totals;
+    std::string prefix;
+    WindowKeyPrefix(day, prefix);
+    std::optional<LineTotals> sum;
+    const absl::Status status = store_->Scan(Table::kLines, prefix, {}, [&](std::string_view key, std::string_view value) {
+      if (key.substr(prefix.size() + kOwnerKeyBytes) != line_key) return true;
+      LineTotals totals;
+      EXPECT_TRUE(DecodeLineTotals(value, totals));
+      if (!sum) sum.emplace();
+      EXPECT_TRUE(AddLineTotals(totals, *sum));
+      return true;
+    });
+    EXPECT_TRUE(status.ok()) << status;
+    return sum;
   }
 
   // The stored record of `txn_id`, wherever it is (recent or sorted into kTxn); `storage`
   // keeps the bytes its views point into.
   std::optional<TxnRecord> Txn(Family family, std::string_view txn_id, std::string& storage) {
-    std::string key;
-    TxnKey(family, txn_id, key);
-    bool found = false;
-    EXPECT_TRUE(FindTxnRecord(*store_, key, storage, found).ok());
-    if (!found) return std::nullopt;
+    absl::StatusOr<std::optional<OwnedTxnRecord>> found = FindTxnRecordOfId(*store_, family, txn_id);
+    EXPECT_TRUE(found.ok()) << found.status();
+    if (!found.ok() || !found->has_value()) return std::nullopt;
+    storage = (*found)->value;
     TxnRecord record;
-    EXPECT_TRUE(DecodeTxnRecord(storage, LoadedLineIds(), record));
+    EXPECT_TRUE(DecodeTxnRecord(storage, LoadedLineIds().Of((*found)->owner), record));
     return record;
   }
 
   // The store's line ids as of now; kept for the test, as records read with them view them.
-  const LineIds& LoadedLineIds() {
-    absl::StatusOr<LineIds> ids = LoadLineIds(*store_);
+  const LineIdBook& LoadedLineIds() {
+    absl::StatusOr<LineIdBook> ids = LoadLineIds(*store_);
     EXPECT_TRUE(ids.ok()) << ids.status();
-    return loaded_line_ids_.emplace_back(ids.ok() ? *std::move(ids) : LineIds());
+    return loaded_line_ids_.emplace_back(ids.ok() ? *std::move(ids) : LineIdBook());
   }
 
+  // Summed over the owners.
   WindowCounters Counters(WindowDay day) {
-    std::string key, value;
-    CountersKey(day, key);
-    bool found = false;
-    EXPECT_TRUE(store_->Get(Table::kMeta, key, value, found).ok());
-    WindowCounters counters;
-    if (found) {
-      EXPECT_TRUE(DecodeWindowCounters(value, counters));
-    }
-    return counters;
+    absl::StatusOr<WindowCounters> counters = ReadWindowCounters(*store_, day);
+    EXPECT_TRUE(counters.ok()) << counters.status();
+    return counters.ok() ? *counters : WindowCounters{};
   }
 
   std::vector<StoredException> Exceptions() {
@@ -245,28 +245,20 @@ class LedgerTest : public ::testing::Test {
   }
 
   std::vector<StoredApplied> Applied(WindowDay day) {
-    const LineIds& line_ids = LoadedLineIds();
     std::vector<StoredApplied> out;
-    std::string prefix;
-    AppendBigEndian32(prefix, WindowKeyBits(day));
-    const absl::Status status = store_->Scan(Table::kApplied, prefix, {}, [&](std::string_view, std::string_view blob) {
-      size_t position = 0;
-      AppliedRecord record;
-      bool damaged = false;
-      while (NextAppliedRecord(blob, position, line_ids, record, damaged)) {
-        out.push_back({record.kind, record.late, record.amount_fen, std::string(record.txn_id),
-                       std::string(record.card_masked)});
-      }
-      EXPECT_FALSE(damaged);
-      return true;
-    });
+    const absl::Status status =
+        VisitAppliedRecords(*store_, day, LoadedLineIds(), [&](SourcePartition, const AppliedRecord& record) {
+          out.push_back({record.kind, record.late, record.amount_fen, std::string(record.txn_id),
+                         std::string(record.card_masked)});
+          return true;
+        });
     EXPECT_TRUE(status.ok()) << status;
     return out;
   }
 
   test::TempDir dir_;
   const std::string store_path_ = dir_.path() + "/state";
-  std::deque<LineIds> loaded_line_ids_;
+  std::deque<LineIdBook> loaded_line_ids_;
   WindowCalendar calendar_;
   DecodeLimits limits_;
   int64_t now_ms_ = test::ChinaTimeMs(2026, 11, 27, 10, 0);
@@ -613,7 +605,7 @@ TEST_F(LedgerTest, RejectedMessageCopyIsKeptUntilItsDeliveryIsReported) {
   keep_dead_letters_ = true;
   Reopen();
   Apply({TapMessage(Tap("TAP1")), {SourceTopic::kTaps, "not a flatbuffer"}});
-  Apply({TapMessage(Tap("TAP1", 999))}, 1);  // a conflict, in a second commit
+  Apply({TapMessage(Tap("TAP1", 999))});  // a conflict, in a second commit
   auto stored = StoredDeadLetters(*store_, *sealer_);
   ASSERT_EQ(stored.size(), 2u);
   EXPECT_EQ(stored[0].first.commit_sequence, 1u);
@@ -622,7 +614,8 @@ TEST_F(LedgerTest, RejectedMessageCopyIsKeptUntilItsDeliveryIsReported) {
   EXPECT_EQ(stored[0].second, "not a flatbuffer");
   EXPECT_EQ(stored[1].first.commit_sequence, 2u);
   EXPECT_EQ(stored[1].first.reason, Reason::kDuplicateConflict);
-  EXPECT_EQ(stored[1].first.partition, 1);
+  EXPECT_EQ(stored[1].first.partition, 0);
+  EXPECT_EQ(stored[1].first.offset, 2);
   EXPECT_EQ(stored[1].first.window, kNov27);
 
   // They survive a restart (the daemon produces them again then).
@@ -708,10 +701,12 @@ TEST_F(LedgerTest, SettlementsAndTheirCancellationsCountInThePartitionGross) {
   ASSERT_EQ(batch.slots()[2].fate, Fate::kRejected);
   EXPECT_EQ(batch.slots()[2].reason, Reason::kAmountInvalid);
   EXPECT_EQ(Exceptions()[0].detail.substr(0, 26), "original_txn_id 'SETTLE1' ");
-  // The rejected cancellation changed nothing: the settlement can still be cancelled elsewhere.
-  const Batch& elsewhere = Apply({CancellationMessage(Cancellation("CANCEL2", "SETTLE1"))}, 3);
-  EXPECT_EQ(elsewhere.slots()[0].fate, Fate::kApplied);
-  EXPECT_EQ(Line(kNov27, kSettlementLine).reversal_count, 1);
+  // The rejected cancellation changed nothing: the settlement stands, not cancelled.
+  std::string storage;
+  const std::optional<TxnRecord> settlement = Txn(Family::kMedical, "SETTLE1", storage);
+  ASSERT_TRUE(settlement.has_value());
+  EXPECT_FALSE(settlement->cancelled);
+  EXPECT_EQ(Line(kNov27, kSettlementLine).reversal_count, 0);
 }
 
 TEST_F(LedgerTest, ThePartitionGrossSurvivesARestart) {
@@ -996,7 +991,7 @@ std::vector<uint64_t> RecentTxnCommits(StateStore& store) {
 
 bool InSortedTable(StateStore& store, Family family, std::string_view txn_id) {
   std::string key, value;
-  TxnKey(family, txn_id, key);
+  TxnKey({TopicOf(family), 0}, family, txn_id, key);
   bool found = false;
   EXPECT_TRUE(store.Get(Table::kTxn, key, value, found).ok());
   return found;
@@ -1054,7 +1049,7 @@ TEST_F(LedgerTest, RecordWithTheLineKeyInTextIsRefundedIntoItsLine) {
   earlier.amount_fen = 500;
   earlier.line_key = kEarlierLine;
   std::string key;
-  TxnKey(Family::kTaps, "TAPEARLIER", key);
+  TxnKey({SourceTopic::kTaps, 0}, Family::kTaps, "TAPEARLIER", key);
   std::unique_ptr<StateWriteBatch> write = store_->NewWriteBatch();
   write->Put(Table::kTxn, key, test::Version2TxnRecord(earlier));
   ASSERT_TRUE(store_->Write(*write).ok());
@@ -1115,10 +1110,11 @@ TEST_F(LedgerTest, LineNumbersOfABatchNeverCommittedAreGivenAgain) {
   Apply({SettlementMessage(Settlement("SETTLE1"))});
   Apply({TapMessage(Tap("TAP1", 300)), RefundMessage(Refund("R1", 100))});
   Reopen();
-  const LineIds& ids = LoadedLineIds();
+  // Each partition numbers its own lines from 0.
+  const LineIdBook& ids = LoadedLineIds();
   EXPECT_EQ(ids.size(), 2u);
-  EXPECT_EQ(ids.KeyOf(0), kSettlementLine);
-  EXPECT_EQ(ids.KeyOf(1), kMetroLine);
+  EXPECT_EQ(ids.Of({SourceTopic::kMedical, 0}).KeyOf(0), kSettlementLine);
+  EXPECT_EQ(ids.Of({SourceTopic::kTaps, 0}).KeyOf(0), kMetroLine);
   EXPECT_EQ(Line(kNov27, kMetroLine).reversed_amount_fen, 100);
   EXPECT_EQ(Line(kNov27, kSettlementLine).count, 1);
 }
@@ -1138,13 +1134,14 @@ TEST_F(LedgerTest, AppliedRecordsWithTheLineKeyInTextAreReplayedAtStart) {
   earlier.terminal_id = "TERM";
   earlier.card_masked = "6217**1234";
   {
-    // As the earlier version would have committed it: commit 2.
+    // As the earlier version would have committed it, by partition 1 of yrd.taps.
     std::string key, value;
     std::unique_ptr<StateWriteBatch> write = store_->NewWriteBatch();
-    AppliedKey(kNov27, 2, key);
+    AppliedKey(kNov27, {SourceTopic::kTaps, 1}, 100, key);
     write->Put(Table::kApplied, key, test::Version2AppliedBlob(earlier));
-    AppendBigEndian64(value, 2);
-    write->Put(Table::kMeta, kCommitSequenceKey, value);
+    OffsetKey(SourceTopic::kTaps, 1, key);
+    AppendBigEndian64(value, 100);
+    write->Put(Table::kMeta, key, value);
     ASSERT_TRUE(store_->Write(*write).ok());
   }
   Reopen();
@@ -1162,10 +1159,12 @@ TEST_F(LedgerTest, LineNumbersAreGivenOncePerLineAcrossRestarts) {
   Apply({TapMessage(Tap("TAP1")), SettlementMessage(Settlement("SETTLE1"))});
   Reopen();
   Apply({TapMessage(Tap("TAP2")), SettlementMessage(Settlement("SETTLE2")), RefundMessage(Refund("R1", 100))});
-  const absl::StatusOr<LineIds> ids = LoadLineIds(*store_);
-  ASSERT_TRUE(ids.ok()) << ids.status();
-  EXPECT_EQ(ids->size(), 2u);
-  EXPECT_EQ(ids->KeyOf(0), kMetroLine);
+  const absl::StatusOr<LineIdBook> book = LoadLineIds(*store_);
+  ASSERT_TRUE(book.ok()) << book.status();
+  const LineIds& taps = book->Of({SourceTopic::kTaps, 0});
+  EXPECT_EQ(taps.size(), 1u);
+  EXPECT_EQ(taps.KeyOf(0), kMetroLine);
+  EXPECT_EQ(book->Of({SourceTopic::kMedical, 0}).size(), 1u);
   const LineTotals line = Line(kNov27, kMetroLine);
   EXPECT_EQ(line.count, 2);
   EXPECT_EQ(line.reversal_count, 1);
@@ -1234,12 +1233,12 @@ TEST_F(LedgerTest, RecordsBothSortedAndRecentAfterAStopCountOnce) {
   EXPECT_EQ(RecentTxnCommits(*store_), std::vector<uint64_t>{});
   std::string value;
   std::string key;
-  TxnKey(Family::kTaps, "TAP1", key);
+  TxnKey({SourceTopic::kTaps, 0}, Family::kTaps, "TAP1", key);
   bool found = false;
   ASSERT_TRUE(store_->Get(Table::kTxn, key, value, found).ok());
   ASSERT_TRUE(found);
   TxnRecord sorted;
-  ASSERT_TRUE(DecodeTxnRecord(value, LoadedLineIds(), sorted));
+  ASSERT_TRUE(DecodeTxnRecord(value, LoadedLineIds().Of({SourceTopic::kTaps, 0}), sorted));
   EXPECT_EQ(sorted.refunded_fen, 300);
   EXPECT_EQ(sorted.duplicate_count, 1);
   EXPECT_EQ(Line(kNov27, kMetroLine).count, 1);
@@ -1406,35 +1405,110 @@ TEST_F(LedgerTest, WindowClosedByTheClockAfterARestartCheckpointsItsWholeLines) 
   EXPECT_EQ(CheckpointedLine(kNov27, kMetroLine)->amount_fen, 800);
 }
 
-// A store written before checkpoints has no lines_through: its kLines is complete as it is, and
-// the first commit of this version says so.
-TEST_F(LedgerTest, StoreWithoutACheckpointMarkerHasCompleteLines) {
+// A store of format 3 kept one set of lines, line ids and counters for every partition; the
+// ledger's start upgrades it so that each partition owns its share, and the window's sums stay.
+TEST_F(LedgerTest, AStoreOfFormat3IsUpgradedToPartitionOwnedState) {
   ledger_.reset();
-  LineTotals stored;
-  stored.count = 5;
-  stored.amount_fen = 1500;
   {
-    std::string key, value;
-    LineStoreKey(kNov27, kMetroLine, key);
-    EncodeLineTotals(stored, value);
     std::unique_ptr<StateWriteBatch> write = store_->NewWriteBatch();
+    write->Delete(Table::kMeta, kStoreFormatKey);
+    std::string key, value;
+    // One line id, two taps of partitions 0 and 3 in one commit, one more of partition 0 later.
+    key.assign(kLineIdKeyPrefix);
+    AppendBigEndian32(key, 0);
+    write->Put(Table::kMeta, key, kMetroLine);
+    LineIds v3_ids;
+    ASSERT_TRUE(v3_ids.Add(0, kMetroLine));
+    std::string blob1, blob2;
+    for (const auto& [partition, offset, amount, txn_id] :
+         std::vector<std::tuple<int32_t, int64_t, int64_t, std::string>>{
+             {0, 4, 300, "TAPA"}, {3, 7, 500, "TAPB"}, {0, 5, 200, "TAPC"}}) {
+      AppliedRecord record;
+      record.kind = EventKind::kTap;
+      record.occurred_at_ms = now_ms_ - kMinuteMs;
+      record.partition = partition;
+      record.offset = offset;
+      record.amount_fen = amount;
+      record.txn_id = txn_id;
+      record.line_id = 0;
+      record.terminal_id = "TERM";
+      record.card_masked = "6217**1234";
+      AppendAppliedRecord(record, txn_id == "TAPC" ? blob2 : blob1);
+      TxnRecord txn;
+      txn.kind = EventKind::kTap;
+      txn.window = kNov27;
+      txn.partition = partition;
+      txn.offset = offset;
+      txn.occurred_at_ms = record.occurred_at_ms;
+      txn.amount_fen = amount;
+      txn.line_id = 0;
+      EncodeTxnRecord(txn, value);
+      write->Put(Table::kTxn, "0" + txn_id, value);
+    }
+    for (const auto& [sequence, blob] : {std::pair<uint64_t, std::string>{1, blob1}, {2, blob2}}) {
+      WindowKeyPrefix(kNov27, key);
+      AppendBigEndian64(key, sequence);
+      write->Put(Table::kApplied, key, blob);
+    }
+    // kLines checkpointed after commit 1; commit 2's tap completes it.
+    LineTotals checkpoint;
+    checkpoint.count = 2;
+    checkpoint.amount_fen = 800;
+    WindowKeyPrefix(kNov27, key);
+    key.append(kMetroLine);
+    EncodeLineTotals(checkpoint, value);
     write->Put(Table::kLines, key, value);
+    value.clear();
+    AppendBigEndian64(value, 1);
+    write->Put(Table::kMeta, "lines_through", value);
     WindowCounters counters;
-    counters.applied_count = 5;
-    CountersKey(kNov27, key);
+    counters.applied_count = 3;
+    counters.exact_duplicate_count = 4;
+    key.assign(kCountersKeyPrefix);
+    AppendBigEndian32(key, WindowKeyBits(kNov27));
     EncodeWindowCounters(counters, value);
     write->Put(Table::kMeta, key, value);
+    for (const auto& [partition, next] : {std::pair<int32_t, int64_t>{0, 6}, {3, 8}}) {
+      OffsetKey(SourceTopic::kTaps, partition, key);
+      value.clear();
+      AppendBigEndian64(value, static_cast<uint64_t>(next));
+      write->Put(Table::kMeta, key, value);
+    }
+    value.clear();
+    AppendBigEndian64(value, 2);
+    write->Put(Table::kMeta, kCommitSequenceKey, value);
     ASSERT_TRUE(store_->Write(*write).ok());
   }
-  EXPECT_EQ(Line(kNov27, kMetroLine), stored);
+  next_offsets_[{SourceTopic::kTaps, 0}] = 6;
   Reopen();
-  Apply({TapMessage(Tap("TAP1", 300))});
-  EXPECT_EQ(Line(kNov27, kMetroLine).count, 6);
-  EXPECT_EQ(CheckpointedLine(kNov27, kMetroLine)->amount_fen, 1800);
   std::string value;
   bool found = false;
-  ASSERT_TRUE(store_->Get(Table::kMeta, kLinesThroughKey, value, found).ok());
-  EXPECT_TRUE(found);
+  ASSERT_TRUE(store_->Get(Table::kMeta, kStoreFormatKey, value, found).ok());
+  ASSERT_TRUE(found);
+  EXPECT_EQ(value, std::string(1, static_cast<char>(kStoreFormat)));
+  EXPECT_EQ(Line(kNov27, kMetroLine).count, 3);
+  EXPECT_EQ(Line(kNov27, kMetroLine).amount_fen, 1000);
+  const WindowCounters counters = Counters(kNov27);
+  EXPECT_EQ(counters.applied_count, 3);
+  EXPECT_EQ(counters.exact_duplicate_count, 4);
+  // Each partition owns its share.
+  const LineIdBook& ids = LoadedLineIds();
+  absl::StatusOr<std::vector<WindowLine>> partition3 =
+      ReadOwnerWindowLines(*store_, kNov27, {SourceTopic::kTaps, 3}, ids.Of({SourceTopic::kTaps, 3}));
+  ASSERT_TRUE(partition3.ok()) << partition3.status();
+  ASSERT_EQ(partition3->size(), 1u);
+  EXPECT_EQ((*partition3)[0].totals.amount_fen, 500);
+  EXPECT_EQ(Applied(kNov27).size(), 3u);
+  std::string storage;
+  const std::optional<TxnRecord> tap_b = Txn(Family::kTaps, "TAPB", storage);
+  ASSERT_TRUE(tap_b.has_value());
+  EXPECT_EQ(tap_b->partition, 3);
+  // The ledger goes on from there: a redelivered tap is a duplicate, a refund nets into its line.
+  const Batch& batch = Apply({TapMessage(Tap("TAPD", 100))});
+  EXPECT_EQ(batch.slots()[0].fate, Fate::kApplied);
+  EXPECT_EQ(Line(kNov27, kMetroLine).amount_fen, 1100);
+  EXPECT_EQ(Apply({RefundMessage(Refund("R1", 50, "TAPA"))}).slots()[0].fate, Fate::kApplied);
+  EXPECT_EQ(Line(kNov27, kMetroLine).reversed_amount_fen, 50);
 }
 
 TEST_F(LedgerTest, ClosingADayThatNeverWasChangesNothing) {

@@ -260,13 +260,9 @@ TEST(Positions, LinesWrittenByTheLedgerGiveTheHandComputedPositions) {
   ASSERT_TRUE(read.ok()) << read.status();
   const std::vector<WindowLine>& lines = *read;
   ASSERT_THAT(lines, SizeIs(5));
-  std::string counters_key, counters_value;
-  CountersKey(kNov27, counters_key);
-  bool found = false;
-  ASSERT_TRUE((*store)->Get(Table::kMeta, counters_key, counters_value, found).ok());
-  ASSERT_TRUE(found);
-  WindowCounters counters;
-  ASSERT_TRUE(DecodeWindowCounters(counters_value, counters));
+  const absl::StatusOr<WindowCounters> read_counters = ReadWindowCounters(**store, kNov27);
+  ASSERT_TRUE(read_counters.ok()) << read_counters.status();
+  const WindowCounters& counters = *read_counters;
 
   const absl::StatusOr<WindowOutcome> outcome = ComputeWindowOutcome(lines, counters, TestFees());
   ASSERT_TRUE(outcome.ok()) << outcome.status();

@@ -84,7 +84,7 @@ class MaintenanceTest : public ::testing::Test {
 
   bool InDedupTable(const std::string& txn_id) {
     std::string key, value;
-    TxnKey(Family::kTaps, txn_id, key);
+    TxnKey({SourceTopic::kTaps, 0}, Family::kTaps, txn_id, key);  // the scenario's taps come from partition 0
     bool found = false;
     EXPECT_TRUE(store_->Get(Table::kTxn, key, value, found).ok());
     return found;

@@ -148,22 +148,7 @@ class StoreReader {
   RocksStore& store() { return *store_; }
 
   // Windows that have counters, in order.
-  absl::StatusOr<std::map<WindowDay, WindowCounters>> Counters() {
-    std::map<WindowDay, WindowCounters> out;
-    absl::Status damaged;
-    absl::Status s = store_->Scan(Table::kMeta, kCountersKeyPrefix, {}, [&](std::string_view key, std::string_view v) {
-      WindowCounters c;
-      if (key.size() != kCountersKeyPrefix.size() + 4 || !DecodeWindowCounters(v, c)) {
-        damaged = absl::DataLossError("a counters record is damaged");
-        return false;
-      }
-      out[WindowFromKeyBits(ReadBigEndian32(key.data() + kCountersKeyPrefix.size()))] = c;
-      return true;
-    });
-    if (!s.ok()) return s;
-    if (!damaged.ok()) return damaged;
-    return out;
-  }
+  absl::StatusOr<std::map<WindowDay, WindowCounters>> Counters() { return ReadAllWindowCounters(*store_); }
 
   absl::StatusOr<std::vector<WindowLine>> Lines(WindowDay day) { return ReadWindowLines(*store_, day); }
 
@@ -321,17 +306,17 @@ int Txn(StoreReader& reader, const std::string& txn_id, const std::string& forma
              {},
              {kText, kText, kText, kText, kText, kFlag, kNumber, kNumber, kNumber, kNumber, kFlag, kNumber, kText, kText,
               kText}};
-  absl::StatusOr<LineIds> line_ids = LoadLineIds(reader.store());
+  absl::StatusOr<LineIdBook> line_ids = LoadLineIds(reader.store());
   if (!line_ids.ok()) return Fail(line_ids.status());
   for (const Family family : {Family::kTaps, Family::kMedical}) {
     if (!IsValidId(txn_id)) break;  // no record is kept under an id that breaks the rule
-    std::string key, value;
-    bool found = false;
-    TxnKey(family, txn_id, key);
-    if (absl::Status s = FindTxnRecord(reader.store(), key, value, found); !s.ok()) return Fail(s);
-    if (!found) continue;
+    absl::StatusOr<std::optional<OwnedTxnRecord>> found = FindTxnRecordOfId(reader.store(), family, txn_id);
+    if (!found.ok()) return Fail(found.status());
+    if (!found->has_value()) continue;
     TxnRecord r;
-    if (!DecodeTxnRecord(value, *line_ids, r)) return Fail(absl::DataLossError(Cat("the record of ", txn_id, " is damaged")));
+    if (!DecodeTxnRecord((*found)->value, line_ids->Of((*found)->owner), r)) {
+      return Fail(absl::DataLossError(Cat("the record of ", txn_id, " is damaged")));
+    }
     std::string fate = "applied";
     if (r.kind == EventKind::kTap && r.refunded_fen > 0) fate = r.refunded_fen == r.amount_fen ? "refunded" : "partly_refunded";
     if (r.cancelled) fate = "cancelled";
@@ -454,7 +439,7 @@ int Card(StoreReader& reader, const std::string& typed_card_no, const std::strin
   }
   CardToken token{};
   (*tokenizer)->Tokenize(card_no, token);
-  absl::StatusOr<LineIds> line_ids = LoadLineIds(reader.store());
+  absl::StatusOr<LineIdBook> line_ids = LoadLineIds(reader.store());
   if (!line_ids.ok()) return Fail(line_ids.status());
 
   struct Row {
@@ -471,15 +456,10 @@ int Card(StoreReader& reader, const std::string& typed_card_no, const std::strin
       std::cerr << "clearing-report: " << RetiredError(day, (*record)->retired_at_ms).message() << "\n";
       continue;
     }
-    std::string prefix;
-    AppendBigEndian32(prefix, WindowKeyBits(day));
-    bool damaged = false;
-    const absl::Status s = reader.store().Scan(Table::kApplied, prefix, {}, [&](std::string_view, std::string_view blob) {
-      size_t position = 0;
-      AppliedRecord r;
-      while (NextAppliedRecord(blob, position, *line_ids, r, damaged)) {
+    // Owner by owner, each in offset order: a refund or a cancellation comes after its original.
+    const absl::Status s = VisitAppliedRecords(reader.store(), day, *line_ids, [&](SourcePartition, const AppliedRecord& r) {
         const bool own = r.card_token == token;
-        if (!own && (r.original_txn_id.empty() || !card_txn_ids.contains(r.original_txn_id))) continue;
+        if (!own && (r.original_txn_id.empty() || !card_txn_ids.contains(r.original_txn_id))) return true;
         if (own) card_txn_ids.emplace(r.txn_id);
         std::string merchant;
         if (const std::optional<TapLineParts> tap = ParseTapLineKey(r.line_key)) {
@@ -492,11 +472,9 @@ int Card(StoreReader& reader, const std::string& typed_card_no, const std::strin
                          std::string(EventKindName(r.kind)), std::to_string(r.amount_fen), Flag(r.late),
                          std::string(r.card_masked), merchant, std::string(r.terminal_id),
                          std::string(r.original_txn_id)}});
-      }
-      return !damaged;
+        return true;
     });
     if (!s.ok()) return Fail(s);
-    if (damaged) return Fail(absl::DataLossError(Cat("an applied record of window ", FormatWindowDay(day), " is damaged")));
   }
   std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
     return a.day != b.day ? a.day < b.day : a.occurred_at_ms < b.occurred_at_ms;
