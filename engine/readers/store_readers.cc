@@ -72,6 +72,20 @@ absl::Status VisitAppliedRecords(StateStore& store, WindowDay day, const LineIdB
   return s.ok() ? failure : s;
 }
 
+absl::Status RequireCurrentStoreFormat(StateStore& store) {
+  std::string value;
+  bool found = false;
+  if (absl::Status s = store.Get(Table::kMeta, kStoreFormatKey, value, found); !s.ok()) return s;
+  if (found && value.size() == 1 && static_cast<uint8_t>(value[0]) == kStoreFormat) return absl::OkStatus();
+  if (!found) {
+    return absl::FailedPreconditionError(Cat("the store is of format 3 or earlier (or clearingd never started on it); "
+                                             "start clearingd of this version once to upgrade it to format ",
+                                             static_cast<int>(kStoreFormat)));
+  }
+  return absl::FailedPreconditionError(
+      Cat("the store is of a format this build (format ", static_cast<int>(kStoreFormat), ") does not know"));
+}
+
 absl::StatusOr<std::optional<WindowRecord>> ReadWindowRecord(StateStore& store, WindowDay day) {
   std::string key, value;
   bool found = false;

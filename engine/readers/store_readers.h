@@ -22,6 +22,10 @@
 
 namespace yrd {
 
+// OK when the store is of this build's format (kStoreFormat); FailedPrecondition, saying what to
+// do, for a store of an earlier format (which the ledger's start upgrades) or a later one.
+[[nodiscard]] absl::Status RequireCurrentStoreFormat(StateStore& store);
+
 // The state record of `day` (WindowStateKey), nullopt when it has none; DataLoss when damaged.
 [[nodiscard]] absl::StatusOr<std::optional<WindowRecord>> ReadWindowRecord(StateStore& store, WindowDay day);
 

@@ -138,6 +138,7 @@ class StoreReader {
     if (!store.ok()) return store.status();
     reader->store_ = *std::move(store);
     if (absl::Status s = reader->store_->CatchUp(); !s.ok()) return s;
+    if (absl::Status s = RequireCurrentStoreFormat(*reader->store_); !s.ok()) return s;
     return reader;
   }
   ~StoreReader() {
@@ -457,23 +458,24 @@ int Card(StoreReader& reader, const std::string& typed_card_no, const std::strin
       continue;
     }
     // Owner by owner, each in offset order: a refund or a cancellation comes after its original.
-    const absl::Status s = VisitAppliedRecords(reader.store(), day, *line_ids, [&](SourcePartition, const AppliedRecord& r) {
-        const bool own = r.card_token == token;
-        if (!own && (r.original_txn_id.empty() || !card_txn_ids.contains(r.original_txn_id))) return true;
-        if (own) card_txn_ids.emplace(r.txn_id);
-        std::string merchant;
-        if (const std::optional<TapLineParts> tap = ParseTapLineKey(r.line_key)) {
-          merchant = std::string(tap->merchant);
-        } else if (const std::optional<SettlementLineParts> settlement = ParseSettlementLineKey(r.line_key)) {
-          merchant = std::string(settlement->institution);
-        }
-        rows.push_back({day, r.occurred_at_ms,
-                        {FormatWindowDay(day), FormatChinaTime(r.occurred_at_ms), std::string(r.txn_id),
-                         std::string(EventKindName(r.kind)), std::to_string(r.amount_fen), Flag(r.late),
-                         std::string(r.card_masked), merchant, std::string(r.terminal_id),
-                         std::string(r.original_txn_id)}});
-        return true;
-    });
+    auto visit = [&](SourcePartition, const AppliedRecord& r) {
+      const bool own = r.card_token == token;
+      if (!own && (r.original_txn_id.empty() || !card_txn_ids.contains(r.original_txn_id))) return true;
+      if (own) card_txn_ids.emplace(r.txn_id);
+      std::string merchant;
+      if (const std::optional<TapLineParts> tap = ParseTapLineKey(r.line_key)) {
+        merchant = std::string(tap->merchant);
+      } else if (const std::optional<SettlementLineParts> settlement = ParseSettlementLineKey(r.line_key)) {
+        merchant = std::string(settlement->institution);
+      }
+      rows.push_back({day, r.occurred_at_ms,
+                      {FormatWindowDay(day), FormatChinaTime(r.occurred_at_ms), std::string(r.txn_id),
+                       std::string(EventKindName(r.kind)), std::to_string(r.amount_fen), Flag(r.late),
+                       std::string(r.card_masked), merchant, std::string(r.terminal_id),
+                       std::string(r.original_txn_id)}});
+      return true;
+    };
+    const absl::Status s = VisitAppliedRecords(reader.store(), day, *line_ids, visit);
     if (!s.ok()) return Fail(s);
   }
   std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
