@@ -310,7 +310,7 @@ struct WindowData {
   std::set<int32_t> partitions;  // of the applied records
   std::vector<std::string> violations;
   WindowRecord record;           // the window's close record (frozen fees and participants)
-  LineIdBook line_ids;           // what the applied records' line numbers stand for
+  LineIds line_ids;              // what the applied records' line numbers stand for
 };
 
 // Adds one applied record to the line totals it should have netted into, by the ledger's own
@@ -362,7 +362,7 @@ absl::Status ReadWindow(StateStore& store, const ClosedWindow& window, WindowDat
   if (!counters.ok()) return counters.status();
   data.counters = *counters;
 
-  absl::StatusOr<LineIdBook> line_ids = LoadLineIds(store);
+  absl::StatusOr<LineIds> line_ids = LoadLineIds(store);
   if (!line_ids.ok()) return line_ids.status();
   data.line_ids = *std::move(line_ids);
   // A closed window's lines were checkpointed by the commit that closed it.
@@ -784,7 +784,7 @@ std::string_view Role(bool first, bool second, std::string_view first_name, std:
 
 // Streams the applied records of `partition` into the detail files, in commit order, which
 // within one partition is offset order.
-absl::Status StreamPartition(StateStore& store, const LineIdBook& line_id_book, WindowDay day, int32_t partition,
+absl::Status StreamPartition(StateStore& store, const LineIds& line_ids, WindowDay day, int32_t partition,
                              StringMap<DetailFile>& bank_details, StringMap<DetailFile>& fund_details) {
   std::string text;
   absl::Status failure;
@@ -802,9 +802,7 @@ absl::Status StreamPartition(StateStore& store, const LineIdBook& line_id_book, 
   // The partition's records of both topics: each detail file holds one family's, in offset order.
   std::string prefix;
   for (const SourceTopic topic : {SourceTopic::kTaps, SourceTopic::kMedical}) {
-    const SourcePartition owner{topic, partition};
-    const LineIds& line_ids = line_id_book.Of(owner);
-    WindowOwnerKeyPrefix(day, owner, prefix);
+    WindowOwnerKeyPrefix(day, {topic, partition}, prefix);
     absl::Status s = store.Scan(Table::kApplied, prefix, {}, [&](std::string_view, std::string_view blob) {
       size_t position = 0;
       AppliedRecord r;

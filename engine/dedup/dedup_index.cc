@@ -110,9 +110,8 @@ const std::string_view* DedupIndex::FindRecent(std::string_view key) const {
   return nullptr;
 }
 
-bool DedupIndex::Adopt(TxnState& state, std::string_view bytes, int64_t horizon_start_ms, LineIdBook& line_id_book,
-                       NewLineIds& new_line_ids) {
-  LineIds& line_ids = line_id_book.For(state.owner);
+bool DedupIndex::Adopt(TxnState& state, std::string_view bytes, int64_t horizon_start_ms, LineIds& line_ids,
+                       std::vector<uint32_t>& new_line_ids) {
   if (!DecodeTxnRecord(bytes, line_ids, state.record)) return false;
   // Past the dedup horizon: as if purged already (state.exists stays false).
   if (state.record.occurred_at_ms < horizon_start_ms) return true;
@@ -120,7 +119,7 @@ bool DedupIndex::Adopt(TxnState& state, std::string_view bytes, int64_t horizon_
     // A record written before line ids: its line gets one, stored with this batch.
     bool added = false;
     state.record.line_id = line_ids.IdOf(state.record.line_key, added);
-    if (added) new_line_ids.emplace_back(state.owner, state.record.line_id);
+    if (added) new_line_ids.push_back(state.record.line_id);
   }
   // A tap or a settlement has a line: its refunds and cancellations net into it.
   const bool has_line = state.record.kind == EventKind::kTap || state.record.kind == EventKind::kMedicalSettlement;
@@ -134,7 +133,7 @@ bool DedupIndex::Adopt(TxnState& state, std::string_view bytes, int64_t horizon_
   return true;
 }
 
-absl::Status DedupIndex::LookUp(int64_t horizon_start_ms, LineIdBook& line_ids, NewLineIds& new_line_ids) {
+absl::Status DedupIndex::LookUp(int64_t horizon_start_ms, LineIds& line_ids, std::vector<uint32_t>& new_line_ids) {
   // A recent record (of a batch committed or still waiting for its commit) is newer than kTxn's.
   lookup_keys_.clear();
   lookup_states_.clear();

@@ -76,9 +76,9 @@ class DedupIndex {
   [[nodiscard]] TxnState& state(uint32_t index) { return states_[index]; }
   // Finds the stored record of every state made since the last LookUp. A record of an event that
   // occurred before `horizon_start_ms` counts as absent (purged or not). A record written before
-  // line numbers names its line by text: it gets a number from its owner's `line_ids`, noted in
+  // line numbers names its line by text: it gets a number from `line_ids`, noted in
   // `new_line_ids` to be stored with the batch. DataLoss for a damaged record.
-  [[nodiscard]] absl::Status LookUp(int64_t horizon_start_ms, LineIdBook& line_ids, NewLineIds& new_line_ids);
+  [[nodiscard]] absl::Status LookUp(int64_t horizon_start_ms, LineIds& line_ids, std::vector<uint32_t>& new_line_ids);
   // Puts the batch's changed records into `write` as one kRecentTxn value of commit `sequence`
   // and indexes them as recent records; deletes the kRecentTxn values a finished sort stored.
   void AppendRecords(uint64_t sequence, int64_t now_ms, StateWriteBatch& write);
@@ -123,8 +123,8 @@ class DedupIndex {
   // Indexes the records of one commit's value; false if it is damaged.
   [[nodiscard]] static bool Index(Recent& recent, std::unique_ptr<std::string> blob);
   [[nodiscard]] const std::string_view* FindRecent(std::string_view key) const;
-  [[nodiscard]] bool Adopt(TxnState& state, std::string_view bytes, int64_t horizon_start_ms, LineIdBook& line_ids,
-                           NewLineIds& new_line_ids);
+  [[nodiscard]] bool Adopt(TxnState& state, std::string_view bytes, int64_t horizon_start_ms, LineIds& line_ids,
+                           std::vector<uint32_t>& new_line_ids);
   void Sort();  // the sort thread
   [[nodiscard]] absl::Status TakeSort();
 

@@ -57,11 +57,8 @@ absl::Status Ledger::Load(int64_t now_ms) {
   if (absl::Status s = lines_.LoadIds(store_); !s.ok()) return s;
   if (absl::Status s = windows_.Load(store_, lines_.line_ids()); !s.ok()) return s;
   // The lines of every window not closed yet, the ones the clock closes with the first batch
-  // included: a close checkpoints them, so they must be whole in memory. Every owner committed
-  // its offset with its first write.
-  std::vector<SourcePartition> owners;
-  for (const auto& [topic_partition, next] : offsets_) owners.push_back({topic_partition.first, topic_partition.second});
-  if (absl::Status s = lines_.LoadLines(store_, owners, windows_.DaysNotClosed()); !s.ok()) return s;
+  // included: a close checkpoints them, so they must be whole in memory.
+  if (absl::Status s = lines_.LoadLines(store_, windows_.DaysNotClosed()); !s.ok()) return s;
   if (absl::Status s = dedup_.Load(now_ms); !s.ok()) return s;
   prepared_sequence_ = commit_sequence_.load();
   prepared_offsets_ = offsets_;
@@ -127,7 +124,7 @@ absl::Status Ledger::Prepare(Batch& batch) {
   PreparedWrite& prepared = prepared_[prepared_count_ % kPreparedAheadMax];
   const int64_t now_ms = batch.now_ms;
   horizon_start_ms_ = now_ms - options_.dedup_horizon_ms;
-  cached_applied_blob_ = nullptr;
+  applied_cache_.Clear();
   windows_.BeginBatch(prepared_sequence_ + 1);
   windows_.ApplyCommands(batch);
   const WindowDay oldest_open = windows_.OldestOpenWindow(now_ms);
@@ -252,15 +249,14 @@ uint32_t Ledger::ApplyEffects(MessageSlot& slot, TxnState& self, TxnState* origi
   record.amount_fen = e.amount_fen;
   self.original_txn_id.clear();
 
-  const SourcePartition owner{slot.topic, slot.partition};
   uint32_t line = 0;
   switch (e.kind) {
     case EventKind::kTap:
-      line = lines_.RouteLine(slot.window, owner, e);
+      line = lines_.RouteLine(slot.window, e);
       record.line_id = lines_.line_id(line);
       break;
     case EventKind::kMedicalSettlement:
-      line = lines_.RouteLine(slot.window, owner, e);
+      line = lines_.RouteLine(slot.window, e);
       record.line_id = lines_.line_id(line);
       record.fund_pay_fen = e.fund_pay_fen;
       record.account_pay_fen = e.account_pay_fen;
@@ -268,13 +264,13 @@ uint32_t Ledger::ApplyEffects(MessageSlot& slot, TxnState& self, TxnState* origi
       break;
     case EventKind::kTapRefund:
       // A refund or a cancellation nets into its original's line.
-      line = lines_.LineOfId(slot.window, owner, original->record.line_id);
+      line = lines_.LineOfId(slot.window, original->record.line_id);
       self.original_txn_id.assign(e.original_txn_id);
       AddChecked(original->record.refunded_fen, e.amount_fen);
       original->dirty = true;
       break;
     case EventKind::kMedicalCancellation:
-      line = lines_.LineOfId(slot.window, owner, original->record.line_id);
+      line = lines_.LineOfId(slot.window, original->record.line_id);
       self.original_txn_id.assign(e.original_txn_id);
       original->record.cancelled = true;
       original->dirty = true;
@@ -315,12 +311,13 @@ void Ledger::RecordApplied(const MessageSlot& slot, uint32_t line) {
   record.terminal_id = e.terminal_id;
   record.card_masked = e.card_masked_view();
   record.card_token = e.card_token;
-  const std::pair<WindowDay, SourcePartition> index{slot.window, {slot.topic, slot.partition}};
-  if (cached_applied_blob_ == nullptr || cached_applied_index_ != index) {
-    cached_applied_blob_ = &applied_blobs_[index];  // a map's entries stay where they are
-    cached_applied_index_ = index;
+  const SourcePartition owner{slot.topic, slot.partition};
+  std::string* blob = applied_cache_.Find(slot.window, owner);
+  if (blob == nullptr) {
+    blob = &applied_blobs_[{slot.window, owner}];  // a map's entries stay where they are
+    applied_cache_.Put(slot.window, owner, blob);
   }
-  AppendAppliedRecord(record, *cached_applied_blob_);
+  AppendAppliedRecord(record, *blob);
 }
 
 // ---- the write ------------------------------------------------------------------------------------------
@@ -342,7 +339,7 @@ void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
     auto is_open = [this](WindowDay day) { return windows_.PersistedState(day) == WindowState::kOpen; };
     lines_.ForgetClosed(is_open);
     std::erase_if(applied_blobs_, [&](const auto& entry) { return !is_open(entry.first.first); });
-    cached_applied_blob_ = nullptr;
+    applied_cache_.Clear();
     windows_.ForgetClosed();
   }
   for (auto& [index, blob] : applied_blobs_) {

@@ -36,6 +36,7 @@
 #include "engine/batch/batch.h"
 #include "engine/dedup/dedup_index.h"
 #include "engine/netting/line_book.h"
+#include "engine/store/owner_cache.h"
 #include "engine/store/records.h"
 #include "engine/store/state_store.h"
 #include "engine/windows/window_book.h"
@@ -175,10 +176,9 @@ class Ledger final : private CommitProgress {
   int64_t horizon_start_ms_ = 0;  // records of events before this count as absent
   // Per slot of the batch: its own transaction state and its original's (kNoState if none).
   std::vector<std::array<uint32_t, 2>> slot_states_;
-  // The applied records of the batch, per window and owner; the last one a slot touched is cached.
+  // The applied records of the batch, per window and owner, and each owner's last one.
   std::map<std::pair<WindowDay, SourcePartition>, std::string> applied_blobs_;
-  std::pair<WindowDay, SourcePartition> cached_applied_index_{};
-  std::string* cached_applied_blob_ = nullptr;
+  OwnerDayCache<std::string> applied_cache_;
   DeadLetterScratch dead_letter_scratch_;
   std::string sealed_scratch_;
   std::string key_scratch_;

@@ -8,27 +8,25 @@
 namespace yrd {
 
 absl::Status LineBook::LoadIds(StateStore& store) {
-  absl::StatusOr<LineIdBook> line_ids = LoadLineIds(store);
+  absl::StatusOr<LineIds> line_ids = LoadLineIds(store);
   if (!line_ids.ok()) return line_ids.status();
   line_ids_ = *std::move(line_ids);
   new_line_ids_.clear();
   return absl::OkStatus();
 }
 
-absl::Status LineBook::LoadLines(StateStore& store, const std::vector<SourcePartition>& owners,
-                                 const std::vector<WindowDay>& open_days) {
-  if (owners.empty()) checkpoint_due_ = true;
+absl::Status LineBook::LoadLines(StateStore& store, const std::vector<WindowDay>& open_days) {
+  absl::StatusOr<std::vector<SourcePartition>> owners = ListOwners(store);
+  if (!owners.ok()) return owners.status();
+  if (owners->empty()) checkpoint_due_ = true;
   // The lines of every window not closed yet, the ones the clock closes with the first batch
   // included: a close checkpoints them, so they must be whole in memory.
   for (const WindowDay day : open_days) {
-    for (const SourcePartition owner : owners) {
-      uint64_t replayed = 0;
-      absl::StatusOr<std::vector<WindowLine>> lines =
-          ReadOwnerWindowLines(store, day, owner, line_ids_.For(owner), &replayed);
-      if (!lines.ok()) return lines.status();
-      applied_since_checkpoint_ += replayed;
-      for (const WindowLine& line : *lines) Touch(LineIndex(day, owner, line.line_key)) = line.totals;
-    }
+    uint64_t replayed = 0;
+    absl::StatusOr<std::vector<WindowLine>> lines = ReadWindowLines(store, day, &replayed, &line_ids_);
+    if (!lines.ok()) return lines.status();
+    applied_since_checkpoint_ += replayed;
+    for (const WindowLine& line : *lines) Touch(LineIndex(day, line.line_key)) = line.totals;
   }
   return absl::OkStatus();
 }
@@ -40,8 +38,10 @@ void LineBook::BeginBatch(const std::shared_ptr<const Registry>& registry) {
   }
 }
 
-uint32_t LineBook::LineIndex(WindowDay day, SourcePartition owner, std::string_view line_key) {
-  LineStoreKey(day, owner, line_key, line_key_scratch_);
+uint32_t LineBook::LineIndex(WindowDay day, std::string_view line_key) {
+  line_key_scratch_.clear();
+  AppendBigEndian32(line_key_scratch_, WindowKeyBits(day));
+  line_key_scratch_.append(line_key);
   if (const auto it = line_index_.find(std::string_view(line_key_scratch_)); it != line_index_.end()) {
     return it->second;
   }
@@ -49,13 +49,13 @@ uint32_t LineBook::LineIndex(WindowDay day, SourcePartition owner, std::string_v
   LineEntry& entry = lines_.emplace_back();
   entry.store_key = line_key_scratch_;
   bool added = false;
-  entry.line_id = line_ids_.For(owner).IdOf(line_key, added);
-  if (added) new_line_ids_.emplace_back(owner, entry.line_id);
+  entry.line_id = line_ids_.IdOf(line_key, added);
+  if (added) new_line_ids_.push_back(entry.line_id);
   line_index_.emplace(entry.store_key, index);
   return index;
 }
 
-uint32_t LineBook::RouteLine(WindowDay day, SourcePartition owner, const DecodedEvent& event) {
+uint32_t LineBook::RouteLine(WindowDay day, const DecodedEvent& event) {
   const bool tap = event.kind == EventKind::kTap;
   YRD_ASSERT(tap || event.kind == EventKind::kMedicalSettlement);
   auto build_key = [&] {
@@ -67,22 +67,22 @@ uint32_t LineBook::RouteLine(WindowDay day, SourcePartition owner, const Decoded
   };
   if (routes_registry_ == nullptr) {  // no registry held: by the key text
     build_key();
-    return LineIndex(day, owner, value_scratch_);
+    return LineIndex(day, value_scratch_);
   }
-  const LineRoute route = tap ? LineRoute{event.issuer_bank, event.merchant, event.merchant_bank, day, owner}
-                              : LineRoute{event.insured_fund, event.merchant, event.institution_fund, day, owner};
+  const LineRoute route = tap ? LineRoute{event.issuer_bank, event.merchant, event.merchant_bank, day}
+                              : LineRoute{event.insured_fund, event.merchant, event.institution_fund, day};
   const auto [it, inserted] = routes_.try_emplace(route, 0);
   if (inserted) {
     build_key();
-    it->second = LineIndex(day, owner, value_scratch_);
+    it->second = LineIndex(day, value_scratch_);
   }
   return it->second;
 }
 
-uint32_t LineBook::LineOfId(WindowDay day, SourcePartition owner, uint32_t line_id) {
-  const std::optional<std::string_view> key = line_ids_.For(owner).KeyOf(line_id);
+uint32_t LineBook::LineOfId(WindowDay day, uint32_t line_id) {
+  const std::optional<std::string_view> key = line_ids_.KeyOf(line_id);
   YRD_ASSERT(key.has_value());  // a record's number was checked when it was read
-  return LineIndex(day, owner, *key);
+  return LineIndex(day, *key);
 }
 
 LineTotals& LineBook::Touch(uint32_t line) {
@@ -97,9 +97,9 @@ LineTotals& LineBook::Touch(uint32_t line) {
 bool LineBook::AppendWrites(uint64_t applied_count, bool window_closed, const PartitionOffsets& next_offsets,
                             StateWriteBatch& write) {
   // Line numbers first used by this batch's records are stored with them.
-  for (const auto& [owner, id] : new_line_ids_) {
-    LineIdKey(owner, id, key_scratch_);
-    write.Put(Table::kMeta, key_scratch_, *line_ids_.For(owner).KeyOf(id));
+  for (const uint32_t id : new_line_ids_) {
+    LineIdKey(id, key_scratch_);
+    write.Put(Table::kMeta, key_scratch_, *line_ids_.KeyOf(id));
   }
   new_line_ids_.clear();
   // The lines are checkpointed now and then, not with every commit: kApplied holds what the
@@ -116,7 +116,7 @@ bool LineBook::AppendWrites(uint64_t applied_count, bool window_closed, const Pa
     lines_[index].dirty = false;
   }
   dirty_lines_.clear();
-  // Every owner's lines are whole now, through the commit this write stores.
+  // The lines are whole now through every partition's commit this write stores.
   for (const auto& [topic_partition, next] : next_offsets) {
     LinesThroughKey({topic_partition.first, topic_partition.second}, key_scratch_);
     value_scratch_.clear();

@@ -1,11 +1,14 @@
-// LineBook: the netting lines of the windows not closed, held in memory per owner (source
-// partition) while the ledger nets events into them; their numbers (LineIds per owner, stored in
-// kMeta with the first record that uses one); and their checkpoints into kLines.
+// LineBook: the netting lines of the windows not closed, held in memory while the ledger nets
+// events into them; their numbers (LineIds, stored in kMeta with the first record that uses one);
+// and their checkpoints into kLines.
 //
 // A line aggregates the events of one window between one set of participants (engine/store/
-// records.h); each owner has its own lines, and a window's are their sum. The lines are written to
-// kLines only at a checkpoint: every checkpoint_applied_max applied events, and in the commit that
-// closes a window, with each owner's kLinesThroughKeyPrefix record naming the commit they reflect; between checkpoints the applied records every commit writes complete them
+// records.h), over every source partition the ledger owns: a partition's share of it is exactly
+// its applied records, which are its own (kApplied is keyed by partition), so the lines are the
+// ledger's derived state, not any partition's (docs/scale-out.md, section 1). The lines are
+// written to kLines only at a checkpoint: every checkpoint_applied_max applied events, and in the
+// commit that closes a window, with each partition's kLinesThroughKeyPrefix marker naming the last
+// of its commits they include; its applied records of later commits complete them
 // (ReadWindowLines, and Load). A tap's or a settlement's line is found by the addresses of its
 // registry entries (the batch's registry is held while they are cached), without building and
 // hashing its key text; a refund's or cancellation's by its original's line number.
@@ -35,32 +38,31 @@ class LineBook {
   // `checkpoint_applied_max`: config store.lines_checkpoint_applied_max.
   explicit LineBook(uint64_t checkpoint_applied_max) : checkpoint_applied_max_(checkpoint_applied_max) {}
 
-  // Reads the line ids (LoadIds, first) and then every owner's lines of `open_days` as committed
-  // (the last checkpoint completed by the applied records after it). The loaded lines count as
-  // changed, so the next checkpoint writes them whole; a new store (no owner yet) checkpoints with
-  // its first commit, so that every owner has a marker from the start.
+  // Reads the line ids (LoadIds, first) and then the lines of `open_days` as committed (the last
+  // checkpoint completed by each partition's applied records after its marker). The loaded lines
+  // count as changed, so the next checkpoint writes them whole; a new store checkpoints with its
+  // first commit, so that every partition has a marker from the start.
   [[nodiscard]] absl::Status LoadIds(StateStore& store);
-  [[nodiscard]] absl::Status LoadLines(StateStore& store, const std::vector<SourcePartition>& owners,
-                                       const std::vector<WindowDay>& open_days);
+  [[nodiscard]] absl::Status LoadLines(StateStore& store, const std::vector<WindowDay>& open_days);
 
   // Before a batch: a batch with another registry than the last drops the cached routes.
   void BeginBatch(const std::shared_ptr<const Registry>& registry);
-  // `owner`'s line of a tap or a settlement in `day`, added when new.
-  [[nodiscard]] uint32_t RouteLine(WindowDay day, SourcePartition owner, const DecodedEvent& event);
-  // `owner`'s line numbered `line_id` (an original's) in `day`, added when new there.
-  [[nodiscard]] uint32_t LineOfId(WindowDay day, SourcePartition owner, uint32_t line_id);
+  // The line of a tap or a settlement in `day`, added when new.
+  [[nodiscard]] uint32_t RouteLine(WindowDay day, const DecodedEvent& event);
+  // The line numbered `line_id` (an original's) in `day`, added when new there.
+  [[nodiscard]] uint32_t LineOfId(WindowDay day, uint32_t line_id);
   [[nodiscard]] uint32_t line_id(uint32_t line) const { return lines_[line].line_id; }
   // Marks a line changed since the last checkpoint and returns its totals.
   LineTotals& Touch(uint32_t line);
 
-  [[nodiscard]] LineIdBook& line_ids() { return line_ids_; }
+  [[nodiscard]] LineIds& line_ids() { return line_ids_; }
   // Numbers given since the last write: stored with the next one.
-  [[nodiscard]] NewLineIds& new_line_ids() { return new_line_ids_; }
+  [[nodiscard]] std::vector<uint32_t>& new_line_ids() { return new_line_ids_; }
 
   // Puts the new line numbers into `write`, and, when a checkpoint is due (`applied_count` more
   // events since the last, checkpoint_applied_max reached) or `window_closed`, every changed line
-  // and every owner's marker: its lines include its commits up to its next offset as `next_offsets`
-  // gives it once this write is stored. True when it checkpointed.
+  // and every partition's marker: the lines include its commits up to its next offset as
+  // `next_offsets` gives it once this write is stored. True when it checkpointed.
   bool AppendWrites(uint64_t applied_count, bool window_closed, const PartitionOffsets& next_offsets,
                     StateWriteBatch& write);
   // Forgets the lines of the windows `is_open` says no to (checkpointed by the commit that closed
@@ -73,7 +75,7 @@ class LineBook {
 
  private:
   struct LineEntry {
-    std::string store_key;  // window + owner + line key
+    std::string store_key;  // window + line key
     uint32_t line_id = kNoLineId;
     LineTotals totals;
     bool dirty = false;     // changed since the last checkpoint
@@ -85,21 +87,20 @@ class LineBook {
     const void* second = nullptr;
     const void* third = nullptr;
     WindowDay day = 0;
-    SourcePartition owner;
     bool operator==(const LineRoute&) const = default;
     template <typename H>
     friend H AbslHashValue(H h, const LineRoute& route) {
-      return H::combine(std::move(h), route.first, route.second, route.third, route.day, route.owner);
+      return H::combine(std::move(h), route.first, route.second, route.third, route.day);
     }
   };
-  // `owner`'s line of `line_key` (without window) in `day`, added when new.
-  [[nodiscard]] uint32_t LineIndex(WindowDay day, SourcePartition owner, std::string_view line_key);
+  // The line of `line_key` (without window) in `day`, added when new.
+  [[nodiscard]] uint32_t LineIndex(WindowDay day, std::string_view line_key);
 
   const uint64_t checkpoint_applied_max_;
   StringMap<uint32_t> line_index_;
   std::vector<LineEntry> lines_;
-  LineIdBook line_ids_;                 // as loaded, plus those given since
-  NewLineIds new_line_ids_;             // given since the last write was built: stored with it
+  LineIds line_ids_;                    // as loaded, plus those given since
+  std::vector<uint32_t> new_line_ids_;  // given since the last write was built: stored with it
   absl::flat_hash_map<LineRoute, uint32_t> routes_;
   std::shared_ptr<const Registry> routes_registry_;  // held so no entry's address is reused
   std::vector<uint32_t> dirty_lines_;   // changed since the last checkpoint

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <functional>
-#include <set>
 
 #include "engine/base/strings.h"
 
@@ -45,7 +44,7 @@ absl::Status NetAppliedAfter(StateStore& store, const LineIds& line_ids, WindowD
   return s.ok() ? failure : s;
 }
 
-absl::Status VisitAppliedRecords(StateStore& store, WindowDay day, const LineIdBook& line_ids,
+absl::Status VisitAppliedRecords(StateStore& store, WindowDay day, const LineIds& line_ids,
                                  const std::function<bool(SourcePartition owner, const AppliedRecord& record)>& visitor) {
   std::string prefix;
   WindowKeyPrefix(day, prefix);
@@ -56,11 +55,10 @@ absl::Status VisitAppliedRecords(StateStore& store, WindowDay day, const LineIdB
       failure = absl::DataLossError(Cat("an applied-record key of window ", FormatWindowDay(day), " is damaged"));
       return false;
     }
-    const LineIds& ids = line_ids.Of(owner);
     size_t position = 0;
     AppliedRecord record;
     bool damaged = false;
-    while (NextAppliedRecord(blob, position, ids, record, damaged)) {
+    while (NextAppliedRecord(blob, position, line_ids, record, damaged)) {
       if (!visitor(owner, record)) return false;
     }
     if (damaged) {
@@ -112,25 +110,20 @@ absl::StatusOr<std::vector<SourcePartition>> ListOwners(StateStore& store) {
   return owners;
 }
 
-absl::StatusOr<LineIdBook> LoadLineIds(StateStore& store) {
-  LineIdBook book;
-  std::string damaged;
+absl::StatusOr<LineIds> LoadLineIds(StateStore& store) {
+  LineIds ids;
+  bool damaged = false;
   absl::Status s = store.Scan(Table::kMeta, kLineIdKeyPrefix, {}, [&](std::string_view key, std::string_view value) {
-    if (key.size() != kLineIdKeyPrefix.size() + kOwnerKeyBytes + 4) {
-      damaged = "a line id key is damaged";
-      return false;
-    }
-    const SourcePartition owner = ReadOwner(key.data() + kLineIdKeyPrefix.size());
-    LineIds& ids = book.For(owner);
-    if (!ids.Add(ReadBigEndian32(key.data() + kLineIdKeyPrefix.size() + kOwnerKeyBytes), value)) {
-      damaged = Cat("line id ", ids.size(), " of ", FormatOwner(owner), " is missing, repeats a line or is damaged");
-      return false;
-    }
-    return true;
+    damaged = key.size() != kLineIdKeyPrefix.size() + 4 ||
+              !ids.Add(ReadBigEndian32(key.data() + kLineIdKeyPrefix.size()), value);
+    return !damaged;
   });
   if (!s.ok()) return s;
-  if (!damaged.empty()) return absl::DataLossError(damaged);
-  return book;
+  if (damaged) {
+    return absl::DataLossError(Cat("line id ", ids.size(), " (meta ", kLineIdKeyPrefix,
+                                   ") is missing, repeats a line or is damaged"));
+  }
+  return ids;
 }
 
 absl::StatusOr<uint64_t> ReadLinesThrough(StateStore& store, SourcePartition owner) {
@@ -143,20 +136,18 @@ absl::StatusOr<uint64_t> ReadLinesThrough(StateStore& store, SourcePartition own
   return ReadBigEndian64(value.data());
 }
 
-absl::StatusOr<std::vector<WindowLine>> ReadOwnerWindowLines(StateStore& store, WindowDay day, SourcePartition owner,
-                                                             const LineIds& line_ids, uint64_t* replayed) {
-  absl::StatusOr<uint64_t> lines_through = ReadLinesThrough(store, owner);
-  if (!lines_through.ok()) return lines_through.status();
+absl::StatusOr<std::vector<WindowLine>> ReadWindowLines(StateStore& store, WindowDay day, uint64_t* replayed,
+                                                        const LineIds* line_ids) {
   std::string prefix;
-  WindowOwnerKeyPrefix(day, owner, prefix);
+  WindowKeyPrefix(day, prefix);
   std::vector<WindowLine> lines;
   absl::Status damaged;
   absl::Status s = store.Scan(Table::kLines, prefix, {}, [&](std::string_view key, std::string_view v) {
     WindowLine& line = lines.emplace_back();
     line.line_key.assign(key.substr(prefix.size()));
     if (!DecodeLineTotals(v, line.totals)) {
-      damaged = absl::DataLossError(Cat("netting line '", line.line_key, "' of ", FormatOwner(owner), " in window ",
-                                        FormatWindowDay(day), " is damaged"));
+      damaged = absl::DataLossError(
+          Cat("netting line '", line.line_key, "' of window ", FormatWindowDay(day), " is damaged"));
       return false;
     }
     return true;
@@ -164,72 +155,50 @@ absl::StatusOr<std::vector<WindowLine>> ReadOwnerWindowLines(StateStore& store, 
   if (!s.ok()) return s;
   if (!damaged.ok()) return damaged;
 
+  absl::StatusOr<std::vector<SourcePartition>> owners = ListOwners(store);
+  if (!owners.ok()) return owners.status();
+  std::optional<LineIds> loaded_line_ids;
   StringMap<size_t> index;  // built at the first record to replay (a closed window has none)
   bool added = false;
-  s = NetAppliedAfter(store, line_ids, day, owner, *lines_through, [&](const AppliedRecord& record) -> LineTotals& {
-    if (replayed != nullptr) ++*replayed;
-    if (index.empty()) {
-      for (size_t i = 0; i < lines.size(); ++i) index.emplace(lines[i].line_key, i);
+  for (const SourcePartition owner : *owners) {
+    absl::StatusOr<uint64_t> lines_through = ReadLinesThrough(store, owner);
+    if (!lines_through.ok()) return lines_through.status();
+    if (line_ids == nullptr) {
+      // The line ids are read only for records to replay (a closed window has none).
+      std::string owner_prefix, from;
+      WindowOwnerKeyPrefix(day, owner, owner_prefix);
+      AppliedKey(day, owner, *lines_through + 1, from);
+      bool any = false;
+      s = store.Scan(Table::kApplied, owner_prefix, from, [&](std::string_view, std::string_view) {
+        any = true;
+        return false;
+      });
+      if (!s.ok()) return s;
+      if (!any) continue;
+      absl::StatusOr<LineIds> read = LoadLineIds(store);
+      if (!read.ok()) return read.status();
+      line_ids = &loaded_line_ids.emplace(*std::move(read));
     }
-    auto it = index.find(record.line_key);
-    if (it == index.end()) {
-      it = index.emplace(std::string(record.line_key), lines.size()).first;
-      lines.push_back({std::string(record.line_key), {}});
-      added = true;
-    }
-    return lines[it->second].totals;
-  });
-  if (!s.ok()) return s;
+    s = NetAppliedAfter(store, *line_ids, day, owner, *lines_through, [&](const AppliedRecord& record) -> LineTotals& {
+      if (replayed != nullptr) ++*replayed;
+      if (index.empty()) {
+        for (size_t i = 0; i < lines.size(); ++i) index.emplace(lines[i].line_key, i);
+      }
+      auto it = index.find(record.line_key);
+      if (it == index.end()) {
+        it = index.emplace(std::string(record.line_key), lines.size()).first;
+        lines.push_back({std::string(record.line_key), {}});
+        added = true;
+      }
+      return lines[it->second].totals;
+    });
+    if (!s.ok()) return s;
+  }
   if (added) {
     std::sort(lines.begin(), lines.end(),
               [](const WindowLine& a, const WindowLine& b) { return a.line_key < b.line_key; });
   }
   return lines;
-}
-
-absl::StatusOr<std::vector<WindowLine>> ReadWindowLines(StateStore& store, WindowDay day, uint64_t* replayed,
-                                                        const LineIdBook* line_ids) {
-  std::optional<LineIdBook> loaded;
-  if (line_ids == nullptr) {
-    absl::StatusOr<LineIdBook> read = LoadLineIds(store);
-    if (!read.ok()) return read.status();
-    line_ids = &loaded.emplace(*std::move(read));
-  }
-  // The owners: every one with an offset, and any other that has lines in the window.
-  absl::StatusOr<std::vector<SourcePartition>> listed = ListOwners(store);
-  if (!listed.ok()) return listed.status();
-  std::set<SourcePartition> owners(listed->begin(), listed->end());
-  std::string prefix;
-  WindowKeyPrefix(day, prefix);
-  bool damaged_key = false;
-  absl::Status s = store.Scan(Table::kLines, prefix, {}, [&](std::string_view key, std::string_view) {
-    SourcePartition owner;
-    damaged_key = !OwnerOfWindowKey(key, owner);
-    if (!damaged_key) owners.insert(owner);
-    return !damaged_key;
-  });
-  if (!s.ok()) return s;
-  if (damaged_key) return absl::DataLossError(Cat("a netting-line key of window ", FormatWindowDay(day), " is damaged"));
-
-  std::vector<WindowLine> merged;
-  StringMap<size_t> index;
-  for (const SourcePartition owner : owners) {
-    absl::StatusOr<std::vector<WindowLine>> lines =
-        ReadOwnerWindowLines(store, day, owner, line_ids->Of(owner), replayed);
-    if (!lines.ok()) return lines.status();
-    for (WindowLine& line : *lines) {
-      auto it = index.find(line.line_key);
-      if (it == index.end()) {
-        index.emplace(line.line_key, merged.size());
-        merged.push_back(std::move(line));
-      } else if (!AddLineTotals(line.totals, merged[it->second].totals)) {
-        return absl::DataLossError(
-            Cat("netting line '", line.line_key, "' of window ", FormatWindowDay(day), " overflows over its owners"));
-      }
-    }
-  }
-  std::sort(merged.begin(), merged.end(), [](const WindowLine& a, const WindowLine& b) { return a.line_key < b.line_key; });
-  return merged;
 }
 
 absl::StatusOr<std::map<WindowDay, WindowCounters>> ReadAllWindowCounters(StateStore& store) {

@@ -32,27 +32,21 @@ namespace yrd {
 // Every owner whose state the store holds: each committed its next offset with its first write.
 [[nodiscard]] absl::StatusOr<std::vector<SourcePartition>> ListOwners(StateStore& store);
 
-// Every line id the store holds, per owner (LineIds).
-[[nodiscard]] absl::StatusOr<LineIdBook> LoadLineIds(StateStore& store);
+// Every line id the store holds (LineIds).
+[[nodiscard]] absl::StatusOr<LineIds> LoadLineIds(StateStore& store);
 
-// The number of `owner`'s last commit whose applied records its kLines lines include
-// (kLinesThroughKeyPrefix); 0 before its first checkpoint.
+// The number of `owner`'s last commit whose applied records the lines in kLines include
+// (kLinesThroughKeyPrefix); 0 before the first checkpoint that knew it.
 [[nodiscard]] absl::StatusOr<uint64_t> ReadLinesThrough(StateStore& store, SourcePartition owner);
 
-// One owner's netting lines of a window as committed: its kLines lines as of its last checkpoint,
-// completed by its applied records of later commits; in line-key order. `replayed`, when given,
-// is increased by the number of applied records that completed them.
-[[nodiscard]] absl::StatusOr<std::vector<WindowLine>> ReadOwnerWindowLines(StateStore& store, WindowDay day,
-                                                                           SourcePartition owner,
-                                                                           const LineIds& line_ids,
-                                                                           uint64_t* replayed = nullptr);
-
-// A window's netting lines as committed: each owner's (ReadOwnerWindowLines) summed by line key,
-// in line-key order. `line_ids`, when given, are the store's (as LoadLineIds reads them); else
-// they are read. DataLoss when a record is damaged or a sum would overflow.
+// A window's netting lines as committed: kLines as of the last checkpoint, completed by every
+// owner's applied records of its commits after its marker; in line-key order. `replayed`, when
+// given, is increased by the number of applied records that completed them. `line_ids`, when
+// given, are the store's (as LoadLineIds reads them); else they are read. DataLoss when a record
+// is damaged or a line would overflow.
 [[nodiscard]] absl::StatusOr<std::vector<WindowLine>> ReadWindowLines(StateStore& store, WindowDay day,
                                                                       uint64_t* replayed = nullptr,
-                                                                      const LineIdBook* line_ids = nullptr);
+                                                                      const LineIds* line_ids = nullptr);
 
 // A window's counters: every owner's summed (zero when it has none).
 [[nodiscard]] absl::StatusOr<WindowCounters> ReadWindowCounters(StateStore& store, WindowDay day);
@@ -80,10 +74,10 @@ struct OwnedTxnRecord {
                                            SourcePartition owner, uint64_t after_number,
                                            const std::function<LineTotals&(const AppliedRecord&)>& line_of);
 
-// Visits the applied records of `day` in key order: owner by owner, each in offset order. The
-// visitor gets the owner's line ids; it returns false to stop. DataLoss when one is damaged.
+// Visits the applied records of `day` in key order: owner by owner, each in offset order; the
+// visitor returns false to stop. DataLoss when one is damaged.
 [[nodiscard]] absl::Status VisitAppliedRecords(
-    StateStore& store, WindowDay day, const LineIdBook& line_ids,
+    StateStore& store, WindowDay day, const LineIds& line_ids,
     const std::function<bool(SourcePartition owner, const AppliedRecord& record)>& visitor);
 
 }  // namespace yrd

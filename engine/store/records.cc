@@ -205,9 +205,8 @@ void DeadLetterKeyLimit(uint64_t commit_sequence, std::string& out) {
   out.assign(kDeadLetterKeyPrefix);
   AppendBigEndian64(out, commit_sequence + 1);
 }
-void LineIdKey(SourcePartition owner, uint32_t id, std::string& out) {
+void LineIdKey(uint32_t id, std::string& out) {
   out.assign(kLineIdKeyPrefix);
-  AppendOwner(out, owner);
   AppendBigEndian32(out, id);
 }
 void LinesThroughKey(SourcePartition owner, std::string& out) {
@@ -237,8 +236,8 @@ void WindowOwnerKeyPrefix(WindowDay day, SourcePartition owner, std::string& out
   WindowKeyPrefix(day, out);
   AppendOwner(out, owner);
 }
-void LineStoreKey(WindowDay day, SourcePartition owner, std::string_view line_key, std::string& out) {
-  WindowOwnerKeyPrefix(day, owner, out);
+void LineStoreKey(WindowDay day, std::string_view line_key, std::string& out) {
+  WindowKeyPrefix(day, out);
   out.append(line_key);
 }
 void AppliedKey(WindowDay day, SourcePartition owner, uint64_t number, std::string& out) {

@@ -45,14 +45,16 @@ void AppendBigEndian64(std::string& out, uint64_t value);
 
 // ---- partition-owned keys ----------------------------------------------------------------------
 //
-// Store format 4: everything the ledger keeps of a source partition's messages is keyed by that
+// Store format 4: what the ledger keeps of a source partition's messages is keyed by that
 // partition (its owner), so that one partition's state can be read, moved or rebuilt without
-// touching another's: transaction records, netting lines and their checkpoint marker, line ids,
-// window counters, applied records, exceptions, partition gross and the next offset. A window's
-// totals are the sum over its owners (engine/readers). The ledger's own bookkeeping (the commit
-// sequence, the recent transaction records' values, dead-letter copies) and the window state
-// records are the store's. A store of format 3 (one set of lines, ids and counters for all
-// partitions) is upgraded when the ledger opens it (engine/readers/store_format.h).
+// touching another's: transaction records, applied records, window counters, the marker of what
+// the line checkpoint includes of it, exceptions, partition gross and the next offset. A window's
+// totals are the sum over its owners (engine/readers). The netting lines are derived state, the
+// sum of the owners' applied records (a checkpoint of that sum in kLines plus each owner's applied
+// records after its marker), and the line ids number them for the whole store; the ledger's own
+// bookkeeping (the commit sequence, the recent transaction records' values, dead-letter copies)
+// and the window state records are the store's too (docs/scale-out.md, section 1). A store of
+// format 3 is upgraded when the ledger opens it (engine/upgrade).
 inline constexpr uint8_t kStoreFormat = 4;
 inline constexpr std::string_view kStoreFormatKey = "store_format";
 
@@ -85,7 +87,7 @@ inline constexpr std::string_view kOffsetKeyPrefix = "offset|";
 inline constexpr std::string_view kCountersKeyPrefix = "counters|";
 inline constexpr std::string_view kWindowKeyPrefix = "window|";
 inline constexpr std::string_view kCommitSequenceKey = "commit_sequence";
-// Per owner: the number (below) of the owner's last commit whose applied records its lines in
+// Per owner: the number (below) of the owner's last commit whose applied records the lines in
 // kLines include; its applied records of later commits complete them (ReadWindowLines).
 inline constexpr std::string_view kLinesThroughKeyPrefix = "lines_through|";
 // Dead-letter copies not yet known delivered: commit sequence, then the exception key.
@@ -94,7 +96,7 @@ inline constexpr std::string_view kDeadLetterKeyPrefix = "dlq|";
 // first start: a later start or a report tool with another key is refused instead of making
 // tokens that match nothing.
 inline constexpr std::string_view kCardTokenKeyCheckKey = "card_token_key_check";
-// Line ids (see LineIds): the prefix, the owner, then the id in big-endian.
+// Line ids (see LineIds): the prefix, then the id in big-endian.
 inline constexpr std::string_view kLineIdKeyPrefix = "line_id|";
 // The gross of one source partition in one window (see kPartitionWindowGrossFenMax): the prefix,
 // the window, the topic and the partition.
@@ -104,10 +106,10 @@ void OffsetKey(SourceTopic topic, int32_t partition, std::string& out);
 void CountersKey(WindowDay day, SourcePartition owner, std::string& out);
 void WindowStateKey(WindowDay day, std::string& out);
 void LinesThroughKey(SourcePartition owner, std::string& out);
-// kLines: window, owner, then the line key. kApplied: window, owner, then the commit's number
-// for the owner: the owner's next offset once the commit is written (so an owner's applied
-// records are in offset order, and numbered the same whichever instance or shard wrote them).
-void LineStoreKey(WindowDay day, SourcePartition owner, std::string_view line_key, std::string& out);
+// kLines: window, then the line key. kApplied: window, owner, then the commit's number for the
+// owner: the owner's next offset once the commit is written (so an owner's applied records are in
+// offset order, and numbered the same whichever instance or shard wrote them).
+void LineStoreKey(WindowDay day, std::string_view line_key, std::string& out);
 void AppliedKey(WindowDay day, SourcePartition owner, uint64_t number, std::string& out);
 // The prefix of every kLines and kApplied key of `day` (and, with `owner`, of that owner).
 void WindowKeyPrefix(WindowDay day, std::string& out);
@@ -119,7 +121,7 @@ void ExceptionKey(SourceTopic topic, int32_t partition, int64_t offset, std::str
 void DeadLetterKey(uint64_t commit_sequence, SourceTopic topic, int32_t partition, int64_t offset, std::string& out);
 // The first key after every dead-letter copy of commits up to `commit_sequence`.
 void DeadLetterKeyLimit(uint64_t commit_sequence, std::string& out);
-void LineIdKey(SourcePartition owner, uint32_t id, std::string& out);
+void LineIdKey(uint32_t id, std::string& out);
 void GrossKey(WindowDay day, SourceTopic topic, int32_t partition, std::string& out);
 
 // ---- partition gross ---------------------------------------------------------------------------
@@ -259,36 +261,6 @@ class LineIds {
  private:
   std::deque<std::string> keys_;  // by number; a deque does not move its elements as it grows
   absl::flat_hash_map<std::string_view, uint32_t, StringHash, StringEq> ids_;
-};
-
-// Line numbers given in a batch, by owner: stored with the batch's write.
-using NewLineIds = std::vector<std::pair<SourcePartition, uint32_t>>;
-
-// The line ids of every owner: each source partition numbers its lines on its own, so its
-// records read the same wherever its state goes.
-class LineIdBook {
- public:
-  // The ids of `owner`, empty when it has none yet.
-  [[nodiscard]] LineIds& For(SourcePartition owner) { return ids_[owner]; }
-  // nullptr when `owner` has none.
-  [[nodiscard]] const LineIds* Find(SourcePartition owner) const {
-    const auto it = ids_.find(owner);
-    return it == ids_.end() ? nullptr : &it->second;
-  }
-  // The ids of `owner`, or an empty set (a record naming a line then reads as damaged).
-  [[nodiscard]] const LineIds& Of(SourcePartition owner) const {
-    const LineIds* ids = Find(owner);
-    return ids == nullptr ? empty_ : *ids;
-  }
-  [[nodiscard]] size_t size() const {
-    size_t total = 0;
-    for (const auto& [owner, ids] : ids_) total += ids.size();
-    return total;
-  }
-
- private:
-  std::map<SourcePartition, LineIds> ids_;  // a map's values stay where they are
-  LineIds empty_;
 };
 
 // ---- dedup / transaction state ---------------------------------------------------------------

@@ -13,7 +13,7 @@ namespace yrd {
 namespace {
 
 // Format 3's keys that format 4 replaces.
-constexpr size_t kV3LineIdKeyBytes = kLineIdKeyPrefix.size() + 4;
+constexpr size_t kLineIdKeyBytes = kLineIdKeyPrefix.size() + 4;
 constexpr size_t kV3CountersKeyBytes = kCountersKeyPrefix.size() + 4;
 constexpr size_t kV3AppliedKeyBytes = 4 + 8;  // window, commit sequence
 constexpr std::string_view kV3LinesThroughKey = "lines_through";
@@ -25,7 +25,6 @@ class Upgrade {
   absl::Status Run() {
     if (absl::Status s = LoadLineIds(); !s.ok()) return s;
     if (absl::Status s = LoadOwners(); !s.ok()) return s;
-    if (absl::Status s = CopyLineIds(); !s.ok()) return s;
     if (absl::Status s = MoveTxnRecords(); !s.ok()) return s;
     if (absl::Status s = MoveRecentTxnRecords(); !s.ok()) return s;
     if (absl::Status s = CountExceptions(); !s.ok()) return s;
@@ -48,21 +47,15 @@ class Upgrade {
     return owner;
   }
 
+  // The store's line ids (their layout is the same in both formats).
   absl::Status LoadLineIds() {
-    std::string damaged;
+    bool damaged = false;
     absl::Status s = store_.Scan(Table::kMeta, kLineIdKeyPrefix, {}, [&](std::string_view key, std::string_view value) {
-      const char* id = key.data() + key.size() - 4;
-      bool added = false;
-      if (key.size() == kV3LineIdKeyBytes) {
-        added = v3_ids_.Add(ReadBigEndian32(id), value);
-      } else if (key.size() == kV3LineIdKeyBytes + kOwnerKeyBytes) {
-        added = owner_ids_.For(ReadOwner(key.data() + kLineIdKeyPrefix.size())).Add(ReadBigEndian32(id), value);
-      }
-      if (!added) damaged = "a line id record is missing, repeated or damaged";
-      return added;
+      damaged = key.size() != kLineIdKeyBytes || !ids_.Add(ReadBigEndian32(key.data() + kLineIdKeyPrefix.size()), value);
+      return !damaged;
     });
     if (!s.ok()) return s;
-    return damaged.empty() ? absl::OkStatus() : absl::DataLossError(damaged);
+    return damaged ? absl::DataLossError("a line id record is missing, repeated or damaged") : absl::OkStatus();
   }
 
   absl::Status LoadOwners() {
@@ -76,25 +69,6 @@ class Upgrade {
     });
     if (!s.ok()) return s;
     return damaged ? absl::DataLossError("an offset record is damaged") : absl::OkStatus();
-  }
-
-  // Every owner gets the store's dictionary (resuming a copy a crash cut short).
-  absl::Status CopyLineIds() {
-    std::string key;
-    size_t puts = 0;
-    for (const auto& [owner, next] : next_offsets_) {
-      LineIds& ids = owner_ids_.For(owner);
-      for (auto id = static_cast<uint32_t>(ids.size()); id < v3_ids_.size(); ++id) {
-        const std::string_view line_key = *v3_ids_.KeyOf(id);
-        if (!ids.Add(id, line_key)) return absl::DataLossError("the store's line ids repeat a line");
-        LineIdKey(owner, id, key);
-        write_->Put(Table::kMeta, key, line_key);
-        if (++puts % kUpgradeRecordsPerWrite == 0) {
-          if (absl::Status s = Flush(); !s.ok()) return s;
-        }
-      }
-    }
-    return Flush();
   }
 
   absl::Status MoveTxnRecords() {
@@ -111,7 +85,7 @@ class Upgrade {
         std::string key;
         for (const auto& [old_key, value] : chunk) {
           TxnRecord record;
-          if (!DecodeTxnRecord(value, v3_ids_, record)) {
+          if (!DecodeTxnRecord(value, ids_, record)) {
             return absl::DataLossError(Cat("transaction record ", old_key.substr(1), " is damaged"));
           }
           absl::StatusOr<SourcePartition> owner = OwnerOf(family, record.partition);
@@ -141,7 +115,7 @@ class Upgrade {
       bool damaged = false;
       while (NextRecentTxnEntry(blob, position, old_key, value, damaged)) {
         TxnRecord record;
-        if (old_key.empty() || (old_key[0] != '0' && old_key[0] != '1') || !DecodeTxnRecord(value, v3_ids_, record)) {
+        if (old_key.empty() || (old_key[0] != '0' && old_key[0] != '1') || !DecodeTxnRecord(value, ids_, record)) {
           damaged = true;
           break;
         }
@@ -205,20 +179,17 @@ class Upgrade {
     // The window's lines as format 3 holds them: kLines, completed by the applied records of the
     // commits after lines_through (all of kLines when a store predates checkpoints).
     StringMap<LineTotals> v3_lines;
-    std::vector<std::string> v3_line_keys;
     bool damaged = false;
     absl::Status s = store_.Scan(Table::kLines, prefix, {}, [&](std::string_view k, std::string_view v) {
-      if (k.size() <= 4 || (k[4] != 'T' && k[4] != 'M')) return true;
       LineTotals totals;
       damaged = !DecodeLineTotals(v, totals);
       v3_lines[k.substr(4)] = totals;
-      v3_line_keys.emplace_back(k);
       return !damaged;
     });
     if (!s.ok()) return s;
     if (damaged) return absl::DataLossError(Cat("a netting line of window ", date, " is damaged"));
 
-    std::map<SourcePartition, StringMap<LineTotals>> owner_lines;
+    StringMap<LineTotals> lines;  // the sum of every applied record of the window
     std::map<SourcePartition, WindowCounters> owner_counters;
     std::map<SourcePartition, std::string> owner_blobs;
     std::string failure;
@@ -231,20 +202,18 @@ class Upgrade {
       size_t position = 0;
       AppliedRecord record;
       bool record_damaged = false;
-      while (NextAppliedRecord(blob, position, v3_ids_, record, record_damaged)) {
+      while (NextAppliedRecord(blob, position, ids_, record, record_damaged)) {
         absl::StatusOr<SourcePartition> owner = OwnerOf(FamilyOf(record.kind), record.partition);
         if (!owner.ok()) {
           failure = std::string(owner.status().message());
           return false;
         }
         const std::string line_key(record.line_key);
-        if (replay && !NetIntoLine(record.kind, record.amount_fen, record.fund_pay_fen, record.account_pay_fen,
-                                   record.cash_pay_fen, v3_lines[line_key])) {
-          failure = Cat("the applied records of window ", date, " overflow netting line '", line_key, "'");
-          return false;
-        }
-        if (!NetIntoLine(record.kind, record.amount_fen, record.fund_pay_fen, record.account_pay_fen,
-                         record.cash_pay_fen, owner_lines[*owner][line_key])) {
+        const bool netted = (!replay || NetIntoLine(record.kind, record.amount_fen, record.fund_pay_fen,
+                                                    record.account_pay_fen, record.cash_pay_fen, v3_lines[line_key])) &&
+                            NetIntoLine(record.kind, record.amount_fen, record.fund_pay_fen, record.account_pay_fen,
+                                        record.cash_pay_fen, lines[line_key]);
+        if (!netted) {
           failure = Cat("the applied records of window ", date, " overflow netting line '", line_key, "'");
           return false;
         }
@@ -253,10 +222,9 @@ class Upgrade {
         if (record.late) ++counters.late_count;
         if (record.line_id == kNoLineId && !line_key.empty()) {  // a record of before line ids
           bool added = false;
-          LineIds& ids = owner_ids_.For(*owner);
-          record.line_id = ids.IdOf(line_key, added);
+          record.line_id = ids_.IdOf(line_key, added);
           if (added) {
-            LineIdKey(*owner, record.line_id, key);
+            LineIdKey(record.line_id, key);
             write_->Put(Table::kMeta, key, line_key);
           }
         }
@@ -277,35 +245,24 @@ class Upgrade {
     if (!s.ok()) return s;
     if (!failure.empty()) return absl::DataLossError(failure);
 
-    // The owners' lines must add up to the window's.
-    StringMap<LineTotals> merged;
-    for (const auto& [owner, lines] : owner_lines) {
-      for (const auto& [line_key, totals] : lines) {
-        if (!AddLineTotals(totals, merged[line_key])) {
-          return absl::DataLossError(Cat("netting line '", line_key, "' of window ", date, " overflows"));
-        }
-      }
-    }
+    // The applied records must add up to the window's lines; the lines then stand complete, so
+    // that every owner's marker can say so.
     for (const auto& [line_key, totals] : v3_lines) {
-      const auto it = merged.find(line_key);
-      if (totals == LineTotals{} && it == merged.end()) continue;
-      if (it == merged.end() || !(it->second == totals)) {
+      const auto it = lines.find(line_key);
+      const bool matches = it == lines.end() ? totals == LineTotals{} : it->second == totals;
+      if (!matches) {
         return absl::DataLossError(Cat("netting line '", line_key, "' of window ", date,
                                        " is not the sum of its applied records: the store cannot be upgraded"));
       }
-      merged.erase(it);
     }
-    if (!merged.empty()) {
-      return absl::DataLossError(Cat("applied records of window ", date, " net into line '", merged.begin()->first,
-                                     "', which the window does not have: the store cannot be upgraded"));
-    }
-    for (const std::string& v3_key : v3_line_keys) write_->Delete(Table::kLines, v3_key);
-    for (const auto& [owner, lines] : owner_lines) {
-      for (const auto& [line_key, totals] : lines) {
-        LineStoreKey(day, owner, line_key, key);
-        EncodeLineTotals(totals, value_scratch_);
-        write_->Put(Table::kLines, key, value_scratch_);
+    for (const auto& [line_key, totals] : lines) {
+      if (!v3_lines.contains(line_key)) {
+        return absl::DataLossError(Cat("applied records of window ", date, " net into line '", line_key,
+                                       "', which the window does not have: the store cannot be upgraded"));
       }
+      LineStoreKey(day, line_key, key);
+      EncodeLineTotals(totals, value_scratch_);
+      write_->Put(Table::kLines, key, value_scratch_);
     }
 
     // The counters: what the records tell per owner, the rest to the first owner.
@@ -351,11 +308,6 @@ class Upgrade {
       AppendBigEndian64(value, static_cast<uint64_t>(next));
       write_->Put(Table::kMeta, key, value);
     }
-    for (uint32_t id = 0; id < v3_ids_.size(); ++id) {
-      key.assign(kLineIdKeyPrefix);
-      AppendBigEndian32(key, id);
-      write_->Delete(Table::kMeta, key);
-    }
     write_->Delete(Table::kMeta, kV3LinesThroughKey);
     write_->Put(Table::kMeta, kStoreFormatKey, std::string(1, static_cast<char>(kStoreFormat)));
     return Flush();
@@ -363,8 +315,7 @@ class Upgrade {
 
   StateStore& store_;
   std::unique_ptr<StateWriteBatch> write_;
-  LineIds v3_ids_;
-  LineIdBook owner_ids_;
+  LineIds ids_;
   std::map<SourcePartition, int64_t> next_offsets_;
   std::map<std::pair<WindowDay, SourcePartition>, std::array<int64_t, kReasonCount>> exception_counts_;
   std::string value_scratch_;

@@ -1,14 +1,14 @@
 // Store upgrade: brings a state store to the current format (kStoreFormat) before the ledger
-// loads it. A new store gets the format marker; a store of format 3 (netting lines, line ids and
-// window counters shared by every source partition) is rewritten to format 4, in which every
-// record of a partition's messages is keyed by that partition (engine/store/records.h):
-//   - line ids: every owner (a partition with a committed offset) starts with a copy of the
-//     store's one dictionary, so every stored record keeps its line numbers;
+// loads it. A new store gets the format marker; a store of format 3 (transaction records, applied
+// records and window counters shared by every source partition) is rewritten to format 4, in
+// which every record of a partition's messages is keyed by that partition (engine/store/
+// records.h):
 //   - transaction records, and the recent ones, move under their owner's key (the record names
 //     its partition, its family the topic);
 //   - a window's applied records are split by owner, numbered by the owner's next offset after the
-//     commit that wrote them; each owner's lines are the sum of its applied records, and the sum
-//     over owners must equal the window's lines as format 3 held them, or the upgrade refuses;
+//     commit that wrote them; their sum must equal the window's lines as format 3 held them (the
+//     checkpoint completed by the commits after it), or the upgrade refuses; the lines are then
+//     stored whole, and every owner's marker says they include all of its commits;
 //   - a window's counters are split the same way: applied and late counts from the applied
 //     records, exception counts from the exception records, and what no record tells (exact
 //     duplicates, or everything of a retired window) goes to the first owner, so the window's sum

@@ -9,7 +9,7 @@
 
 namespace yrd {
 
-absl::Status WindowBook::Load(StateStore& store, const LineIdBook& line_ids) {
+absl::Status WindowBook::Load(StateStore& store, const LineIds& line_ids) {
   absl::Status damaged;
   absl::Status s = store.Scan(Table::kMeta, kWindowKeyPrefix, {}, [&](std::string_view key, std::string_view v) {
     WindowRecord record;
@@ -39,7 +39,7 @@ absl::Status WindowBook::Load(StateStore& store, const LineIdBook& line_ids) {
   return LoadGross(store, line_ids);
 }
 
-absl::Status WindowBook::LoadGross(StateStore& store, const LineIdBook& line_ids) {
+absl::Status WindowBook::LoadGross(StateStore& store, const LineIds& line_ids) {
   bool damaged = false;
   absl::Status s = store.Scan(Table::kMeta, kGrossKeyPrefix, {}, [&](std::string_view key, std::string_view value) {
     PartitionGross gross;
@@ -86,8 +86,8 @@ void WindowBook::BeginBatch(uint64_t sequence) {
   sequence_ = sequence;
   touched_windows_.clear();
   retired_exception_keys_.clear();
-  cached_counters_ = nullptr;  // the counters each window touches now are marked for this batch
-  cached_gross_ = nullptr;
+  counters_cache_.Clear();  // the counters each window touches now are marked for this batch
+  gross_cache_.Clear();
 }
 
 // ---- routing --------------------------------------------------------------------------------------
@@ -186,25 +186,25 @@ void WindowBook::ApplyCommands(Batch& batch) {
 // ---- counters and gross ----------------------------------------------------------------------------
 
 WindowCounters& WindowBook::TouchCounters(WindowDay day, SourcePartition owner) {
-  const CountersIndex index{day, owner};
-  if (cached_counters_ == nullptr || cached_counters_index_ != index) {
-    cached_counters_ = &counters_[index];  // a map's entries stay where they are
-    cached_counters_index_ = index;
-    cached_counters_->touched_sequence = sequence_;
+  CountersEntry* entry = counters_cache_.Find(day, owner);
+  if (entry == nullptr) {
+    entry = &counters_[{day, owner}];  // a map's entries stay where they are
+    entry->touched_sequence = sequence_;
+    counters_cache_.Put(day, owner, entry);
   }
-  return cached_counters_->counters;
+  return entry->counters;
 }
 
 bool WindowBook::AddPartitionGross(WindowDay day, SourceTopic topic, int32_t partition, int64_t amount_fen) {
-  const GrossIndex index{day, topic, partition};
-  if (cached_gross_ == nullptr || cached_gross_index_ != index) {
-    cached_gross_ = &gross_[index];  // a map's entries stay where they are
-    cached_gross_index_ = index;
+  GrossEntry* entry = gross_cache_.Find(day, {topic, partition});
+  if (entry == nullptr) {
+    entry = &gross_[{day, topic, partition}];  // a map's entries stay where they are
+    gross_cache_.Put(day, {topic, partition}, entry);
   }
-  const std::optional<int64_t> sum = CheckedAddFen(cached_gross_->gross_fen, amount_fen);
+  const std::optional<int64_t> sum = CheckedAddFen(entry->gross_fen, amount_fen);
   if (!sum || *sum > kPartitionWindowGrossFenMax) return false;
-  cached_gross_->gross_fen = *sum;
-  cached_gross_->touched_sequence = sequence_;
+  entry->gross_fen = *sum;
+  entry->touched_sequence = sequence_;
   return true;
 }
 
@@ -251,7 +251,7 @@ void WindowBook::AppendWrites(const Batch& batch, StateWriteBatch& write) {
 
 void WindowBook::ForgetClosed() {
   std::erase_if(gross_, [this](const auto& entry) { return PersistedState(std::get<0>(entry.first)) != WindowState::kOpen; });
-  cached_gross_ = nullptr;
+  gross_cache_.Clear();
 }
 
 // ---- what others see ----------------------------------------------------------------------------------

@@ -21,6 +21,7 @@
 #include "engine/base/window.h"
 #include "engine/batch/batch.h"
 #include "engine/registry/registry.h"
+#include "engine/store/owner_cache.h"
 #include "engine/store/records.h"
 #include "engine/store/state_store.h"
 
@@ -43,7 +44,7 @@ class WindowBook {
   // Reads the state records, every owner's counters and the partition gross. A window not closed
   // that has applied records but no gross record (a store written before they were kept) gets its
   // gross from those records (`line_ids` reads them), stored with the next write.
-  [[nodiscard]] absl::Status Load(StateStore& store, const LineIdBook& line_ids);
+  [[nodiscard]] absl::Status Load(StateStore& store, const LineIds& line_ids);
   // Windows with counters that are not closed: the ones whose lines the ledger holds.
   [[nodiscard]] std::vector<WindowDay> DaysNotClosed() const;
 
@@ -97,7 +98,7 @@ class WindowBook {
   using GrossIndex = std::tuple<WindowDay, SourceTopic, int32_t>;
   using CountersIndex = std::pair<WindowDay, SourcePartition>;
 
-  [[nodiscard]] absl::Status LoadGross(StateStore& store, const LineIdBook& line_ids);
+  [[nodiscard]] absl::Status LoadGross(StateStore& store, const LineIds& line_ids);
   // True when some owner has counters in `day` (the window had activity).
   [[nodiscard]] bool HasCounters(WindowDay day) const;
   // Closes `day` at `closed_at_ms` with the registry's fee schedule and participants, unless
@@ -112,11 +113,9 @@ class WindowBook {
   uint64_t sequence_ = 0;                   // the commit the batch being prepared stores
   std::vector<WindowDay> touched_windows_;  // state records to write with this batch
   std::vector<std::string> retired_exception_keys_;  // deleted with this batch's write
-  // The last window's counters and gross a slot touched: most slots of a batch share them.
-  CountersIndex cached_counters_index_{};
-  CountersEntry* cached_counters_ = nullptr;
-  GrossIndex cached_gross_index_{};
-  GrossEntry* cached_gross_ = nullptr;
+  // Each owner's counters and gross the batch touched last: most slots of a batch share a window.
+  OwnerDayCache<CountersEntry> counters_cache_;  // cleared per batch: a hit is marked for it
+  OwnerDayCache<GrossEntry> gross_cache_;
   std::string key_scratch_;
   std::string value_scratch_;
 };

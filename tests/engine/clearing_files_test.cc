@@ -114,49 +114,21 @@ class ClearingFilesTest : public ::testing::Test {
     ASSERT_TRUE(store_->Write(*write).ok());
   }
 
-  // The line summed over the owners that hold it.
   LineTotals StoredLine(std::string_view line_key) {
-    LineTotals sum;
-    bool found = false;
-    ForEachOwnerLine(line_key, [&](std::string_view, const LineTotals& totals) {
-      found = true;
-      EXPECT_TRUE(AddLineTotals(totals, sum));
-    });
-    EXPECT_TRUE(found);
-    return sum;
-  }
-
-  // Makes the window's line `totals`: one owner keeps it whole (the first that has it, else the
-  // first partition of its topic), the others lose theirs.
-  void PutLine(std::string_view line_key, const LineTotals& totals) {
-    std::vector<std::string> keys;
-    ForEachOwnerLine(line_key, [&](std::string_view key, const LineTotals&) { keys.emplace_back(key); });
     std::string key, value;
-    if (keys.empty()) {
-      const SourceTopic topic = line_key.starts_with("T|") ? SourceTopic::kTaps : SourceTopic::kMedical;
-      LineStoreKey(test::kGoldenDay, {topic, 0}, line_key, key);
-    } else {
-      key = keys.front();
-    }
-    std::unique_ptr<StateWriteBatch> write = store_->NewWriteBatch();
-    for (const std::string& other : keys) write->Delete(Table::kLines, other);
-    EncodeLineTotals(totals, value);
-    write->Put(Table::kLines, key, value);
-    ASSERT_TRUE(store_->Write(*write).ok());
+    bool found = false;
+    LineStoreKey(test::kGoldenDay, line_key, key);
+    EXPECT_TRUE(store_->Get(Table::kLines, key, value, found).ok());
+    LineTotals totals;
+    EXPECT_TRUE(found && DecodeLineTotals(value, totals));
+    return totals;
   }
 
-  void ForEachOwnerLine(std::string_view line_key,
-                        const std::function<void(std::string_view key, const LineTotals& totals)>& visit) {
-    std::string prefix;
-    WindowKeyPrefix(test::kGoldenDay, prefix);
-    const absl::Status status = store_->Scan(Table::kLines, prefix, {}, [&](std::string_view key, std::string_view value) {
-      if (key.substr(prefix.size() + kOwnerKeyBytes) != line_key) return true;
-      LineTotals totals;
-      EXPECT_TRUE(DecodeLineTotals(value, totals));
-      visit(key, totals);
-      return true;
-    });
-    EXPECT_TRUE(status.ok()) << status;
+  void PutLine(std::string_view line_key, const LineTotals& totals) {
+    std::string key, value;
+    LineStoreKey(test::kGoldenDay, line_key, key);
+    EncodeLineTotals(totals, value);
+    Put(Table::kLines, key, value);
   }
 
   // The window's counters summed over its owners, and a way to make them other ones.

@@ -187,21 +187,15 @@ class LedgerTest : public ::testing::Test {
   }
 
   // A line as kLines alone holds it (the last checkpoint).
-  // Summed over the owners that have it.
   std::optional<LineTotals> CheckpointedLine(WindowDay day, std::string_view line_key) {
-    std::string prefix;
-    WindowKeyPrefix(day, prefix);
-    std::optional<LineTotals> sum;
-    const absl::Status status = store_->Scan(Table::kLines, prefix, {}, [&](std::string_view key, std::string_view value) {
-      if (key.substr(prefix.size() + kOwnerKeyBytes) != line_key) return true;
-      LineTotals totals;
-      EXPECT_TRUE(DecodeLineTotals(value, totals));
-      if (!sum) sum.emplace();
-      EXPECT_TRUE(AddLineTotals(totals, *sum));
-      return true;
-    });
-    EXPECT_TRUE(status.ok()) << status;
-    return sum;
+    std::string key, value;
+    LineStoreKey(day, line_key, key);
+    bool found = false;
+    EXPECT_TRUE(store_->Get(Table::kLines, key, value, found).ok());
+    if (!found) return std::nullopt;
+    LineTotals totals;
+    EXPECT_TRUE(DecodeLineTotals(value, totals));
+    return totals;
   }
 
   // The stored record of `txn_id`, wherever it is (recent or sorted into kTxn); `storage`
@@ -212,15 +206,15 @@ class LedgerTest : public ::testing::Test {
     if (!found.ok() || !found->has_value()) return std::nullopt;
     storage = (*found)->value;
     TxnRecord record;
-    EXPECT_TRUE(DecodeTxnRecord(storage, LoadedLineIds().Of((*found)->owner), record));
+    EXPECT_TRUE(DecodeTxnRecord(storage, LoadedLineIds(), record));
     return record;
   }
 
   // The store's line ids as of now; kept for the test, as records read with them view them.
-  const LineIdBook& LoadedLineIds() {
-    absl::StatusOr<LineIdBook> ids = LoadLineIds(*store_);
+  const LineIds& LoadedLineIds() {
+    absl::StatusOr<LineIds> ids = LoadLineIds(*store_);
     EXPECT_TRUE(ids.ok()) << ids.status();
-    return loaded_line_ids_.emplace_back(ids.ok() ? *std::move(ids) : LineIdBook());
+    return loaded_line_ids_.emplace_back(ids.ok() ? *std::move(ids) : LineIds());
   }
 
   // Summed over the owners.
@@ -258,7 +252,7 @@ class LedgerTest : public ::testing::Test {
 
   test::TempDir dir_;
   const std::string store_path_ = dir_.path() + "/state";
-  std::deque<LineIdBook> loaded_line_ids_;
+  std::deque<LineIds> loaded_line_ids_;
   WindowCalendar calendar_;
   DecodeLimits limits_;
   int64_t now_ms_ = test::ChinaTimeMs(2026, 11, 27, 10, 0);
@@ -1110,11 +1104,10 @@ TEST_F(LedgerTest, LineNumbersOfABatchNeverCommittedAreGivenAgain) {
   Apply({SettlementMessage(Settlement("SETTLE1"))});
   Apply({TapMessage(Tap("TAP1", 300)), RefundMessage(Refund("R1", 100))});
   Reopen();
-  // Each partition numbers its own lines from 0.
-  const LineIdBook& ids = LoadedLineIds();
+  const LineIds& ids = LoadedLineIds();
   EXPECT_EQ(ids.size(), 2u);
-  EXPECT_EQ(ids.Of({SourceTopic::kMedical, 0}).KeyOf(0), kSettlementLine);
-  EXPECT_EQ(ids.Of({SourceTopic::kTaps, 0}).KeyOf(0), kMetroLine);
+  EXPECT_EQ(ids.KeyOf(0), kSettlementLine);
+  EXPECT_EQ(ids.KeyOf(1), kMetroLine);
   EXPECT_EQ(Line(kNov27, kMetroLine).reversed_amount_fen, 100);
   EXPECT_EQ(Line(kNov27, kSettlementLine).count, 1);
 }
@@ -1159,12 +1152,10 @@ TEST_F(LedgerTest, LineNumbersAreGivenOncePerLineAcrossRestarts) {
   Apply({TapMessage(Tap("TAP1")), SettlementMessage(Settlement("SETTLE1"))});
   Reopen();
   Apply({TapMessage(Tap("TAP2")), SettlementMessage(Settlement("SETTLE2")), RefundMessage(Refund("R1", 100))});
-  const absl::StatusOr<LineIdBook> book = LoadLineIds(*store_);
-  ASSERT_TRUE(book.ok()) << book.status();
-  const LineIds& taps = book->Of({SourceTopic::kTaps, 0});
-  EXPECT_EQ(taps.size(), 1u);
-  EXPECT_EQ(taps.KeyOf(0), kMetroLine);
-  EXPECT_EQ(book->Of({SourceTopic::kMedical, 0}).size(), 1u);
+  const absl::StatusOr<LineIds> ids = LoadLineIds(*store_);
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  EXPECT_EQ(ids->size(), 2u);
+  EXPECT_EQ(ids->KeyOf(0), kMetroLine);
   const LineTotals line = Line(kNov27, kMetroLine);
   EXPECT_EQ(line.count, 2);
   EXPECT_EQ(line.reversal_count, 1);
@@ -1238,7 +1229,7 @@ TEST_F(LedgerTest, RecordsBothSortedAndRecentAfterAStopCountOnce) {
   ASSERT_TRUE(store_->Get(Table::kTxn, key, value, found).ok());
   ASSERT_TRUE(found);
   TxnRecord sorted;
-  ASSERT_TRUE(DecodeTxnRecord(value, LoadedLineIds().Of({SourceTopic::kTaps, 0}), sorted));
+  ASSERT_TRUE(DecodeTxnRecord(value, LoadedLineIds(), sorted));
   EXPECT_EQ(sorted.refunded_fen, 300);
   EXPECT_EQ(sorted.duplicate_count, 1);
   EXPECT_EQ(Line(kNov27, kMetroLine).count, 1);
@@ -1491,14 +1482,15 @@ TEST_F(LedgerTest, AStoreOfFormat3IsUpgradedToPartitionOwnedState) {
   const WindowCounters counters = Counters(kNov27);
   EXPECT_EQ(counters.applied_count, 3);
   EXPECT_EQ(counters.exact_duplicate_count, 4);
-  // Each partition owns its share.
-  const LineIdBook& ids = LoadedLineIds();
-  absl::StatusOr<std::vector<WindowLine>> partition3 =
-      ReadOwnerWindowLines(*store_, kNov27, {SourceTopic::kTaps, 3}, ids.Of({SourceTopic::kTaps, 3}));
-  ASSERT_TRUE(partition3.ok()) << partition3.status();
-  ASSERT_EQ(partition3->size(), 1u);
-  EXPECT_EQ((*partition3)[0].totals.amount_fen, 500);
-  EXPECT_EQ(Applied(kNov27).size(), 3u);
+  // Each partition owns its applied records, and the checkpoint is whole.
+  std::map<int32_t, int64_t> applied_fen;
+  ASSERT_TRUE(VisitAppliedRecords(*store_, kNov27, LoadedLineIds(), [&](SourcePartition owner, const AppliedRecord& r) {
+                EXPECT_EQ(owner.partition, r.partition);
+                applied_fen[owner.partition] += r.amount_fen;
+                return true;
+              }).ok());
+  EXPECT_EQ(applied_fen, (std::map<int32_t, int64_t>{{0, 500}, {3, 500}}));
+  EXPECT_EQ(CheckpointedLine(kNov27, kMetroLine)->amount_fen, 1000);
   std::string storage;
   const std::optional<TxnRecord> tap_b = Txn(Family::kTaps, "TAPB", storage);
   ASSERT_TRUE(tap_b.has_value());

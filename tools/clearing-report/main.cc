@@ -307,7 +307,7 @@ int Txn(StoreReader& reader, const std::string& txn_id, const std::string& forma
              {},
              {kText, kText, kText, kText, kText, kFlag, kNumber, kNumber, kNumber, kNumber, kFlag, kNumber, kText, kText,
               kText}};
-  absl::StatusOr<LineIdBook> line_ids = LoadLineIds(reader.store());
+  absl::StatusOr<LineIds> line_ids = LoadLineIds(reader.store());
   if (!line_ids.ok()) return Fail(line_ids.status());
   for (const Family family : {Family::kTaps, Family::kMedical}) {
     if (!IsValidId(txn_id)) break;  // no record is kept under an id that breaks the rule
@@ -315,7 +315,7 @@ int Txn(StoreReader& reader, const std::string& txn_id, const std::string& forma
     if (!found.ok()) return Fail(found.status());
     if (!found->has_value()) continue;
     TxnRecord r;
-    if (!DecodeTxnRecord((*found)->value, line_ids->Of((*found)->owner), r)) {
+    if (!DecodeTxnRecord((*found)->value, *line_ids, r)) {
       return Fail(absl::DataLossError(Cat("the record of ", txn_id, " is damaged")));
     }
     std::string fate = "applied";
@@ -440,7 +440,7 @@ int Card(StoreReader& reader, const std::string& typed_card_no, const std::strin
   }
   CardToken token{};
   (*tokenizer)->Tokenize(card_no, token);
-  absl::StatusOr<LineIdBook> line_ids = LoadLineIds(reader.store());
+  absl::StatusOr<LineIds> line_ids = LoadLineIds(reader.store());
   if (!line_ids.ok()) return Fail(line_ids.status());
 
   struct Row {

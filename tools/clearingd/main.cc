@@ -521,7 +521,9 @@ class Daemon final : public http::AdminHandler {
     }
 
     Pipeline pipeline(config_.pipeline, **source, ledger, *clock_, registry_holder_, *tokenizer_);
-    FileWriter file_writer(**store, registry_holder_, config_.output_dir, digests_, [&pipeline](WindowDay day) {
+    FileWriter file_writer(**store, registry_holder_, config_.output_dir, digests_, [this, &pipeline](WindowDay day) {
+      // In the metrics before the window says files_written, so whoever sees the one sees the other.
+      NoteFileSet(day, clock_->NowMs());
       pipeline.SubmitWindowCommand(WindowCommand{WindowCommand::Kind::kMarkFilesWritten, day});
     });
     pipeline.on_windows_changed = [this, &file_writer](const std::vector<WindowDay>& closed,
@@ -530,10 +532,7 @@ class Daemon final : public http::AdminHandler {
         log::Info("window_closed", {{"window", FormatWindowDay(day)}});
         file_writer.Enqueue(day);
       }
-      for (const WindowDay day : marked) {
-        log::Info("window_files_written", {{"window", FormatWindowDay(day)}});
-        NoteFileSet(day, clock_->NowMs());
-      }
+      for (const WindowDay day : marked) log::Info("window_files_written", {{"window", FormatWindowDay(day)}});
     };
     // The last file set before this start, so the metrics have it from the first scrape.
     const std::shared_ptr<const WindowTable> loaded_windows = ledger.windows();
