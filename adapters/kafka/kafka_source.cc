@@ -4,6 +4,7 @@
 
 #include <deque>
 #include <map>
+#include <set>
 #include <vector>
 
 #include "adapters/kafka/log_route.h"
@@ -90,8 +91,31 @@ struct KafkaSource::Impl {
       }
     }
   }
-  // Next expected offset per partition; -1 until the first message when nothing was committed.
+  // Next expected offset per partition consumed now; -1 until the first message when nothing was
+  // committed.
   std::map<std::pair<SourceTopic, int32_t>, int64_t> expected;
+  // A consumer group's member (Assignment::kGroup): the batch Fill is filling (a revoke drops the
+  // revoked partitions' messages from it), the pipeline's drain, and the first refusal of a
+  // rebalance, returned by Fill.
+  Batch* filling = nullptr;
+  std::function<absl::Status()> drain;
+  absl::Status rebalance_failure;
+  std::atomic<uint64_t> rebalances{0};
+  std::atomic<std::shared_ptr<const std::vector<std::pair<SourceTopic, int32_t>>>> assignment{
+      std::make_shared<const std::vector<std::pair<SourceTopic, int32_t>>>()};
+
+  void PublishAssignment() {
+    auto partitions = std::make_shared<std::vector<std::pair<SourceTopic, int32_t>>>();
+    for (const auto& [topic_partition, next] : expected) partitions->push_back(topic_partition);
+    assignment.store(std::move(partitions));
+  }
+  void Refuse(absl::Status status) {
+    if (rebalance_failure.ok()) rebalance_failure = std::move(status);
+  }
+  void OnAssign(rd_kafka_topic_partition_list_t* partitions);
+  void OnRevoke(rd_kafka_topic_partition_list_t* partitions);
+  static void Rebalance(rd_kafka_t* handle, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions,
+                        void* opaque);
   // Consumed but did not fit the last batch (its arena was full); taken first next time.
   std::deque<rd_kafka_message_t*> carry;
   std::vector<rd_kafka_message_t*> messages = std::vector<rd_kafka_message_t*>(kConsumeChunkMax);
@@ -147,7 +171,15 @@ struct KafkaSource::Impl {
       rd_kafka_message_destroy(message);
       return absl::OkStatus();
     }
-    int64_t& next = expected[{*topic, message->partition}];
+    auto at = expected.find({*topic, message->partition});
+    if (at == expected.end()) {
+      if (options.assignment == KafkaSourceOptions::Assignment::kGroup) {
+        rd_kafka_message_destroy(message);  // of a partition the group took away meanwhile
+        return absl::OkStatus();
+      }
+      at = expected.emplace(std::pair{*topic, message->partition}, 0).first;
+    }
+    int64_t& next = at->second;
     if (next >= 0 && message->offset != next) {
       return absl::DataLossError(fmt::format(
           "{} partition {}: expected offset {}, got {}: {} messages are missing; consumption stops rather than "
@@ -197,6 +229,13 @@ absl::StatusOr<rd_kafka_conf_t*> ConsumerConf(const KafkaSourceOptions& options)
   for (const auto& [name, value] : kForcedSettings) {
     if (status.ok()) status = set(name, value);
   }
+  if (options.assignment == KafkaSourceOptions::Assignment::kGroup) {
+    // Incremental rebalances: a member keeps the partitions it has while others join or leave.
+    if (status.ok()) status = set("partition.assignment.strategy", "cooperative-sticky");
+    if (status.ok() && !options.group_instance_id.empty()) status = set("group.instance.id", options.group_instance_id);
+  } else if (!options.group_instance_id.empty() && status.ok()) {
+    status = absl::InvalidArgumentError("kafka.group_instance_id needs kafka.assignment = \"group\"");
+  }
   if (!status.ok()) {
     rd_kafka_conf_destroy(conf);
     return status;
@@ -220,6 +259,12 @@ absl::StatusOr<std::unique_ptr<KafkaSource>> KafkaSource::Create(KafkaSourceOpti
   absl::StatusOr<rd_kafka_conf_t*> configured = ConsumerConf(options);
   if (!configured.ok()) return configured.status();
   rd_kafka_conf_t* conf = *configured;
+  const bool group = options.assignment == KafkaSourceOptions::Assignment::kGroup;
+  if (group) {
+    rd_kafka_conf_set_rebalance_cb(conf, &Impl::Rebalance);
+    rd_kafka_conf_set_opaque(conf, impl.get());
+    impl->options = options;  // the callback reads them from the first poll on
+  }
   impl->handle = rd_kafka_new(RD_KAFKA_CONSUMER, conf, error, sizeof error);
   if (impl->handle == nullptr) {
     rd_kafka_conf_destroy(conf);
@@ -267,11 +312,27 @@ absl::StatusOr<std::unique_ptr<KafkaSource>> KafkaSource::Create(KafkaSourceOpti
     }
   }
   rd_kafka_metadata_destroy(metadata);
-  const rd_kafka_resp_err_t assign_error = rd_kafka_assign(impl->handle, assignment);
-  rd_kafka_topic_partition_list_destroy(assignment);
-  if (assign_error != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return absl::InternalError(fmt::format("cannot assign partitions: {}", rd_kafka_err2str(assign_error)));
+  if (group) {
+    // The group decides: the partitions come with the first rebalance, at the store's offsets.
+    rd_kafka_topic_partition_list_destroy(assignment);
+    impl->expected.clear();
+    rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(2);
+    for (const std::string_view name : {kTapsTopic, kMedicalTopic}) {
+      rd_kafka_topic_partition_list_add(topics, std::string(name).c_str(), RD_KAFKA_PARTITION_UA);
+    }
+    const rd_kafka_resp_err_t subscribe_error = rd_kafka_subscribe(impl->handle, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (subscribe_error != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return absl::InternalError(fmt::format("cannot join group {}: {}", options.group_id, rd_kafka_err2str(subscribe_error)));
+    }
+  } else {
+    const rd_kafka_resp_err_t assign_error = rd_kafka_assign(impl->handle, assignment);
+    rd_kafka_topic_partition_list_destroy(assignment);
+    if (assign_error != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return absl::InternalError(fmt::format("cannot assign partitions: {}", rd_kafka_err2str(assign_error)));
+    }
   }
+  impl->PublishAssignment();
   impl->queue = rd_kafka_queue_get_consumer(impl->handle);
   if (options.dead_letter) {
     auto producer = Producer::Create(options.bootstrap_servers);
@@ -285,6 +346,16 @@ absl::StatusOr<std::unique_ptr<KafkaSource>> KafkaSource::Create(KafkaSourceOpti
 std::shared_ptr<const std::vector<KafkaSource::PartitionLag>> KafkaSource::Lag() const { return impl_->lag.load(); }
 
 absl::Status KafkaSource::Fill(Batch& batch, std::chrono::milliseconds wait) {
+  Impl& impl = *impl_;
+  if (!impl.rebalance_failure.ok()) return impl.rebalance_failure;
+  impl.filling = &batch;
+  absl::Status status = FillFromQueue(batch, wait);
+  impl.filling = nullptr;
+  if (status.ok()) status = impl.rebalance_failure;
+  return status;
+}
+
+absl::Status KafkaSource::FillFromQueue(Batch& batch, std::chrono::milliseconds wait) {
   Impl& impl = *impl_;
   if (const auto now = std::chrono::steady_clock::now(); now - impl.lag_refreshed_at >= kLagRefreshInterval) {
     impl.lag_refreshed_at = now;
@@ -385,5 +456,102 @@ absl::Status KafkaSource::ProduceStoredDeadLetter(const DeadLetterCopy& copy) {
 }
 
 uint64_t KafkaSource::DeadLettersDeliveredThrough() const { return impl_->delivered_through; }
+
+void KafkaSource::SetDrain(std::function<absl::Status()> drain) { impl_->drain = std::move(drain); }
+
+std::vector<std::pair<SourceTopic, int32_t>> KafkaSource::Assignment() const { return *impl_->assignment.load(); }
+
+uint64_t KafkaSource::rebalances() const { return impl_->rebalances.load(std::memory_order_relaxed); }
+
+void KafkaSource::Impl::Rebalance(rd_kafka_t* handle, rd_kafka_resp_err_t err,
+                                  rd_kafka_topic_partition_list_t* partitions, void* opaque) {
+  Impl& impl = *static_cast<Impl*>(opaque);
+  impl.rebalances.fetch_add(1, std::memory_order_relaxed);
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    impl.OnAssign(partitions);
+  } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+    impl.OnRevoke(partitions);
+  } else {
+    impl.Refuse(absl::UnavailableError(fmt::format("the group's rebalance failed: {}", rd_kafka_err2str(err))));
+    (void)rd_kafka_assign(handle, nullptr);
+    impl.expected.clear();
+  }
+  impl.PublishAssignment();
+}
+
+void KafkaSource::Impl::OnAssign(rd_kafka_topic_partition_list_t* partitions) {
+  // What the group committed for them: a member that consumed a partition further than this
+  // store holds has its state, which this instance must not redo.
+  rd_kafka_topic_partition_list_t* group_offsets = rd_kafka_topic_partition_list_copy(partitions);
+  const rd_kafka_resp_err_t committed_error =
+      rd_kafka_committed(handle, group_offsets, static_cast<int>(options.committed_timeout.count()));
+  for (int i = 0; i < partitions->cnt; ++i) {
+    rd_kafka_topic_partition_t& entry = partitions->elems[i];
+    const std::optional<SourceTopic> topic = TopicOf(entry.topic);
+    if (!topic) continue;
+    if (entry.partition < 0 || entry.partition >= kSourcePartitionsPerTopicMax) {
+      Refuse(absl::FailedPreconditionError(fmt::format(
+          "topic {} has partition {}; the engine consumes partitions 0 to {} only", entry.topic, entry.partition,
+          kSourcePartitionsPerTopicMax - 1)));
+      continue;
+    }
+    const std::optional<int64_t> local =
+        options.committed_offset ? options.committed_offset(*topic, entry.partition) : std::nullopt;
+    const int64_t group_offset =
+        committed_error == RD_KAFKA_RESP_ERR_NO_ERROR ? group_offsets->elems[i].offset : RD_KAFKA_OFFSET_INVALID;
+    if (group_offset > 0 && group_offset > local.value_or(0)) {
+      Refuse(absl::FailedPreconditionError(fmt::format(
+          "group {} assigned {} partition {}, which a member consumed to offset {} while this store holds it to {}: "
+          "its state is on another instance, and handing state over between instances is not built yet; run one "
+          "instance per group, or give this instance the store that consumed it",
+          options.group_id, entry.topic, entry.partition, group_offset, local.value_or(0))));
+    }
+    entry.offset = local.value_or(RD_KAFKA_OFFSET_BEGINNING);
+    expected[{*topic, entry.partition}] = local.value_or(-1);
+  }
+  rd_kafka_topic_partition_list_destroy(group_offsets);
+  if (committed_error != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    Refuse(absl::UnavailableError(fmt::format("cannot read group {}'s committed offsets: {}", options.group_id,
+                                              rd_kafka_err2str(committed_error))));
+  }
+  if (rd_kafka_error_t* assign_error = rd_kafka_incremental_assign(handle, partitions); assign_error != nullptr) {
+    Refuse(absl::InternalError(fmt::format("cannot take the partitions the group assigned: {}",
+                                           rd_kafka_error_string(assign_error))));
+    rd_kafka_error_destroy(assign_error);
+  }
+}
+
+void KafkaSource::Impl::OnRevoke(rd_kafka_topic_partition_list_t* partitions) {
+  // Every batch consumed so far is committed and acknowledged before the partitions go; what is
+  // consumed from them and not handed on yet is dropped (the next owner consumes it from the
+  // committed offset).
+  if (drain) {
+    if (absl::Status drained = drain(); !drained.ok()) Refuse(drained);
+  }
+  std::set<std::pair<SourceTopic, int32_t>> revoked;
+  for (int i = 0; i < partitions->cnt; ++i) {
+    if (const std::optional<SourceTopic> topic = TopicOf(partitions->elems[i].topic)) {
+      revoked.insert({*topic, partitions->elems[i].partition});
+    }
+  }
+  if (filling != nullptr) {
+    filling->DropSlots([&](const MessageSlot& slot) { return revoked.contains({slot.topic, slot.partition}); });
+  }
+  std::erase_if(carry, [&](rd_kafka_message_t* message) {
+    const std::optional<SourceTopic> topic = TopicOf(rd_kafka_topic_name(message->rkt));
+    if (!topic || !revoked.contains({*topic, message->partition})) return false;
+    rd_kafka_message_destroy(message);
+    return true;
+  });
+  for (const auto& topic_partition : revoked) expected.erase(topic_partition);
+  if (rd_kafka_assignment_lost(handle) && options.on_warning) {
+    options.on_warning("the group took this member's partitions without a rebalance (session timeout)");
+  }
+  if (rd_kafka_error_t* unassign_error = rd_kafka_incremental_unassign(handle, partitions); unassign_error != nullptr) {
+    Refuse(absl::InternalError(fmt::format("cannot let go of the partitions the group revoked: {}",
+                                           rd_kafka_error_string(unassign_error))));
+    rd_kafka_error_destroy(unassign_error);
+  }
+}
 
 }  // namespace yrd::kafka

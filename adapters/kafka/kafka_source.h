@@ -1,7 +1,13 @@
-// KafkaSource: the pipeline's MessageSource over a librdkafka consumer. It assigns every
-// partition of yrd.taps and yrd.medical explicitly, starting each at the next offset the state
-// store committed (so Kafka's group offsets are only a monitoring hint, committed after the
-// store), and consumes with the batch API. It checks that each partition's offsets follow on
+// KafkaSource: the pipeline's MessageSource over a librdkafka consumer. By default it assigns
+// every partition of yrd.taps and yrd.medical explicitly, starting each at the next offset the
+// state store committed (so Kafka's group offsets are only a monitoring hint, committed after the
+// store). As a member of a consumer group (Assignment::kGroup) it subscribes with the
+// cooperative-sticky assignor and optional static membership: a partition the group assigns starts
+// at the store's offset for it, and a partition the group revokes is let go only after every batch
+// consumed from it is committed and acknowledged (the pipeline's drain), with its messages not yet
+// handed on dropped from the batch being filled. A partition that another member consumed further
+// than this store holds is refused (FailedPrecondition): its state is elsewhere, and handing it
+// over (the changelog, docs/scale-out.md) is not built yet. It consumes with the batch API. It checks that each partition's offsets follow on
 // without a gap: a gap or an offset the broker no longer holds stops consumption with DataLoss
 // instead of skipping money. After a batch is committed it copies the rejected messages to
 // yrd.dlq with their origin and reason as headers, and reports (DeadLettersDeliveredThrough)
@@ -9,12 +15,14 @@
 // Called from the pipeline's ingest thread only; Lag() may be read from any thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
-#include <atomic>
 #include <memory>
-#include <vector>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "adapters/kafka/producer.h"
@@ -25,7 +33,17 @@ namespace yrd::kafka {
 
 struct KafkaSourceOptions {
   std::string bootstrap_servers;             // config kafka.bootstrap_servers
-  std::string group_id = "yrd-clearingd";    // config kafka.group_id (for the commit hints)
+  std::string group_id = "yrd-clearingd";    // config kafka.group_id
+  // Config kafka.assignment: every partition to this instance, or the ones the group gives it.
+  enum class Assignment { kPartitions, kGroup };
+  Assignment assignment = Assignment::kPartitions;
+  // Config kafka.group_instance_id: static membership in the group (kGroup only; empty: dynamic).
+  std::string group_instance_id;
+  // kGroup: the next offset the state store committed for a partition, nullopt when it has none;
+  // asked when the group assigns the partition. Thread-safe.
+  std::function<std::optional<int64_t>(SourceTopic, int32_t)> committed_offset;
+  // kGroup: how long to wait for the group's committed offsets of newly assigned partitions.
+  std::chrono::milliseconds committed_timeout{10'000};
   Settings settings;                         // config [kafka.settings], librdkafka properties
   std::chrono::milliseconds metadata_timeout{15'000};
   size_t message_bytes_max = 65'536;         // larger payloads are rejected as oversized
@@ -61,6 +79,13 @@ class KafkaSource final : public MessageSource {
   static constexpr std::chrono::milliseconds kLagRefreshInterval{1000};
 
   [[nodiscard]] uint64_t DeadLettersDeliveredThrough() const override;
+  void SetDrain(std::function<absl::Status()> drain) override;
+
+  // The partitions this source consumes now (every partition, or the group's assignment).
+  // Thread-safe.
+  [[nodiscard]] std::vector<std::pair<SourceTopic, int32_t>> Assignment() const;
+  // Rebalances this member took part in (assignments and revocations). Thread-safe.
+  [[nodiscard]] uint64_t rebalances() const;
 
   // Waits for the dead-letter copies to be delivered, at most `timeout`: OK when every copy
   // produced so far is delivered (DeadLettersDeliveredThrough then covers them).
@@ -77,6 +102,7 @@ class KafkaSource final : public MessageSource {
  private:
   struct Impl;
   explicit KafkaSource(std::unique_ptr<Impl> impl);
+  [[nodiscard]] absl::Status FillFromQueue(Batch& batch, std::chrono::milliseconds wait);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -138,6 +138,13 @@ class Batch {
     return slot;
   }
 
+  // Removes the slots `drop` says yes to (messages of a partition let go before the batch left
+  // the ingest stage); their bytes stay in the arena until Clear.
+  template <typename Predicate>
+  void DropSlots(Predicate drop) {
+    std::erase_if(slots_, drop);
+  }
+
   [[nodiscard]] std::vector<MessageSlot>& slots() { return slots_; }
   [[nodiscard]] const std::vector<MessageSlot>& slots() const { return slots_; }
 

@@ -88,6 +88,13 @@ absl::Status Ledger::LoadOffsets() {
   return s.ok() ? damaged : s;
 }
 
+std::optional<int64_t> Ledger::CommittedOffset(SourceTopic topic, int32_t partition) const {
+  std::lock_guard<std::mutex> lock(offsets_mutex_);
+  const auto it = offsets_.find({topic, partition});
+  if (it == offsets_.end()) return std::nullopt;
+  return it->second;
+}
+
 absl::Status Ledger::AwaitRecentTxnSort() {
   absl::Status status = dedup_.AwaitSort();
   if (!status.ok()) Fail(status);
@@ -421,7 +428,10 @@ absl::Status Ledger::Commit(Batch& batch) {
   if (status.ok() && prepared.write_needed) {
     status = store_.Write(*prepared.write);
     if (status.ok()) {
-      offsets_.swap(prepared.offsets);  // the slot's copy is rebuilt when it is reused
+      {
+        std::lock_guard<std::mutex> lock(offsets_mutex_);
+        offsets_.swap(prepared.offsets);  // the slot's copy is rebuilt when it is reused
+      }
       commit_sequence_.store(prepared.sequence, std::memory_order_release);
       dedup_.Wake();
       published_windows_.store(prepared.windows);

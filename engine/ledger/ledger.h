@@ -27,6 +27,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -109,6 +110,8 @@ class Ledger final : private CommitProgress {
 
   // The next offset to consume per partition, as committed. Read it while no batch is in flight.
   [[nodiscard]] const PartitionOffsets& offsets() const { return offsets_; }
+  // The next offset of one partition as committed, nullopt when it has none. Thread-safe.
+  [[nodiscard]] std::optional<int64_t> CommittedOffset(SourceTopic topic, int32_t partition) const;
   // Windows with activity or a persisted state, as of the last commit. Thread-safe.
   [[nodiscard]] std::shared_ptr<const WindowTable> windows() const { return published_windows_.load(); }
   // Windows closed but whose files are not written yet (to resume after a restart).
@@ -156,6 +159,7 @@ class Ledger final : private CommitProgress {
   // Committed state, moved by Commit. Before the parts: the dedup index's sort thread, which the
   // index stops when it goes, reads commit_sequence_.
   std::atomic<uint64_t> commit_sequence_{0};
+  mutable std::mutex offsets_mutex_;  // the commit thread's swap against CommittedOffset
   PartitionOffsets offsets_;
 
   // The parts.

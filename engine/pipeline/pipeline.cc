@@ -153,6 +153,12 @@ absl::Status Pipeline::Run() {
     free.push_back(batch);
   };
 
+  auto drain = [&] {
+    while (in_flight > 0) take_back(PopWaiting(queues_->to_ingest, queues_->to_ingest_signal));
+    return failure;
+  };
+  source_.SetDrain(drain);
+
   while (failure.ok() && !stop_requested_.load(std::memory_order_acquire)) {
     Batch* returned = nullptr;
     while (queues_->to_ingest.pop(returned)) take_back(returned);
@@ -161,7 +167,9 @@ absl::Status Pipeline::Run() {
       take_back(PopWaiting(queues_->to_ingest, queues_->to_ingest_signal));
       continue;
     }
+    // Off the free list while it fills: a drain in Fill returns other batches to it.
     Batch* batch = free.back();
+    free.pop_back();
     batch->now_ms = clock_.NowMs();
     batch->registry = registry_.Get();
     batch->dead_letters_delivered_through = source_.DeadLettersDeliveredThrough();
@@ -176,14 +184,16 @@ absl::Status Pipeline::Run() {
       last_sent = now;
       DecodeBatch(*batch, tokenizer_, options_.decode);
       batch->sealed_at = std::chrono::steady_clock::now();
-      free.pop_back();
       ++in_flight;
       stats_.consumed_count.fetch_add(batch->size(), std::memory_order_relaxed);
       stats_.ledger_queue_depth.fetch_add(1, std::memory_order_relaxed);
       Push(queues_->to_ledger, queues_->to_ledger_signal, batch);
+    } else {
+      free.push_back(batch);
     }
     if (!fill_status.ok()) failure = fill_status;
   }
+  source_.SetDrain(nullptr);
   // Drain: everything consumed is committed (or fails) and acknowledged before returning.
   while (in_flight > 0) {
     Batch* returned = nullptr;

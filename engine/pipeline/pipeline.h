@@ -45,6 +45,11 @@ class MessageSource {
   // The highest commit sequence up to which every dead-letter copy is known delivered (0: none
   // or no dead-letter topic). Asked on the ingest thread before each batch is filled.
   [[nodiscard]] virtual uint64_t DeadLettersDeliveredThrough() const { return 0; }
+  // Given by the pipeline while it runs (cleared when it stops): waits, on the ingest thread,
+  // until every batch handed on is committed and acknowledged (OnCommitted) and returns the first
+  // failure. A source that lets go of partitions calls it from Fill first, so nothing consumed
+  // from them is still in flight.
+  virtual void SetDrain(std::function<absl::Status()> drain) { (void)drain; }
 };
 
 // The registry in force; swapped whole on reload. Thread-safe.

@@ -262,8 +262,8 @@ absl::Status FindTxnRecord(StateStore& store, std::string_view txn_key, std::str
   return store.Get(Table::kTxn, txn_key, value, found);
 }
 
-absl::StatusOr<std::optional<OwnedTxnRecord>> FindTxnRecordOfId(StateStore& store, Family family,
-                                                                std::string_view txn_id) {
+absl::StatusOr<std::vector<OwnedTxnRecord>> FindTxnRecordsOfId(StateStore& store, Family family,
+                                                                 std::string_view txn_id) {
   absl::StatusOr<std::vector<SourcePartition>> listed = ListOwners(store);
   if (!listed.ok()) return listed.status();
   std::vector<SourcePartition> owners;
@@ -273,34 +273,36 @@ absl::StatusOr<std::optional<OwnedTxnRecord>> FindTxnRecordOfId(StateStore& stor
     owners.push_back(owner);
     TxnKey(owner, family, txn_id, keys.emplace_back());
   }
-  if (owners.empty()) return std::nullopt;
+  std::vector<OwnedTxnRecord> out;
+  if (owners.empty()) return out;
   // One pass over kRecentTxn for every owner's key: later commits come later, so the last match
   // of a key is its newest record.
-  std::vector<std::optional<std::string>> recent(owners.size());
+  std::vector<std::optional<std::string>> newest(owners.size());
   bool damaged = false;
   absl::Status s = store.Scan(Table::kRecentTxn, {}, {}, [&](std::string_view, std::string_view blob) {
     size_t position = 0;
     std::string_view key, record;
     while (NextRecentTxnEntry(blob, position, key, record, damaged)) {
       for (size_t i = 0; i < keys.size(); ++i) {
-        if (key == keys[i]) recent[i].emplace(record);
+        if (key == keys[i]) newest[i].emplace(record);
       }
     }
     return !damaged;
   });
   if (!s.ok()) return s;
   if (damaged) return absl::DataLossError("a value of recent transaction records (kRecentTxn) is damaged");
-  for (size_t i = 0; i < owners.size(); ++i) {
-    if (recent[i]) return OwnedTxnRecord{owners[i], *std::move(recent[i])};
-  }
   std::vector<std::string_view> views(keys.begin(), keys.end());
   std::vector<std::string> values(keys.size());
   std::vector<uint8_t> found(keys.size());
   if (s = store.MultiGet(Table::kTxn, views, values, found); !s.ok()) return s;
   for (size_t i = 0; i < owners.size(); ++i) {
-    if (found[i] != 0) return OwnedTxnRecord{owners[i], std::move(values[i])};
+    if (newest[i]) {
+      out.push_back({owners[i], *std::move(newest[i])});
+    } else if (found[i] != 0) {
+      out.push_back({owners[i], std::move(values[i])});
+    }
   }
-  return std::nullopt;
+  return out;
 }
 
 }  // namespace yrd

@@ -57,15 +57,16 @@ namespace yrd {
 // kRecentTxn, else kTxn. It scans kRecentTxn, so it is not for a hot path.
 [[nodiscard]] absl::Status FindTxnRecord(StateStore& store, std::string_view txn_key, std::string& value, bool& found);
 
-// The transaction record of `txn_id` in `family`, looked up under every owner of the family's
-// topic; nullopt when none has one. Producers key every message of a transaction by its id, so a
-// transaction has one owner; should two hold one, the first owner's is given.
+// The transaction records of `txn_id` in `family` under every owner of the family's topic, in
+// owner order; empty when none has one. Producers key every message of a transaction by its id,
+// so a transaction has one owner; two mean the id came from two partitions (a producer that broke
+// the keying contract, docs/processing.md), and each is a transaction of its own.
 struct OwnedTxnRecord {
   SourcePartition owner;
   std::string value;
 };
-[[nodiscard]] absl::StatusOr<std::optional<OwnedTxnRecord>> FindTxnRecordOfId(StateStore& store, Family family,
-                                                                               std::string_view txn_id);
+[[nodiscard]] absl::StatusOr<std::vector<OwnedTxnRecord>> FindTxnRecordsOfId(StateStore& store, Family family,
+                                                                             std::string_view txn_id);
 
 // Nets `owner`'s applied records of `day` whose commit number is past `after_number` into the
 // lines `line_of` gives for them, by the netting rule (NetIntoLine): the replay that completes

@@ -74,9 +74,11 @@ class Upgrade {
   absl::Status MoveTxnRecords() {
     for (const Family family : {Family::kTaps, Family::kMedical}) {
       const std::string prefix(1, static_cast<char>('0' + static_cast<int>(family)));
+      // Each chunk resumes after the last key moved, not over the deleted ones again.
+      std::string resume;
       for (;;) {
         std::vector<std::pair<std::string, std::string>> chunk;
-        absl::Status s = store_.Scan(Table::kTxn, prefix, {}, [&](std::string_view key, std::string_view value) {
+        absl::Status s = store_.Scan(Table::kTxn, prefix, resume, [&](std::string_view key, std::string_view value) {
           chunk.emplace_back(key, value);
           return chunk.size() < kUpgradeRecordsPerWrite;
         });
@@ -95,6 +97,8 @@ class Upgrade {
           write_->Delete(Table::kTxn, old_key);
         }
         if (absl::Status flushed = Flush(); !flushed.ok()) return flushed;
+        resume = chunk.back().first;
+        resume.push_back('\0');
       }
     }
     return absl::OkStatus();

@@ -201,10 +201,11 @@ class LedgerTest : public ::testing::Test {
   // The stored record of `txn_id`, wherever it is (recent or sorted into kTxn); `storage`
   // keeps the bytes its views point into.
   std::optional<TxnRecord> Txn(Family family, std::string_view txn_id, std::string& storage) {
-    absl::StatusOr<std::optional<OwnedTxnRecord>> found = FindTxnRecordOfId(*store_, family, txn_id);
+    absl::StatusOr<std::vector<OwnedTxnRecord>> found = FindTxnRecordsOfId(*store_, family, txn_id);
     EXPECT_TRUE(found.ok()) << found.status();
-    if (!found.ok() || !found->has_value()) return std::nullopt;
-    storage = (*found)->value;
+    if (!found.ok() || found->empty()) return std::nullopt;
+    EXPECT_EQ(found->size(), 1u) << txn_id << " is held by more than one partition";
+    storage = found->front().value;
     TxnRecord record;
     EXPECT_TRUE(DecodeTxnRecord(storage, LoadedLineIds(), record));
     return record;
@@ -404,6 +405,20 @@ TEST_F(LedgerTest, SameIdInTheTwoFamiliesIsTwoTransactions) {
 }
 
 // ---- refunds -----------------------------------------------------------------------------------
+
+// Each source partition owns its transactions (docs/processing.md, the keying contract): the same
+// id from another partition is another transaction, and the report finds both.
+TEST_F(LedgerTest, TheSameIdFromTwoPartitionsIsTwoTransactions) {
+  EXPECT_EQ(Apply({TapMessage(Tap("TAP1", 300))}, 0).slots()[0].fate, Fate::kApplied);
+  EXPECT_EQ(Apply({TapMessage(Tap("TAP1", 300))}, 1).slots()[0].fate, Fate::kApplied);
+  EXPECT_EQ(Apply({TapMessage(Tap("TAP1", 300))}, 1).slots()[0].fate, Fate::kExactDuplicate);
+  EXPECT_EQ(Line(kNov27, kMetroLine).count, 2);
+  absl::StatusOr<std::vector<OwnedTxnRecord>> found = FindTxnRecordsOfId(*store_, Family::kTaps, "TAP1");
+  ASSERT_TRUE(found.ok()) << found.status();
+  ASSERT_EQ(found->size(), 2u);
+  EXPECT_EQ((*found)[0].owner, (SourcePartition{SourceTopic::kTaps, 0}));
+  EXPECT_EQ((*found)[1].owner, (SourcePartition{SourceTopic::kTaps, 1}));
+}
 
 TEST_F(LedgerTest, RefundDownToExactlyZeroIsApplied) {
   Apply({TapMessage(Tap("TAP1", 300))});

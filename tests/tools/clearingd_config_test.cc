@@ -87,6 +87,28 @@ TEST(DaemonConfig, OnlyTheDocumentedLogLevelsAndDeadLetterFormsAreTaken) {
   EXPECT_NE(clear.status().message().find("kafka.dead_letter_payload must be"), std::string::npos) << clear.status();
 }
 
+TEST(DaemonConfig, TheGroupAssignmentAndStaticMembershipAreTakenAndCheckedTogether) {
+  TempDir dir;
+  auto with_kafka = [&](const std::string& lines) {
+    std::string text = kGood;
+    text.replace(text.find("[kafka]\n"), 8, "[kafka]\n" + lines);
+    return Load(dir, text);
+  };
+  auto fallback = Load(dir, kGood);
+  ASSERT_TRUE(fallback.ok()) << fallback.status();
+  EXPECT_FALSE(fallback->group_assignment);
+  auto group = with_kafka("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n");
+  ASSERT_TRUE(group.ok()) << group.status();
+  EXPECT_TRUE(group->group_assignment);
+  EXPECT_EQ(group->group_instance_id, "clearing-1");
+  auto unknown = with_kafka("assignment = \"range\"\n");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("kafka.assignment must be"), std::string::npos) << unknown.status();
+  auto alone = with_kafka("group_instance_id = \"clearing-1\"\n");
+  ASSERT_FALSE(alone.ok());
+  EXPECT_NE(alone.status().message().find("group_instance_id needs"), std::string::npos) << alone.status();
+}
+
 TEST(DaemonConfig, LineCheckpointIntervalHasABoundedLimit) {
   TempDir dir;
   auto set = LoadWithStoreKey(dir, "lines_checkpoint_applied_max = 20000");

@@ -311,21 +311,24 @@ int Txn(StoreReader& reader, const std::string& txn_id, const std::string& forma
   if (!line_ids.ok()) return Fail(line_ids.status());
   for (const Family family : {Family::kTaps, Family::kMedical}) {
     if (!IsValidId(txn_id)) break;  // no record is kept under an id that breaks the rule
-    absl::StatusOr<std::optional<OwnedTxnRecord>> found = FindTxnRecordOfId(reader.store(), family, txn_id);
+    // One record per partition that holds the id (more than one only from a producer that keyed
+    // the id's messages to several partitions).
+    absl::StatusOr<std::vector<OwnedTxnRecord>> found = FindTxnRecordsOfId(reader.store(), family, txn_id);
     if (!found.ok()) return Fail(found.status());
-    if (!found->has_value()) continue;
-    TxnRecord r;
-    if (!DecodeTxnRecord((*found)->value, *line_ids, r)) {
-      return Fail(absl::DataLossError(Cat("the record of ", txn_id, " is damaged")));
+    for (const OwnedTxnRecord& owned : *found) {
+      TxnRecord r;
+      if (!DecodeTxnRecord(owned.value, *line_ids, r)) {
+        return Fail(absl::DataLossError(Cat("the record of ", txn_id, " is damaged")));
+      }
+      std::string fate = "applied";
+      if (r.kind == EventKind::kTap && r.refunded_fen > 0) fate = r.refunded_fen == r.amount_fen ? "refunded" : "partly_refunded";
+      if (r.cancelled) fate = "cancelled";
+      t.rows.push_back({txn_id, family == Family::kTaps ? "taps" : "medical", std::string(EventKindName(r.kind)), fate,
+                        FormatWindowDay(r.window), Flag(r.late), std::to_string(r.partition),
+                        std::to_string(r.offset), std::to_string(r.amount_fen), std::to_string(r.refunded_fen),
+                        Flag(r.cancelled), std::to_string(r.duplicate_count), std::string(r.original_txn_id), "",
+                        std::string(r.line_key)});
     }
-    std::string fate = "applied";
-    if (r.kind == EventKind::kTap && r.refunded_fen > 0) fate = r.refunded_fen == r.amount_fen ? "refunded" : "partly_refunded";
-    if (r.cancelled) fate = "cancelled";
-    t.rows.push_back({txn_id, family == Family::kTaps ? "taps" : "medical", std::string(EventKindName(r.kind)), fate,
-                      FormatWindowDay(r.window), Flag(r.late), std::to_string(r.partition),
-                      std::to_string(r.offset), std::to_string(r.amount_fen), std::to_string(r.refunded_fen),
-                      Flag(r.cancelled), std::to_string(r.duplicate_count), std::string(r.original_txn_id), "",
-                      std::string(r.line_key)});
   }
   const absl::Status s = ForEachException(reader, [&](const ExceptionRecord& e) {
     if (e.txn_id != txn_id && e.original_txn_id != txn_id && e.message_key != txn_id) return;
@@ -457,11 +460,17 @@ int Card(StoreReader& reader, const std::string& typed_card_no, const std::strin
       std::cerr << "clearing-report: " << RetiredError(day, (*record)->retired_at_ms).message() << "\n";
       continue;
     }
-    // Owner by owner, each in offset order: a refund or a cancellation comes after its original.
+    // The card's own events first, then every record of the window again for them and for the
+    // refunds and cancellations of them (of this window or an earlier one), whichever partition
+    // they came from.
+    auto collect = [&](SourcePartition, const AppliedRecord& r) {
+      if (r.card_token == token) card_txn_ids.emplace(r.txn_id);
+      return true;
+    };
+    if (const absl::Status s = VisitAppliedRecords(reader.store(), day, *line_ids, collect); !s.ok()) return Fail(s);
     auto visit = [&](SourcePartition, const AppliedRecord& r) {
       const bool own = r.card_token == token;
       if (!own && (r.original_txn_id.empty() || !card_txn_ids.contains(r.original_txn_id))) return true;
-      if (own) card_txn_ids.emplace(r.txn_id);
       std::string merchant;
       if (const std::optional<TapLineParts> tap = ParseTapLineKey(r.line_key)) {
         merchant = std::string(tap->merchant);

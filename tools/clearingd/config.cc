@@ -119,6 +119,20 @@ absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
   Section kafka(path, root, "kafka");
   check(kafka.String("bootstrap_servers", config.bootstrap_servers));
   check(kafka.String("group_id", config.group_id));
+  std::string assignment = config.group_assignment ? "group" : "partitions";
+  check(kafka.String("assignment", assignment));
+  if (assignment == "partitions") {
+    config.group_assignment = false;
+  } else if (assignment == "group") {
+    config.group_assignment = true;
+  } else {
+    check(absl::InvalidArgumentError(
+        Cat(path, ": kafka.assignment must be \"partitions\" or \"group\", got '", assignment, "'")));
+  }
+  check(kafka.String("group_instance_id", config.group_instance_id));
+  if (!config.group_instance_id.empty() && !config.group_assignment) {
+    check(absl::InvalidArgumentError(Cat(path, ": kafka.group_instance_id needs kafka.assignment = \"group\"")));
+  }
   check(kafka.Boolean("dead_letter", config.dead_letter));
   std::string dead_letter_payload(DeadLetterPayloadName(config.dead_letter_payload));
   check(kafka.String("dead_letter_payload", dead_letter_payload));

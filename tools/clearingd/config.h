@@ -22,6 +22,10 @@ struct DaemonConfig {
   // [kafka]
   std::string bootstrap_servers = "127.0.0.1:9092";
   std::string group_id = "yrd-clearingd";
+  // assignment: "partitions" (every partition to this instance, false) or "group" (the group's
+  // share, true).
+  bool group_assignment = false;
+  std::string group_instance_id;              // group_instance_id: static membership, "group" only
   kafka::Settings kafka_settings;            // [kafka.settings]: librdkafka properties, strings
   bool dead_letter = true;
   DeadLetterPayload dead_letter_payload = DeadLetterPayload::kRedacted;  // dead_letter_payload

@@ -164,6 +164,9 @@ kafka::KafkaSourceOptions SourceOptions(const DaemonConfig& config) {
   kafka::KafkaSourceOptions options;
   options.bootstrap_servers = config.bootstrap_servers;
   options.group_id = config.group_id;
+  options.assignment = config.group_assignment ? kafka::KafkaSourceOptions::Assignment::kGroup
+                                               : kafka::KafkaSourceOptions::Assignment::kPartitions;
+  options.group_instance_id = config.group_instance_id;
   options.settings = config.kafka_settings;
   options.message_bytes_max = config.decode.message_bytes_max;
   options.dead_letter = config.dead_letter;
@@ -510,6 +513,9 @@ class Daemon final : public http::AdminHandler {
                                          .lines_checkpoint_applied_max = config_.lines_checkpoint_applied_max});
     if (absl::Status s = ledger.Load(clock_->NowMs()); !s.ok()) return s;
     kafka::KafkaSourceOptions source_options = SourceOptions(config_);
+    source_options.committed_offset = [&ledger](SourceTopic topic, int32_t partition) {
+      return ledger.CommittedOffset(topic, partition);
+    };
     source_options.on_warning = [](const std::string& text) {
       log::Warning("kafka_transient_error",
                    {{"detail", text}, {"action", "none if it clears; check the brokers if it repeats"}});
