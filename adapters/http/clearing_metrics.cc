@@ -55,6 +55,15 @@ void AppendClearingMetrics(const ClearingMetrics& metrics, PrometheusText& page)
     page.Sample({{"topic", lag.topic}, {"partition", partition}}, lag.lag_messages);
   }
 
+  page.Family("yrd_owned_partitions", PrometheusType::kGauge,
+              "Partitions of a topic this instance consumes now (all, or its share in a consumer group).");
+  for (const ClearingMetrics::OwnedPartitions& owned : metrics.owned_partitions) {
+    page.Sample({{"topic", owned.topic}}, owned.partition_count);
+  }
+  page.Family("yrd_rebalances_total", PrometheusType::kCounter,
+              "Consumer-group rebalances this instance took part in (assignments and revocations).");
+  page.Sample({}, metrics.rebalance_count);
+
   if (metrics.commit_latency != nullptr) {
     page.Family("yrd_commit_latency_seconds", PrometheusType::kHistogram,
                 "Time from a batch sealed to its synced store commit returning.");

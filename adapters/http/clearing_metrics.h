@@ -51,6 +51,15 @@ struct ClearingMetrics {
   };
   std::vector<PartitionLag> consumer_lags;
 
+  // yrd_owned_partitions{topic}: partitions this instance consumes now (all of them, or its
+  // share in a consumer group). yrd_rebalances_total: the group rebalances it took part in.
+  struct OwnedPartitions {
+    std::string topic;
+    uint64_t partition_count = 0;
+  };
+  std::vector<OwnedPartitions> owned_partitions;
+  uint64_t rebalance_count = 0;
+
   // yrd_commit_latency_seconds: from a batch sealed to its synced commit returning. Not rendered
   // when null.
   const LatencyHistogram* commit_latency = nullptr;

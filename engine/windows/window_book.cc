@@ -36,6 +36,9 @@ absl::Status WindowBook::Load(StateStore& store, const LineIds& line_ids) {
   });
   if (!s.ok()) return s;
   if (!damaged.ok()) return damaged;
+  for (const auto& [index, entry] : counters_) {
+    if (!day_sums_.contains(index.first)) SumDay(index.first);
+  }
   return LoadGross(store, line_ids);
 }
 
@@ -70,16 +73,21 @@ absl::Status WindowBook::LoadGross(StateStore& store, const LineIds& line_ids) {
 
 std::vector<WindowDay> WindowBook::DaysNotClosed() const {
   std::vector<WindowDay> days;
-  for (const auto& [index, entry] : counters_) {
-    const WindowDay day = index.first;
-    if (PersistedState(day) < WindowState::kClosed && (days.empty() || days.back() != day)) days.push_back(day);
+  for (const auto& [day, sum] : day_sums_) {
+    if (PersistedState(day) < WindowState::kClosed) days.push_back(day);
   }
   return days;
 }
 
-bool WindowBook::HasCounters(WindowDay day) const {
-  const auto it = counters_.lower_bound({day, SourcePartition{static_cast<SourceTopic>(0), INT32_MIN}});
-  return it != counters_.end() && it->first.first == day;
+void WindowBook::SumDay(WindowDay day) {
+  WindowCounters sum;
+  for (auto it = counters_.lower_bound({day, SourcePartition{static_cast<SourceTopic>(0), INT32_MIN}});
+       it != counters_.end() && it->first.first == day; ++it) {
+    // Bounded by the messages consumed: a sum past int64 means state this process produced is broken.
+    const bool added = AddWindowCounters(it->second.counters, sum);
+    YRD_ASSERT(added);
+  }
+  day_sums_[day] = sum;
 }
 
 void WindowBook::BeginBatch(uint64_t sequence) {
@@ -87,6 +95,7 @@ void WindowBook::BeginBatch(uint64_t sequence) {
   touched_windows_.clear();
   retired_exception_keys_.clear();
   counters_cache_.Clear();  // the counters each window touches now are marked for this batch
+  touched_counters_.clear();
   gross_cache_.Clear();
 }
 
@@ -154,9 +163,10 @@ void WindowBook::ApplyCommands(Batch& batch) {
   const int64_t now_ms = batch.now_ms;
   // The clock closes every window with activity once its cutoff plus grace has passed; the
   // close time is that instant, so files generated again carry the same header.
-  for (const auto& [index, entry] : counters_) {
-    const int64_t close_at_ms = calendar_.CloseInstantMs(index.first);
-    if (close_at_ms <= now_ms) CloseWindow(index.first, close_at_ms, *batch.registry, batch);
+  for (const auto& [day, sum] : day_sums_) {
+    if (PersistedState(day) >= WindowState::kClosed) continue;
+    const int64_t close_at_ms = calendar_.CloseInstantMs(day);
+    if (close_at_ms <= now_ms) CloseWindow(day, close_at_ms, *batch.registry, batch);
   }
   for (const WindowCommand& command : batch.commands) {
     switch (command.kind) {
@@ -189,7 +199,10 @@ WindowCounters& WindowBook::TouchCounters(WindowDay day, SourcePartition owner) 
   CountersEntry* entry = counters_cache_.Find(day, owner);
   if (entry == nullptr) {
     entry = &counters_[{day, owner}];  // a map's entries stay where they are
-    entry->touched_sequence = sequence_;
+    if (entry->touched_sequence != sequence_) {
+      entry->touched_sequence = sequence_;
+      touched_counters_.push_back({{day, owner}, entry});
+    }
     counters_cache_.Put(day, owner, entry);
   }
   return entry->counters;
@@ -211,11 +224,14 @@ bool WindowBook::AddPartitionGross(WindowDay day, SourceTopic topic, int32_t par
 // ---- the write --------------------------------------------------------------------------------------
 
 void WindowBook::AppendWrites(const Batch& batch, StateWriteBatch& write) {
-  for (auto& [index, entry] : counters_) {
-    if (entry.touched_sequence != sequence_) continue;
+  for (const auto& [index, entry] : touched_counters_) {
     CountersKey(index.first, index.second, key_scratch_);
-    EncodeWindowCounters(entry.counters, value_scratch_);
+    EncodeWindowCounters(entry->counters, value_scratch_);
     write.Put(Table::kMeta, key_scratch_, value_scratch_);
+  }
+  for (size_t i = 0; i < touched_counters_.size(); ++i) {
+    const WindowDay day = touched_counters_[i].first.first;
+    if (i == 0 || touched_counters_[i - 1].first.first != day) SumDay(day);  // mostly one day a batch
   }
   for (auto& [index, entry] : gross_) {
     if (entry.touched_sequence < sequence_) continue;
@@ -258,11 +274,7 @@ void WindowBook::ForgetClosed() {
 
 std::shared_ptr<const WindowTable> WindowBook::BuildTable(int64_t now_ms) const {
   auto table = std::make_shared<WindowTable>();
-  for (const auto& [index, entry] : counters_) {
-    // Bounded by the messages consumed: a sum past int64 means state this process produced is broken.
-    const bool added = AddWindowCounters(entry.counters, (*table)[index.first].counters);
-    YRD_ASSERT(added);
-  }
+  for (const auto& [day, sum] : day_sums_) (*table)[day].counters = sum;
   for (const auto& [day, record] : records_) {
     WindowInfo& info = (*table)[day];
     info.state = record.state;

@@ -100,7 +100,9 @@ class WindowBook {
 
   [[nodiscard]] absl::Status LoadGross(StateStore& store, const LineIds& line_ids);
   // True when some owner has counters in `day` (the window had activity).
-  [[nodiscard]] bool HasCounters(WindowDay day) const;
+  [[nodiscard]] bool HasCounters(WindowDay day) const { return day_sums_.contains(day); }
+  // Sums `day`'s counters over its owners into day_sums_.
+  void SumDay(WindowDay day);
   // Closes `day` at `closed_at_ms` with the registry's fee schedule and participants, unless
   // already closed.
   void CloseWindow(WindowDay day, int64_t closed_at_ms, const Registry& registry, Batch& batch);
@@ -109,6 +111,10 @@ class WindowBook {
   const WindowCalendar calendar_;
   std::map<WindowDay, WindowRecord> records_;
   std::map<CountersIndex, CountersEntry> counters_;  // per window and owner
+  // Each window's counters summed over its owners, as of the last write: what the table shows and
+  // what tells the windows with activity, without a pass over every owner's counters per batch.
+  std::map<WindowDay, WindowCounters> day_sums_;
+  std::vector<std::pair<CountersIndex, CountersEntry*>> touched_counters_;  // by this batch
   std::map<GrossIndex, GrossEntry> gross_;  // of the windows not closed
   uint64_t sequence_ = 0;                   // the commit the batch being prepared stores
   std::vector<WindowDay> touched_windows_;  // state records to write with this batch

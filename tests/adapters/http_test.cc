@@ -213,6 +213,8 @@ class FakeHandler final : public AdminHandler {
     metrics.queue_depths = {{"ledger", 2}, {"done", 0}};
     // A label value that needs every escape.
     metrics.consumer_lags = {{"yrd.taps", 0, 15}, {"yrd.medical", 3, 0}, {"odd\"topic\\with\nbreak", 1, 2}};
+    metrics.owned_partitions = {{"yrd.taps", 8}, {"yrd.medical", 8}};
+    metrics.rebalance_count = 3;
     metrics.commit_latency = &commit_latency_;
     metrics.windows = {{*ParseWindowDate("20261126"), WindowState::kFilesWritten},
                        {*ParseWindowDate("20261127"), WindowState::kOpen}};
@@ -565,6 +567,9 @@ TEST_F(AdminServerTest, MetricsParseAsPrometheusTextWithHelpAndTypeForEveryFamil
   EXPECT_EQ(page.Value("yrd_pipeline_queue_depth_batches", {{"stage", "ledger"}}), "2");
   EXPECT_EQ(page.Value("yrd_consumer_lag_messages", {{"topic", "yrd.taps"}, {"partition", "0"}}), "15");
   EXPECT_EQ(page.Value("yrd_consumer_lag_messages", {{"topic", "odd\"topic\\with\nbreak"}, {"partition", "1"}}), "2");
+  EXPECT_EQ(page.Value("yrd_owned_partitions", {{"topic", "yrd.medical"}}), "8");
+  EXPECT_EQ(page.Value("yrd_rebalances_total"), "3");
+  EXPECT_EQ(page.types["yrd_rebalances_total"], "counter");
   EXPECT_EQ(page.types["yrd_commit_latency_seconds"], "histogram");
   EXPECT_EQ(page.Value("yrd_commit_latency_seconds_count"), "6");
   EXPECT_EQ(page.Value("yrd_window_state", {{"window", "20261126"}, {"state", "files_written"}}), "1");

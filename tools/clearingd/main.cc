@@ -290,6 +290,11 @@ class Daemon final : public http::AdminHandler {
         m.consumer_lags.push_back(
             {std::string(lag.topic == SourceTopic::kTaps ? kTapsTopic : kMedicalTopic), lag.partition, lag.lag_messages});
       }
+      m.owned_partitions = {{std::string(kTapsTopic), 0}, {std::string(kMedicalTopic), 0}};
+      for (const auto& [topic, partition] : source_->Assignment()) {
+        ++m.owned_partitions[topic == SourceTopic::kTaps ? 0 : 1].partition_count;
+      }
+      m.rebalance_count = source_->rebalances();
     }
     m.store_background_error_count = store_background_error_count_.load();
     m.consumption_pause_count = consumption_pause_count_.load();
