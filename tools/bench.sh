@@ -11,9 +11,11 @@
 # Steps: tools/setup.sh (packages and release build); a registry and a day from clearing-gen with
 # its oracle; the rules check (bench/pg/sequential_rules.jsonl through both sides); (a)
 # bench/engine_throughput and (b) bench/pg/run_peer.sh on the day; both outcomes compared with the
-# oracle. Prints events/s and peak memory of each side and the ratio engine/peer; the last line is
-# `ratio_vs_postgres=<number>`. Exit 1 when either side disagrees with the oracle or the engine is
-# slower than the peer, 2 on a usage or set-up error.
+# oracle; then the engine core's instructions per event (bench/instructions.sh) against the
+# committed baseline. Prints events/s and peak memory of each side and the ratio engine/peer; the
+# last line is `ratio_vs_postgres=<number>`. Exit 1 when either side disagrees with the oracle, the
+# engine is slower than the peer, or its instructions per event rose past the baseline's
+# tolerance; 2 on a usage or set-up error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -25,7 +27,7 @@ while (($#)); do
     --events) events=$2; shift 2 ;;
     --short) events=200000; shift ;;
     --seed) seed=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "bench: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -112,5 +114,7 @@ else
   ratio=0
   status=1
 fi
+echo "== instructions per event of the engine core (callgrind, against bench/instructions_baseline.txt) =="
+bash bench/instructions.sh --check --build "$build" || status=1
 echo "ratio_vs_postgres=$ratio"
 exit "$status"
