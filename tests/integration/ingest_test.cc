@@ -51,6 +51,39 @@ TEST(Ingest, GeneratedDayMatchesOracleExactly) {
   EXPECT_TRUE(file_diff.empty());
 }
 
+// As the one member of a consumer group (kafka.assignment = "group", static membership), the
+// daemon is given every partition, each from the store's offset: a restart during the day resumes
+// without loss or double count, and the metrics say what it owns.
+TEST(Ingest, TheOneMemberOfAGroupConsumesEveryPartitionAndResumesFromTheStore) {
+  Scenario scenario;
+  scenario.StartBroker(8);
+  // A short session: a static member's leaving is noticed when its session ends.
+  scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "",
+                   "assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n"
+                   "[kafka.settings]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n");
+  scenario.Generate(60'000, /*seed=*/5);
+  {
+    auto daemon = scenario.StartDaemon();
+    ASSERT_TRUE(WaitFor([&] { return scenario.CommittedMessages() > 0; }, std::chrono::minutes(2)))
+        << ReadFile(scenario.daemon_log());
+    auto owned = [&] {
+      const std::string metrics = scenario.Http("GET", "/metrics").second;
+      return metrics.find("yrd_owned_partitions{topic=\"yrd.taps\"} 8") != std::string::npos &&
+             metrics.find("yrd_owned_partitions{topic=\"yrd.medical\"} 8") != std::string::npos;
+    };
+    EXPECT_TRUE(WaitFor(owned, std::chrono::minutes(1))) << scenario.Http("GET", "/metrics").second;
+    daemon->Signal(SIGTERM);
+    const std::optional<int> status = daemon->Wait(std::chrono::seconds(60));
+    ASSERT_TRUE(status.has_value());
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(scenario.daemon_log());
+  }
+  auto daemon = scenario.StartDaemon();
+  ASSERT_NO_FATAL_FAILURE(scenario.CatchUpThenStop(*daemon));
+  const std::vector<std::string> diff = scenario.DiffWithOracle();
+  for (const std::string& line : diff) ADD_FAILURE() << line;
+  EXPECT_TRUE(diff.empty());
+}
+
 TEST(Ingest, RestartAfterSigtermResumesWithoutLossOrDoubleCount) {
   Scenario scenario;
   scenario.StartBroker(8);

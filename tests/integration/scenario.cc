@@ -58,7 +58,8 @@ void Scenario::StartBroker(int partitions) {
   }
 }
 
-void Scenario::Prepare(int merchants, int seed, const std::string& extra_config, const std::string& store_config) {
+void Scenario::Prepare(int merchants, int seed, const std::string& extra_config, const std::string& store_config,
+                       const std::string& kafka_config) {
   ASSERT_EQ(RunProgram({YRD_GEN_BINARY, "registry", "--out", dir_ / "registry.toml", "--merchants",
                         std::to_string(merchants), "--seed", std::to_string(seed)},
                        std::chrono::seconds(60), nullptr, dir_ / "gen.log"),
@@ -68,8 +69,8 @@ void Scenario::Prepare(int merchants, int seed, const std::string& extra_config,
   WriteFile(dir_ / "admin.token", std::string(kAdminToken) + "\n", 0600);
   WriteFile(dir_ / "manifest.key", "ffeeddccbbaa99887766554433221100fedcba9876543210fedcba9876543210\n", 0600);
   WriteFile(dir_ / "clearingd.toml",
-            "[kafka]\nbootstrap_servers = \"" + bootstrap_servers_ +
-                "\"\n[store]\npath = \"state\"\n" + store_config + "[registry]\npath = \"registry.toml\"\n"
+            "[kafka]\nbootstrap_servers = \"" + bootstrap_servers_ + "\"\n" + kafka_config +
+                "[store]\npath = \"state\"\n" + store_config + "[registry]\npath = \"registry.toml\"\n"
                 "[privacy]\ncard_token_key_file = \"card.key\"\nmanifest_key_file = \"manifest.key\"\n"
                 "[output]\ndir = \"files\"\n[admin]\nport = 0\nclose_token_file = \"admin.token\"\n[log]\nprogress_interval_ms = 1000\n" + extra_config);
 }

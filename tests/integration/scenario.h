@@ -36,7 +36,9 @@ class Scenario {
   // Generates a registry, a key and the daemon's configuration.
   // `extra_config` is appended to clearingd's TOML configuration; `store_config` goes into its
   // [store] section.
-  void Prepare(int merchants, int seed, const std::string& extra_config = "", const std::string& store_config = "");
+  // `kafka_config` goes into its [kafka] section.
+  void Prepare(int merchants, int seed, const std::string& extra_config = "", const std::string& store_config = "",
+               const std::string& kafka_config = "");
   // Produces a generated day to the broker; reads its oracle.
   void Generate(int64_t events, int seed, const std::vector<std::string>& extra_flags = {});
   // Produces one message to a chosen partition and waits for its delivery (fails the test if
