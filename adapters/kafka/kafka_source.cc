@@ -101,6 +101,7 @@ struct KafkaSource::Impl {
   std::function<absl::Status()> drain;
   absl::Status rebalance_failure;
   std::atomic<uint64_t> rebalances{0};
+  size_t partition_count = 0;  // of both topics, from the metadata at Create
   std::atomic<std::shared_ptr<const std::vector<std::pair<SourceTopic, int32_t>>>> assignment{
       std::make_shared<const std::vector<std::pair<SourceTopic, int32_t>>>()};
 
@@ -298,6 +299,7 @@ absl::StatusOr<std::unique_ptr<KafkaSource>> KafkaSource::Create(KafkaSourceOpti
               "window total within int64): use a topic with at most {} partitions",
               wanted, partition, kSourcePartitionsPerTopicMax - 1, kSourcePartitionsPerTopicMax));
         }
+        ++impl->partition_count;
         rd_kafka_topic_partition_t* entry = rd_kafka_topic_partition_list_add(assignment, topic.topic, partition);
         const auto it = committed.find({source_topic, partition});
         entry->offset = it == committed.end() ? RD_KAFKA_OFFSET_BEGINNING : it->second;
@@ -462,6 +464,8 @@ void KafkaSource::SetDrain(std::function<absl::Status()> drain) { impl_->drain =
 std::vector<std::pair<SourceTopic, int32_t>> KafkaSource::Assignment() const { return *impl_->assignment.load(); }
 
 uint64_t KafkaSource::rebalances() const { return impl_->rebalances.load(std::memory_order_relaxed); }
+
+size_t KafkaSource::partition_count() const { return impl_->partition_count; }
 
 void KafkaSource::Impl::Rebalance(rd_kafka_t* handle, rd_kafka_resp_err_t err,
                                   rd_kafka_topic_partition_list_t* partitions, void* opaque) {

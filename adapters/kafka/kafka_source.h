@@ -86,6 +86,8 @@ class KafkaSource final : public MessageSource {
   [[nodiscard]] std::vector<std::pair<SourceTopic, int32_t>> Assignment() const;
   // Rebalances this member took part in (assignments and revocations). Thread-safe.
   [[nodiscard]] uint64_t rebalances() const;
+  // The partitions of both topics together, as the metadata at Create gave them. Thread-safe.
+  [[nodiscard]] size_t partition_count() const;
 
   // Waits for the dead-letter copies to be delivered, at most `timeout`: OK when every copy
   // produced so far is delivered (DeadLettersDeliveredThrough then covers them).

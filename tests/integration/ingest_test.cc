@@ -4,6 +4,9 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <thread>
+
+#include "adapters/kafka/kafka_source.h"
 #include "gtest/gtest.h"
 #include "tests/integration/scenario.h"
 
@@ -78,6 +81,65 @@ TEST(Ingest, TheOneMemberOfAGroupConsumesEveryPartitionAndResumesFromTheStore) {
     EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(scenario.daemon_log());
   }
   auto daemon = scenario.StartDaemon();
+  ASSERT_NO_FATAL_FAILURE(scenario.CatchUpThenStop(*daemon));
+  const std::vector<std::string> diff = scenario.DiffWithOracle();
+  for (const std::string& line : diff) ADD_FAILURE() << line;
+  EXPECT_TRUE(diff.empty());
+}
+
+// A member that holds only part of the partitions writes no file set: until state is handed over
+// between instances, its files would miss the other partitions' money. Once it holds every
+// partition again, it writes them, exactly the oracle's.
+TEST(Ingest, AGroupMemberHoldingPartOfThePartitionsWritesNoFilesUntilItHoldsThemAll) {
+  Scenario scenario;
+  scenario.StartBroker(8);
+  const std::string session = "[kafka.settings]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n";
+  scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "", "assignment = \"group\"\n" + session);
+  scenario.Generate(20'000, /*seed=*/5);
+  auto daemon = scenario.StartDaemon();
+  ASSERT_TRUE(WaitFor([&] { return scenario.CommittedMessages() == 20'000; }, std::chrono::minutes(2)))
+      << ReadFile(scenario.daemon_log());
+
+  // Another member joins the group and is given half of the partitions; having no state of them
+  // (the daemon consumed them), it refuses to consume them but stays in the group while it lives.
+  kafka::KafkaSourceOptions options;
+  options.bootstrap_servers = scenario.bootstrap_servers();
+  options.assignment = kafka::KafkaSourceOptions::Assignment::kGroup;
+  options.dead_letter = false;
+  options.settings = {{"session.timeout.ms", "6000"}, {"heartbeat.interval.ms", "500"}};
+  options.committed_offset = [](SourceTopic, int32_t) { return std::optional<int64_t>(); };
+  auto other = kafka::KafkaSource::Create(options, PartitionOffsets{});
+  ASSERT_TRUE(other.ok()) << other.status();
+  Batch batch(BatchLimits{.messages_max = 64, .arena_bytes_max = 1 << 16});
+  const auto joined_by = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+  while ((*other)->Assignment().empty() && std::chrono::steady_clock::now() < joined_by) {
+    const absl::Status refused = (*other)->Fill(batch, std::chrono::milliseconds(100));
+    batch.Clear();
+    if (!refused.ok()) {
+      EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
+    }
+  }
+  ASSERT_FALSE((*other)->Assignment().empty());
+  auto daemon_holds_part = [&] {
+    const std::string metrics = scenario.Http("GET", "/metrics").second;
+    return metrics.find("yrd_owned_partitions{topic=\"yrd.taps\"} 8") == std::string::npos ||
+           metrics.find("yrd_owned_partitions{topic=\"yrd.medical\"} 8") == std::string::npos;
+  };
+  ASSERT_TRUE(WaitFor(daemon_holds_part, std::chrono::minutes(1)));
+
+  // The window closes: its file set waits.
+  EXPECT_EQ(scenario.Http("POST", "/v1/windows/20261127/close", kAdminToken).first, 202);
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(scenario.daemon_log()).find("clearing_files_held") != std::string::npos; },
+                      std::chrono::minutes(1)))
+      << ReadFile(scenario.daemon_log());
+  EXPECT_TRUE(ReadFile(scenario.files_dir() + "/MANIFEST").empty());
+
+  // The other member leaves: the daemon holds every partition again and writes the files.
+  other->reset();
+  ASSERT_TRUE(WaitFor(
+      [&] { return scenario.Http("GET", "/v1/windows/20261127").second.find("files_written") != std::string::npos; },
+      std::chrono::minutes(2)))
+      << ReadFile(scenario.daemon_log());
   ASSERT_NO_FATAL_FAILURE(scenario.CatchUpThenStop(*daemon));
   const std::vector<std::string> diff = scenario.DiffWithOracle();
   for (const std::string& line : diff) ADD_FAILURE() << line;

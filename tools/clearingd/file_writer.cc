@@ -1,5 +1,7 @@
 #include "tools/clearingd/file_writer.h"
 
+#include <algorithm>
+
 #include "adapters/fs/file_set.h"
 #include "adapters/log/log.h"
 #include "engine/base/strings.h"
@@ -8,12 +10,13 @@
 namespace yrd {
 
 FileWriter::FileWriter(StateStore& store, const RegistryHolder& registry, std::string output_dir, Digests digests,
-                       std::function<void(WindowDay)> on_written)
+                       std::function<void(WindowDay)> on_written, std::function<std::string()> hold)
     : store_(store),
       registry_(registry),
       output_dir_(std::move(output_dir)),
       digests_(std::move(digests)),
       on_written_(std::move(on_written)),
+      hold_(std::move(hold)),
       thread_([this] { Loop(); }) {}
 
 FileWriter::~FileWriter() {
@@ -38,12 +41,32 @@ void FileWriter::Loop() {
     WindowDay day = 0;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (held_.empty()) {
+        wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      } else {
+        // Held windows are tried again after a while, in the order they closed.
+        if (!wake_.wait_for(lock, kHoldRetry, [this] { return stopping_ || !queue_.empty(); })) {
+          queue_.insert(queue_.begin(), held_.begin(), held_.end());
+          held_.clear();
+        }
+      }
       if (stopping_) return;
       day = queue_.front();
       queue_.pop_front();
     }
     const std::string date = FormatWindowDay(day);
+    if (hold_) {
+      if (const std::string reason = hold_(); !reason.empty()) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        const bool first = std::find(held_.begin(), held_.end(), day) == held_.end();
+        if (first) held_.push_back(day);
+        log::Warning("clearing_files_held",
+                     {{"window", date},
+                      {"reason", reason},
+                      {"action", "none: the files are written once this instance holds every partition"}});
+        continue;
+      }
+    }
     if (absl::Status s = Write(day); !s.ok()) {
       ++failed_count_;
       const bool invariant = s.code() == absl::StatusCode::kFailedPrecondition;

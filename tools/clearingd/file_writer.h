@@ -7,6 +7,8 @@
 // Enqueue is thread-safe; the callback runs on the writer thread.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -23,8 +25,17 @@ namespace yrd {
 
 class FileWriter {
  public:
+  // `hold`, when given, says why no file set may be written now (empty: it may): a window closed
+  // meanwhile waits, and is tried again every kHoldRetry, so its files are never rendered from a
+  // store that lacks some partitions' state.
   FileWriter(StateStore& store, const RegistryHolder& registry, std::string output_dir, Digests digests,
-             std::function<void(WindowDay)> on_written);
+             std::function<void(WindowDay)> on_written, std::function<std::string()> hold = nullptr);
+  static constexpr std::chrono::milliseconds kHoldRetry{5000};
+  // Windows waiting because of `hold`. Thread-safe.
+  [[nodiscard]] size_t held_count() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return held_.size();
+  }
   ~FileWriter();  // finishes the window being written, drops the rest (the next start resumes them)
 
   void Enqueue(WindowDay day);
@@ -41,9 +52,11 @@ class FileWriter {
   std::string output_dir_;
   Digests digests_;
   std::function<void(WindowDay)> on_written_;
-  std::mutex mutex_;
+  std::function<std::string()> hold_;
+  mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<WindowDay> queue_;  // guarded by mutex_
+  std::deque<WindowDay> held_;   // guarded by mutex_: waiting for `hold` to clear
   bool stopping_ = false;        // guarded by mutex_
   std::atomic<uint64_t> written_count_{0};
   std::atomic<uint64_t> failed_count_{0};

@@ -532,11 +532,23 @@ class Daemon final : public http::AdminHandler {
     }
 
     Pipeline pipeline(config_.pipeline, **source, ledger, *clock_, registry_holder_, *tokenizer_);
-    FileWriter file_writer(**store, registry_holder_, config_.output_dir, digests_, [this, &pipeline](WindowDay day) {
-      // In the metrics before the window says files_written, so whoever sees the one sees the other.
-      NoteFileSet(day, clock_->NowMs());
-      pipeline.SubmitWindowCommand(WindowCommand{WindowCommand::Kind::kMarkFilesWritten, day});
-    });
+    // A member of a group writes a file set only while it holds every partition: until the state
+    // is handed over between instances (docs/scale-out.md), a share of them would give partial files.
+    kafka::KafkaSource& consumer = **source;
+    auto hold = [&consumer]() -> std::string {
+      const size_t held = consumer.Assignment().size();
+      if (held >= consumer.partition_count()) return {};
+      return Cat("this instance holds ", held, " of the ", consumer.partition_count(),
+                 " partitions of yrd.taps and yrd.medical; a file set needs every partition's state");
+    };
+    FileWriter file_writer(
+        **store, registry_holder_, config_.output_dir, digests_,
+        [this, &pipeline](WindowDay day) {
+          // In the metrics before the window says files_written, so whoever sees the one sees the other.
+          NoteFileSet(day, clock_->NowMs());
+          pipeline.SubmitWindowCommand(WindowCommand{WindowCommand::Kind::kMarkFilesWritten, day});
+        },
+        config_.group_assignment ? std::function<std::string()>(hold) : nullptr);
     pipeline.on_windows_changed = [this, &file_writer](const std::vector<WindowDay>& closed,
                                                  const std::vector<WindowDay>& marked) {
       for (const WindowDay day : closed) {
