@@ -13,6 +13,26 @@
 namespace yrd::testing {
 namespace {
 
+// librdkafka's group settings for a member whose leaving the coordinator notices within seconds.
+constexpr const char* kShortSession =
+    "[kafka.settings]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n";
+
+// Stops `daemon` with SIGTERM: it drains what it consumed and exits 0.
+void StopWithSigterm(Scenario& scenario, ChildProcess& daemon) {
+  daemon.Signal(SIGTERM);
+  const std::optional<int> status = daemon.Wait(std::chrono::seconds(60));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(scenario.daemon_log());
+}
+
+// Lets `daemon` consume the rest of the day, stops it, and compares everything with the oracle.
+void ExpectOracleAfterCatchUp(Scenario& scenario, ChildProcess& daemon) {
+  ASSERT_NO_FATAL_FAILURE(scenario.CatchUpThenStop(daemon));
+  const std::vector<std::string> diff = scenario.DiffWithOracle();
+  for (const std::string& line : diff) ADD_FAILURE() << line;
+  EXPECT_TRUE(diff.empty());
+}
+
 
 TEST(Ingest, GeneratedDayMatchesOracleExactly) {
   Scenario scenario;
@@ -62,8 +82,7 @@ TEST(Ingest, TheOneMemberOfAGroupConsumesEveryPartitionAndResumesFromTheStore) {
   scenario.StartBroker(8);
   // A short session: a static member's leaving is noticed when its session ends.
   scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "",
-                   "assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n"
-                   "[kafka.settings]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n");
+                   std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n") + kShortSession);
   scenario.Generate(60'000, /*seed=*/5);
   {
     auto daemon = scenario.StartDaemon();
@@ -75,16 +94,10 @@ TEST(Ingest, TheOneMemberOfAGroupConsumesEveryPartitionAndResumesFromTheStore) {
              metrics.find("yrd_owned_partitions{topic=\"yrd.medical\"} 8") != std::string::npos;
     };
     EXPECT_TRUE(WaitFor(owned, std::chrono::minutes(1))) << scenario.Http("GET", "/metrics").second;
-    daemon->Signal(SIGTERM);
-    const std::optional<int> status = daemon->Wait(std::chrono::seconds(60));
-    ASSERT_TRUE(status.has_value());
-    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(scenario.daemon_log());
+    ASSERT_NO_FATAL_FAILURE(StopWithSigterm(scenario, *daemon));
   }
   auto daemon = scenario.StartDaemon();
-  ASSERT_NO_FATAL_FAILURE(scenario.CatchUpThenStop(*daemon));
-  const std::vector<std::string> diff = scenario.DiffWithOracle();
-  for (const std::string& line : diff) ADD_FAILURE() << line;
-  EXPECT_TRUE(diff.empty());
+  ExpectOracleAfterCatchUp(scenario, *daemon);
 }
 
 // A member that holds only part of the partitions writes no file set: until state is handed over
@@ -93,8 +106,7 @@ TEST(Ingest, TheOneMemberOfAGroupConsumesEveryPartitionAndResumesFromTheStore) {
 TEST(Ingest, AGroupMemberHoldingPartOfThePartitionsWritesNoFilesUntilItHoldsThemAll) {
   Scenario scenario;
   scenario.StartBroker(8);
-  const std::string session = "[kafka.settings]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n";
-  scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "", "assignment = \"group\"\n" + session);
+  scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "", std::string("assignment = \"group\"\n") + kShortSession);
   scenario.Generate(20'000, /*seed=*/5);
   auto daemon = scenario.StartDaemon();
   ASSERT_TRUE(WaitFor([&] { return scenario.CommittedMessages() == 20'000; }, std::chrono::minutes(2)))
@@ -140,10 +152,7 @@ TEST(Ingest, AGroupMemberHoldingPartOfThePartitionsWritesNoFilesUntilItHoldsThem
       [&] { return scenario.Http("GET", "/v1/windows/20261127").second.find("files_written") != std::string::npos; },
       std::chrono::minutes(2)))
       << ReadFile(scenario.daemon_log());
-  ASSERT_NO_FATAL_FAILURE(scenario.CatchUpThenStop(*daemon));
-  const std::vector<std::string> diff = scenario.DiffWithOracle();
-  for (const std::string& line : diff) ADD_FAILURE() << line;
-  EXPECT_TRUE(diff.empty());
+  ExpectOracleAfterCatchUp(scenario, *daemon);
 }
 
 TEST(Ingest, RestartAfterSigtermResumesWithoutLossOrDoubleCount) {
@@ -155,16 +164,10 @@ TEST(Ingest, RestartAfterSigtermResumesWithoutLossOrDoubleCount) {
     auto daemon = scenario.StartDaemon();
     ASSERT_TRUE(WaitFor([&] { return scenario.CommittedMessages() > 0; }, std::chrono::minutes(2)))
         << ReadFile(scenario.daemon_log());
-    daemon->Signal(SIGTERM);
-    const std::optional<int> status = daemon->Wait(std::chrono::seconds(60));
-    ASSERT_TRUE(status.has_value());
-    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << ReadFile(scenario.daemon_log());
+    ASSERT_NO_FATAL_FAILURE(StopWithSigterm(scenario, *daemon));
   }
   auto daemon = scenario.StartDaemon();
-  ASSERT_NO_FATAL_FAILURE(scenario.CatchUpThenStop(*daemon));
-  const std::vector<std::string> diff = scenario.DiffWithOracle();
-  for (const std::string& line : diff) ADD_FAILURE() << line;
-  EXPECT_TRUE(diff.empty());
+  ExpectOracleAfterCatchUp(scenario, *daemon);
 }
 
 }  // namespace
