@@ -2,6 +2,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <array>
 #include <deque>
 #include <map>
 #include <set>
@@ -102,10 +103,13 @@ struct KafkaSource::Impl {
   absl::Status rebalance_failure;
   std::atomic<uint64_t> rebalances{0};
   size_t partition_count = 0;  // of both topics, from the metadata at Create
+  std::array<uint32_t, 2> topic_partition_counts{};  // of yrd.taps and of yrd.medical
   std::atomic<std::shared_ptr<const std::vector<std::pair<SourceTopic, int32_t>>>> assignment{
       std::make_shared<const std::vector<std::pair<SourceTopic, int32_t>>>()};
 
+  bool ownership_changed = true;  // the first batch after a start says what this instance owns
   void PublishAssignment() {
+    ownership_changed = true;
     auto partitions = std::make_shared<std::vector<std::pair<SourceTopic, int32_t>>>();
     for (const auto& [topic_partition, next] : expected) partitions->push_back(topic_partition);
     assignment.store(std::move(partitions));
@@ -300,6 +304,7 @@ absl::StatusOr<std::unique_ptr<KafkaSource>> KafkaSource::Create(KafkaSourceOpti
               wanted, partition, kSourcePartitionsPerTopicMax - 1, kSourcePartitionsPerTopicMax));
         }
         ++impl->partition_count;
+        ++impl->topic_partition_counts[source_topic == SourceTopic::kTaps ? 0 : 1];
         rd_kafka_topic_partition_t* entry = rd_kafka_topic_partition_list_add(assignment, topic.topic, partition);
         const auto it = committed.find({source_topic, partition});
         entry->offset = it == committed.end() ? RD_KAFKA_OFFSET_BEGINNING : it->second;
@@ -466,6 +471,18 @@ std::vector<std::pair<SourceTopic, int32_t>> KafkaSource::Assignment() const { r
 uint64_t KafkaSource::rebalances() const { return impl_->rebalances.load(std::memory_order_relaxed); }
 
 size_t KafkaSource::partition_count() const { return impl_->partition_count; }
+
+std::optional<Ownership> KafkaSource::TakeOwnershipChange() {
+  Impl& impl = *impl_;
+  if (!impl.ownership_changed) return std::nullopt;
+  impl.ownership_changed = false;
+  Ownership ownership;
+  ownership.partition_counts = impl.topic_partition_counts;
+  for (const auto& [topic_partition, next] : impl.expected) {
+    ownership.owned.push_back({topic_partition.first, topic_partition.second});
+  }
+  return ownership;
+}
 
 void KafkaSource::Impl::Rebalance(rd_kafka_t* handle, rd_kafka_resp_err_t err,
                                   rd_kafka_topic_partition_list_t* partitions, void* opaque) {

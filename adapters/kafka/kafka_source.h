@@ -80,6 +80,7 @@ class KafkaSource final : public MessageSource {
 
   [[nodiscard]] uint64_t DeadLettersDeliveredThrough() const override;
   void SetDrain(std::function<absl::Status()> drain) override;
+  [[nodiscard]] std::optional<Ownership> TakeOwnershipChange() override;
 
   // The partitions this source consumes now (every partition, or the group's assignment).
   // Thread-safe.

@@ -159,6 +159,7 @@ class Batch {
     commit_sequence = 0;
     dead_letters_delivered_through = 0;
     commands.clear();
+    ownership.reset();
     windows_closed.clear();
     windows_files_marked.clear();
     windows_retired.clear();
@@ -180,6 +181,9 @@ class Batch {
   // delivered, so the ledger may drop them from the store with this batch.
   uint64_t dead_letters_delivered_through = 0;
   std::vector<WindowCommand> commands;          // applied before the batch's messages
+  // Set by the ingest stage when the source's partitions changed (and once after a start): the
+  // ledger stores it with the batch.
+  std::optional<Ownership> ownership;
   std::vector<WindowDay> windows_closed;        // set by the ledger: closed by this batch
   std::vector<WindowDay> windows_files_marked;  // set by the ledger: marked files_written
   std::vector<WindowDay> windows_retired;       // set by the ledger: its records deleted

@@ -136,7 +136,7 @@ absl::Status Ledger::Prepare(Batch& batch) {
   windows_.ApplyCommands(batch);
   const WindowDay oldest_open = windows_.OldestOpenWindow(now_ms);
   const bool dead_letters_to_drop = batch.dead_letters_delivered_through > dead_letters_dropped_through_;
-  if (batch.empty() && !windows_.changed() && !dead_letters_to_drop) {  // an idle tick: nothing to commit
+  if (batch.empty() && !windows_.changed() && !dead_letters_to_drop && !batch.ownership) {  // an idle tick
     prepared.write_needed = false;
     batch.ledger_prepared_number = prepared_count_++;
     batch.ledger_prepared = true;
@@ -359,6 +359,10 @@ void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
     write.Put(Table::kApplied, key_scratch_, blob);
   }
   AppendRejections(batch, sequence, write);
+  if (batch.ownership) {
+    EncodeOwnership(*batch.ownership, value_scratch_);
+    write.Put(Table::kMeta, kOwnershipKey, value_scratch_);
+  }
 }
 
 void Ledger::AppendRejections(const Batch& batch, uint64_t sequence, StateWriteBatch& write) {

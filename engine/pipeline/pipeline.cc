@@ -178,9 +178,11 @@ absl::Status Pipeline::Run() {
       batch->commands.swap(pending_commands_);
     }
     const absl::Status fill_status = source_.Fill(*batch, options_.batch_linger);
+    // After the fill: a rebalance during it is in this batch's ownership already.
+    batch->ownership = source_.TakeOwnershipChange();
     const auto now = std::chrono::steady_clock::now();
     const bool tick_due = now - last_sent >= options_.window_tick;
-    if (!batch->empty() || !batch->commands.empty() || tick_due) {
+    if (!batch->empty() || !batch->commands.empty() || batch->ownership || tick_due) {
       last_sent = now;
       DecodeBatch(*batch, tokenizer_, options_.decode);
       batch->sealed_at = std::chrono::steady_clock::now();

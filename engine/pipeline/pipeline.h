@@ -19,6 +19,7 @@
 #include <memory>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -50,6 +51,9 @@ class MessageSource {
   // failure. A source that lets go of partitions calls it from Fill first, so nothing consumed
   // from them is still in flight.
   virtual void SetDrain(std::function<absl::Status()> drain) { (void)drain; }
+  // The partitions the source consumes now, when they changed since the last call (and at the
+  // first); nullopt otherwise. Asked on the ingest thread before each batch is filled.
+  virtual std::optional<Ownership> TakeOwnershipChange() { return std::nullopt; }
 };
 
 // The registry in force; swapped whole on reload. Thread-safe.

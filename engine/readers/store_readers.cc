@@ -97,6 +97,42 @@ absl::StatusOr<std::optional<WindowRecord>> ReadWindowRecord(StateStore& store, 
   return record;
 }
 
+absl::StatusOr<std::optional<Ownership>> ReadOwnership(StateStore& store) {
+  std::string value;
+  bool found = false;
+  if (absl::Status s = store.Get(Table::kMeta, kOwnershipKey, value, found); !s.ok()) return s;
+  if (!found) return std::nullopt;
+  Ownership ownership;
+  if (!DecodeOwnership(value, ownership)) return absl::DataLossError("the ownership record is damaged");
+  return ownership;
+}
+
+std::string DescribeMissingPartitions(const Ownership& ownership) {
+  std::string lacking;
+  size_t total = 0;
+  for (const SourceTopic topic : {SourceTopic::kTaps, SourceTopic::kMedical}) {
+    const auto count = static_cast<int32_t>(ownership.partition_counts[topic == SourceTopic::kTaps ? 0 : 1]);
+    total += static_cast<size_t>(count);
+    std::string ranges;
+    int32_t start = -1;
+    for (int32_t p = 0; p <= count; ++p) {
+      const bool missing = p < count && std::find(ownership.owned.begin(), ownership.owned.end(),
+                                                  SourcePartition{topic, p}) == ownership.owned.end();
+      if (missing && start < 0) start = p;
+      if (!missing && start >= 0) {
+        ranges += Cat(ranges.empty() ? "" : ",", start, p - 1 > start ? Cat("-", p - 1) : "");
+        start = -1;
+      }
+    }
+    if (!ranges.empty()) {
+      lacking += Cat(lacking.empty() ? "" : ", ", topic == SourceTopic::kTaps ? kTapsTopic : kMedicalTopic, " ", ranges);
+    }
+  }
+  if (lacking.empty()) return {};
+  return Cat("this store's instance consumes ", ownership.owned.size(), " of the ", total,
+             " partitions; answers lack ", lacking);
+}
+
 absl::StatusOr<std::vector<SourcePartition>> ListOwners(StateStore& store) {
   std::vector<SourcePartition> owners;
   bool damaged = false;

@@ -29,6 +29,14 @@ namespace yrd {
 // The state record of `day` (WindowStateKey), nullopt when it has none; DataLoss when damaged.
 [[nodiscard]] absl::StatusOr<std::optional<WindowRecord>> ReadWindowRecord(StateStore& store, WindowDay day);
 
+// The partitions the instance writing the store consumes (kOwnershipKey), nullopt in a store
+// written before it was kept; DataLoss when damaged.
+[[nodiscard]] absl::StatusOr<std::optional<Ownership>> ReadOwnership(StateStore& store);
+// What a reader of the store should say before an answer from it: empty when the instance owns
+// every partition (or the store does not say), else which partitions it lacks, e.g. "this
+// store's instance consumes 8 of the 16 partitions; answers lack yrd.taps 4-7, yrd.medical 0,2".
+[[nodiscard]] std::string DescribeMissingPartitions(const Ownership& ownership);
+
 // Every owner whose state the store holds: each committed its next offset with its first write.
 [[nodiscard]] absl::StatusOr<std::vector<SourcePartition>> ListOwners(StateStore& store);
 

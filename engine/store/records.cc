@@ -551,6 +551,36 @@ std::optional<int64_t> TxnRecordOccurredAt(std::string_view bytes) {
 
 // Recent transaction records: version, then per entry the key as text and the record as a
 // varint length and its bytes.
+void EncodeOwnership(const Ownership& ownership, std::string& out) {
+  out.clear();
+  Writer w(out);
+  w.Byte(kFormatVersion);
+  for (const uint32_t count : ownership.partition_counts) w.Fixed(count);
+  w.Fixed(static_cast<uint32_t>(ownership.owned.size()));
+  for (const SourcePartition owner : ownership.owned) {
+    w.Byte(static_cast<uint8_t>(owner.topic));
+    w.Fixed(owner.partition);
+  }
+}
+bool DecodeOwnership(std::string_view bytes, Ownership& out) {
+  Reader r(bytes);
+  uint8_t version = 0;
+  uint32_t count = 0;
+  if (!r.Byte(version) || version != kFormatVersion || !r.Fixed(out.partition_counts[0]) ||
+      !r.Fixed(out.partition_counts[1]) || !r.Fixed(count)) {
+    return false;
+  }
+  if (count > static_cast<uint32_t>(kSourcePartitionsMax)) return false;
+  out.owned.clear();
+  for (uint32_t i = 0; i < count; ++i) {
+    uint8_t topic = 0;
+    int32_t partition = 0;
+    if (!r.Byte(topic) || !r.Fixed(partition) || topic >= kSourceTopicsMax) return false;
+    out.owned.push_back({static_cast<SourceTopic>(topic), partition});
+  }
+  return r.AtEnd();
+}
+
 void StartRecentTxnBlob(std::string& blob) {
   blob.clear();
   Writer(blob).Byte(kFormatVersion);

@@ -124,6 +124,19 @@ void DeadLetterKeyLimit(uint64_t commit_sequence, std::string& out);
 void LineIdKey(uint32_t id, std::string& out);
 void GrossKey(WindowDay day, SourceTopic topic, int32_t partition, std::string& out);
 
+// ---- ownership -------------------------------------------------------------------------------------
+//
+// Which source partitions the instance writing this store consumes, and how many the topics have
+// (kMeta kOwnershipKey), written with the first batch after a start and after every change of its
+// consumer group's assignment, so that a reader of the store knows whose answers it lacks.
+inline constexpr std::string_view kOwnershipKey = "ownership";
+struct Ownership {
+  std::array<uint32_t, 2> partition_counts{};  // of yrd.taps and of yrd.medical
+  std::vector<SourcePartition> owned;          // in order
+};
+void EncodeOwnership(const Ownership& ownership, std::string& out);
+[[nodiscard]] bool DecodeOwnership(std::string_view bytes, Ownership& out);
+
 // ---- partition gross ---------------------------------------------------------------------------
 //
 // The sum of the amounts one source partition applied to one window (taps, refunds, settlement

@@ -6,6 +6,7 @@
 #include <limits>
 #include <string>
 
+#include "engine/readers/store_readers.h"
 #include "gtest/gtest.h"
 #include "tests/support/events.h"
 
@@ -536,6 +537,33 @@ TEST(DeadLetterCopy, KeysSortByCommitAndTheLimitEndsACommitsCopies) {
   EXPECT_LT(first, limit);
   EXPECT_LE(limit, later);
   EXPECT_TRUE(first.starts_with(kDeadLetterKeyPrefix));
+}
+
+TEST(Ownership, RoundTripsAndRefusesDamage) {
+  Ownership ownership;
+  ownership.partition_counts = {8, 4};
+  ownership.owned = {{SourceTopic::kTaps, 0}, {SourceTopic::kTaps, 7}, {SourceTopic::kMedical, 3}};
+  std::string bytes;
+  EncodeOwnership(ownership, bytes);
+  Ownership decoded;
+  ASSERT_TRUE(DecodeOwnership(bytes, decoded));
+  EXPECT_EQ(decoded.partition_counts, ownership.partition_counts);
+  EXPECT_EQ(decoded.owned, ownership.owned);
+  for (size_t size = 0; size < bytes.size(); ++size) EXPECT_FALSE(DecodeOwnership(bytes.substr(0, size), decoded)) << size;
+  EXPECT_FALSE(DecodeOwnership(bytes + "x", decoded));
+}
+
+TEST(Ownership, SaysWhichPartitionsAnAnswerLacks) {
+  Ownership all;
+  all.partition_counts = {2, 1};
+  all.owned = {{SourceTopic::kTaps, 0}, {SourceTopic::kTaps, 1}, {SourceTopic::kMedical, 0}};
+  EXPECT_EQ(DescribeMissingPartitions(all), "");
+  Ownership share;
+  share.partition_counts = {8, 4};
+  share.owned = {{SourceTopic::kTaps, 0}, {SourceTopic::kTaps, 1}, {SourceTopic::kTaps, 2}, {SourceTopic::kTaps, 3},
+                 {SourceTopic::kMedical, 1}, {SourceTopic::kMedical, 3}};
+  EXPECT_EQ(DescribeMissingPartitions(share),
+            "this store's instance consumes 6 of the 12 partitions; answers lack yrd.taps 4-7, yrd.medical 0,2");
 }
 
 }  // namespace

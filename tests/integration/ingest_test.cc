@@ -139,6 +139,16 @@ TEST(Ingest, AGroupMemberHoldingPartOfThePartitionsWritesNoFilesUntilItHoldsThem
   };
   ASSERT_TRUE(WaitFor(daemon_holds_part, std::chrono::minutes(1)));
 
+  // A report from its store says which partitions its answers lack.
+  const std::string report_log = scenario.dir() / "report.log";
+  auto report_warns = [&] {
+    std::string out;
+    (void)RunProgram({YRD_REPORT_BINARY, "--store", scenario.state_dir(), "--format", "json", "exceptions"},
+                     std::chrono::seconds(60), &out, report_log);
+    return ReadFile(report_log).find("answers lack yrd.") != std::string::npos;
+  };
+  EXPECT_TRUE(WaitFor(report_warns, std::chrono::minutes(1))) << ReadFile(report_log);
+
   // The window closes: its file set waits.
   EXPECT_EQ(scenario.Http("POST", "/v1/windows/20261127/close", kAdminToken).first, 202);
   ASSERT_TRUE(WaitFor([&] { return ReadFile(scenario.daemon_log()).find("clearing_files_held") != std::string::npos; },

@@ -93,6 +93,7 @@ class Scenario {
   [[nodiscard]] int64_t messages() const { return messages_; }
   [[nodiscard]] const nlohmann::json& oracle() const { return oracle_; }
   [[nodiscard]] std::string daemon_log() const { return dir_ / "clearingd.log"; }
+  [[nodiscard]] std::string state_dir() const { return dir_ / "state"; }
   [[nodiscard]] const std::string& bootstrap_servers() const { return bootstrap_servers_; }
 
  private:

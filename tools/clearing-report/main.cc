@@ -139,6 +139,15 @@ class StoreReader {
     reader->store_ = *std::move(store);
     if (absl::Status s = reader->store_->CatchUp(); !s.ok()) return s;
     if (absl::Status s = RequireCurrentStoreFormat(*reader->store_); !s.ok()) return s;
+    // Never a silently partial answer: a store of a group member that consumes only some of the
+    // partitions says which ones its answers lack.
+    absl::StatusOr<std::optional<Ownership>> ownership = ReadOwnership(*reader->store_);
+    if (!ownership.ok()) return ownership.status();
+    if (ownership->has_value()) {
+      if (const std::string lacking = DescribeMissingPartitions(**ownership); !lacking.empty()) {
+        std::cerr << "clearing-report: warning: " << lacking << "\n";
+      }
+    }
     return reader;
   }
   ~StoreReader() {
