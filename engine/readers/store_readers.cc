@@ -277,27 +277,6 @@ absl::StatusOr<WindowCounters> ReadWindowCounters(StateStore& store, WindowDay d
   return total;
 }
 
-absl::Status FindTxnRecord(StateStore& store, std::string_view txn_key, std::string& value, bool& found) {
-  found = false;
-  bool damaged = false;
-  // Later commits come later in kRecentTxn: the last match is the newest record.
-  const absl::Status s = store.Scan(Table::kRecentTxn, {}, {}, [&](std::string_view, std::string_view blob) {
-    size_t position = 0;
-    std::string_view key, record;
-    while (NextRecentTxnEntry(blob, position, key, record, damaged)) {
-      if (key == txn_key) {
-        value.assign(record);
-        found = true;
-      }
-    }
-    return !damaged;
-  });
-  if (!s.ok()) return s;
-  if (damaged) return absl::DataLossError("a value of recent transaction records (kRecentTxn) is damaged");
-  if (found) return absl::OkStatus();
-  return store.Get(Table::kTxn, txn_key, value, found);
-}
-
 absl::StatusOr<std::vector<OwnedTxnRecord>> FindTxnRecordsOfId(StateStore& store, Family family,
                                                                  std::string_view txn_id) {
   absl::StatusOr<std::vector<SourcePartition>> listed = ListOwners(store);

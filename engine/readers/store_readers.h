@@ -61,10 +61,6 @@ namespace yrd {
 // The counters of every window that has some, summed over the owners.
 [[nodiscard]] absl::StatusOr<std::map<WindowDay, WindowCounters>> ReadAllWindowCounters(StateStore& store);
 
-// The stored transaction record under `txn_key` (TxnKey), wherever it is: the newest of
-// kRecentTxn, else kTxn. It scans kRecentTxn, so it is not for a hot path.
-[[nodiscard]] absl::Status FindTxnRecord(StateStore& store, std::string_view txn_key, std::string& value, bool& found);
-
 // The transaction records of `txn_id` in `family` under every owner of the family's topic, in
 // owner order; empty when none has one. Producers key every message of a transaction by its id,
 // so a transaction has one owner; two mean the id came from two partitions (a producer that broke

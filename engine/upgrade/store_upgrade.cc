@@ -249,8 +249,17 @@ class Upgrade {
     if (!s.ok()) return s;
     if (!failure.empty()) return absl::DataLossError(failure);
 
-    // The applied records must add up to the window's lines; the lines then stand complete, so
-    // that every owner's marker can say so.
+    if (s = PutCheckedLines(day, v3_lines, lines); !s.ok()) return s;
+    if (s = PutSplitCounters(day, window_counters, owner_counters); !s.ok()) return s;
+    return Flush();
+  }
+
+
+  // The applied records must add up to the window's lines; the lines then stand complete, so
+  // that every owner's marker can say so.
+  absl::Status PutCheckedLines(WindowDay day, const StringMap<LineTotals>& v3_lines, const StringMap<LineTotals>& lines) {
+    const std::string date = FormatWindowDay(day);
+    std::string key;
     for (const auto& [line_key, totals] : v3_lines) {
       const auto it = lines.find(line_key);
       const bool matches = it == lines.end() ? totals == LineTotals{} : it->second == totals;
@@ -268,8 +277,15 @@ class Upgrade {
       EncodeLineTotals(totals, value_scratch_);
       write_->Put(Table::kLines, key, value_scratch_);
     }
+    return absl::OkStatus();
+  }
 
-    // The counters: what the records tell per owner, the rest to the first owner.
+  // The counters: what the records tell per owner, the rest to the first owner; the window's
+  // format-3 counters go (which marks the window upgraded).
+  absl::Status PutSplitCounters(WindowDay day, const WindowCounters& window_counters,
+                                std::map<SourcePartition, WindowCounters>& owner_counters) {
+    const std::string date = FormatWindowDay(day);
+    std::string key;
     for (const auto& [index, counts] : exception_counts_) {
       if (index.first != day) continue;
       WindowCounters& counters = owner_counters[index.second];
@@ -301,7 +317,7 @@ class Upgrade {
     key.assign(kCountersKeyPrefix);
     AppendBigEndian32(key, WindowKeyBits(day));
     write_->Delete(Table::kMeta, key);
-    return Flush();
+    return absl::OkStatus();
   }
 
   absl::Status Finish() {
