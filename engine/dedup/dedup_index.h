@@ -82,6 +82,13 @@ class DedupIndex {
   // Puts the batch's changed records into `write` as one kRecentTxn value of commit `sequence`
   // and indexes them as recent records; deletes the kRecentTxn values a finished sort stored.
   void AppendRecords(uint64_t sequence, int64_t now_ms, StateWriteBatch& write);
+  // The records the last AppendRecords wrote, as TxnStates.
+  template <typename Visit>
+  void VisitWritten(Visit&& visit) const {
+    for (size_t i = 0; i < states_used_; ++i) {
+      if (states_[i].dirty) visit(states_[i]);
+    }
+  }
 
   // ---- the sort into kTxn ----
   // Before a batch: takes a finished sort; waits for a running one once the recent records are

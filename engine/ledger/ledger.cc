@@ -60,6 +60,9 @@ absl::Status Ledger::Load(int64_t now_ms) {
   // included: a close checkpoints them, so they must be whole in memory.
   if (absl::Status s = lines_.LoadLines(store_, windows_.DaysNotClosed()); !s.ok()) return s;
   if (absl::Status s = dedup_.Load(now_ms); !s.ok()) return s;
+  absl::StatusOr<std::map<SourcePartition, ChangelogProgress>> progress = ReadChangelogProgress(store_);
+  if (!progress.ok()) return progress.status();
+  changelog_progress_ = *std::move(progress);
   prepared_sequence_ = commit_sequence_.load();
   prepared_offsets_ = offsets_;
   published_windows_.store(windows_.BuildTable(now_ms));
@@ -359,6 +362,7 @@ void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
     write.Put(Table::kApplied, key_scratch_, blob);
   }
   AppendRejections(batch, sequence, write);
+  if (options_.changelog != nullptr) BuildChangelog(batch, prepared);
   if (batch.ownership) {
     EncodeOwnership(*batch.ownership, value_scratch_);
     write.Put(Table::kMeta, kOwnershipKey, value_scratch_);
@@ -397,6 +401,9 @@ void Ledger::AppendRejections(const Batch& batch, uint64_t sequence, StateWriteB
     ExceptionKey(slot.topic, slot.partition, slot.offset, key_scratch_);
     EncodeExceptionRecord(exception, value_scratch_);
     write.Put(Table::kExceptions, key_scratch_, value_scratch_);
+    if (options_.changelog != nullptr) {
+      ChangelogBuilderOf({slot.topic, slot.partition}).AddException(key_scratch_, value_scratch_);
+    }
   }
 }
 
@@ -423,12 +430,69 @@ void Ledger::AppendOffsets(const Batch& batch, uint64_t sequence, PreparedWrite&
   write.Put(Table::kMeta, kCommitSequenceKey, value_scratch_);
 }
 
+ChangelogRecordBuilder& Ledger::ChangelogBuilderOf(SourcePartition owner) {
+  ChangelogRecordBuilder& builder = changelog_builders_[owner];
+  if (std::find(changelog_owners_.begin(), changelog_owners_.end(), owner) == changelog_owners_.end()) {
+    changelog_owners_.push_back(owner);
+    const ChangelogProgress& progress = changelog_progress_[owner];
+    builder.Start({.kind = ChangelogKind::kCommit,
+                   .owner = owner,
+                   .epoch = options_.changelog->EpochOf(owner),
+                   .number = progress.number + 1,
+                   .next_offset = prepared_offsets_.at({owner.topic, owner.partition})});
+  }
+  return builder;
+}
+
+void Ledger::BuildChangelog(const Batch& batch, PreparedWrite& prepared) {
+  // Exceptions were added as the rejections were written; every owner with a message in the
+  // batch gets a record (its offset moved), whatever else it changed.
+  for (const MessageSlot& slot : batch.slots()) static_cast<void>(ChangelogBuilderOf({slot.topic, slot.partition}));
+  const LineIds& line_ids = lines_.line_ids();
+  dedup_.VisitWritten([&](const TxnState& state) {
+    const bool named = ChangelogBuilderOf(state.owner).AddTxnRecord(state.key, state.record, line_ids);
+    YRD_ASSERT(named);  // the ledger numbered the line it gave the record
+  });
+  windows_.VisitWritten(
+      [&](WindowDay day, SourcePartition owner, const WindowCounters& counters) {
+        ChangelogBuilderOf(owner).AddCounters(day, counters);
+      },
+      [&](WindowDay day, SourcePartition owner, int64_t gross_fen) { ChangelogBuilderOf(owner).AddGross(day, gross_fen); });
+  for (const auto& [index, blob] : applied_blobs_) {
+    if (blob.empty()) continue;
+    const SourcePartition owner = index.second;
+    const uint64_t number = static_cast<uint64_t>(prepared_offsets_.at({owner.topic, owner.partition}));
+    const bool named = ChangelogBuilderOf(owner).AddApplied(index.first, number, blob, line_ids);
+    YRD_ASSERT(named);  // the ledger wrote the blob with its own line numbers
+  }
+  prepared.changelog.resize(changelog_owners_.size());
+  for (size_t i = 0; i < changelog_owners_.size(); ++i) {
+    const SourcePartition owner = changelog_owners_[i];
+    ChangelogProgress& progress = changelog_progress_[owner];
+    ++progress.number;
+    progress.epoch = options_.changelog->EpochOf(owner);
+    ChangelogRecord& record = prepared.changelog[i];
+    record.owner = owner;
+    record.number = progress.number;
+    changelog_builders_[owner].Finish(record.bytes);
+    ChangelogProgressKey(owner, key_scratch_);
+    EncodeChangelogProgress(progress, value_scratch_);
+    prepared.write->Put(Table::kMeta, key_scratch_, value_scratch_);
+  }
+  changelog_owners_.clear();
+}
+
 absl::Status Ledger::Commit(Batch& batch) {
   if (!batch.ledger_prepared) return Failure();  // Prepare failed and said why
   const uint64_t number = finished_count_.load(std::memory_order_relaxed);
   YRD_ASSERT(batch.ledger_prepared_number == number && "batches are committed in the order they were prepared");
   PreparedWrite& prepared = prepared_[number % kPreparedAheadMax];
   absl::Status status = failed() ? Failure() : absl::OkStatus();
+  if (status.ok() && prepared.write_needed && !prepared.changelog.empty()) {
+    // The changelog first: the local store is never ahead of it.
+    status = options_.changelog->Append(prepared.changelog);
+    if (!status.ok()) Fail(status);
+  }
   if (status.ok() && prepared.write_needed) {
     status = store_.Write(*prepared.write);
     if (status.ok()) {

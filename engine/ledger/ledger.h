@@ -35,6 +35,7 @@
 #include "absl/status/status.h"
 #include "engine/base/window.h"
 #include "engine/batch/batch.h"
+#include "engine/changelog/changelog.h"
 #include "engine/dedup/dedup_index.h"
 #include "engine/netting/line_book.h"
 #include "engine/store/owner_cache.h"
@@ -68,6 +69,11 @@ struct LedgerOptions {
   // them (ReadWindowLines), so a commit does not rewrite every line it touched. A start replays
   // at most this many applied records. Config key store.lines_checkpoint_applied_max.
   uint64_t lines_checkpoint_applied_max = 500'000;
+  // When set (a member of a consumer group), every commit's changes of each partition it touched
+  // go to that partition's changelog first (engine/changelog): the store is written only once
+  // the sink has them durably, so the local store is never ahead of the changelog. Owned by the
+  // caller.
+  ChangelogSink* changelog = nullptr;
 };
 
 class Ledger final : private CommitProgress {
@@ -129,6 +135,7 @@ class Ledger final : private CommitProgress {
     uint64_t sequence = 0;      // the commit sequence it stores
     PartitionOffsets offsets;   // next offsets once it is committed
     std::shared_ptr<const WindowTable> windows;
+    std::vector<ChangelogRecord> changelog;  // with options.changelog: appended before the write
   };
 
   // CommitProgress, for the dedup index's sort thread.
@@ -149,6 +156,9 @@ class Ledger final : private CommitProgress {
   void BuildWrite(const Batch& batch, PreparedWrite& prepared);
   void AppendRejections(const Batch& batch, uint64_t sequence, StateWriteBatch& write);
   void AppendOffsets(const Batch& batch, uint64_t sequence, PreparedWrite& prepared);
+  // With options.changelog: one commit record per owner the batch changed, and their progress.
+  void BuildChangelog(const Batch& batch, PreparedWrite& prepared);
+  [[nodiscard]] ChangelogRecordBuilder& ChangelogBuilderOf(SourcePartition owner);
 
   StateStore& store_;
   const LedgerOptions options_;
@@ -183,6 +193,10 @@ class Ledger final : private CommitProgress {
   // The applied records of the batch, per window and owner, and each owner's last one.
   std::map<std::pair<WindowDay, SourcePartition>, std::string> applied_blobs_;
   OwnerDayCache<std::string> applied_cache_;
+  // The changelog: each owner's progress as prepared, and the records being built for a batch.
+  std::map<SourcePartition, ChangelogProgress> changelog_progress_;
+  std::map<SourcePartition, ChangelogRecordBuilder> changelog_builders_;
+  std::vector<SourcePartition> changelog_owners_;  // those of the batch being built, in order
   DeadLetterScratch dead_letter_scratch_;
   std::string sealed_scratch_;
   std::string key_scratch_;

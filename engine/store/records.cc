@@ -213,6 +213,10 @@ void LinesThroughKey(SourcePartition owner, std::string& out) {
   out.assign(kLinesThroughKeyPrefix);
   AppendOwner(out, owner);
 }
+void ChangelogProgressKey(SourcePartition owner, std::string& out) {
+  out.assign(kChangelogKeyPrefix);
+  AppendOwner(out, owner);
+}
 void GrossKey(WindowDay day, SourceTopic topic, int32_t partition, std::string& out) {
   out.assign(kGrossKeyPrefix);
   AppendBigEndian32(out, WindowKeyBits(day));
@@ -481,10 +485,12 @@ bool DecodeWindowRecord(std::string_view bytes, WindowRecord& out) {
 // refunded, duplicates; then line_key, original_txn_id.
 constexpr size_t kTxnOccurredAtPosition = 3;
 
-void EncodeTxnRecord(const TxnRecord& t, std::string& out) {
+namespace {
+// Versions 2 and 3 differ only in how the line is named: its key in text or its number.
+void EncodeTxnRecordAs(const TxnRecord& t, bool line_in_text, std::string& out) {
   out.clear();
   Writer w(out);
-  w.Byte(kLineIdFormatVersion);
+  w.Byte(line_in_text ? kCompactFormatVersion : kLineIdFormatVersion);
   w.Byte(static_cast<uint8_t>(t.kind));
   w.Byte(static_cast<uint8_t>((t.late ? 1 : 0) | (t.cancelled ? 2 : 0)));
   w.Fixed(t.occurred_at_ms);
@@ -499,9 +505,17 @@ void EncodeTxnRecord(const TxnRecord& t, std::string& out) {
   w.Varint(t.cash_pay_fen);
   w.Varint(t.refunded_fen);
   w.Varint(t.duplicate_count);
-  w.LineRef(t.line_id);
+  if (line_in_text) {
+    w.Text(t.line_key);
+  } else {
+    w.LineRef(t.line_id);
+  }
   w.Text(t.original_txn_id);
 }
+}  // namespace
+
+void EncodeTxnRecord(const TxnRecord& t, std::string& out) { EncodeTxnRecordAs(t, false, out); }
+void EncodeTxnRecordWithLineKey(const TxnRecord& t, std::string& out) { EncodeTxnRecordAs(t, true, out); }
 bool DecodeTxnRecord(std::string_view bytes, const LineIds& line_ids, TxnRecord& t) {
   Reader r(bytes);
   uint8_t version = 0, kind = 0, flags = 0;
@@ -615,11 +629,12 @@ bool NextRecentTxnEntry(std::string_view blob, size_t& position, std::string_vie
 
 // AppliedRecord: u16 length, then version, kind, late, occurred (fixed 8), varints: partition,
 // offset, amounts; then the token and the strings.
-void AppendAppliedRecord(const AppliedRecord& a, std::string& blob) {
+namespace {
+void AppendAppliedRecordAs(const AppliedRecord& a, bool line_in_text, std::string& blob) {
   const size_t start = blob.size();
   blob.append(2, '\0');
   Writer w(blob);
-  w.Byte(kLineIdFormatVersion);
+  w.Byte(line_in_text ? kCompactFormatVersion : kLineIdFormatVersion);
   w.Byte(static_cast<uint8_t>(a.kind));
   w.Byte(a.late ? 1 : 0);
   w.Fixed(a.occurred_at_ms);
@@ -632,7 +647,11 @@ void AppendAppliedRecord(const AppliedRecord& a, std::string& blob) {
   blob.append(reinterpret_cast<const char*>(a.card_token.data()), a.card_token.size());
   w.Text(a.txn_id);
   w.Text(a.original_txn_id);
-  w.LineRef(a.line_id);
+  if (line_in_text) {
+    w.Text(a.line_key);
+  } else {
+    w.LineRef(a.line_id);
+  }
   w.Text(a.terminal_id);
   w.Text(a.card_masked);
   const size_t length = blob.size() - start - 2;
@@ -640,6 +659,13 @@ void AppendAppliedRecord(const AppliedRecord& a, std::string& blob) {
   blob[start] = static_cast<char>(length & 0xFF);
   blob[start + 1] = static_cast<char>(length >> 8);
 }
+}  // namespace
+
+void AppendAppliedRecord(const AppliedRecord& a, std::string& blob) { AppendAppliedRecordAs(a, false, blob); }
+void AppendAppliedRecordWithLineKey(const AppliedRecord& a, std::string& blob) {
+  AppendAppliedRecordAs(a, true, blob);
+}
+
 bool NextAppliedRecord(std::string_view blob, size_t& position, const LineIds& line_ids, AppliedRecord& a,
                        bool& damaged) {
   damaged = false;

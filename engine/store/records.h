@@ -90,6 +90,8 @@ inline constexpr std::string_view kCommitSequenceKey = "commit_sequence";
 // Per owner: the number (below) of the owner's last commit whose applied records the lines in
 // kLines include; its applied records of later commits complete them (ReadWindowLines).
 inline constexpr std::string_view kLinesThroughKeyPrefix = "lines_through|";
+// Per owner: how much of the owner's changelog this store holds (engine/changelog).
+inline constexpr std::string_view kChangelogKeyPrefix = "changelog|";
 // Dead-letter copies not yet known delivered: commit sequence, then the exception key.
 inline constexpr std::string_view kDeadLetterKeyPrefix = "dlq|";
 // A check value of the card-token key (HMAC-SHA256 of a fixed label under it), written by the
@@ -106,6 +108,7 @@ void OffsetKey(SourceTopic topic, int32_t partition, std::string& out);
 void CountersKey(WindowDay day, SourcePartition owner, std::string& out);
 void WindowStateKey(WindowDay day, std::string& out);
 void LinesThroughKey(SourcePartition owner, std::string& out);
+void ChangelogProgressKey(SourcePartition owner, std::string& out);
 // kLines: window, then the line key. kApplied: window, owner, then the commit's number for the
 // owner: the owner's next offset once the commit is written (so an owner's applied records are in
 // offset order, and numbered the same whichever instance or shard wrote them).
@@ -301,6 +304,9 @@ struct TxnRecord {
   std::string_view original_txn_id;  // refund/cancellation
 };
 void EncodeTxnRecord(const TxnRecord& record, std::string& out);
+// The same record with its line named by its key in text (the layout of version 2), for a record
+// that leaves the store's line numbering: the changelog (engine/changelog).
+void EncodeTxnRecordWithLineKey(const TxnRecord& record, std::string& out);
 // The views of `out` point into `bytes` and `line_ids`. False if the record is damaged or
 // names a line number `line_ids` does not know.
 [[nodiscard]] bool DecodeTxnRecord(std::string_view bytes, const LineIds& line_ids, TxnRecord& out);
@@ -345,6 +351,8 @@ struct AppliedRecord {
 };
 // Appends one record to a window's blob.
 void AppendAppliedRecord(const AppliedRecord& record, std::string& blob);
+// The same with its line named by its key in text, as for EncodeTxnRecordWithLineKey.
+void AppendAppliedRecordWithLineKey(const AppliedRecord& record, std::string& blob);
 // Reads the record at `position` of a blob and advances it; false at the end or on damage
 // (`damaged` tells which; a line number `line_ids` does not know is damage too).
 [[nodiscard]] bool NextAppliedRecord(std::string_view blob, size_t& position, const LineIds& line_ids,

@@ -74,6 +74,17 @@ class WindowBook {
   // Puts what the batch changed into `write`: counters, gross (and the gross of windows it closed
   // deleted), the records and exceptions of windows it retired deleted, and the state records.
   void AppendWrites(const Batch& batch, StateWriteBatch& write);
+  // What AppendWrites stored of the owners' state: each touched (day, owner)'s counters, and each
+  // touched (day, owner)'s gross (for the changelog, engine/changelog).
+  template <typename CountersVisit, typename GrossVisit>
+  void VisitWritten(CountersVisit&& counters, GrossVisit&& gross) const {
+    for (const auto& [index, entry] : touched_counters_) counters(index.first, index.second, entry->counters);
+    for (const auto& [index, entry] : gross_) {
+      if (entry.touched_sequence == sequence_) {
+        gross(std::get<0>(index), SourcePartition{std::get<1>(index), std::get<2>(index)}, entry.gross_fen);
+      }
+    }
+  }
   // Forgets the gross of closed windows (after the commit that closed them is built).
   void ForgetClosed();
 

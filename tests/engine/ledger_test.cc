@@ -3,6 +3,7 @@
 // directory. Batches are built by hand and decoded as the pipeline's ingest stage does.
 #include "engine/ledger/ledger.h"
 
+#include <algorithm>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -13,12 +14,14 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "adapters/crypto/hmac.h"
 #include "adapters/crypto/payload_sealer.h"
 #include "adapters/crypto/sha256.h"
 #include "adapters/rocksdb/rocks_store.h"
 #include "engine/base/strings.h"
 #include "engine/batch/batch.h"
+#include "engine/changelog/changelog.h"
 #include "engine/clearing/clearing_files.h"
 #include "engine/readers/store_readers.h"
 #include "engine/store/records.h"
@@ -100,6 +103,7 @@ class LedgerTest : public ::testing::Test {
                                                     .dead_letter_payload = dead_letter_payload_,
                                                     .recent_txn_records_max = recent_txn_records_max_,
                                                     .lines_checkpoint_applied_max = lines_checkpoint_applied_max_,
+                                                    .changelog = changelog_,
                                                 });
     const absl::Status status = ledger_->Load(now_ms_);
     ASSERT_TRUE(status.ok()) << status;
@@ -252,7 +256,7 @@ class LedgerTest : public ::testing::Test {
   }
 
   test::TempDir dir_;
-  const std::string store_path_ = dir_.path() + "/state";
+  std::string store_path_ = dir_.path() + "/state";
   std::deque<LineIds> loaded_line_ids_;
   WindowCalendar calendar_;
   DecodeLimits limits_;
@@ -269,6 +273,7 @@ class LedgerTest : public ::testing::Test {
   std::unique_ptr<AesGcmSealer> sealer_;
   uint64_t recent_txn_records_max_ = LedgerOptions{}.recent_txn_records_max;
   uint64_t lines_checkpoint_applied_max_ = LedgerOptions{}.lines_checkpoint_applied_max;
+  ChangelogSink* changelog_ = nullptr;
 };
 
 // ---- taps --------------------------------------------------------------------------------------
@@ -1588,6 +1593,177 @@ TEST_F(LedgerTest, ARejectionDecidedAfterTheTimestampCountsInTheEventsOwnWindow)
   bad_id.occurred_at_ms = test::ChinaTimeMs(2026, 11, 28, 0, 1);
   Apply({TapMessage(bad_id)});
   EXPECT_EQ(Counters(kNov27).exception_counts[invalid], 1);
+}
+
+// ---- the changelog -------------------------------------------------------------------------------
+
+// A changelog kept in memory: each owner's records in the order they were appended.
+class MemoryChangelog final : public ChangelogSink {
+ public:
+  [[nodiscard]] uint64_t EpochOf(SourcePartition) const override { return epoch; }
+  absl::Status Append(std::span<const ChangelogRecord> records) override {
+    if (!failure.ok()) return failure;
+    for (const ChangelogRecord& record : records) {
+      ChangelogHeader header;
+      EXPECT_TRUE(DecodeChangelogHeader(record.bytes, header));
+      EXPECT_EQ(header.number, record.number);
+      EXPECT_EQ(header.owner, record.owner);
+      std::vector<std::string>& of_owner = records_of[record.owner];
+      if (!of_owner.empty()) {
+        ChangelogHeader last;
+        EXPECT_TRUE(DecodeChangelogHeader(of_owner.back(), last));
+        EXPECT_EQ(record.number, last.number + 1) << "numbered consecutively";
+      }
+      of_owner.push_back(record.bytes);
+    }
+    return absl::OkStatus();
+  }
+  uint64_t epoch = 1;
+  absl::Status failure;
+  std::map<SourcePartition, std::vector<std::string>> records_of;
+};
+
+constexpr SourcePartition kTaps0{SourceTopic::kTaps, 0};
+constexpr SourcePartition kTaps1{SourceTopic::kTaps, 1};
+constexpr SourcePartition kMedical0{SourceTopic::kMedical, 0};
+
+// Everything a store answers about its partitions' state (lines, counters, applied records,
+// exceptions, offsets, gross and the transaction records of `txn_ids`), one line per fact, so that
+// two stores are compared whole.
+std::vector<std::string> StoreAnswers(StateStore& store, const std::vector<std::string>& txn_ids) {
+  std::vector<std::string> out;
+  absl::StatusOr<LineIds> line_ids = LoadLineIds(store);
+  EXPECT_TRUE(line_ids.ok()) << line_ids.status();
+  if (!line_ids.ok()) return out;
+  for (const WindowDay day : {kNov26, kNov27, kNov28}) {
+    absl::StatusOr<std::vector<WindowLine>> lines = ReadWindowLines(store, day);
+    EXPECT_TRUE(lines.ok()) << lines.status();
+    if (lines.ok()) {
+      std::sort(lines->begin(), lines->end(), [](const auto& a, const auto& b) { return a.line_key < b.line_key; });
+      for (const WindowLine& line : *lines) {
+        const LineTotals& t = line.totals;
+        out.push_back(Cat("line ", day, " ", line.line_key, " ", t.count, " ", t.amount_fen, " ", t.fund_pay_fen, " ",
+                          t.account_pay_fen, " ", t.cash_pay_fen, " ", t.reversal_count, " ", t.reversed_amount_fen,
+                          " ", t.reversed_fund_pay_fen));
+      }
+    }
+    absl::StatusOr<WindowCounters> counters = ReadWindowCounters(store, day);
+    EXPECT_TRUE(counters.ok()) << counters.status();
+    if (counters.ok()) {
+      std::string exceptions;
+      for (const int64_t count : counters->exception_counts) exceptions += Cat(" ", count);
+      out.push_back(Cat("counters ", day, " ", counters->applied_count, " ", counters->exact_duplicate_count, " ",
+                        counters->late_count, exceptions));
+    }
+    EXPECT_TRUE(VisitAppliedRecords(store, day, *line_ids, [&](SourcePartition owner, const AppliedRecord& r) {
+                  out.push_back(Cat("applied ", day, " ", FormatOwner(owner), " ", r.offset, " ",
+                                    static_cast<int>(r.kind), " ", r.late, " ", r.amount_fen, " ", r.txn_id, " ",
+                                    r.original_txn_id, " ", r.line_key, " ", r.card_masked));
+                  return true;
+                }).ok());
+  }
+  EXPECT_TRUE(store.Scan(Table::kExceptions, {}, {}, [&](std::string_view k, std::string_view v) {
+                    ExceptionRecord e;
+                    EXPECT_TRUE(DecodeExceptionRecord(k, v, e));
+                    out.push_back(Cat("exception ", static_cast<int>(e.topic), "/", e.partition, "@", e.offset, " ",
+                                      ReasonName(e.reason), " ", e.window, " ", e.txn_id, " ", e.detail));
+                    return true;
+                  }).ok());
+  for (const std::string_view prefix : {kOffsetKeyPrefix, kGrossKeyPrefix}) {
+    EXPECT_TRUE(store.Scan(Table::kMeta, prefix, {}, [&](std::string_view k, std::string_view v) {
+                      out.push_back(Cat("meta ", absl::BytesToHexString(absl::string_view(k.data(), k.size())), " = ",
+                                        absl::BytesToHexString(absl::string_view(v.data(), v.size()))));
+                      return true;
+                    }).ok());
+  }
+  for (const std::string& id : txn_ids) {
+    for (const Family family : {Family::kTaps, Family::kMedical}) {
+      absl::StatusOr<std::vector<OwnedTxnRecord>> found = FindTxnRecordsOfId(store, family, id);
+      EXPECT_TRUE(found.ok()) << found.status();
+      if (!found.ok()) continue;
+      for (const OwnedTxnRecord& owned : *found) {
+        TxnRecord t;
+        EXPECT_TRUE(DecodeTxnRecord(owned.value, *line_ids, t));
+        out.push_back(Cat("txn ", id, " ", FormatOwner(owned.owner), " ", static_cast<int>(t.kind), " ", t.window,
+                          " ", t.offset, " ", t.amount_fen, " ", t.refunded_fen, " ", t.cancelled, " ",
+                          t.duplicate_count, " ", t.line_key, " ", t.original_txn_id));
+      }
+    }
+  }
+  return out;
+}
+
+// Applies every record of `owners` in `changelog` to the store at `path` and flushes.
+absl::Status RestoreInto(StateStore& store, const MemoryChangelog& changelog, const std::vector<SourcePartition>& owners) {
+  absl::StatusOr<std::unique_ptr<ChangelogRestore>> restore = ChangelogRestore::Open(store);
+  if (!restore.ok()) return restore.status();
+  for (const SourcePartition owner : owners) {
+    const auto it = changelog.records_of.find(owner);
+    if (it == changelog.records_of.end()) continue;
+    for (const std::string& record : it->second) {
+      absl::StatusOr<RestoreStep> step = (*restore)->Apply(record);
+      if (!step.ok()) return step.status();
+    }
+  }
+  return (*restore)->Flush();
+}
+
+const std::vector<std::string> kChangelogTxnIds = {"TAP1", "TAP2", "TAP3", "TAPM", "R1", "SETTLE1", "CANCEL1", "SETTLE2"};
+
+TEST_F(LedgerTest, AStoreRestoredFromTheChangelogAnswersAsTheStoreThatWroteIt) {
+  MemoryChangelog changelog;
+  changelog_ = &changelog;
+  recent_txn_records_max_ = 3;  // some records are sorted into kTxn, some stay recent
+  Reopen();
+  TapFields museum = Tap("TAPM", 2000);
+  museum.merchant_id = "M_NJ_MUSEUM";
+  Apply({TapMessage(Tap("TAP1", 300)), TapMessage(Tap("TAP2", 500))});
+  Apply({TapMessage(museum), TapMessage(Tap("TAP1", 300)), TapMessage(Tap("TAP2", 999))}, 1);
+  ASSERT_TRUE(ledger_->AwaitRecentTxnSort().ok());
+  Apply({RefundMessage(Refund("R1", 120, "TAP1")), {SourceTopic::kTaps, "not a message"}});
+  Apply({SettlementMessage(Settlement("SETTLE1")), SettlementMessage(Settlement("SETTLE2"))});
+  Apply({CancellationMessage(Cancellation("CANCEL1", "SETTLE1"))});
+  Apply({TapMessage(Tap("TAP3", 700))}, 1);
+  EXPECT_EQ(changelog.records_of.size(), 3u);
+  EXPECT_EQ(changelog.records_of[kTaps0].size(), 2u);
+  EXPECT_EQ(changelog.records_of[kMedical0].size(), 2u);
+  const std::vector<std::string> written = StoreAnswers(*store_, kChangelogTxnIds);
+
+  // A store that never saw a message of these partitions, restored from the changelog alone.
+  {
+    auto restored = RocksStore::Open(dir_.path() + "/restored", {});
+    ASSERT_TRUE(restored.ok()) << restored.status();
+    ASSERT_TRUE(RestoreInto(**restored, changelog, {kTaps0, kTaps1, kMedical0}).ok());
+    EXPECT_EQ(StoreAnswers(**restored, kChangelogTxnIds), written);
+  }
+
+  // The restored store's ledger goes on exactly as the writer's: the next batch, applied to each.
+  const auto offsets_before = next_offsets_;
+  const std::vector<Message> next = {TapMessage(Tap("TAP1", 300)), RefundMessage(Refund("R2", 180, "TAP1")),
+                                     RefundMessage(Refund("R3", 1, "TAP1")), TapMessage(Tap("TAP4", 50))};
+  std::vector<Fate> fates_written;
+  for (const MessageSlot& slot : Apply(next).slots()) fates_written.push_back(slot.fate);
+  EXPECT_EQ(fates_written, (std::vector<Fate>{Fate::kExactDuplicate, Fate::kApplied, Fate::kRejected, Fate::kApplied}));
+  EXPECT_EQ(changelog.records_of[kTaps0].size(), 3u);
+  const std::vector<std::string> written_after = StoreAnswers(*store_, kChangelogTxnIds);
+
+  MemoryChangelog restored_changelog;
+  changelog_ = &restored_changelog;
+  ledger_.reset();
+  store_.reset();
+  store_path_ = dir_.path() + "/restored";
+  next_offsets_ = offsets_before;
+  Open();
+  std::vector<Fate> fates_restored;
+  for (const MessageSlot& slot : Apply(next).slots()) fates_restored.push_back(slot.fate);
+  EXPECT_EQ(fates_restored, fates_written);
+  EXPECT_EQ(StoreAnswers(*store_, kChangelogTxnIds), written_after);
+  // It numbers its commit record of partition 0 on from what it restored.
+  ASSERT_EQ(restored_changelog.records_of[kTaps0].size(), 1u);
+  ChangelogHeader header;
+  ASSERT_TRUE(DecodeChangelogHeader(restored_changelog.records_of[kTaps0][0], header));
+  EXPECT_EQ(header.number, 3u);
+  EXPECT_EQ(header.next_offset, (next_offsets_[{SourceTopic::kTaps, 0}]));
 }
 
 }  // namespace

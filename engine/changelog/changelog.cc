@@ -1,0 +1,403 @@
+#include "engine/changelog/changelog.h"
+
+#include <array>
+#include <cstring>
+
+#include "engine/base/strings.h"
+#include "engine/readers/store_readers.h"
+#include "engine/upgrade/store_upgrade.h"
+
+namespace yrd {
+namespace {
+
+// Layout (integers little-endian, as in the store's values):
+//   version, kind, owner (AppendOwner), epoch u64, number u64, next_offset i64,
+//   then for a commit five sections: transaction records, counters, gross, applied, exceptions,
+//   each a count u32 and a byte length u32 before its entries.
+constexpr uint8_t kChangelogVersion = 1;
+constexpr size_t kHeaderBytes = 2 + kOwnerKeyBytes + 8 + 8 + 8;
+constexpr size_t kSectionCount = 5;
+
+template <typename T>
+void PutFixed(std::string& out, T value) {
+  char bytes[sizeof(T)];
+  std::memcpy(bytes, &value, sizeof(T));
+  out.append(bytes, sizeof(T));
+}
+void PutBytes(std::string& out, std::string_view bytes) {
+  PutFixed(out, static_cast<uint32_t>(bytes.size()));
+  out.append(bytes);
+}
+
+class ByteReader {
+ public:
+  explicit ByteReader(std::string_view bytes) : bytes_(bytes) {}
+  template <typename T>
+  bool Fixed(T& value) {
+    if (bytes_.size() - position_ < sizeof(T)) return false;
+    std::memcpy(&value, bytes_.data() + position_, sizeof(T));
+    position_ += sizeof(T);
+    return true;
+  }
+  bool Bytes(std::string_view& out) {
+    uint32_t size = 0;
+    if (!Fixed(size) || bytes_.size() - position_ < size) return false;
+    out = bytes_.substr(position_, size);
+    position_ += size;
+    return true;
+  }
+  [[nodiscard]] bool AtEnd() const { return position_ == bytes_.size(); }
+
+ private:
+  std::string_view bytes_;
+  size_t position_ = 0;
+};
+
+void EncodeHeader(const ChangelogHeader& header, std::string& out) {
+  out.clear();
+  out.push_back(static_cast<char>(kChangelogVersion));
+  out.push_back(static_cast<char>(header.kind));
+  AppendOwner(out, header.owner);
+  PutFixed(out, header.epoch);
+  PutFixed(out, header.number);
+  PutFixed(out, header.next_offset);
+}
+
+absl::Status Damaged(const ChangelogHeader& header, std::string_view what) {
+  return absl::DataLossError(Cat("changelog record ", header.number, " of ", FormatOwner(header.owner),
+                                 " is damaged: ", what));
+}
+
+bool HasOwner(std::string_view key, SourcePartition owner) {
+  return key.size() >= kOwnerKeyBytes && ReadOwner(key.data()) == owner;
+}
+
+}  // namespace
+
+bool DecodeChangelogHeader(std::string_view record, ChangelogHeader& out) {
+  if (record.size() < kHeaderBytes || static_cast<uint8_t>(record[0]) != kChangelogVersion) return false;
+  const auto kind = static_cast<uint8_t>(record[1]);
+  if (kind != static_cast<uint8_t>(ChangelogKind::kCommit) && kind != static_cast<uint8_t>(ChangelogKind::kFence)) {
+    return false;
+  }
+  out.kind = static_cast<ChangelogKind>(kind);
+  const auto topic = static_cast<uint8_t>(record[2]);
+  if (topic > static_cast<uint8_t>(SourceTopic::kMedical)) return false;
+  out.owner = ReadOwner(record.data() + 2);
+  if (out.owner.partition < 0 || out.owner.partition >= kSourcePartitionsPerTopicMax) return false;
+  ByteReader r(record.substr(2 + kOwnerKeyBytes));
+  return r.Fixed(out.epoch) && r.Fixed(out.number) && r.Fixed(out.next_offset);
+}
+
+// ---- building ------------------------------------------------------------------------------------
+
+void ChangelogRecordBuilder::Start(const ChangelogHeader& header) {
+  header_ = header;
+  for (Section* section : {&txn_, &counters_, &gross_, &applied_, &exceptions_}) {
+    section->count = 0;
+    section->bytes.clear();
+  }
+}
+
+bool ChangelogRecordBuilder::AddTxnRecord(std::string_view txn_key, const TxnRecord& record,
+                                          const LineIds& line_ids) {
+  TxnRecord named = record;
+  if (record.line_id != kNoLineId) {
+    const std::optional<std::string_view> line_key = line_ids.KeyOf(record.line_id);
+    if (!line_key) return false;
+    named.line_key = *line_key;
+  }
+  EncodeTxnRecordWithLineKey(named, scratch_);
+  PutBytes(txn_.bytes, txn_key);
+  PutBytes(txn_.bytes, scratch_);
+  ++txn_.count;
+  return true;
+}
+
+void ChangelogRecordBuilder::AddCounters(WindowDay day, const WindowCounters& counters) {
+  EncodeWindowCounters(counters, scratch_);
+  PutFixed(counters_.bytes, day);
+  PutBytes(counters_.bytes, scratch_);
+  ++counters_.count;
+}
+
+void ChangelogRecordBuilder::AddGross(WindowDay day, int64_t gross_fen) {
+  PutFixed(gross_.bytes, day);
+  PutFixed(gross_.bytes, gross_fen);
+  ++gross_.count;
+}
+
+bool ChangelogRecordBuilder::AddApplied(WindowDay day, uint64_t number, std::string_view blob,
+                                        const LineIds& line_ids) {
+  scratch_.clear();
+  size_t position = 0;
+  AppliedRecord record;
+  bool damaged = false;
+  while (NextAppliedRecord(blob, position, line_ids, record, damaged)) AppendAppliedRecordWithLineKey(record, scratch_);
+  if (damaged) return false;
+  PutFixed(applied_.bytes, day);
+  PutFixed(applied_.bytes, number);
+  PutBytes(applied_.bytes, scratch_);
+  ++applied_.count;
+  return true;
+}
+
+void ChangelogRecordBuilder::AddException(std::string_view key, std::string_view value) {
+  PutBytes(exceptions_.bytes, key);
+  PutBytes(exceptions_.bytes, value);
+  ++exceptions_.count;
+}
+
+void ChangelogRecordBuilder::Finish(std::string& out) {
+  EncodeHeader(header_, out);
+  for (Section* section : {&txn_, &counters_, &gross_, &applied_, &exceptions_}) {
+    PutFixed(out, section->count);
+    PutBytes(out, section->bytes);
+    section->count = 0;
+    section->bytes.clear();
+  }
+}
+
+void EncodeChangelogFence(SourcePartition owner, uint64_t epoch, std::string& out) {
+  EncodeHeader({.kind = ChangelogKind::kFence, .owner = owner, .epoch = epoch}, out);
+}
+
+// ---- progress ------------------------------------------------------------------------------------
+
+void EncodeChangelogProgress(const ChangelogProgress& progress, std::string& out) {
+  out.clear();
+  out.push_back(static_cast<char>(kChangelogVersion));
+  PutFixed(out, progress.number);
+  PutFixed(out, progress.epoch);
+  PutFixed(out, progress.fence_epoch);
+}
+
+bool DecodeChangelogProgress(std::string_view bytes, ChangelogProgress& out) {
+  if (bytes.empty() || static_cast<uint8_t>(bytes[0]) != kChangelogVersion) return false;
+  ByteReader r(bytes.substr(1));
+  return r.Fixed(out.number) && r.Fixed(out.epoch) && r.Fixed(out.fence_epoch) && r.AtEnd();
+}
+
+absl::StatusOr<std::map<SourcePartition, ChangelogProgress>> ReadChangelogProgress(StateStore& store) {
+  std::map<SourcePartition, ChangelogProgress> progress;
+  bool damaged = false;
+  absl::Status s = store.Scan(Table::kMeta, kChangelogKeyPrefix, {}, [&](std::string_view key, std::string_view value) {
+    ChangelogProgress one;
+    damaged = key.size() != kChangelogKeyPrefix.size() + kOwnerKeyBytes || !DecodeChangelogProgress(value, one);
+    if (!damaged) progress[ReadOwner(key.data() + kChangelogKeyPrefix.size())] = one;
+    return !damaged;
+  });
+  if (!s.ok()) return s;
+  if (damaged) return absl::DataLossError("a changelog progress record is damaged");
+  return progress;
+}
+
+// ---- restoring -----------------------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<ChangelogRestore>> ChangelogRestore::Open(StateStore& store) {
+  // A store of an earlier format is brought to this one first, as the ledger does (a new one gets
+  // the format marker).
+  if (absl::Status s = UpgradeStore(store); !s.ok()) return s;
+  std::unique_ptr<ChangelogRestore> restore(new ChangelogRestore(store));
+  absl::StatusOr<LineIds> line_ids = LoadLineIds(store);
+  if (!line_ids.ok()) return line_ids.status();
+  restore->line_ids_ = *std::move(line_ids);
+  absl::StatusOr<std::map<SourcePartition, ChangelogProgress>> progress = ReadChangelogProgress(store);
+  if (!progress.ok()) return progress.status();
+  restore->progress_ = *std::move(progress);
+  std::string value;
+  bool found = false;
+  if (absl::Status s = store.Get(Table::kMeta, kCommitSequenceKey, value, found); !s.ok()) return s;
+  if (found) {
+    if (value.size() != 8) return absl::DataLossError("commit_sequence record is damaged");
+    restore->commit_sequence_ = ReadBigEndian64(value.data());
+  }
+  return restore;
+}
+
+ChangelogProgress ChangelogRestore::progress(SourcePartition owner) const {
+  const auto it = progress_.find(owner);
+  return it == progress_.end() ? ChangelogProgress{} : it->second;
+}
+
+absl::StatusOr<RestoreStep> ChangelogRestore::Apply(std::string_view record) {
+  if (!failure_.ok()) return failure_;
+  absl::StatusOr<RestoreStep> step = ApplyOne(record);
+  if (!step.ok()) failure_ = step.status();
+  return step;
+}
+
+absl::StatusOr<RestoreStep> ChangelogRestore::ApplyOne(std::string_view record) {
+  ChangelogHeader header;
+  if (!DecodeChangelogHeader(record, header)) return absl::DataLossError("a changelog record's header is damaged");
+  const bool first_read = !seen_[header.owner];
+  seen_[header.owner] = true;
+  ChangelogProgress& progress = progress_[header.owner];
+  if (header.kind == ChangelogKind::kFence) {
+    if (header.epoch > progress.fence_epoch) {
+      progress.fence_epoch = header.epoch;
+      pending_ = true;
+    }
+    return RestoreStep::kFence;
+  }
+  // An epoch never goes back: a commit of an earlier one than the fence (or than the last commit)
+  // comes from an owner that lost the partition and did not know yet.
+  if (header.epoch < progress.fence_epoch || header.epoch < progress.epoch) return RestoreStep::kFencedOut;
+  if (header.number <= progress.number) return RestoreStep::kRepeat;
+  if (header.number != progress.number + 1) {
+    return absl::DataLossError(Cat(first_read ? "changelog_truncated: the changelog of " : "changelog_gap: the changelog of ",
+                                   FormatOwner(header.owner), first_read ? " begins at commit " : " skips to commit ",
+                                   header.number, " but this store holds its commits through ", progress.number,
+                                   ": commits ", progress.number + 1, " to ", header.number - 1,
+                                   " are missing; its state is not restored"));
+  }
+  if (absl::Status s = ApplyCommit(header, std::string_view(record).substr(kHeaderBytes)); !s.ok()) return s;
+  progress.number = header.number;
+  progress.epoch = header.epoch;
+  ++commits_applied_;
+  pending_ = true;
+  if (write_->size_bytes() >= kPendingBytesMax) {
+    if (absl::Status s = Flush(); !s.ok()) return s;
+  }
+  return RestoreStep::kApplied;
+}
+
+uint32_t ChangelogRestore::LocalLineId(std::string_view line_key) {
+  bool added = false;
+  const uint32_t id = line_ids_.IdOf(line_key, added);
+  if (added) {
+    LineIdKey(id, key_scratch_);
+    Put(Table::kMeta, key_scratch_, line_key);
+  }
+  return id;
+}
+
+absl::Status ChangelogRestore::ApplyCommit(const ChangelogHeader& header, std::string_view body) {
+  // The sections are read whole before anything is put, so a damaged record changes nothing.
+  std::array<std::pair<uint32_t, std::string_view>, kSectionCount> sections;
+  ByteReader sections_reader(body);
+  for (auto& [count, bytes] : sections) {
+    if (!sections_reader.Fixed(count) || !sections_reader.Bytes(bytes)) return Damaged(header, "truncated");
+  }
+  if (!sections_reader.AtEnd()) return Damaged(header, "bytes after its last section");
+  const SourcePartition owner = header.owner;
+  puts_.clear();
+  std::string recent_entries;
+
+  {  // transaction records, renumbered to this store's lines
+    ByteReader r(sections[0].second);
+    for (uint32_t i = 0; i < sections[0].first; ++i) {
+      std::string_view key, value;
+      TxnRecord record;
+      if (!r.Bytes(key) || !r.Bytes(value) || !HasOwner(key, owner) || !DecodeTxnRecord(value, line_ids_, record)) {
+        return Damaged(header, "a transaction record");
+      }
+      if (!record.line_key.empty()) record.line_id = LocalLineId(record.line_key);
+      EncodeTxnRecord(record, value_scratch_);
+      AppendRecentTxnEntry(key, value_scratch_, recent_entries);
+    }
+    if (!r.AtEnd()) return Damaged(header, "transaction records");
+  }
+  {  // counters
+    ByteReader r(sections[1].second);
+    for (uint32_t i = 0; i < sections[1].first; ++i) {
+      WindowDay day = 0;
+      std::string_view value;
+      WindowCounters counters;
+      if (!r.Fixed(day) || !r.Bytes(value) || !DecodeWindowCounters(value, counters)) {
+        return Damaged(header, "window counters");
+      }
+      CountersKey(day, owner, key_scratch_);
+      Put(Table::kMeta, key_scratch_, value);
+    }
+    if (!r.AtEnd()) return Damaged(header, "window counters");
+  }
+  {  // partition gross
+    ByteReader r(sections[2].second);
+    for (uint32_t i = 0; i < sections[2].first; ++i) {
+      WindowDay day = 0;
+      int64_t gross_fen = 0;
+      if (!r.Fixed(day) || !r.Fixed(gross_fen) || gross_fen < 0) return Damaged(header, "a partition gross");
+      GrossKey(day, owner.topic, owner.partition, key_scratch_);
+      EncodeGross(gross_fen, value_scratch_);
+      Put(Table::kMeta, key_scratch_, value_scratch_);
+    }
+    if (!r.AtEnd()) return Damaged(header, "partition gross");
+  }
+  {  // applied records, renumbered to this store's lines
+    ByteReader r(sections[3].second);
+    for (uint32_t i = 0; i < sections[3].first; ++i) {
+      WindowDay day = 0;
+      uint64_t number = 0;
+      std::string_view blob;
+      if (!r.Fixed(day) || !r.Fixed(number) || !r.Bytes(blob)) return Damaged(header, "applied records");
+      blob_scratch_.clear();
+      size_t position = 0;
+      AppliedRecord record;
+      bool damaged = false;
+      while (NextAppliedRecord(blob, position, line_ids_, record, damaged)) {
+        if (record.partition != owner.partition) return Damaged(header, "an applied record of another partition");
+        if (!record.line_key.empty()) record.line_id = LocalLineId(record.line_key);
+        AppendAppliedRecord(record, blob_scratch_);
+      }
+      if (damaged) return Damaged(header, "an applied record");
+      AppliedKey(day, owner, number, key_scratch_);
+      Put(Table::kApplied, key_scratch_, blob_scratch_);
+    }
+    if (!r.AtEnd()) return Damaged(header, "applied records");
+  }
+  {  // exceptions
+    ByteReader r(sections[4].second);
+    for (uint32_t i = 0; i < sections[4].first; ++i) {
+      std::string_view key, value;
+      ExceptionRecord exception;
+      if (!r.Bytes(key) || !r.Bytes(value) || !HasOwner(key, owner) || !DecodeExceptionRecord(key, value, exception)) {
+        return Damaged(header, "an exception");
+      }
+      Put(Table::kExceptions, key, value);
+    }
+    if (!r.AtEnd()) return Damaged(header, "exceptions");
+  }
+
+  OffsetKey(owner.topic, owner.partition, key_scratch_);
+  value_scratch_.clear();
+  AppendBigEndian64(value_scratch_, static_cast<uint64_t>(header.next_offset));
+  Put(Table::kMeta, key_scratch_, value_scratch_);
+  for (const PendingPut& put : puts_) write_->Put(put.table, put.key, put.value);
+  recent_blob_.append(recent_entries);
+  return absl::OkStatus();
+}
+
+void ChangelogRestore::Put(Table table, std::string_view key, std::string_view value) {
+  puts_.push_back({table, std::string(key), std::string(value)});
+}
+
+absl::Status ChangelogRestore::Flush() {
+  if (!failure_.ok()) return failure_;
+  if (!pending_) return absl::OkStatus();
+  for (const auto& [owner, progress] : progress_) {
+    ChangelogProgressKey(owner, key_scratch_);
+    EncodeChangelogProgress(progress, value_scratch_);
+    write_->Put(Table::kMeta, key_scratch_, value_scratch_);
+  }
+  if (!recent_blob_.empty()) {
+    // The restored transaction records go in as one commit of this store: newer than what its
+    // sorted table and its earlier recent records hold of them.
+    std::string blob;
+    StartRecentTxnBlob(blob);
+    blob.append(recent_blob_);
+    RecentTxnKey(++commit_sequence_, key_scratch_);
+    write_->Put(Table::kRecentTxn, key_scratch_, blob);
+    value_scratch_.clear();
+    AppendBigEndian64(value_scratch_, commit_sequence_);
+    write_->Put(Table::kMeta, kCommitSequenceKey, value_scratch_);
+  }
+  absl::Status s = store_.Write(*write_);
+  write_->Clear();
+  recent_blob_.clear();
+  pending_ = false;
+  if (!s.ok()) failure_ = s;
+  return s;
+}
+
+}  // namespace yrd

@@ -1,0 +1,166 @@
+// Changelog: a source partition's committed state changes as a stream of records, so that
+// another instance can rebuild exactly the state of the partition's last commit and resume at the
+// offset that state reflects (docs/scale-out.md, section 4).
+//
+// A commit record holds what one commit changed of one partition (its owner): the transaction
+// records it wrote, the window counters and partition gross it touched, its applied records and
+// its exceptions, with the owner's next source offset once it is applied. Records name their
+// lines by key, not by the writing store's line numbers, so any store can take them. An owner's
+// commit records are numbered consecutively from 1 and carry the owner's epoch (the consumer
+// group's generation at which the instance got the partition); a fence record opens an epoch:
+// after it, a commit record of an earlier epoch (a zombie's) changes nothing.
+//
+// ChangelogRestore applies the records of a changelog to a store in their order: a commit
+// numbered next is applied, a repeat skipped, a zombie's ignored, and a changelog that skips a
+// number (a gap, or its start dropped by the broker) is refused, never restored into wrong state.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/store/records.h"
+#include "engine/store/state_store.h"
+
+namespace yrd {
+
+enum class ChangelogKind : uint8_t { kCommit = 1, kFence = 2 };
+
+struct ChangelogHeader {
+  ChangelogKind kind = ChangelogKind::kCommit;
+  SourcePartition owner;
+  uint64_t epoch = 0;
+  uint64_t number = 0;      // commit: the owner's commit number (from 1); fence: 0
+  int64_t next_offset = 0;  // commit: the owner's next source offset once it is applied
+};
+[[nodiscard]] bool DecodeChangelogHeader(std::string_view record, ChangelogHeader& out);
+
+// One record of an owner's changelog, as the ledger hands it to its sink.
+struct ChangelogRecord {
+  SourcePartition owner;
+  uint64_t number = 0;
+  std::string bytes;
+};
+
+// Builds one commit record. The line keys the added records name come from `line_ids`.
+class ChangelogRecordBuilder {
+ public:
+  void Start(const ChangelogHeader& header);
+  // A transaction record as stored (naming its line by number) under its kTxn key.
+  [[nodiscard]] bool AddTxnRecord(std::string_view txn_key, const TxnRecord& record, const LineIds& line_ids);
+  void AddCounters(WindowDay day, const WindowCounters& counters);
+  void AddGross(WindowDay day, int64_t gross_fen);
+  // One kApplied value (a blob of applied records numbering their lines) under its number.
+  [[nodiscard]] bool AddApplied(WindowDay day, uint64_t number, std::string_view blob, const LineIds& line_ids);
+  void AddException(std::string_view key, std::string_view value);
+  // The record; the builder is empty again.
+  void Finish(std::string& out);
+
+ private:
+  struct Section {
+    uint32_t count = 0;
+    std::string bytes;
+  };
+  ChangelogHeader header_;
+  Section txn_, counters_, gross_, applied_, exceptions_;
+  std::string scratch_;
+};
+
+// A fence record: `epoch` owns `owner` from here on.
+void EncodeChangelogFence(SourcePartition owner, uint64_t epoch, std::string& out);
+
+// Where the ledger's commit records go. Thread-safe as documented per method.
+class ChangelogSink {
+ public:
+  virtual ~ChangelogSink() = default;
+  // The epoch under which this instance owns `owner`; called on the ledger thread.
+  [[nodiscard]] virtual uint64_t EpochOf(SourcePartition owner) const = 0;
+  // Appends the records of one commit (one per owner it changed) and returns once every one is
+  // durable in the changelog; the commit is written to the store only after. Called on the
+  // commit thread, in commit order.
+  [[nodiscard]] virtual absl::Status Append(std::span<const ChangelogRecord> records) = 0;
+};
+
+// How much of an owner's changelog a store holds (kMeta ChangelogProgressKey): the number and
+// epoch of its last commit record, and the epoch of the last fence.
+struct ChangelogProgress {
+  uint64_t number = 0;
+  uint64_t epoch = 0;
+  uint64_t fence_epoch = 0;
+  bool operator==(const ChangelogProgress&) const = default;
+};
+void EncodeChangelogProgress(const ChangelogProgress& progress, std::string& out);
+[[nodiscard]] bool DecodeChangelogProgress(std::string_view bytes, ChangelogProgress& out);
+// Every owner's progress a store holds.
+[[nodiscard]] absl::StatusOr<std::map<SourcePartition, ChangelogProgress>> ReadChangelogProgress(StateStore& store);
+
+// What Apply did with one record.
+enum class RestoreStep : uint8_t {
+  kApplied = 0,    // a commit numbered next: its changes are in the store (at the next Flush)
+  kRepeat = 1,     // a commit the store already holds
+  kFencedOut = 2,  // a commit of an epoch a fence closed: a zombie's, changes nothing
+  kFence = 3,      // a fence: later commits of earlier epochs change nothing
+};
+
+// Applies changelog records to a store whose ledger is not running (the ledger reads the result
+// when it loads). Records of several owners may be applied through one restore.
+class ChangelogRestore {
+ public:
+  // Upgrades a store of an earlier format (engine/upgrade) and reads its line numbers, commit
+  // sequence and changelog progress.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<ChangelogRestore>> Open(StateStore& store);
+
+  // Applies one record; the changes are written by Flush (or by an Apply whose pending write
+  // grew past kPendingBytesMax). A record that skips a commit number is refused with DataLoss
+  // naming what is missing (`changelog_truncated` when it is the first record read for its
+  // owner, `changelog_gap` after), and a damaged one with DataLoss; nothing of it is applied,
+  // and every later Apply and Flush returns the same error (what was flushed before stands).
+  [[nodiscard]] absl::StatusOr<RestoreStep> Apply(std::string_view record);
+  // Writes what was applied, synced.
+  [[nodiscard]] absl::Status Flush();
+
+  // The owner's progress as applied so far (written or pending).
+  [[nodiscard]] ChangelogProgress progress(SourcePartition owner) const;
+  // Commit records applied so far.
+  [[nodiscard]] uint64_t commits_applied() const { return commits_applied_; }
+
+  // A pending write is flushed once it holds this many bytes.
+  static constexpr size_t kPendingBytesMax = 8 << 20;
+
+ private:
+  explicit ChangelogRestore(StateStore& store) : store_(store), write_(store.NewWriteBatch()) {}
+  [[nodiscard]] absl::StatusOr<RestoreStep> ApplyOne(std::string_view record);
+  [[nodiscard]] absl::Status ApplyCommit(const ChangelogHeader& header, std::string_view body);
+  // Queues a change of the record being applied; it joins the pending write once the whole
+  // record is read.
+  void Put(Table table, std::string_view key, std::string_view value);
+  // The store's number of `line_key`, given now (and stored with the pending write) if new.
+  uint32_t LocalLineId(std::string_view line_key);
+
+  StateStore& store_;
+  std::unique_ptr<StateWriteBatch> write_;
+  bool pending_ = false;
+  absl::Status failure_;
+  struct PendingPut {
+    Table table;
+    std::string key, value;
+  };
+  std::vector<PendingPut> puts_;
+  LineIds line_ids_;
+  uint64_t commit_sequence_ = 0;
+  std::map<SourcePartition, ChangelogProgress> progress_;
+  std::map<SourcePartition, bool> seen_;  // owners with a record read by this restore
+  uint64_t commits_applied_ = 0;
+  std::string recent_blob_;  // the transaction records of the pending write (one kRecentTxn value)
+  std::string key_scratch_;
+  std::string value_scratch_;
+  std::string blob_scratch_;
+};
+
+}  // namespace yrd
