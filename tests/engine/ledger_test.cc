@@ -1766,5 +1766,181 @@ TEST_F(LedgerTest, AStoreRestoredFromTheChangelogAnswersAsTheStoreThatWroteIt) {
   EXPECT_EQ(header.next_offset, (next_offsets_[{SourceTopic::kTaps, 0}]));
 }
 
+TEST_F(LedgerTest, ARestoreIntoAStoreWithLinesOfItsOwnRenumbersThem) {
+  TapFields museum = Tap("TAPM", 2000);
+  museum.merchant_id = "M_NJ_MUSEUM";
+  const std::vector<Message> partition0 = {TapMessage(Tap("TAP1", 300)), TapMessage(Tap("TAP2", 500))};
+  const std::vector<Message> partition1 = {TapMessage(museum), TapMessage(Tap("TAP3", 700))};
+  // The writer sees partition 0 first (the metro line is its number 0); the other store consumes
+  // partition 1 itself (the museum line is its number 0) and takes partition 0 from the changelog.
+  MemoryChangelog changelog;
+  changelog_ = &changelog;
+  Reopen();
+  Apply(partition0);
+  Apply(partition1, 1);
+  Apply({RefundMessage(Refund("R1", 120, "TAP1"))});
+  const std::vector<std::string> written = StoreAnswers(*store_, kChangelogTxnIds);
+
+  MemoryChangelog own_changelog;
+  changelog_ = &own_changelog;
+  ledger_.reset();
+  store_.reset();
+  store_path_ = dir_.path() + "/other";
+  next_offsets_.clear();
+  Open();
+  Apply(partition1, 1);
+  ledger_.reset();
+  ASSERT_TRUE(RestoreInto(*store_, changelog, {kTaps0}).ok());
+  EXPECT_EQ(StoreAnswers(*store_, kChangelogTxnIds), written);
+  ASSERT_TRUE(LoadedLineIds().KeyOf(0).has_value());
+  EXPECT_EQ(*LoadedLineIds().KeyOf(0), "T|B3301|330000|M_NJ_MUSEUM|B3201|320000|museum");
+  // Its ledger nets a refund of a restored tap into the restored line, at the restored offset.
+  Reopen();
+  EXPECT_EQ(ledger_->offsets().at({SourceTopic::kTaps, 0}), 3);
+  next_offsets_[{SourceTopic::kTaps, 0}] = 3;
+  EXPECT_EQ(Apply({RefundMessage(Refund("R2", 180, "TAP1"))}).slots()[0].fate, Fate::kApplied);
+  EXPECT_EQ(Line(kNov27, kMetroLine).reversed_amount_fen, 300);
+  EXPECT_EQ(Line(kNov27, kMetroLine).amount_fen, 1500);
+}
+
+TEST_F(LedgerTest, AChangelogThatSkipsACommitIsRefusedAndARepeatIsSkipped) {
+  MemoryChangelog changelog;
+  changelog_ = &changelog;
+  Reopen();
+  for (int i = 1; i <= 3; ++i) Apply({TapMessage(Tap(Cat("TAP", i), 100 * i))});
+  const std::vector<std::string>& records = changelog.records_of[kTaps0];
+  ASSERT_EQ(records.size(), 3u);
+  auto restored = RocksStore::Open(dir_.path() + "/restored", {});
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  auto offsets_of = [&](StateStore& store) {
+    std::vector<std::string> out;
+    EXPECT_TRUE(store.Scan(Table::kMeta, kOffsetKeyPrefix, {}, [&](std::string_view k, std::string_view v) {
+                      out.push_back(Cat(k.size(), ":", v.size() == 8 ? ReadBigEndian64(v.data()) : 0));
+                      return true;
+                    }).ok());
+    return out;
+  };
+  {  // The broker dropped the first commit: the changelog begins at commit 2.
+    auto restore = ChangelogRestore::Open(**restored);
+    ASSERT_TRUE(restore.ok());
+    absl::StatusOr<RestoreStep> step = (*restore)->Apply(records[1]);
+    ASSERT_FALSE(step.ok());
+    EXPECT_EQ(step.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_NE(step.status().message().find("changelog_truncated"), std::string_view::npos) << step.status();
+    EXPECT_NE(step.status().message().find("yrd.taps/0 begins at commit 2"), std::string_view::npos) << step.status();
+    EXPECT_FALSE((*restore)->Flush().ok()) << "a refused restore writes nothing more";
+    EXPECT_TRUE(offsets_of(**restored).empty());
+  }
+  {  // Commit 2 is missing between 1 and 3; a repeat of 1 is skipped.
+    auto restore = ChangelogRestore::Open(**restored);
+    ASSERT_TRUE(restore.ok());
+    EXPECT_EQ(*(*restore)->Apply(records[0]), RestoreStep::kApplied);
+    EXPECT_EQ(*(*restore)->Apply(records[0]), RestoreStep::kRepeat);
+    ASSERT_TRUE((*restore)->Flush().ok());
+    absl::StatusOr<RestoreStep> step = (*restore)->Apply(records[2]);
+    ASSERT_FALSE(step.ok());
+    EXPECT_NE(step.status().message().find("changelog_gap"), std::string_view::npos) << step.status();
+    EXPECT_NE(step.status().message().find("commits 2 to 2 are missing"), std::string_view::npos) << step.status();
+    // What was flushed before the gap stands: commit 1, at the offset after it.
+    EXPECT_EQ(offsets_of(**restored), (std::vector<std::string>{"12:1"}));
+    EXPECT_EQ((*restore)->progress(kTaps0).number, 1u);
+  }
+  {  // A later restore goes on from the store's progress: 1 is a repeat, 2 and 3 are applied.
+    auto restore = ChangelogRestore::Open(**restored);
+    ASSERT_TRUE(restore.ok());
+    EXPECT_EQ(*(*restore)->Apply(records[0]), RestoreStep::kRepeat);
+    EXPECT_EQ(*(*restore)->Apply(records[1]), RestoreStep::kApplied);
+    EXPECT_EQ(*(*restore)->Apply(records[2]), RestoreStep::kApplied);
+    ASSERT_TRUE((*restore)->Flush().ok());
+  }
+  EXPECT_EQ(offsets_of(**restored), (std::vector<std::string>{"12:3"}));
+  EXPECT_EQ(StoreAnswers(**restored, {"TAP1", "TAP2", "TAP3"}), StoreAnswers(*store_, {"TAP1", "TAP2", "TAP3"}));
+}
+
+TEST_F(LedgerTest, AChangelogRecordDamagedAnywhereIsRefusedAndChangesNothing) {
+  MemoryChangelog changelog;
+  changelog_ = &changelog;
+  Reopen();
+  Apply({TapMessage(Tap("TAP1", 300)), RefundMessage(Refund("R1", 100, "TAP1")), {SourceTopic::kTaps, "junk"}});
+  const std::string record = changelog.records_of[kTaps0].at(0);
+  auto restored = RocksStore::Open(dir_.path() + "/restored", {});
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  // Cut short at every length, and every byte flipped in turn: refused or (where the byte is a
+  // free value such as an amount) applied, never a crash; a refused one leaves no offset behind.
+  for (size_t length = 0; length < record.size(); ++length) {
+    auto restore = ChangelogRestore::Open(**restored);
+    ASSERT_TRUE(restore.ok());
+    absl::StatusOr<RestoreStep> step = (*restore)->Apply(std::string_view(record).substr(0, length));
+    EXPECT_FALSE(step.ok()) << "cut at " << length;
+    if (step.ok()) break;
+    EXPECT_EQ(step.status().code(), absl::StatusCode::kDataLoss);
+  }
+  for (size_t i = 0; i < record.size(); ++i) {
+    std::string flipped = record;
+    flipped[i] = static_cast<char>(flipped[i] ^ 0x5A);
+    auto restore = ChangelogRestore::Open(**restored);
+    ASSERT_TRUE(restore.ok());
+    static_cast<void>((*restore)->Apply(flipped));  // not flushed: the store must stay as it was
+  }
+  bool any_offset = false;
+  ASSERT_TRUE((*restored)->Scan(Table::kMeta, kOffsetKeyPrefix, {}, [&](std::string_view, std::string_view) {
+                         any_offset = true;
+                         return false;
+                       }).ok());
+  EXPECT_FALSE(any_offset);
+}
+
+TEST_F(LedgerTest, ACommitOfAnEpochAFenceClosedChangesNothing) {
+  MemoryChangelog changelog;
+  changelog_ = &changelog;
+  Reopen();
+  Apply({TapMessage(Tap("TAP1", 300))});
+  Apply({TapMessage(Tap("TAP2", 500))});
+  const std::vector<std::string> records = changelog.records_of[kTaps0];
+  auto restored = RocksStore::Open(dir_.path() + "/restored", {});
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  auto restore = ChangelogRestore::Open(**restored);
+  ASSERT_TRUE(restore.ok());
+  ASSERT_EQ(*(*restore)->Apply(records[0]), RestoreStep::kApplied);
+  // A new owner of epoch 2 took the partition after commit 1; the old owner (a zombie) still
+  // appended its commit 2 of epoch 1 after the fence.
+  std::string fence;
+  EncodeChangelogFence(kTaps0, 2, fence);
+  EXPECT_EQ(*(*restore)->Apply(fence), RestoreStep::kFence);
+  EXPECT_EQ(*(*restore)->Apply(records[1]), RestoreStep::kFencedOut);
+  EXPECT_EQ((*restore)->progress(kTaps0), (ChangelogProgress{.number = 1, .epoch = 1, .fence_epoch = 2}));
+  // The new owner's commit 2 (an empty one: it only moved the offset) is applied.
+  ChangelogRecordBuilder builder;
+  builder.Start({.kind = ChangelogKind::kCommit, .owner = kTaps0, .epoch = 2, .number = 2, .next_offset = 5});
+  std::string commit;
+  builder.Finish(commit);
+  EXPECT_EQ(*(*restore)->Apply(commit), RestoreStep::kApplied);
+  ASSERT_TRUE((*restore)->Flush().ok());
+  const std::vector<std::string> answers = StoreAnswers(**restored, {"TAP1", "TAP2"});
+  EXPECT_EQ(std::count_if(answers.begin(), answers.end(), [](const std::string& a) { return a.starts_with("txn TAP2"); }), 0);
+  EXPECT_EQ(std::count_if(answers.begin(), answers.end(), [](const std::string& a) { return a.starts_with("txn TAP1"); }), 1);
+  auto progress = ReadChangelogProgress(**restored);
+  ASSERT_TRUE(progress.ok());
+  EXPECT_EQ(progress->at(kTaps0), (ChangelogProgress{.number = 2, .epoch = 2, .fence_epoch = 2}));
+}
+
+TEST_F(LedgerTest, ABatchTheChangelogDidNotTakeIsNotWritten) {
+  MemoryChangelog changelog;
+  changelog_ = &changelog;
+  Reopen();
+  Apply({TapMessage(Tap("TAP1", 300))});
+  changelog.failure = absl::UnavailableError("the changelog is unreachable");
+  Batch& batch = Decoded({TapMessage(Tap("TAP2", 500))}, 0, {});
+  const absl::Status status = ledger_->Apply(batch, result_);
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(ledger_->failed());
+  changelog.failure = absl::OkStatus();
+  Reopen();
+  EXPECT_EQ(ledger_->offsets().at({SourceTopic::kTaps, 0}), 1);
+  std::string storage;
+  EXPECT_FALSE(Txn(Family::kTaps, "TAP2", storage).has_value());
+  EXPECT_EQ(changelog.records_of[kTaps0].size(), 1u);
+}
+
 }  // namespace
 }  // namespace yrd
