@@ -181,6 +181,17 @@ absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(const std::string& bo
 
 absl::Status Producer::Produce(std::string_view topic_name, std::string_view key,
                                std::string_view payload, std::span<const Header> headers) {
+  return ProduceTo(topic_name, RD_KAFKA_PARTITION_UA, key, payload, headers);
+}
+
+absl::Status Producer::ProduceToPartition(std::string_view topic_name, int32_t partition, std::string_view key,
+                                          std::string_view payload) {
+  if (partition < 0) return absl::InvalidArgumentError(fmt::format("kafka partition {} is negative", partition));
+  return ProduceTo(topic_name, partition, key, payload, {});
+}
+
+absl::Status Producer::ProduceTo(std::string_view topic_name, int32_t partition, std::string_view key,
+                                 std::string_view payload, std::span<const Header> headers) {
   absl::StatusOr<rd_kafka_topic_t*> topic = impl_->Topic(topic_name);
   if (!topic.ok()) return topic.status();
 
@@ -205,13 +216,13 @@ absl::Status Producer::Produce(std::string_view topic_name, std::string_view key
   while (true) {
     rd_kafka_resp_err_t error;
     if (header_list != nullptr) {
-      error = rd_kafka_producev(impl_->handle, RD_KAFKA_V_RKT(*topic),
+      error = rd_kafka_producev(impl_->handle, RD_KAFKA_V_RKT(*topic), RD_KAFKA_V_PARTITION(partition),
                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                 RD_KAFKA_V_KEY(key.data(), key.size()),
                                 RD_KAFKA_V_VALUE(const_cast<char*>(payload.data()), payload.size()),
                                 RD_KAFKA_V_HEADERS(header_list), RD_KAFKA_V_END);
     } else {
-      error = rd_kafka_producev(impl_->handle, RD_KAFKA_V_RKT(*topic),
+      error = rd_kafka_producev(impl_->handle, RD_KAFKA_V_RKT(*topic), RD_KAFKA_V_PARTITION(partition),
                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                 RD_KAFKA_V_KEY(key.data(), key.size()),
                                 RD_KAFKA_V_VALUE(const_cast<char*>(payload.data()), payload.size()),

@@ -42,6 +42,10 @@ class Producer {
   [[nodiscard]] absl::Status Produce(std::string_view topic, std::string_view key, std::string_view payload,
                                      std::span<const Header> headers = {});
 
+  // The same to one chosen partition (the key is carried, not used to place the message).
+  [[nodiscard]] absl::Status ProduceToPartition(std::string_view topic, int32_t partition, std::string_view key,
+                                                std::string_view payload);
+
   // Waits until every queued message is delivered or failed, at most `timeout`. Returns the
   // first delivery error seen since the last Flush (DeadlineExceeded if messages remain).
   [[nodiscard]] absl::Status Flush(std::chrono::milliseconds timeout);
@@ -55,6 +59,8 @@ class Producer {
  private:
   struct Impl;
   explicit Producer(std::unique_ptr<Impl> impl);
+  [[nodiscard]] absl::Status ProduceTo(std::string_view topic, int32_t partition, std::string_view key,
+                                       std::string_view payload, std::span<const Header> headers);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -1,0 +1,276 @@
+#include "adapters/kafka/kafka_changelog.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <algorithm>
+#include <atomic>
+#include <utility>
+
+#include "adapters/kafka/log_route.h"
+#include "engine/base/strings.h"
+#include "fmt/format.h"
+
+namespace yrd::kafka {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How long one poll of the restore consumer waits for a message.
+constexpr int kRestorePollMs = 100;
+// How long a watermark query waits for the broker.
+constexpr int kWatermarkTimeoutMs = 10'000;
+
+std::string ErrorText(rd_kafka_resp_err_t error) {
+  return fmt::format("{} ({})", rd_kafka_err2name(error), rd_kafka_err2str(error));
+}
+
+// A consumer that reads one changelog partition from a chosen offset, outside any group.
+class PartitionReader {
+ public:
+  static absl::StatusOr<std::unique_ptr<PartitionReader>> Create(const std::string& bootstrap_servers) {
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    RouteKafkaLogs(conf);
+    char error_text[512];
+    // Not in a group and commits nothing: it reads a partition it was told to. An offset the
+    // broker no longer holds is an error, never a silent jump (auto.offset.reset=error); an empty
+    // fetch returns at once instead of waiting.
+    const std::pair<const char*, const char*> settings[] = {
+        {"bootstrap.servers", bootstrap_servers.c_str()},
+        {"group.id", "yrd-changelog-restore"},
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"auto.offset.reset", "error"},
+        {"fetch.wait.max.ms", "10"},
+        {"queued.min.messages", "1000000"},
+        {"queued.max.messages.kbytes", "1048576"},
+        {"fetch.message.max.bytes", "67108864"},
+        {"receive.message.max.bytes", "134217728"},
+    };
+    for (const auto& [name, value] : settings) {
+      if (rd_kafka_conf_set(conf, name, value, error_text, sizeof(error_text)) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(conf);
+        return absl::InvalidArgumentError(fmt::format("changelog reader property {}={} refused: {}", name, value, error_text));
+      }
+    }
+    rd_kafka_t* handle = rd_kafka_new(RD_KAFKA_CONSUMER, conf, error_text, sizeof(error_text));
+    if (handle == nullptr) {
+      rd_kafka_conf_destroy(conf);
+      return absl::InternalError(fmt::format("changelog reader could not be created: {}", error_text));
+    }
+    rd_kafka_poll_set_consumer(handle);
+    return std::unique_ptr<PartitionReader>(new PartitionReader(handle));
+  }
+  ~PartitionReader() {
+    (void)rd_kafka_assign(handle_, nullptr);
+    rd_kafka_consumer_close(handle_);
+    rd_kafka_destroy(handle_);
+  }
+  PartitionReader(const PartitionReader&) = delete;
+  PartitionReader& operator=(const PartitionReader&) = delete;
+
+  // The oldest offset the broker holds and the next one it will give.
+  absl::StatusOr<std::pair<int64_t, int64_t>> Watermarks(const std::string& topic, int32_t partition) {
+    int64_t low = 0, high = 0;
+    const rd_kafka_resp_err_t error =
+        rd_kafka_query_watermark_offsets(handle_, topic.c_str(), partition, &low, &high, kWatermarkTimeoutMs);
+    if (error != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return absl::UnavailableError(
+          fmt::format("the offsets of changelog {}/{} could not be read: {}", topic, partition, ErrorText(error)));
+    }
+    return std::pair{low, high};
+  }
+
+  // Hands `visit` every record of [from, to) in order, by `deadline`.
+  template <typename Visit>
+  absl::Status Read(const std::string& topic, int32_t partition, int64_t from, int64_t to, Clock::time_point deadline,
+                    Visit&& visit) {
+    if (from >= to) return absl::OkStatus();
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, topic.c_str(), partition)->offset = from;
+    const rd_kafka_resp_err_t assign_error = rd_kafka_assign(handle_, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (assign_error != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return absl::UnavailableError(fmt::format("changelog {}/{} could not be read: {}", topic, partition, ErrorText(assign_error)));
+    }
+    int64_t next = from;
+    absl::Status status;
+    while (status.ok() && next < to) {
+      if (Clock::now() >= deadline) {
+        status = absl::DeadlineExceededError(fmt::format(
+            "changelog {}/{} was not read to offset {} in time (at {}); the partition is not restored", topic,
+            partition, to, next));
+        break;
+      }
+      rd_kafka_message_t* message = rd_kafka_consumer_poll(handle_, kRestorePollMs);
+      if (message == nullptr) continue;
+      if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        rd_kafka_message_destroy(message);
+        continue;
+      }
+      if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const rd_kafka_resp_err_t error = message->err;
+        rd_kafka_message_destroy(message);
+        if (error == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE || error == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET) {
+          status = absl::DataLossError(fmt::format(
+              "changelog_truncated: changelog {}/{} no longer holds offset {} (the broker dropped its oldest "
+              "records while it was read); the partition is not restored",
+              topic, partition, next));
+        } else if (rd_kafka_fatal_error(handle_, nullptr, 0) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+          status = absl::InternalError(fmt::format("changelog {}/{} reader failed: {}", topic, partition, ErrorText(error)));
+        }
+        continue;  // a transient error: librdkafka retries
+      }
+      if (message->offset != next) {
+        status = absl::DataLossError(fmt::format("changelog_gap: changelog {}/{} gave offset {} where {} was next",
+                                                 topic, partition, message->offset, next));
+      } else {
+        status = visit(std::string_view(static_cast<const char*>(message->payload), message->len));
+        next = message->offset + 1;
+      }
+      rd_kafka_message_destroy(message);
+    }
+    (void)rd_kafka_assign(handle_, nullptr);
+    return status;
+  }
+
+ private:
+  explicit PartitionReader(rd_kafka_t* handle) : handle_(handle) {}
+  rd_kafka_t* handle_;
+};
+
+}  // namespace
+
+struct KafkaChangelog::Impl {
+  KafkaChangelogOptions options;
+  std::unique_ptr<Producer> producer;
+  std::mutex append_mutex;  // one Append or fence at a time on the producer
+  mutable std::mutex epochs_mutex;
+  std::map<SourcePartition, uint64_t> epochs;  // claimed partitions
+  std::atomic<uint64_t> records_appended{0};
+  std::atomic<uint64_t> bytes_appended{0};
+};
+
+KafkaChangelog::KafkaChangelog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+KafkaChangelog::~KafkaChangelog() = default;
+
+absl::StatusOr<std::unique_ptr<KafkaChangelog>> KafkaChangelog::Create(KafkaChangelogOptions options) {
+  auto impl = std::make_unique<Impl>();
+  // Idempotent, acks=all (the producer's defaults); a commit waits for its records, so they are
+  // sent at once; compressed, since the records repeat line keys and masks.
+  absl::StatusOr<std::unique_ptr<Producer>> producer =
+      Producer::Create(options.bootstrap_servers, {{"linger.ms", "0"},
+                                                   {"compression.codec", "lz4"},
+                                                   {"message.max.bytes", std::to_string(kRecordBytesMax)}});
+  if (!producer.ok()) return producer.status();
+  impl->producer = *std::move(producer);
+  impl->options = std::move(options);
+  return std::unique_ptr<KafkaChangelog>(new KafkaChangelog(std::move(impl)));
+}
+
+std::string KafkaChangelog::TopicOf(SourceTopic topic) const {
+  return impl_->options.source_topics.at(static_cast<size_t>(topic)) + impl_->options.topic_suffix;
+}
+
+uint64_t KafkaChangelog::EpochOf(SourcePartition owner) const {
+  std::lock_guard<std::mutex> lock(impl_->epochs_mutex);
+  const auto it = impl_->epochs.find(owner);
+  return it == impl_->epochs.end() ? 0 : it->second;
+}
+
+void KafkaChangelog::Release(SourcePartition owner) {
+  std::lock_guard<std::mutex> lock(impl_->epochs_mutex);
+  impl_->epochs.erase(owner);
+}
+
+uint64_t KafkaChangelog::records_appended() const { return impl_->records_appended.load(std::memory_order_relaxed); }
+uint64_t KafkaChangelog::bytes_appended() const { return impl_->bytes_appended.load(std::memory_order_relaxed); }
+
+absl::Status KafkaChangelog::Append(std::span<const ChangelogRecord> records) {
+  std::lock_guard<std::mutex> lock(impl_->append_mutex);
+  uint64_t bytes = 0;
+  for (const ChangelogRecord& record : records) {
+    if (EpochOf(record.owner) == 0) {
+      return absl::FailedPreconditionError(
+          fmt::format("a commit of {} reached the changelog, which this instance has not claimed", FormatOwner(record.owner)));
+    }
+    absl::Status s = impl_->producer->ProduceToPartition(TopicOf(record.owner.topic), record.owner.partition,
+                                                         FormatOwner(record.owner), record.bytes);
+    if (!s.ok()) return s;
+    bytes += record.bytes.size();
+  }
+  if (absl::Status s = impl_->producer->Flush(impl_->options.append_timeout); !s.ok()) {
+    return absl::Status(s.code(), fmt::format("the changelog did not take a commit: {}", std::string_view(s.message().data(), s.message().size())));
+  }
+  impl_->records_appended.fetch_add(records.size(), std::memory_order_relaxed);
+  impl_->bytes_appended.fetch_add(bytes, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ClaimResult> KafkaChangelog::Claim(StateStore& store, SourcePartition owner) {
+  const Clock::time_point started = Clock::now();
+  const Clock::time_point deadline = started + impl_->options.restore_timeout;
+  const std::string topic = TopicOf(owner.topic);
+  absl::StatusOr<std::unique_ptr<ChangelogRestore>> restore = ChangelogRestore::Open(store);
+  if (!restore.ok()) return restore.status();
+  absl::StatusOr<std::unique_ptr<PartitionReader>> reader = PartitionReader::Create(impl_->options.bootstrap_servers);
+  if (!reader.ok()) return reader.status();
+
+  ClaimResult result;
+  const ChangelogProgress local = (*restore)->progress(owner);
+  uint64_t epoch_seen = std::max(local.epoch, local.fence_epoch);
+  auto apply = [&](std::string_view record) -> absl::Status {
+    ChangelogHeader header;
+    if (!DecodeChangelogHeader(record, header)) {
+      return absl::DataLossError(fmt::format("changelog {}/{} holds a record that is not one", topic, owner.partition));
+    }
+    if (header.owner != owner) {
+      return absl::FailedPreconditionError(fmt::format(
+          "changelog {}/{} holds a record of {}: the changelog topic's partitions do not match its source's",
+          topic, owner.partition, FormatOwner(header.owner)));
+    }
+    epoch_seen = std::max(epoch_seen, header.epoch);
+    ++result.records_read;
+    result.bytes_read += record.size();
+    absl::StatusOr<RestoreStep> step = (*restore)->Apply(record);
+    return step.status();
+  };
+
+  // Everything the changelog holds now, then the fence, then what came before the fence (a
+  // former owner may have appended meanwhile).
+  absl::StatusOr<std::pair<int64_t, int64_t>> marks = (*reader)->Watermarks(topic, owner.partition);
+  if (!marks.ok()) return marks.status();
+  if (absl::Status s = (*reader)->Read(topic, owner.partition, marks->first, marks->second, deadline, apply); !s.ok()) {
+    return s;
+  }
+  result.epoch = epoch_seen + 1;
+  {
+    std::lock_guard<std::mutex> lock(impl_->append_mutex);
+    std::string fence;
+    EncodeChangelogFence(owner, result.epoch, fence);
+    absl::Status s = impl_->producer->ProduceToPartition(topic, owner.partition, FormatOwner(owner), fence);
+    if (s.ok()) s = impl_->producer->Flush(impl_->options.append_timeout);
+    if (!s.ok()) {
+      return absl::Status(s.code(), fmt::format("the fence of {} could not be appended: {}", FormatOwner(owner), std::string_view(s.message().data(), s.message().size())));
+    }
+  }
+  absl::StatusOr<std::pair<int64_t, int64_t>> after = (*reader)->Watermarks(topic, owner.partition);
+  if (!after.ok()) return after.status();
+  if (absl::Status s = (*reader)->Read(topic, owner.partition, marks->second, after->second, deadline, apply); !s.ok()) {
+    return s;
+  }
+  if (epoch_seen > result.epoch) {
+    return absl::FailedPreconditionError(fmt::format(
+        "{} was claimed by another instance (epoch {}) while this one claimed it (epoch {})", FormatOwner(owner),
+        epoch_seen, result.epoch));
+  }
+  if (absl::Status s = (*restore)->Flush(); !s.ok()) return s;
+  result.commits_restored = (*restore)->commits_applied();
+  {
+    std::lock_guard<std::mutex> lock(impl_->epochs_mutex);
+    impl_->epochs[owner] = result.epoch;
+  }
+  result.duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+  return result;
+}
+
+}  // namespace yrd::kafka

@@ -1,0 +1,92 @@
+// KafkaChangelog: the changelog of partition-owned state (engine/changelog) carried by Kafka, so
+// that a partition's state moves with the partition between instances of a consumer group
+// (docs/scale-out.md, section 4).
+//
+// Each source topic has a changelog topic of as many partitions, `<source topic><suffix>`
+// (yrd.taps.changelog, yrd.medical.changelog by default), and source partition p's records go to
+// its partition p. Append produces a commit's records (idempotent, acks=all, lz4) and returns once
+// every one is acknowledged: the ledger writes its store only after. Claim makes this instance the
+// owner of a partition: it restores the partition's state into the store from the changelog, picks
+// an epoch above every one the changelog holds, appends a fence of that epoch (after which a
+// former owner's commits change nothing for any reader), and restores what came before the fence.
+//
+// Thread-safe: Append from the commit thread, EpochOf from the ledger thread, Claim from the
+// thread that handles assignments while the store's ledger is not running.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "adapters/kafka/producer.h"
+#include "engine/changelog/changelog.h"
+#include "engine/store/state_store.h"
+
+namespace yrd::kafka {
+
+struct KafkaChangelogOptions {
+  std::string bootstrap_servers;
+  // The source topics, in SourceTopic order (yrd.taps, yrd.medical); the changelog topic of each
+  // is its name with `topic_suffix` appended (config kafka.changelog_topic_suffix).
+  std::array<std::string, 2> source_topics = {"yrd.taps", "yrd.medical"};
+  std::string topic_suffix = ".changelog";
+  // How long an Append waits for the broker's acknowledgement before it fails the commit (config
+  // kafka.changelog_append_timeout_ms).
+  std::chrono::milliseconds append_timeout{30'000};
+  // How long a Claim may take to read a partition's changelog (config
+  // kafka.changelog_restore_timeout_ms).
+  std::chrono::milliseconds restore_timeout{300'000};
+};
+
+// What one Claim did.
+struct ClaimResult {
+  uint64_t epoch = 0;             // this instance's epoch for the partition from now on
+  uint64_t records_read = 0;      // changelog records read
+  uint64_t commits_restored = 0;  // commit records applied to the store
+  uint64_t bytes_read = 0;
+  std::chrono::milliseconds duration{0};
+};
+
+class KafkaChangelog final : public ChangelogSink {
+ public:
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<KafkaChangelog>> Create(KafkaChangelogOptions options);
+  ~KafkaChangelog() override;
+  KafkaChangelog(const KafkaChangelog&) = delete;
+  KafkaChangelog& operator=(const KafkaChangelog&) = delete;
+
+  // Makes this instance the owner of `owner`: restores its state into `store` (whose ledger must
+  // not be running), fences every earlier owner and takes the next epoch. A changelog that was
+  // truncated or has a gap is refused (DataLoss naming what is missing) and the partition is not
+  // claimed; so is a record of another partition (a changelog topic with other partitions than
+  // its source).
+  [[nodiscard]] absl::StatusOr<ClaimResult> Claim(StateStore& store, SourcePartition owner);
+  // Forgets `owner` (it was revoked): a commit of it would be refused.
+  void Release(SourcePartition owner);
+
+  // ChangelogSink. A record of a partition this instance has not claimed is refused.
+  [[nodiscard]] uint64_t EpochOf(SourcePartition owner) const override;
+  [[nodiscard]] absl::Status Append(std::span<const ChangelogRecord> records) override;
+
+  [[nodiscard]] std::string TopicOf(SourceTopic topic) const;
+  // Records and bytes appended so far.
+  [[nodiscard]] uint64_t records_appended() const;
+  [[nodiscard]] uint64_t bytes_appended() const;
+
+  // The changelog producer's largest record (a commit's changes of one partition); a real
+  // broker's max.message.bytes of the changelog topics must be at least this.
+  static constexpr int64_t kRecordBytesMax = 64 << 20;
+
+ private:
+  struct Impl;
+  explicit KafkaChangelog(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace yrd::kafka
