@@ -22,10 +22,10 @@ void AddChecked(int64_t& total, int64_t delta) {
 
 Ledger::Ledger(StateStore& store, LedgerOptions options)
     : store_(store),
-      options_(options),
-      dedup_(store, options.recent_txn_records_max, *this),
-      lines_(options.lines_checkpoint_applied_max),
-      windows_(options.calendar) {
+      options_(options) {
+  dedup_.emplace(store, options.recent_txn_records_max, static_cast<const CommitProgress&>(*this));
+  lines_.emplace(options.lines_checkpoint_applied_max);
+  windows_.emplace(options.calendar);
   YRD_ASSERT(!options_.keep_dead_letters || options_.dead_letter_sealer != nullptr);
   YRD_ASSERT(options_.dead_letter_payload != DeadLetterPayload::kWithheld);
   for (PreparedWrite& prepared : prepared_) prepared.write = store.NewWriteBatch();
@@ -39,7 +39,7 @@ void Ledger::Fail(const absl::Status& status) {
     if (failure_.ok()) failure_ = status;
     failed_.store(true, std::memory_order_release);
   }
-  dedup_.Wake();
+  dedup_->Wake();
 }
 
 absl::Status Ledger::Failure() const {
@@ -52,20 +52,46 @@ absl::Status Ledger::Failure() const {
 absl::Status Ledger::Load(int64_t now_ms) {
   // A store of an earlier format is brought to this one first (engine/upgrade).
   if (absl::Status s = UpgradeStore(store_); !s.ok()) return s;
+  return LoadParts(now_ms);
+}
+
+absl::Status Ledger::Reload(int64_t now_ms) {
+  if (prepared_count_ != finished_count_.load(std::memory_order_acquire)) {
+    return absl::FailedPreconditionError("the ledger reloads only while no batch is prepared and not committed");
+  }
+  if (absl::Status s = AwaitRecentTxnSort(); !s.ok()) return s;
+  {
+    std::unique_lock<std::shared_mutex> lock(parts_mutex_);
+    dedup_.emplace(store_, options_.recent_txn_records_max, static_cast<const CommitProgress&>(*this));
+    lines_.emplace(options_.lines_checkpoint_applied_max);
+    windows_.emplace(options_.calendar);
+  }
+  applied_blobs_.clear();
+  applied_cache_.Clear();
+  {
+    std::lock_guard<std::mutex> lock(offsets_mutex_);
+    offsets_.clear();
+  }
+  absl::Status status = LoadParts(now_ms);
+  if (!status.ok()) Fail(status);
+  return status;
+}
+
+absl::Status Ledger::LoadParts(int64_t now_ms) {
   if (absl::Status s = LoadOffsets(); !s.ok()) return s;
   // The line ids first: the window book's gross rebuild and the dedup records read with them.
-  if (absl::Status s = lines_.LoadIds(store_); !s.ok()) return s;
-  if (absl::Status s = windows_.Load(store_, lines_.line_ids()); !s.ok()) return s;
+  if (absl::Status s = lines_->LoadIds(store_); !s.ok()) return s;
+  if (absl::Status s = windows_->Load(store_, lines_->line_ids()); !s.ok()) return s;
   // The lines of every window not closed yet, the ones the clock closes with the first batch
   // included: a close checkpoints them, so they must be whole in memory.
-  if (absl::Status s = lines_.LoadLines(store_, windows_.DaysNotClosed()); !s.ok()) return s;
-  if (absl::Status s = dedup_.Load(now_ms); !s.ok()) return s;
+  if (absl::Status s = lines_->LoadLines(store_, windows_->DaysNotClosed()); !s.ok()) return s;
+  if (absl::Status s = dedup_->Load(now_ms); !s.ok()) return s;
   absl::StatusOr<std::map<SourcePartition, ChangelogProgress>> progress = ReadChangelogProgress(store_);
   if (!progress.ok()) return progress.status();
   changelog_progress_ = *std::move(progress);
   prepared_sequence_ = commit_sequence_.load();
   prepared_offsets_ = offsets_;
-  published_windows_.store(windows_.BuildTable(now_ms));
+  published_windows_.store(windows_->BuildTable(now_ms));
   return absl::OkStatus();
 }
 
@@ -85,6 +111,7 @@ absl::Status Ledger::LoadOffsets() {
     }
     const auto topic = static_cast<SourceTopic>(key[kOffsetKeyPrefix.size()]);
     const auto partition = static_cast<int32_t>(ReadBigEndian32(key.data() + kOffsetKeyPrefix.size() + 1));
+    std::lock_guard<std::mutex> lock(offsets_mutex_);
     offsets_[{topic, partition}] = static_cast<int64_t>(ReadBigEndian64(v.data()));
     return true;
   });
@@ -99,7 +126,7 @@ std::optional<int64_t> Ledger::CommittedOffset(SourceTopic topic, int32_t partit
 }
 
 absl::Status Ledger::AwaitRecentTxnSort() {
-  absl::Status status = dedup_.AwaitSort();
+  absl::Status status = dedup_->AwaitSort();
   if (!status.ok()) Fail(status);
   return status;
 }
@@ -125,7 +152,7 @@ absl::Status Ledger::WaitForPreparedRoom() {
 absl::Status Ledger::Prepare(Batch& batch) {
   batch.ledger_prepared = false;
   if (absl::Status s = WaitForPreparedRoom(); !s.ok()) return s;
-  if (absl::Status s = dedup_.BeforeBatch(); !s.ok()) {
+  if (absl::Status s = dedup_->BeforeBatch(); !s.ok()) {
     Fail(s);
     return s;
   }
@@ -135,20 +162,20 @@ absl::Status Ledger::Prepare(Batch& batch) {
   const int64_t now_ms = batch.now_ms;
   horizon_start_ms_ = now_ms - options_.dedup_horizon_ms;
   applied_cache_.Clear();
-  windows_.BeginBatch(prepared_sequence_ + 1);
-  windows_.ApplyCommands(batch);
-  const WindowDay oldest_open = windows_.OldestOpenWindow(now_ms);
+  windows_->BeginBatch(prepared_sequence_ + 1);
+  windows_->ApplyCommands(batch);
+  const WindowDay oldest_open = windows_->OldestOpenWindow(now_ms);
   const bool dead_letters_to_drop = batch.dead_letters_delivered_through > dead_letters_dropped_through_;
-  if (batch.empty() && !windows_.changed() && !dead_letters_to_drop && !batch.ownership) {  // an idle tick
+  if (batch.empty() && !windows_->changed() && !dead_letters_to_drop && !batch.ownership) {  // an idle tick
     prepared.write_needed = false;
     batch.ledger_prepared_number = prepared_count_++;
     batch.ledger_prepared = true;
-    dedup_.AfterBatch(now_ms);  // a quiet hour still ages the recent records out
+    dedup_->AfterBatch(now_ms);  // a quiet hour still ages the recent records out
     return absl::OkStatus();
   }
 
   for (auto& [index, blob] : applied_blobs_) blob.clear();
-  lines_.BeginBatch(batch.registry);
+  lines_->BeginBatch(batch.registry);
   if (absl::Status s = LookUpBatch(batch); !s.ok()) {
     Fail(s);
     return s;
@@ -160,26 +187,26 @@ absl::Status Ledger::Prepare(Batch& batch) {
   prepared.write_needed = true;
   prepared.sequence = ++prepared_sequence_;
   batch.commit_sequence = prepared.sequence;
-  prepared.windows = windows_.BuildTable(now_ms);
+  prepared.windows = windows_->BuildTable(now_ms);
   batch.ledger_prepared_number = prepared_count_++;
   batch.ledger_prepared = true;
-  dedup_.AfterBatch(now_ms);
+  dedup_->AfterBatch(now_ms);
   return absl::OkStatus();
 }
 
 absl::Status Ledger::LookUpBatch(Batch& batch) {
-  dedup_.BeginBatch(batch.size());
+  dedup_->BeginBatch(batch.size());
   slot_states_.resize(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
     const MessageSlot& slot = batch.slots()[i];
     if (slot.fate != Fate::kPending) continue;
     const Family family = FamilyOf(slot.event.kind);
     const SourcePartition owner{slot.topic, slot.partition};
-    slot_states_[i] = {dedup_.StateFor(owner, family, slot.event.txn_id),
+    slot_states_[i] = {dedup_->StateFor(owner, family, slot.event.txn_id),
                        slot.event.original_txn_id.empty() ? DedupIndex::kNoState
-                                                          : dedup_.StateFor(owner, family, slot.event.original_txn_id)};
+                                                          : dedup_->StateFor(owner, family, slot.event.original_txn_id)};
   }
-  return dedup_.LookUp(horizon_start_ms_, lines_.line_ids(), lines_.new_line_ids());
+  return dedup_->LookUp(horizon_start_ms_, lines_->line_ids(), lines_->new_line_ids());
 }
 
 void Ledger::Reject(MessageSlot& slot, Reason reason, RejectionDetail detail, WindowDay oldest_open, int64_t now_ms) {
@@ -192,9 +219,9 @@ void Ledger::Reject(MessageSlot& slot, Reason reason, RejectionDetail detail, Wi
     slot.window = oldest_open;
     slot.late = false;
   } else {
-    std::tie(slot.window, slot.late) = windows_.RouteWindow(slot.event.occurred_at_ms, now_ms);
+    std::tie(slot.window, slot.late) = windows_->RouteWindow(slot.event.occurred_at_ms, now_ms);
   }
-  AddChecked(windows_.TouchCounters(slot.window, {slot.topic, slot.partition}).exception_counts[static_cast<size_t>(reason)],
+  AddChecked(windows_->TouchCounters(slot.window, {slot.topic, slot.partition}).exception_counts[static_cast<size_t>(reason)],
              1);
 }
 
@@ -207,25 +234,25 @@ void Ledger::ApplySlot(MessageSlot& slot, size_t slot_index, WindowDay oldest_op
   }
   DecodedEvent& e = slot.event;
   const auto [self_state, original_state] = slot_states_[slot_index];
-  TxnState& self = dedup_.state(self_state);
-  TxnState* original = original_state == DedupIndex::kNoState ? nullptr : &dedup_.state(original_state);
+  TxnState& self = dedup_->state(self_state);
+  TxnState* original = original_state == DedupIndex::kNoState ? nullptr : &dedup_->state(original_state);
   const TxnRecord* original_record = original != nullptr && original->exists ? &original->record : nullptr;
   Decision decision = JudgeAgainstRecords(e, self.exists ? &self.record : nullptr, original_record);
   if (decision.verdict == Verdict::kExactDuplicate) {
     slot.fate = Fate::kExactDuplicate;
-    std::tie(slot.window, slot.late) = windows_.RouteWindow(e.occurred_at_ms, now_ms);
-    AddChecked(windows_.TouchCounters(slot.window, {slot.topic, slot.partition}).exact_duplicate_count, 1);
+    std::tie(slot.window, slot.late) = windows_->RouteWindow(e.occurred_at_ms, now_ms);
+    AddChecked(windows_->TouchCounters(slot.window, {slot.topic, slot.partition}).exact_duplicate_count, 1);
     AddChecked(self.record.duplicate_count, 1);
     self.dirty = true;
     ++result.exact_duplicate_count;
     return;
   }
   if (decision.verdict == Verdict::kApply) {
-    std::tie(slot.window, slot.late) = windows_.RouteWindow(e.occurred_at_ms, now_ms);
+    std::tie(slot.window, slot.late) = windows_->RouteWindow(e.occurred_at_ms, now_ms);
     // Every total of the window stays within int64 (engine/base/money.h): the last check, so a
     // rejected event changes nothing.
     const int64_t moved_fen = MovedFen(e, original_record);
-    if (!windows_.AddPartitionGross(slot.window, slot.topic, slot.partition, moved_fen)) {
+    if (!windows_->AddPartitionGross(slot.window, slot.topic, slot.partition, moved_fen)) {
       decision = PastPartitionGross(e, moved_fen);
     }
   }
@@ -237,7 +264,7 @@ void Ledger::ApplySlot(MessageSlot& slot, size_t slot_index, WindowDay oldest_op
   }
   slot.fate = Fate::kApplied;
   const uint32_t line = ApplyEffects(slot, self, original);
-  WindowCounters& counters = windows_.TouchCounters(slot.window, {slot.topic, slot.partition});
+  WindowCounters& counters = windows_->TouchCounters(slot.window, {slot.topic, slot.partition});
   AddChecked(counters.applied_count, 1);
   if (slot.late) AddChecked(counters.late_count, 1);
   ++result.applied_count;
@@ -262,25 +289,25 @@ uint32_t Ledger::ApplyEffects(MessageSlot& slot, TxnState& self, TxnState* origi
   uint32_t line = 0;
   switch (e.kind) {
     case EventKind::kTap:
-      line = lines_.RouteLine(slot.window, e);
-      record.line_id = lines_.line_id(line);
+      line = lines_->RouteLine(slot.window, e);
+      record.line_id = lines_->line_id(line);
       break;
     case EventKind::kMedicalSettlement:
-      line = lines_.RouteLine(slot.window, e);
-      record.line_id = lines_.line_id(line);
+      line = lines_->RouteLine(slot.window, e);
+      record.line_id = lines_->line_id(line);
       record.fund_pay_fen = e.fund_pay_fen;
       record.account_pay_fen = e.account_pay_fen;
       record.cash_pay_fen = e.cash_pay_fen;
       break;
     case EventKind::kTapRefund:
       // A refund or a cancellation nets into its original's line.
-      line = lines_.LineOfId(slot.window, original->record.line_id);
+      line = lines_->LineOfId(slot.window, original->record.line_id);
       self.original_txn_id.assign(e.original_txn_id);
       AddChecked(original->record.refunded_fen, e.amount_fen);
       original->dirty = true;
       break;
     case EventKind::kMedicalCancellation:
-      line = lines_.LineOfId(slot.window, original->record.line_id);
+      line = lines_->LineOfId(slot.window, original->record.line_id);
       self.original_txn_id.assign(e.original_txn_id);
       original->record.cancelled = true;
       original->dirty = true;
@@ -295,7 +322,7 @@ uint32_t Ledger::ApplyEffects(MessageSlot& slot, TxnState& self, TxnState* origi
   // The partition gross bounds every line (engine/base/money.h): an overflow here means state
   // this process produced is broken.
   const bool netted =
-      NetIntoLine(e.kind, e.amount_fen, e.fund_pay_fen, e.account_pay_fen, e.cash_pay_fen, lines_.Touch(line));
+      NetIntoLine(e.kind, e.amount_fen, e.fund_pay_fen, e.account_pay_fen, e.cash_pay_fen, lines_->Touch(line));
   YRD_ASSERT(netted);
   record.original_txn_id = self.original_txn_id;
   self.exists = true;
@@ -317,7 +344,7 @@ void Ledger::RecordApplied(const MessageSlot& slot, uint32_t line) {
   record.cash_pay_fen = e.cash_pay_fen;
   record.txn_id = e.txn_id;
   record.original_txn_id = e.original_txn_id;
-  record.line_id = lines_.line_id(line);
+  record.line_id = lines_->line_id(line);
   record.terminal_id = e.terminal_id;
   record.card_masked = e.card_masked_view();
   record.card_token = e.card_token;
@@ -338,19 +365,19 @@ void Ledger::BuildWrite(const Batch& batch, PreparedWrite& prepared) {
   const uint64_t sequence = prepared_sequence_ + 1;
   // The offsets first: a line checkpoint and the applied records are numbered by them.
   AppendOffsets(batch, sequence, prepared);
-  dedup_.AppendRecords(sequence, batch.now_ms, write);
+  dedup_->AppendRecords(sequence, batch.now_ms, write);
   const bool closed_some = !batch.windows_closed.empty();
   const bool checkpointed =
-      lines_.AppendWrites(batch.ledger_result.applied_count, closed_some, prepared_offsets_, write);
-  windows_.AppendWrites(batch, write);
+      lines_->AppendWrites(batch.ledger_result.applied_count, closed_some, prepared_offsets_, write);
+  windows_->AppendWrites(batch, write);
   if (closed_some) {
     // A closed window's lines (checkpointed now), applied-record buffer and gross leave memory.
     YRD_ASSERT(checkpointed);
-    auto is_open = [this](WindowDay day) { return windows_.PersistedState(day) == WindowState::kOpen; };
-    lines_.ForgetClosed(is_open);
+    auto is_open = [this](WindowDay day) { return windows_->PersistedState(day) == WindowState::kOpen; };
+    lines_->ForgetClosed(is_open);
     std::erase_if(applied_blobs_, [&](const auto& entry) { return !is_open(entry.first.first); });
     applied_cache_.Clear();
-    windows_.ForgetClosed();
+    windows_->ForgetClosed();
   }
   for (auto& [index, blob] : applied_blobs_) {
     if (blob.empty()) continue;
@@ -448,12 +475,12 @@ void Ledger::BuildChangelog(const Batch& batch, PreparedWrite& prepared) {
   // Exceptions were added as the rejections were written; every owner with a message in the
   // batch gets a record (its offset moved), whatever else it changed.
   for (const MessageSlot& slot : batch.slots()) static_cast<void>(ChangelogBuilderOf({slot.topic, slot.partition}));
-  const LineIds& line_ids = lines_.line_ids();
-  dedup_.VisitWritten([&](const TxnState& state) {
+  const LineIds& line_ids = lines_->line_ids();
+  dedup_->VisitWritten([&](const TxnState& state) {
     const bool named = ChangelogBuilderOf(state.owner).AddTxnRecord(state.key, state.record, line_ids);
     YRD_ASSERT(named);  // the ledger numbered the line it gave the record
   });
-  windows_.VisitWritten(
+  windows_->VisitWritten(
       [&](WindowDay day, SourcePartition owner, const WindowCounters& counters) {
         ChangelogBuilderOf(owner).AddCounters(day, counters);
       },
@@ -501,7 +528,7 @@ absl::Status Ledger::Commit(Batch& batch) {
         offsets_.swap(prepared.offsets);  // the slot's copy is rebuilt when it is reused
       }
       commit_sequence_.store(prepared.sequence, std::memory_order_release);
-      dedup_.Wake();
+      dedup_->Wake();
       published_windows_.store(prepared.windows);
     } else {
       Fail(status);

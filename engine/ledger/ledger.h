@@ -28,6 +28,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -87,6 +88,11 @@ class Ledger final : private CommitProgress {
   // closed yet (the last checkpoint completed by the applied records after it) and the recent
   // transaction records.
   [[nodiscard]] absl::Status Load(int64_t now_ms);
+  // Reads the parts back from the store after something other than this ledger changed it (a
+  // partition's state restored from its changelog, engine/changelog). Only while no batch is
+  // prepared and not committed (the pipeline drained, its threads idle); FailedPrecondition
+  // otherwise. On another error the ledger is failed.
+  [[nodiscard]] absl::Status Reload(int64_t now_ms);
 
   // Applies and durably commits one batch; on OK every slot has its fate, reason and window.
   // On error nothing of the batch is acknowledged and the ledger is failed.
@@ -108,11 +114,17 @@ class Ledger final : private CommitProgress {
   // takes it without waiting once it is done). An error fails the ledger.
   [[nodiscard]] absl::Status AwaitRecentTxnSort();
   // Recent transaction records held in memory, including a set being sorted. Thread-safe.
-  [[nodiscard]] uint64_t recent_txn_records() const { return dedup_.records_held(); }
-  // Sorts into the dedup table finished so far. Thread-safe.
-  [[nodiscard]] uint64_t recent_txn_sorts() const { return dedup_.sorts(); }
-  // Netting lines held in memory: those of the windows not closed.
-  [[nodiscard]] size_t lines_held() const { return lines_.lines_held(); }
+  [[nodiscard]] uint64_t recent_txn_records() const {
+    std::shared_lock<std::shared_mutex> lock(parts_mutex_);
+    return dedup_->records_held();
+  }
+  // Sorts into the dedup table finished so far (since the last Reload). Thread-safe.
+  [[nodiscard]] uint64_t recent_txn_sorts() const {
+    std::shared_lock<std::shared_mutex> lock(parts_mutex_);
+    return dedup_->sorts();
+  }
+  // Netting lines held in memory: those of the windows not closed. Ledger thread.
+  [[nodiscard]] size_t lines_held() const { return lines_->lines_held(); }
 
   // The next offset to consume per partition, as committed. Read it while no batch is in flight.
   [[nodiscard]] const PartitionOffsets& offsets() const { return offsets_; }
@@ -121,8 +133,8 @@ class Ledger final : private CommitProgress {
   // Windows with activity or a persisted state, as of the last commit. Thread-safe.
   [[nodiscard]] std::shared_ptr<const WindowTable> windows() const { return published_windows_.load(); }
   // Windows closed but whose files are not written yet (to resume after a restart).
-  [[nodiscard]] std::vector<WindowDay> WindowsAwaitingFiles() const { return windows_.AwaitingFiles(); }
-  [[nodiscard]] WindowDay OldestOpenWindow(int64_t now_ms) const { return windows_.OldestOpenWindow(now_ms); }
+  [[nodiscard]] std::vector<WindowDay> WindowsAwaitingFiles() const { return windows_->AwaitingFiles(); }
+  [[nodiscard]] WindowDay OldestOpenWindow(int64_t now_ms) const { return windows_->OldestOpenWindow(now_ms); }
   [[nodiscard]] bool failed() const override { return failed_.load(std::memory_order_acquire); }
   // The sequence of the last committed write. Thread-safe.
   [[nodiscard]] uint64_t commit_sequence() const { return commit_sequence_.load(std::memory_order_acquire); }
@@ -143,6 +155,8 @@ class Ledger final : private CommitProgress {
   [[nodiscard]] absl::Status Failure() const override;
   void Fail(const absl::Status& status);
 
+  // Load without the upgrade: every part from the store.
+  [[nodiscard]] absl::Status LoadParts(int64_t now_ms);
   [[nodiscard]] absl::Status LoadOffsets();
   // Waits until fewer than kPreparedAheadMax batches are prepared and not committed.
   [[nodiscard]] absl::Status WaitForPreparedRoom();
@@ -172,10 +186,12 @@ class Ledger final : private CommitProgress {
   mutable std::mutex offsets_mutex_;  // the commit thread's swap against CommittedOffset
   PartitionOffsets offsets_;
 
-  // The parts.
-  DedupIndex dedup_;
-  LineBook lines_;
-  WindowBook windows_;
+  // The parts, made again by Reload (exclusive on parts_mutex_, which the thread-safe accessors
+  // of a part take shared).
+  mutable std::shared_mutex parts_mutex_;
+  std::optional<DedupIndex> dedup_;
+  std::optional<LineBook> lines_;
+  std::optional<WindowBook> windows_;
 
   std::atomic<std::shared_ptr<const WindowTable>> published_windows_;
   // Prepared state (the ledger thread): what the next batch builds on.

@@ -1878,5 +1878,43 @@ TEST_F(LedgerTest, ABatchTheChangelogDidNotTakeIsNotWritten) {
   EXPECT_EQ(changelog.records_of[kTaps0].size(), 1u);
 }
 
+TEST_F(LedgerTest, AfterARestoreIntoItsStoreTheLedgerReloadsAndDecidesWithTheRestoredState) {
+  MemoryChangelog own_changelog;
+  changelog_ = &own_changelog;
+  Reopen();
+  Apply({TapMessage(Tap("TAP1", 300))});
+  // Another instance consumed partition 1.
+  MemoryChangelog other_changelog;
+  {
+    auto other_store = RocksStore::Open(dir_.path() + "/other", {});
+    ASSERT_TRUE(other_store.ok()) << other_store.status();
+    Ledger other(**other_store, LedgerOptions{.calendar = calendar_, .changelog = &other_changelog});
+    ASSERT_TRUE(other.Load(now_ms_).ok());
+    BatchResult result;
+    ASSERT_TRUE(other.Apply(Decoded({TapMessage(Tap("TAP9", 900))}, 1, {}), result).ok());
+  }
+  // Its state comes to this store while this ledger is idle, and the ledger reads it back.
+  ASSERT_TRUE(RestoreInto(*store_, other_changelog, {kTaps1}).ok());
+  ASSERT_TRUE(ledger_->Reload(now_ms_).ok());
+  EXPECT_EQ(ledger_->CommittedOffset(SourceTopic::kTaps, 1), std::optional<int64_t>(1));
+  const Batch& batch = Apply({TapMessage(Tap("TAP9", 900)), RefundMessage(Refund("R9", 400, "TAP9"))}, 1);
+  EXPECT_EQ(batch.slots()[0].fate, Fate::kExactDuplicate);
+  EXPECT_EQ(batch.slots()[1].fate, Fate::kApplied);
+  EXPECT_EQ(Line(kNov27, kMetroLine).amount_fen, 1200);
+  EXPECT_EQ(Line(kNov27, kMetroLine).reversed_amount_fen, 400);
+  EXPECT_EQ(Counters(kNov27).exact_duplicate_count, 1);
+  // Its commit record of partition 1 follows the other instance's.
+  ASSERT_EQ(own_changelog.records_of[kTaps1].size(), 1u);
+  ChangelogHeader header;
+  ASSERT_TRUE(DecodeChangelogHeader(own_changelog.records_of[kTaps1][0], header));
+  EXPECT_EQ(header.number, 2u);
+}
+
+TEST_F(LedgerTest, ALedgerWithABatchInFlightDoesNotReload) {
+  Prepare({TapMessage(Tap("TAP1", 300))});
+  EXPECT_EQ(ledger_->Reload(now_ms_).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(ledger_->failed());
+}
+
 }  // namespace
 }  // namespace yrd
