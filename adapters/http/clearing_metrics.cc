@@ -64,6 +64,26 @@ void AppendClearingMetrics(const ClearingMetrics& metrics, PrometheusText& page)
               "Consumer-group rebalances this instance took part in (assignments and revocations).");
   page.Sample({}, metrics.rebalance_count);
 
+  if (metrics.changelog) {
+    const ClearingMetrics::Changelog& changelog = *metrics.changelog;
+    page.Family("yrd_changelog_appended_records_total", PrometheusType::kCounter,
+                "Changelog records appended (one per commit and partition it changed).");
+    page.Sample({}, changelog.appended_records);
+    page.Family("yrd_changelog_appended_bytes_total", PrometheusType::kCounter, "Bytes of changelog records appended.");
+    page.Sample({}, changelog.appended_bytes);
+    page.Family("yrd_changelog_restoring_partitions", PrometheusType::kGauge,
+                "Partitions being restored from their changelogs now (consumed only once restored).");
+    page.Sample({}, changelog.restoring_partitions);
+    page.Family("yrd_changelog_restores_total", PrometheusType::kCounter,
+                "Partitions restored from their changelogs (each assignment to this instance restores).");
+    page.Sample({}, changelog.restores);
+    page.Family("yrd_changelog_restored_commits_total", PrometheusType::kCounter,
+                "Commits of other owners applied to this store by restores.");
+    page.Sample({}, changelog.restored_commits);
+    page.Family("yrd_changelog_restore_seconds_total", PrometheusType::kCounter, "Time spent restoring partitions.");
+    page.Sample({}, changelog.restore_seconds);
+  }
+
   if (metrics.commit_latency != nullptr) {
     page.Family("yrd_commit_latency_seconds", PrometheusType::kHistogram,
                 "Time from a batch sealed to its synced store commit returning.");

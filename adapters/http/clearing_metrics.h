@@ -60,6 +60,19 @@ struct ClearingMetrics {
   std::vector<OwnedPartitions> owned_partitions;
   uint64_t rebalance_count = 0;
 
+  // A group member's changelog (not rendered otherwise): yrd_changelog_appended_records_total and
+  // _bytes_total, yrd_changelog_restoring_partitions (now), yrd_changelog_restores_total,
+  // yrd_changelog_restored_commits_total and yrd_changelog_restore_seconds_total.
+  struct Changelog {
+    uint64_t appended_records = 0;
+    uint64_t appended_bytes = 0;
+    uint64_t restoring_partitions = 0;
+    uint64_t restores = 0;
+    uint64_t restored_commits = 0;
+    double restore_seconds = 0;
+  };
+  std::optional<Changelog> changelog;
+
   // yrd_commit_latency_seconds: from a batch sealed to its synced commit returning. Not rendered
   // when null.
   const LatencyHistogram* commit_latency = nullptr;

@@ -30,8 +30,10 @@ struct EmbeddedBrokerOptions {
   // Partitions of each topic below. Range 1..EmbeddedBroker::kPartitionCountMax.
   int partition_count = 16;
   // Topics created at start, with partition_count partitions and replication factor
-  // min(broker_count, 3). Names follow Kafka's rules: 1..249 of [a-zA-Z0-9._-].
-  std::vector<std::string> topics = {"yrd.taps", "yrd.medical", "yrd.dlq"};
+  // min(broker_count, 3). Names follow Kafka's rules: 1..249 of [a-zA-Z0-9._-]. The changelog
+  // topics carry the state of a consumer group's members (adapters/kafka/kafka_changelog.h).
+  std::vector<std::string> topics = {"yrd.taps", "yrd.medical", "yrd.dlq", "yrd.taps.changelog",
+                                     "yrd.medical.changelog"};
 };
 
 class EmbeddedBroker {

@@ -501,6 +501,20 @@ void KafkaSource::Impl::Rebalance(rd_kafka_t* handle, rd_kafka_resp_err_t err,
 }
 
 void KafkaSource::Impl::OnAssign(rd_kafka_topic_partition_list_t* partitions) {
+  if (options.claim) {
+    // Their state first: restored from the changelog while no batch is in flight.
+    std::vector<SourcePartition> claimed;
+    for (int i = 0; i < partitions->cnt; ++i) {
+      const rd_kafka_topic_partition_t& entry = partitions->elems[i];
+      const std::optional<SourceTopic> topic = TopicOf(entry.topic);
+      if (topic && entry.partition >= 0 && entry.partition < kSourcePartitionsPerTopicMax) {
+        claimed.push_back({*topic, entry.partition});
+      }
+    }
+    absl::Status status = drain ? drain() : absl::OkStatus();
+    if (status.ok() && !claimed.empty()) status = options.claim(claimed);
+    if (!status.ok()) Refuse(status);
+  }
   // What the group committed for them: a member that consumed a partition further than this
   // store holds has its state, which this instance must not redo.
   rd_kafka_topic_partition_list_t* group_offsets = rd_kafka_topic_partition_list_copy(partitions);
@@ -523,8 +537,8 @@ void KafkaSource::Impl::OnAssign(rd_kafka_topic_partition_list_t* partitions) {
     if (group_offset > 0 && group_offset > local.value_or(0)) {
       Refuse(absl::FailedPreconditionError(fmt::format(
           "group {} assigned {} partition {}, which a member consumed to offset {} while this store holds it to {}: "
-          "its state is on another instance, and handing state over between instances is not built yet; run one "
-          "instance per group, or give this instance the store that consumed it",
+          "its state is on another instance and not in a changelog this instance restores (kafka.assignment = "
+          "\"group\" restores it from the changelog); give this instance the store that consumed it",
           options.group_id, entry.topic, entry.partition, group_offset, local.value_or(0))));
     }
     entry.offset = local.value_or(RD_KAFKA_OFFSET_BEGINNING);
@@ -565,6 +579,11 @@ void KafkaSource::Impl::OnRevoke(rd_kafka_topic_partition_list_t* partitions) {
     return true;
   });
   for (const auto& topic_partition : revoked) expected.erase(topic_partition);
+  if (options.release) {
+    std::vector<SourcePartition> released;
+    for (const auto& [topic, partition] : revoked) released.push_back({topic, partition});
+    options.release(released);
+  }
   if (rd_kafka_assignment_lost(handle) && options.on_warning) {
     options.on_warning("the group took this member's partitions without a rebalance (session timeout)");
   }

@@ -22,6 +22,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <span>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -42,6 +43,13 @@ struct KafkaSourceOptions {
   // kGroup: the next offset the state store committed for a partition, nullopt when it has none;
   // asked when the group assigns the partition. Thread-safe.
   std::function<std::optional<int64_t>(SourceTopic, int32_t)> committed_offset;
+  // kGroup: called when the group assigns partitions, after the pipeline's drain (no batch in
+  // flight) and before their offsets are asked: brings their state in the store up to their last
+  // commit anywhere (restores it from the changelog, engine/changelog). An error refuses them.
+  std::function<absl::Status(std::span<const SourcePartition>)> claim;
+  // kGroup: called when the group revokes partitions, after the drain: this instance owns them no
+  // more.
+  std::function<void(std::span<const SourcePartition>)> release;
   // kGroup: how long to wait for the group's committed offsets of newly assigned partitions.
   std::chrono::milliseconds committed_timeout{10'000};
   Settings settings;                         // config [kafka.settings], librdkafka properties

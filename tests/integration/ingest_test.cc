@@ -165,6 +165,80 @@ TEST(Ingest, AGroupMemberHoldingPartOfThePartitionsWritesNoFilesUntilItHoldsThem
   ExpectOracleAfterCatchUp(scenario, *daemon);
 }
 
+TEST(Ingest, AMemberThatLeavesHandsItsPartitionsStateToTheOtherThroughTheChangelog) {
+  Scenario scenario;
+  scenario.StartBroker(8);
+  scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "",
+                   std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n") + kShortSession);
+  // A second member: its own store, files and log.
+  std::string second_config = ReadFile(scenario.dir() / "clearingd.toml");
+  for (const auto& [from, to] : {std::pair<std::string, std::string>{"path = \"state\"", "path = \"second-state\""},
+                                 {"dir = \"files\"", "dir = \"second-files\""},
+                                 {"\"clearing-1\"", "\"clearing-2\""}}) {
+    const size_t at = second_config.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    second_config.replace(at, from.size(), to);
+  }
+  WriteFile(scenario.dir() / "second.toml", second_config);
+  auto first = scenario.StartDaemon();
+  // How many of the 16 partitions the first member holds.
+  auto owns = [&](int partitions) {
+    const std::string metrics = scenario.Http("GET", "/metrics").second;
+    int held = 0;
+    for (const std::string topic : {"yrd.taps", "yrd.medical"}) {
+      const std::string name = "yrd_owned_partitions{topic=\"" + topic + "\"} ";
+      const size_t at = metrics.find(name);
+      if (at == std::string::npos) return false;
+      held += std::stoi(metrics.substr(at + name.size()));
+    }
+    return held == partitions;
+  };
+  ASSERT_TRUE(WaitFor([&] { return owns(16); }, std::chrono::minutes(1))) << ReadFile(scenario.daemon_log());
+  const std::string second_log = scenario.dir() / "second.log";
+  auto second = std::make_unique<ChildProcess>(
+      std::vector<std::string>{YRD_CLEARINGD_BINARY, "--config", scenario.dir() / "second.toml", "--clock-fixed-ms",
+                               std::to_string(scenario.clock_ms())},
+      second_log);
+  // The second member has its half (restored: empty) and the first the other half.
+  ASSERT_TRUE(WaitFor(
+      [&] { return owns(8) && ReadFile(second_log).find("\"event\":\"partition_restored\"") != std::string::npos; },
+      std::chrono::minutes(1)))
+      << ReadFile(scenario.daemon_log()) << ReadFile(second_log);
+
+  // Both consume their half of the day; the second one stops for good once it has consumed some
+  // (it commits what it consumed as it stops).
+  scenario.Generate(20'000, /*seed=*/5);
+  auto second_consumed = [&] {
+    const std::string log = ReadFile(second_log);
+    for (size_t at = log.find("\"consumed\":"); at != std::string::npos; at = log.find("\"consumed\":", at + 1)) {
+      if (log.compare(at, 13, "\"consumed\":0,") != 0) return true;
+    }
+    return false;
+  };
+  ASSERT_TRUE(WaitFor(second_consumed, std::chrono::minutes(2))) << ReadFile(second_log);
+  second->Signal(SIGTERM);
+  const std::optional<int> second_status = second->Wait(std::chrono::seconds(60));
+  ASSERT_TRUE(second_status.has_value());
+  EXPECT_TRUE(WIFEXITED(*second_status) && WEXITSTATUS(*second_status) == 0) << ReadFile(second_log);
+
+  // When its session ends the first member takes every partition, restores the second's state
+  // from the changelog (it never consumed those partitions), and its store holds the whole day.
+  ASSERT_TRUE(WaitFor([&] { return owns(16) && scenario.CommittedMessages() == scenario.messages(); },
+                      std::chrono::minutes(2)))
+      << ReadFile(scenario.daemon_log());
+  const std::string metrics = scenario.Http("GET", "/metrics").second;
+  EXPECT_GT(MetricSample(metrics, "yrd_changelog_restored_commits_total"), 0) << metrics << ReadFile(scenario.daemon_log()) << "==== second\n" << ReadFile(second_log);
+  EXPECT_NE(ReadFile(scenario.daemon_log()).find("\"event\":\"partition_restored\""), std::string::npos);
+  EXPECT_EQ(scenario.Http("POST", "/v1/windows/20261127/close", kAdminToken).first, 202);
+  ASSERT_TRUE(WaitFor(
+      [&] { return scenario.Http("GET", "/v1/windows/20261127").second.find("files_written") != std::string::npos; },
+      std::chrono::minutes(2)))
+      << ReadFile(scenario.daemon_log());
+  ExpectOracleAfterCatchUp(scenario, *first);
+  const std::vector<std::string> files_diff = scenario.DiffFilesWithOracle();
+  for (const std::string& line : files_diff) ADD_FAILURE() << line;
+}
+
 TEST(Ingest, RestartAfterSigtermResumesWithoutLossOrDoubleCount) {
   Scenario scenario;
   scenario.StartBroker(8);

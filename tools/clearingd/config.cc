@@ -10,6 +10,10 @@
 namespace yrd {
 namespace {
 
+// A changelog topic's name is its source topic's (at most 32 characters here) and the suffix,
+// within Kafka's 249.
+constexpr size_t kChangelogSuffixBytesMax = 200;
+
 // store.recent_txn_records_max: at least a batch's worth is sensible; at most about 30 GiB of
 // memory (150 bytes a record, twice while a sort runs).
 constexpr int64_t kRecentTxnRecordsMin = 1'000;
@@ -133,6 +137,15 @@ absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
   if (!config.group_instance_id.empty() && !config.group_assignment) {
     check(absl::InvalidArgumentError(Cat(path, ": kafka.group_instance_id needs kafka.assignment = \"group\"")));
   }
+  check(kafka.String("changelog_topic_suffix", config.changelog_topic_suffix));
+  if (config.changelog_topic_suffix.empty() || config.changelog_topic_suffix.size() > kChangelogSuffixBytesMax ||
+      config.changelog_topic_suffix.find_first_not_of(
+          "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != std::string::npos) {
+    check(absl::InvalidArgumentError(Cat(path, ": kafka.changelog_topic_suffix must be 1 to ", kChangelogSuffixBytesMax,
+                                         " characters of [a-zA-Z0-9._-], got '", config.changelog_topic_suffix, "'")));
+  }
+  check(kafka.Integer("changelog_append_timeout_ms", config.changelog_append_timeout_ms, 1'000, 600'000));
+  check(kafka.Integer("changelog_restore_timeout_ms", config.changelog_restore_timeout_ms, 1'000, 86'400'000));
   check(kafka.Boolean("dead_letter", config.dead_letter));
   std::string dead_letter_payload(DeadLetterPayloadName(config.dead_letter_payload));
   check(kafka.String("dead_letter_payload", dead_letter_payload));

@@ -26,6 +26,11 @@ struct DaemonConfig {
   // share, true).
   bool group_assignment = false;
   std::string group_instance_id;              // group_instance_id: static membership, "group" only
+  // "group" only: the changelog topics (<source topic><changelog_topic_suffix>) that carry each
+  // partition's state between members, and how long an append and a restore may take.
+  std::string changelog_topic_suffix = ".changelog";
+  int64_t changelog_append_timeout_ms = 30'000;
+  int64_t changelog_restore_timeout_ms = 300'000;
   kafka::Settings kafka_settings;            // [kafka.settings]: librdkafka properties, strings
   bool dead_letter = true;
   DeadLetterPayload dead_letter_payload = DeadLetterPayload::kRedacted;  // dead_letter_payload

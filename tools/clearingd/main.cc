@@ -36,6 +36,7 @@
 #include "engine/base/strings.h"
 #include "engine/ledger/ledger.h"
 #include "engine/pipeline/pipeline.h"
+#include "adapters/kafka/kafka_changelog.h"
 #include "tools/clearingd/config.h"
 #include "tools/clearingd/file_writer.h"
 #include "tools/clearingd/maintenance.h"
@@ -296,6 +297,15 @@ class Daemon final : public http::AdminHandler {
       }
       m.rebalance_count = source_->rebalances();
     }
+    if (changelog_ != nullptr) {
+      m.changelog = http::ClearingMetrics::Changelog{
+          .appended_records = changelog_->records_appended(),
+          .appended_bytes = changelog_->bytes_appended(),
+          .restoring_partitions = restoring_partitions_.load(),
+          .restores = restore_count_.load(),
+          .restored_commits = restored_commit_count_.load(),
+          .restore_seconds = static_cast<double>(restore_ms_total_.load()) / 1000.0};
+    }
     m.store_background_error_count = store_background_error_count_.load();
     m.consumption_pause_count = consumption_pause_count_.load();
     if (last_file_set_day_ != 0) {
@@ -310,6 +320,10 @@ class Daemon final : public http::AdminHandler {
   bool Healthy() override { return true; }
 
   bool Ready(std::string& why_not) override {
+    if (const uint64_t restoring = restoring_partitions_.load(); restoring > 0) {
+      why_not = Cat("restoring ", restoring, " partitions from their changelogs");
+      return false;
+    }
     std::lock_guard<std::mutex> lock(mutex_);
     if (pipeline_ == nullptr || source_ == nullptr) {
       why_not = "not consuming: the store or the brokers are not available (see the log)";
@@ -484,6 +498,39 @@ class Daemon final : public http::AdminHandler {
     return false;
   }
 
+  // Restores the state of the partitions the group assigned from their changelogs (the pipeline
+  // drained: the ledger is idle) and has the ledger read it back. /readyz is false meanwhile.
+  absl::Status ClaimPartitions(kafka::KafkaChangelog& changelog, StateStore& store, Ledger& ledger,
+                               std::span<const SourcePartition> owners) {
+    restoring_partitions_.store(owners.size());
+    absl::Status status;
+    for (const SourcePartition owner : owners) {
+      absl::StatusOr<kafka::ClaimResult> claim = changelog.Claim(store, owner);
+      if (!claim.ok()) {
+        status = claim.status();
+        log::Error("partition_restore_failed",
+                   {{"partition", FormatOwner(owner)},
+                    {"error", status.ToString()},
+                    {"action", "the partition is not consumed: a truncated changelog or a gap needs the partition's "
+                               "store from its last owner (docs/operations.md)"}});
+        break;
+      }
+      restore_count_.fetch_add(1);
+      restored_commit_count_.fetch_add(claim->commits_restored);
+      restore_ms_total_.fetch_add(static_cast<uint64_t>(claim->duration.count()));
+      log::Info("partition_restored", {{"partition", FormatOwner(owner)},
+                                       {"epoch", claim->epoch},
+                                       {"changelog_records", claim->records_read},
+                                       {"commits_restored", claim->commits_restored},
+                                       {"changelog_bytes", claim->bytes_read},
+                                       {"duration_ms", static_cast<int64_t>(claim->duration.count())}});
+      restoring_partitions_.fetch_sub(1);
+    }
+    if (status.ok()) status = ledger.Reload(clock_->NowMs());
+    restoring_partitions_.store(0);
+    return status;
+  }
+
   // One life of the store, ledger, Kafka source and pipeline, until a stop or a failure.
   absl::Status Attempt() {
     RocksStoreOptions store_options;
@@ -509,15 +556,37 @@ class Daemon final : public http::AdminHandler {
     auto store = RocksStore::Open(config_.store_path, std::move(store_options));
     if (!store.ok()) return store.status();
     if (absl::Status s = CheckCardTokenKey(**store, card_key_check_); !s.ok()) return s;
+    // A member of a group hands each partition's state to the next owner through its changelog.
+    std::unique_ptr<kafka::KafkaChangelog> changelog;
+    if (config_.group_assignment) {
+      auto created = kafka::KafkaChangelog::Create(
+          {.bootstrap_servers = config_.bootstrap_servers,
+           .topic_suffix = config_.changelog_topic_suffix,
+           .append_timeout = std::chrono::milliseconds(config_.changelog_append_timeout_ms),
+           .restore_timeout = std::chrono::milliseconds(config_.changelog_restore_timeout_ms)});
+      if (!created.ok()) return created.status();
+      changelog = *std::move(created);
+    }
     Ledger ledger(**store, LedgerOptions{.calendar = config_.calendar,
                                          .dedup_horizon_ms = config_.decode.dedup_horizon_ms,
                                          .keep_dead_letters = config_.dead_letter,
                                          .dead_letter_sealer = ledger_sealer_.get(),
                                          .dead_letter_payload = config_.dead_letter_payload,
                                          .recent_txn_records_max = config_.recent_txn_records_max,
-                                         .lines_checkpoint_applied_max = config_.lines_checkpoint_applied_max});
+                                         .lines_checkpoint_applied_max = config_.lines_checkpoint_applied_max,
+                                         .changelog = changelog.get()});
     if (absl::Status s = ledger.Load(clock_->NowMs()); !s.ok()) return s;
     kafka::KafkaSourceOptions source_options = SourceOptions(config_);
+    if (changelog != nullptr) {
+      // A partition the group assigns is consumed only once its state is the one of its last
+      // commit anywhere: restored from its changelog, then the ledger reads it back.
+      source_options.claim = [this, &changelog, &store, &ledger](std::span<const SourcePartition> owners) {
+        return ClaimPartitions(*changelog, **store, ledger, owners);
+      };
+      source_options.release = [&changelog](std::span<const SourcePartition> owners) {
+        for (const SourcePartition owner : owners) changelog->Release(owner);
+      };
+    }
     source_options.committed_offset = [&ledger](SourceTopic topic, int32_t partition) {
       return ledger.CommittedOffset(topic, partition);
     };
@@ -598,6 +667,7 @@ class Daemon final : public http::AdminHandler {
       pipeline_ = &pipeline;
       ledger_ = &ledger;
       source_ = source->get();
+      changelog_ = changelog.get();
       if (stop_requested_) pipeline.RequestStop();
     }
     log::Info("started", {{"store", config_.store_path},
@@ -610,6 +680,7 @@ class Daemon final : public http::AdminHandler {
       pipeline_ = nullptr;
       ledger_ = nullptr;
       source_ = nullptr;
+      changelog_ = nullptr;
     }
     if (absl::Status s = (*source)->FlushDeadLetters(kDeadLetterFlushWait); !s.ok()) {
       log::Warning("dead_letter_flush_incomplete",
@@ -661,6 +732,11 @@ class Daemon final : public http::AdminHandler {
   Pipeline* pipeline_ = nullptr;   // guarded by mutex_; the running pipeline, if any
   Ledger* ledger_ = nullptr;       // guarded by mutex_; its ledger
   kafka::KafkaSource* source_ = nullptr;  // guarded by mutex_; its source
+  kafka::KafkaChangelog* changelog_ = nullptr;  // guarded by mutex_; its changelog (a group member)
+  std::atomic<uint64_t> restoring_partitions_{0};  // being restored from their changelogs now
+  std::atomic<uint64_t> restore_count_{0};
+  std::atomic<uint64_t> restored_commit_count_{0};
+  std::atomic<uint64_t> restore_ms_total_{0};
   WindowDay last_file_set_day_ = 0;       // guarded by mutex_
   int64_t last_file_set_at_ms_ = 0;       // guarded by mutex_
   uint64_t last_file_set_file_count_ = 0;  // guarded by mutex_
