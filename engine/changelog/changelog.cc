@@ -242,7 +242,19 @@ absl::StatusOr<RestoreStep> ChangelogRestore::ApplyOne(std::string_view record) 
   }
   // An epoch never goes back: a commit of an earlier one than the fence (or than the last commit)
   // comes from an owner that lost the partition and did not know yet.
-  if (header.epoch < progress.fence_epoch || header.epoch < progress.epoch) return RestoreStep::kFencedOut;
+  const bool fenced_out = header.epoch < progress.fence_epoch || header.epoch < progress.epoch;
+  // This store holds commits the changelog's history does not: it applied them as a zombie (its
+  // own commits after another owner's fence), or another owner went on from an earlier commit.
+  if (header.number <= progress.number &&
+      (header.epoch > progress.epoch || (fenced_out && header.epoch == progress.epoch))) {
+    return absl::FailedPreconditionError(Cat(
+        "changelog_diverged: this store holds commits of ", FormatOwner(header.owner), " through ", progress.number,
+        " (epoch ", progress.epoch, ") that are not the changelog's: commit ", header.number, " there is of epoch ",
+        header.epoch, fenced_out ? ", fenced out" : "",
+        "; the store applied commits after another instance took the partition, and its state of the partition "
+        "must be rebuilt from the changelog"));
+  }
+  if (fenced_out) return RestoreStep::kFencedOut;
   if (header.number <= progress.number) return RestoreStep::kRepeat;
   if (header.number != progress.number + 1) {
     return absl::DataLossError(Cat(first_read ? "changelog_truncated: the changelog of " : "changelog_gap: the changelog of ",

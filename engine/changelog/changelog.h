@@ -120,7 +120,9 @@ class ChangelogRestore {
   // grew past kPendingBytesMax). A record that skips a commit number is refused with DataLoss
   // naming what is missing (`changelog_truncated` when it is the first record read for its
   // owner, `changelog_gap` after), and a damaged one with DataLoss; nothing of it is applied,
-  // and every later Apply and Flush returns the same error (what was flushed before stands).
+  // and every later Apply and Flush returns the same error (what was flushed before stands). A
+  // store that holds commits the changelog's history does not (it went on as a zombie) is refused
+  // with FailedPrecondition (`changelog_diverged`).
   [[nodiscard]] absl::StatusOr<RestoreStep> Apply(std::string_view record);
   // Writes what was applied, synced.
   [[nodiscard]] absl::Status Flush();

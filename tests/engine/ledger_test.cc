@@ -1916,5 +1916,42 @@ TEST_F(LedgerTest, ALedgerWithABatchInFlightDoesNotReload) {
   EXPECT_FALSE(ledger_->failed());
 }
 
+TEST_F(LedgerTest, AStoreThatWentOnAsAZombieIsRefusedByTheChangelogsHistory) {
+  MemoryChangelog changelog;
+  changelog_ = &changelog;
+  Reopen();
+  Apply({TapMessage(Tap("TAP1", 300))});
+  Apply({TapMessage(Tap("TAP2", 500))});  // commit 2, made after another owner's fence
+  ledger_.reset();
+  const std::vector<std::string> own = changelog.records_of[kTaps0];
+  std::string fence;
+  EncodeChangelogFence(kTaps0, 2, fence);
+  ChangelogRecordBuilder builder;
+  builder.Start({.kind = ChangelogKind::kCommit, .owner = kTaps0, .epoch = 2, .number = 2, .next_offset = 1});
+  std::string new_owners_commit;
+  builder.Finish(new_owners_commit);
+  // The changelog as every reader sees it: its own commit 2 came after the fence.
+  for (const std::vector<std::string>& history :
+       {std::vector<std::string>{own[0], fence, own[1]}, std::vector<std::string>{own[0], fence, own[1], new_owners_commit},
+        std::vector<std::string>{own[0], fence, new_owners_commit}}) {
+    auto restore = ChangelogRestore::Open(*store_);
+    ASSERT_TRUE(restore.ok()) << restore.status();
+    absl::Status status;
+    for (const std::string& record : history) {
+      status = (*restore)->Apply(record).status();
+      if (!status.ok()) break;
+    }
+    EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+    EXPECT_NE(status.message().find("changelog_diverged"), std::string_view::npos) << status;
+  }
+  // The new owner's own store takes the same history: its commit 2 stands.
+  auto other = RocksStore::Open(dir_.path() + "/other", {});
+  ASSERT_TRUE(other.ok()) << other.status();
+  auto restore = ChangelogRestore::Open(**other);
+  ASSERT_TRUE(restore.ok());
+  for (const std::string& record : {own[0], fence, new_owners_commit, own[1]}) ASSERT_TRUE((*restore)->Apply(record).ok());
+  EXPECT_EQ((*restore)->progress(kTaps0), (ChangelogProgress{.number = 2, .epoch = 2, .fence_epoch = 2}));
+}
+
 }  // namespace
 }  // namespace yrd
