@@ -17,7 +17,10 @@
 #include "CLI/CLI.hpp"
 #include "adapters/crypto/hmac.h"
 #include "adapters/fs/file_set.h"
+#include "adapters/kafka/embedded_broker.h"
+#include "adapters/kafka/kafka_changelog.h"
 #include "adapters/rocksdb/rocks_store.h"
+#include "engine/base/strings.h"
 #include "engine/clearing/clearing_files.h"
 #include "engine/clearing/positions.h"
 #include "engine/event/event_file.h"
@@ -69,6 +72,30 @@ uint64_t DirectoryBytes(const std::string& path) {
   return total;
 }
 
+// The windows' outcome in `store` against the oracle; the counters of every window when they agree.
+absl::StatusOr<std::map<WindowDay, WindowCounters>> CheckOracle(StateStore& store, const Registry& registry,
+                                                                const nlohmann::json& oracle) {
+  Outcome actual;
+  absl::StatusOr<std::map<WindowDay, WindowCounters>> counters = ReadAllWindowCounters(store);
+  if (!counters.ok()) return counters.status();
+  for (const auto& [day, c] : *counters) {
+    absl::StatusOr<std::vector<WindowLine>> lines = ReadWindowLines(store, day);
+    if (!lines.ok()) return lines.status();
+    auto w = ComputeWindowOutcome(*lines, c, FeeSchedule::FromRegistry(registry));
+    if (!w.ok()) return w.status();
+    actual.windows[day] = *w;
+  }
+  auto expected = OutcomeFromJson(oracle);
+  if (!expected.ok()) return expected.status();
+  const std::vector<std::string> diff = DiffOutcomes(*expected, actual);
+  for (const std::string& line : diff) std::printf("oracle mismatch: %s\n", line.c_str());
+  if (!diff.empty()) return absl::DataLossError(Cat(diff.size(), " differences from the oracle"));
+  return counters;
+}
+
+// Source partitions per topic, as the daemon's default topics have.
+constexpr int32_t kPartitions = 16;
+
 int Main(int argc, char** argv) {
   CLI::App app{"engine core throughput: in-memory events through the pipeline into RocksDB"};
   std::string events_path, registry_path, oracle_path, store_path;
@@ -87,6 +114,10 @@ int Main(int argc, char** argv) {
   app.add_flag("--close", close_window,
                "after ingest, close the generated day's window and write all its clearing files (timed)");
   app.add_flag("--no-sync", no_sync, "do not sync the WAL per commit (to measure what syncing costs)");
+  bool changelog = false;
+  app.add_flag("--changelog", changelog,
+               "as a consumer-group member: every commit also goes to the changelog on an embedded broker; "
+               "then a fresh store restores every partition from it (timed)");
   CLI11_PARSE(app, argc, argv);
 
   auto reader = EventFileReader::Open(events_path);
@@ -118,10 +149,30 @@ int Main(int argc, char** argv) {
     if (!store.ok()) return std::cerr << store.status() << "\n", 2;
     LedgerOptions ledger_options;
     ledger_options.recent_txn_records_max = recent_txn_records_max;
+    std::unique_ptr<kafka::EmbeddedBroker> broker;
+    std::unique_ptr<kafka::KafkaChangelog> changelog_sink;
+    std::vector<SourcePartition> owners;
+    std::unique_ptr<RocksStore> restored_store;  // rebuilt from the changelog alone
+    if (changelog) {
+      auto started = kafka::EmbeddedBroker::Start({.partition_count = kPartitions,
+                                                   .topics = {"yrd.taps.changelog", "yrd.medical.changelog"}});
+      if (!started.ok()) return std::cerr << started.status() << "\n", 2;
+      broker = *std::move(started);
+      auto created = kafka::KafkaChangelog::Create({.bootstrap_servers = broker->bootstrap_servers()});
+      if (!created.ok()) return std::cerr << created.status() << "\n", 2;
+      changelog_sink = *std::move(created);
+      for (const SourceTopic topic : {SourceTopic::kTaps, SourceTopic::kMedical}) {
+        for (int32_t partition = 0; partition < kPartitions; ++partition) owners.push_back({topic, partition});
+      }
+      for (const SourcePartition owner : owners) {
+        if (auto claim = changelog_sink->Claim(**store, owner); !claim.ok()) return std::cerr << claim.status() << "\n", 2;
+      }
+      ledger_options.changelog = changelog_sink.get();
+    }
     Ledger ledger(**store, ledger_options);
     if (absl::Status s = ledger.Load(clock_ms); !s.ok()) return std::cerr << s << "\n", 2;
     auto tokenizer = HmacSha256::Create("benchmark-card-token-key");
-    MemorySource source(*std::move(records), 16);
+    MemorySource source(*std::move(records), kPartitions);
     ManualClock clock(clock_ms);
     RegistryHolder holder(*registry);
     PipelineOptions options;
@@ -142,28 +193,47 @@ int Main(int argc, char** argv) {
                 static_cast<unsigned long>(stats.store_bytes.load()));
     std::printf("recent_txn_sorts=%lu recent_txn_records=%lu\n", static_cast<unsigned long>(ledger.recent_txn_sorts()),
                 static_cast<unsigned long>(ledger.recent_txn_records()));
+    if (changelog) {
+      std::printf("changelog_records=%lu changelog_bytes=%lu changelog_bytes_per_message=%.1f (before lz4)\n",
+                  static_cast<unsigned long>(changelog_sink->records_appended()),
+                  static_cast<unsigned long>(changelog_sink->bytes_appended()),
+                  static_cast<double>(changelog_sink->bytes_appended()) / static_cast<double>(message_count));
+      // A new instance takes every partition over: its store is rebuilt from the changelog alone.
+      auto fresh = RocksStore::Open(store_path + ".restored", RocksStoreOptions{});
+      if (!fresh.ok()) return std::cerr << fresh.status() << "\n", 2;
+      restored_store = *std::move(fresh);
+      auto taker = kafka::KafkaChangelog::Create({.bootstrap_servers = broker->bootstrap_servers()});
+      if (!taker.ok()) return std::cerr << taker.status() << "\n", 2;
+      uint64_t commits = 0, bytes = 0;
+      const auto restore_start = std::chrono::steady_clock::now();
+      for (const SourcePartition owner : owners) {
+        absl::StatusOr<kafka::ClaimResult> claim = (*taker)->Claim(*restored_store, owner);
+        if (!claim.ok()) return std::cerr << claim.status() << "\n", 1;
+        commits += claim->commits_restored;
+        bytes += claim->bytes_read;
+      }
+      const double restore_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - restore_start).count();
+      std::printf("restore_partitions=%zu restore_commits=%lu restore_bytes=%lu restore_seconds=%.3f "
+                  "restore_messages_per_s=%.0f\n",
+                  owners.size(), static_cast<unsigned long>(commits), static_cast<unsigned long>(bytes),
+                  restore_seconds, static_cast<double>(message_count) / restore_seconds);
+    }
     if (absl::Status s = (*store)->Flush(); !s.ok()) return std::cerr << s << "\n", 1;
     std::printf("store_bytes_on_disk=%lu store_bytes_per_message=%.1f\n",
                 static_cast<unsigned long>(DirectoryBytes(store_path)),
                 static_cast<double>(DirectoryBytes(store_path)) / static_cast<double>(message_count));
 
     // Check against the oracle from the store itself.
-    Outcome actual;
-    absl::StatusOr<std::map<WindowDay, WindowCounters>> counters = ReadAllWindowCounters(**store);
+    absl::StatusOr<std::map<WindowDay, WindowCounters>> counters = CheckOracle(**store, **registry, oracle);
     if (!counters.ok()) return std::cerr << counters.status() << "\n", 1;
-    for (const auto& [day, c] : *counters) {
-      absl::StatusOr<std::vector<WindowLine>> lines = ReadWindowLines(**store, day);
-      if (!lines.ok()) return std::cerr << lines.status() << "\n", 1;
-      auto w = ComputeWindowOutcome(*lines, c, FeeSchedule::FromRegistry(**registry));
-      if (!w.ok()) return std::cerr << w.status() << "\n", 1;
-      actual.windows[day] = *w;
+    std::printf("oracle=match\n");
+    if (restored_store != nullptr) {
+      if (absl::Status s = CheckOracle(*restored_store, **registry, oracle).status(); !s.ok()) {
+        return std::cerr << "restored store: " << s << "\n", 1;
+      }
+      std::printf("restored_oracle=match\n");
     }
-    auto expected = OutcomeFromJson(oracle);
-    if (!expected.ok()) return std::cerr << expected.status() << "\n", 1;
-    const std::vector<std::string> diff = DiffOutcomes(*expected, actual);
-    for (const std::string& line : diff) std::printf("oracle mismatch: %s\n", line.c_str());
-    std::printf("oracle=%s\n", diff.empty() ? "match" : "MISMATCH");
-    if (!diff.empty()) return 1;
 
     if (close_window) {
       const WindowDay day = counters->rbegin()->first;
