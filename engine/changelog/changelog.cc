@@ -1,5 +1,6 @@
 #include "engine/changelog/changelog.h"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -233,16 +234,20 @@ absl::StatusOr<RestoreStep> ChangelogRestore::ApplyOne(std::string_view record) 
   const bool first_read = !seen_[header.owner];
   seen_[header.owner] = true;
   ChangelogProgress& progress = progress_[header.owner];
+  // Fences count from where this restore reads: what a former owner appended before a fence is
+  // state, whatever fences this store saw on an earlier read of the same changelog.
+  uint64_t& fence_read = fence_read_[header.owner];
   if (header.kind == ChangelogKind::kFence) {
+    fence_read = std::max(fence_read, header.epoch);
     if (header.epoch > progress.fence_epoch) {
       progress.fence_epoch = header.epoch;
       pending_ = true;
     }
     return RestoreStep::kFence;
   }
-  // An epoch never goes back: a commit of an earlier one than the fence (or than the last commit)
-  // comes from an owner that lost the partition and did not know yet.
-  const bool fenced_out = header.epoch < progress.fence_epoch || header.epoch < progress.epoch;
+  // A commit of an earlier epoch than a fence before it comes from an owner that lost the
+  // partition and did not know yet (a zombie).
+  const bool fenced_out = header.epoch < fence_read;
   // This store holds commits the changelog's history does not: it applied them as a zombie (its
   // own commits after another owner's fence), or another owner went on from an earlier commit.
   if (header.number <= progress.number &&

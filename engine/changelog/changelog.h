@@ -158,6 +158,7 @@ class ChangelogRestore {
   uint64_t commit_sequence_ = 0;
   std::map<SourcePartition, ChangelogProgress> progress_;
   std::map<SourcePartition, bool> seen_;  // owners with a record read by this restore
+  std::map<SourcePartition, uint64_t> fence_read_;  // the last fence's epoch read by this restore
   uint64_t commits_applied_ = 0;
   std::string recent_blob_;  // the transaction records of the pending write (one kRecentTxn value)
   std::string key_scratch_;

@@ -1953,5 +1953,32 @@ TEST_F(LedgerTest, AStoreThatWentOnAsAZombieIsRefusedByTheChangelogsHistory) {
   EXPECT_EQ((*restore)->progress(kTaps0), (ChangelogProgress{.number = 2, .epoch = 2, .fence_epoch = 2}));
 }
 
+TEST_F(LedgerTest, ARestoreReadsAChangelogAgainWithoutTakingTheFormerOwnersCommitsForAZombies) {
+  MemoryChangelog changelog;
+  changelog_ = &changelog;
+  Reopen();
+  Apply({TapMessage(Tap("TAP1", 300))});
+  Apply({TapMessage(Tap("TAP2", 500))});
+  std::vector<std::string> history = changelog.records_of[kTaps0];
+  std::string fence;
+  EncodeChangelogFence(kTaps0, 2, fence);
+  history.push_back(fence);
+  auto restored = RocksStore::Open(dir_.path() + "/restored", {});
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  // Claimed once (the store then holds the fence of epoch 2), then again from the changelog's
+  // start, as every claim reads it: the commits before the fence are repeats, not a zombie's.
+  for (int claim = 0; claim < 2; ++claim) {
+    auto restore = ChangelogRestore::Open(**restored);
+    ASSERT_TRUE(restore.ok());
+    for (const std::string& record : history) {
+      absl::StatusOr<RestoreStep> step = (*restore)->Apply(record);
+      ASSERT_TRUE(step.ok()) << "claim " << claim << ": " << step.status();
+    }
+    ASSERT_TRUE((*restore)->Flush().ok());
+    EXPECT_EQ((*restore)->progress(kTaps0), (ChangelogProgress{.number = 2, .epoch = 1, .fence_epoch = 2}));
+  }
+  EXPECT_EQ(test::StoreAnswers(**restored, {"TAP1", "TAP2"}), test::StoreAnswers(*store_, {"TAP1", "TAP2"}));
+}
+
 }  // namespace
 }  // namespace yrd

@@ -33,6 +33,49 @@ void ExpectOracleAfterCatchUp(Scenario& scenario, ChildProcess& daemon) {
   EXPECT_TRUE(diff.empty());
 }
 
+// Writes the configuration of another member of the scenario's group, `name`: its own store,
+// files and static membership, the rest as the scenario's daemon. Returns the path.
+std::string WriteMemberConfig(Scenario& scenario, const std::string& name) {
+  std::string config = ReadFile(scenario.dir() / "clearingd.toml");
+  for (const auto& [from, to] : {std::pair<std::string, std::string>{"path = \"state\"", "path = \"" + name + "-state\""},
+                                 {"dir = \"files\"", "dir = \"" + name + "-files\""},
+                                 {"\"clearing-1\"", "\"" + name + "\""}}) {
+    const size_t at = config.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    if (at != std::string::npos) config.replace(at, from.size(), to);
+  }
+  const std::string path = scenario.dir() / (name + ".toml");
+  WriteFile(path, config);
+  return path;
+}
+
+std::unique_ptr<ChildProcess> StartMember(Scenario& scenario, const std::string& name) {
+  return std::make_unique<ChildProcess>(
+      std::vector<std::string>{YRD_CLEARINGD_BINARY, "--config", scenario.dir() / (name + ".toml"), "--clock-fixed-ms",
+                               std::to_string(scenario.clock_ms())},
+      scenario.dir() / (name + ".log"));
+}
+
+// True when a progress line of `log` after byte `from` reports messages consumed.
+bool ConsumedSince(const std::string& log, size_t from) {
+  for (size_t at = log.find("\"consumed\":", from); at != std::string::npos; at = log.find("\"consumed\":", at + 1)) {
+    if (log.compare(at, 13, "\"consumed\":0,") != 0) return true;
+  }
+  return false;
+}
+
+// How many of the 16 partitions the scenario's daemon holds, by its metrics; -1 when unknown.
+int OwnedPartitions(Scenario& scenario) {
+  const std::string metrics = scenario.Http("GET", "/metrics").second;
+  int held = 0;
+  for (const std::string topic : {"yrd.taps", "yrd.medical"}) {
+    const std::string name = "yrd_owned_partitions{topic=\"" + topic + "\"} ";
+    const size_t at = metrics.find(name);
+    if (at == std::string::npos) return -1;
+    held += std::stoi(metrics.substr(at + name.size()));
+  }
+  return held;
+}
 
 TEST(Ingest, GeneratedDayMatchesOracleExactly) {
   Scenario scenario;
@@ -229,6 +272,70 @@ TEST(Ingest, AMemberThatLeavesHandsItsPartitionsStateToTheOtherThroughTheChangel
   const std::string metrics = scenario.Http("GET", "/metrics").second;
   EXPECT_GT(MetricSample(metrics, "yrd_changelog_restored_commits_total"), 0) << metrics << ReadFile(scenario.daemon_log()) << "==== second\n" << ReadFile(second_log);
   EXPECT_NE(ReadFile(scenario.daemon_log()).find("\"event\":\"partition_restored\""), std::string::npos);
+  EXPECT_EQ(scenario.Http("POST", "/v1/windows/20261127/close", kAdminToken).first, 202);
+  ASSERT_TRUE(WaitFor(
+      [&] { return scenario.Http("GET", "/v1/windows/20261127").second.find("files_written") != std::string::npos; },
+      std::chrono::minutes(2)))
+      << ReadFile(scenario.daemon_log());
+  ExpectOracleAfterCatchUp(scenario, *first);
+  const std::vector<std::string> files_diff = scenario.DiffFilesWithOracle();
+  for (const std::string& line : files_diff) ADD_FAILURE() << line;
+}
+
+TEST(Ingest, ThreeMembersSurviveKillsAndAScaleDownToOneWithTheOraclesFiles) {
+  Scenario scenario;
+  scenario.StartBroker(8);
+  scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "",
+                   std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n") + kShortSession);
+  WriteMemberConfig(scenario, "clearing-2");
+  WriteMemberConfig(scenario, "clearing-3");
+  auto first = scenario.StartDaemon();
+  ASSERT_TRUE(WaitFor([&] { return OwnedPartitions(scenario) == 16; }, std::chrono::minutes(1)))
+      << ReadFile(scenario.daemon_log());
+  std::map<std::string, std::unique_ptr<ChildProcess>> members;
+  for (const std::string name : {"clearing-2", "clearing-3"}) members[name] = StartMember(scenario, name);
+  auto member_log = [&](const std::string& name) { return ReadFile(scenario.dir() / (name + ".log")); };
+  auto restored = [&](const std::string& name) {
+    return member_log(name).find("\"event\":\"partition_restored\"") != std::string::npos;
+  };
+  // Scaled from one to three: each holds a share.
+  ASSERT_TRUE(WaitFor([&] { return restored("clearing-2") && restored("clearing-3") && OwnedPartitions(scenario) < 16; },
+                      std::chrono::minutes(2)))
+      << ReadFile(scenario.daemon_log()) << member_log("clearing-2") << member_log("clearing-3");
+
+  // The day arrives; the second member is killed (SIGKILL) three times, each time once it has
+  // consumed in its new life, and started again on its store.
+  scenario.Generate(60'000, /*seed=*/5);
+  for (int kill = 0; kill < 3; ++kill) {
+    const std::string name = "clearing-2";
+    const size_t life_start = kill == 0 ? 0 : member_log(name).size();
+    if (kill > 0) members[name] = StartMember(scenario, name);
+    ASSERT_TRUE(WaitFor([&] { return ConsumedSince(member_log(name), life_start) || scenario.CommittedMessages() < 0; },
+                        std::chrono::minutes(1)) ||
+                kill > 0)
+        << member_log(name);
+    members[name]->Signal(SIGKILL);
+    ASSERT_TRUE(members[name]->Wait(std::chrono::seconds(30)).has_value());
+  }
+  const size_t last_life_start = member_log("clearing-2").size();
+  members["clearing-2"] = StartMember(scenario, "clearing-2");
+
+  // Back to one: the other two stop; the first takes every partition with their state.
+  ASSERT_TRUE(WaitFor([&] { return member_log("clearing-2").find("\"event\":\"partition_restored\"", last_life_start) !=
+                                   std::string::npos; },
+                      std::chrono::minutes(1)))
+      << member_log("clearing-2");
+  for (const std::string name : {"clearing-2", "clearing-3"}) {
+    members[name]->Signal(SIGTERM);
+    const std::optional<int> status = members[name]->Wait(std::chrono::seconds(60));
+    ASSERT_TRUE(status.has_value());
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+        << name << " ended with status " << *status << "\n" << member_log(name);
+  }
+  ASSERT_TRUE(WaitFor([&] { return OwnedPartitions(scenario) == 16 && scenario.CommittedMessages() == scenario.messages(); },
+                      std::chrono::minutes(2)))
+      << ReadFile(scenario.daemon_log());
+  EXPECT_GT(MetricSample(scenario.Http("GET", "/metrics").second, "yrd_changelog_restored_commits_total"), 0);
   EXPECT_EQ(scenario.Http("POST", "/v1/windows/20261127/close", kAdminToken).first, 202);
   ASSERT_TRUE(WaitFor(
       [&] { return scenario.Http("GET", "/v1/windows/20261127").second.find("files_written") != std::string::npos; },
