@@ -145,12 +145,29 @@ struct KafkaSource::Impl {
 
   ~Impl() {
     for (rd_kafka_message_t* message : carry) rd_kafka_message_destroy(message);
+    carry.clear();
+    if (handle != nullptr && options.assignment == KafkaSourceOptions::Assignment::kGroup) AwaitFirstAssignment();
     if (queue != nullptr) rd_kafka_queue_destroy(queue);
     if (handle != nullptr) {
       (void)rd_kafka_consumer_close(handle);
       rd_kafka_destroy(handle);
     }
   }
+
+  // librdkafka 2.0.2 aborts when a cooperative-sticky member is closed before its first
+  // assignment (its assignor state is still null: librdkafka issue 4312, fixed in 2.3.0). So a
+  // member stopped while it joins first waits, for at most kCloseAssignmentWaitMax, for that
+  // assignment, taking it without consuming or restoring anything.
+  void AwaitFirstAssignment() {
+    closing = true;
+    const auto deadline = std::chrono::steady_clock::now() + kCloseAssignmentWaitMax;
+    while (!assigned_once && std::chrono::steady_clock::now() < deadline) {
+      if (rd_kafka_message_t* message = rd_kafka_consumer_poll(handle, 100)) rd_kafka_message_destroy(message);
+    }
+  }
+  static constexpr std::chrono::milliseconds kCloseAssignmentWaitMax{60'000};
+  bool assigned_once = false;  // a first assignment came (the rebalance callback ran for it)
+  bool closing = false;        // the source is being destroyed: assignments are only taken
 
   // Adds one message; false when it does not fit (the caller keeps it for the next batch).
   absl::Status Take(rd_kafka_message_t* message, Batch& batch, bool& fitted) {
@@ -488,7 +505,18 @@ void KafkaSource::Impl::Rebalance(rd_kafka_t* handle, rd_kafka_resp_err_t err,
                                   rd_kafka_topic_partition_list_t* partitions, void* opaque) {
   Impl& impl = *static_cast<Impl*>(opaque);
   impl.rebalances.fetch_add(1, std::memory_order_relaxed);
+  if (impl.closing) {
+    // Stopping: take what the group gives (so librdkafka's state is whole) and consume nothing.
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      impl.assigned_once = true;
+      if (rd_kafka_error_t* error = rd_kafka_incremental_assign(handle, partitions)) rd_kafka_error_destroy(error);
+    } else if (rd_kafka_error_t* error = rd_kafka_incremental_unassign(handle, partitions)) {
+      rd_kafka_error_destroy(error);
+    }
+    return;
+  }
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    impl.assigned_once = true;
     impl.OnAssign(partitions);
   } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
     impl.OnRevoke(partitions);

@@ -346,6 +346,32 @@ TEST(Ingest, ThreeMembersSurviveKillsAndAScaleDownToOneWithTheOraclesFiles) {
   for (const std::string& line : files_diff) ADD_FAILURE() << line;
 }
 
+TEST(Ingest, AGroupMemberStoppedWhileItJoinsExitsCleanly) {
+  // librdkafka 2.0.2 aborts when a cooperative-sticky member is closed before its first
+  // assignment (its issue 4312); the source takes that assignment before it closes. Stopped
+  // right after it started and after each of its first progress lines (one a second), the daemon
+  // exits 0 every time.
+  Scenario scenario;
+  scenario.StartBroker(8);
+  scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "",
+                   std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n") + kShortSession);
+  for (int progress_lines = 0; progress_lines <= 4; ++progress_lines) {
+    const size_t life_start = ReadFile(scenario.daemon_log()).size();
+    auto daemon = scenario.StartDaemon();
+    auto lines_since = [&](const std::string& event) {
+      const std::string log = ReadFile(scenario.daemon_log());
+      int count = 0;
+      for (size_t at = log.find(event, life_start); at != std::string::npos; at = log.find(event, at + 1)) ++count;
+      return count;
+    };
+    ASSERT_TRUE(WaitFor([&] { return lines_since("\"event\":\"started\"") > 0 &&
+                                     lines_since("\"event\":\"progress\"") >= progress_lines; },
+                        std::chrono::minutes(1)))
+        << ReadFile(scenario.daemon_log());
+    ASSERT_NO_FATAL_FAILURE(StopWithSigterm(scenario, *daemon)) << "stopped after " << progress_lines << " progress lines";
+  }
+}
+
 TEST(Ingest, RestartAfterSigtermResumesWithoutLossOrDoubleCount) {
   Scenario scenario;
   scenario.StartBroker(8);
