@@ -24,6 +24,8 @@ std::string ErrorText(rd_kafka_resp_err_t error) {
   return fmt::format("{} ({})", rd_kafka_err2name(error), rd_kafka_err2str(error));
 }
 
+}  // namespace
+
 // A consumer that reads one changelog partition from a chosen offset, outside any group.
 class PartitionReader {
  public:
@@ -138,8 +140,6 @@ class PartitionReader {
   rd_kafka_t* handle_;
 };
 
-}  // namespace
-
 struct KafkaChangelog::Impl {
   KafkaChangelogOptions options;
   std::unique_ptr<Producer> producer;
@@ -207,16 +207,40 @@ absl::Status KafkaChangelog::Append(std::span<const ChangelogRecord> records) {
 }
 
 absl::StatusOr<ClaimResult> KafkaChangelog::Claim(StateStore& store, SourcePartition owner) {
-  const Clock::time_point started = Clock::now();
-  const Clock::time_point deadline = started + impl_->options.restore_timeout;
-  const std::string topic = TopicOf(owner.topic);
+  absl::StatusOr<std::vector<ClaimResult>> claimed = Claim(store, std::span<const SourcePartition>(&owner, 1));
+  if (!claimed.ok()) return claimed.status();
+  return claimed->front();
+}
+
+absl::StatusOr<std::vector<ClaimResult>> KafkaChangelog::Claim(StateStore& store,
+                                                               std::span<const SourcePartition> owners) {
+  // One restore and one reader for all of them: the store's line numbers are read once, and their
+  // changes written with one synced write at the end.
   absl::StatusOr<std::unique_ptr<ChangelogRestore>> restore = ChangelogRestore::Open(store);
   if (!restore.ok()) return restore.status();
   absl::StatusOr<std::unique_ptr<PartitionReader>> reader = PartitionReader::Create(impl_->options.bootstrap_servers);
   if (!reader.ok()) return reader.status();
+  std::vector<ClaimResult> results;
+  for (const SourcePartition owner : owners) {
+    const uint64_t applied_before = (*restore)->commits_applied();
+    absl::StatusOr<ClaimResult> result = ClaimOne(**restore, **reader, owner);
+    if (!result.ok()) return result.status();
+    result->commits_restored = (*restore)->commits_applied() - applied_before;
+    results.push_back(*result);
+  }
+  if (absl::Status s = (*restore)->Flush(); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(impl_->epochs_mutex);
+  for (size_t i = 0; i < owners.size(); ++i) impl_->epochs[owners[i]] = results[i].epoch;
+  return results;
+}
 
+absl::StatusOr<ClaimResult> KafkaChangelog::ClaimOne(ChangelogRestore& restore, PartitionReader& reader,
+                                                     SourcePartition owner) {
+  const Clock::time_point started = Clock::now();
+  const Clock::time_point deadline = started + impl_->options.restore_timeout;
+  const std::string topic = TopicOf(owner.topic);
   ClaimResult result;
-  const ChangelogProgress local = (*restore)->progress(owner);
+  const ChangelogProgress local = restore.progress(owner);
   uint64_t epoch_seen = std::max(local.epoch, local.fence_epoch);
   auto apply = [&](std::string_view record) -> absl::Status {
     ChangelogHeader header;
@@ -231,15 +255,15 @@ absl::StatusOr<ClaimResult> KafkaChangelog::Claim(StateStore& store, SourceParti
     epoch_seen = std::max(epoch_seen, header.epoch);
     ++result.records_read;
     result.bytes_read += record.size();
-    absl::StatusOr<RestoreStep> step = (*restore)->Apply(record);
+    absl::StatusOr<RestoreStep> step = restore.Apply(record);
     return step.status();
   };
 
   // Everything the changelog holds now, then the fence, then what came before the fence (a
   // former owner may have appended meanwhile).
-  absl::StatusOr<std::pair<int64_t, int64_t>> marks = (*reader)->Watermarks(topic, owner.partition);
+  absl::StatusOr<std::pair<int64_t, int64_t>> marks = reader.Watermarks(topic, owner.partition);
   if (!marks.ok()) return marks.status();
-  if (absl::Status s = (*reader)->Read(topic, owner.partition, marks->first, marks->second, deadline, apply); !s.ok()) {
+  if (absl::Status s = reader.Read(topic, owner.partition, marks->first, marks->second, deadline, apply); !s.ok()) {
     return s;
   }
   result.epoch = epoch_seen + 1;
@@ -253,21 +277,15 @@ absl::StatusOr<ClaimResult> KafkaChangelog::Claim(StateStore& store, SourceParti
       return absl::Status(s.code(), fmt::format("the fence of {} could not be appended: {}", FormatOwner(owner), std::string_view(s.message().data(), s.message().size())));
     }
   }
-  absl::StatusOr<std::pair<int64_t, int64_t>> after = (*reader)->Watermarks(topic, owner.partition);
+  absl::StatusOr<std::pair<int64_t, int64_t>> after = reader.Watermarks(topic, owner.partition);
   if (!after.ok()) return after.status();
-  if (absl::Status s = (*reader)->Read(topic, owner.partition, marks->second, after->second, deadline, apply); !s.ok()) {
+  if (absl::Status s = reader.Read(topic, owner.partition, marks->second, after->second, deadline, apply); !s.ok()) {
     return s;
   }
   if (epoch_seen > result.epoch) {
     return absl::FailedPreconditionError(fmt::format(
         "{} was claimed by another instance (epoch {}) while this one claimed it (epoch {})", FormatOwner(owner),
         epoch_seen, result.epoch));
-  }
-  if (absl::Status s = (*restore)->Flush(); !s.ok()) return s;
-  result.commits_restored = (*restore)->commits_applied();
-  {
-    std::lock_guard<std::mutex> lock(impl_->epochs_mutex);
-    impl_->epochs[owner] = result.epoch;
   }
   result.duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
   return result;

@@ -22,6 +22,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -54,6 +55,8 @@ struct ClaimResult {
   std::chrono::milliseconds duration{0};
 };
 
+class PartitionReader;  // kafka_changelog.cc: reads one changelog partition
+
 class KafkaChangelog final : public ChangelogSink {
  public:
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<KafkaChangelog>> Create(KafkaChangelogOptions options);
@@ -67,6 +70,10 @@ class KafkaChangelog final : public ChangelogSink {
   // claimed; so is a record of another partition (a changelog topic with other partitions than
   // its source).
   [[nodiscard]] absl::StatusOr<ClaimResult> Claim(StateStore& store, SourcePartition owner);
+  // The same for several partitions at once (what one assignment gives), in order; on an error
+  // none of them is claimed.
+  [[nodiscard]] absl::StatusOr<std::vector<ClaimResult>> Claim(StateStore& store,
+                                                               std::span<const SourcePartition> owners);
   // Forgets `owner` (it was revoked): a commit of it would be refused.
   void Release(SourcePartition owner);
 
@@ -86,6 +93,9 @@ class KafkaChangelog final : public ChangelogSink {
  private:
   struct Impl;
   explicit KafkaChangelog(std::unique_ptr<Impl> impl);
+  // Restores one partition through `restore` (not flushed) and appends its fence.
+  [[nodiscard]] absl::StatusOr<ClaimResult> ClaimOne(ChangelogRestore& restore, PartitionReader& reader,
+                                                     SourcePartition owner);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -539,9 +539,11 @@ void KafkaSource::Impl::OnAssign(rd_kafka_topic_partition_list_t* partitions) {
         claimed.push_back({*topic, entry.partition});
       }
     }
-    absl::Status status = drain ? drain() : absl::OkStatus();
-    if (status.ok() && !claimed.empty()) status = options.claim(claimed);
-    if (!status.ok()) Refuse(status);
+    if (!claimed.empty()) {
+      absl::Status status = drain ? drain() : absl::OkStatus();
+      if (status.ok()) status = options.claim(claimed);
+      if (!status.ok()) Refuse(status);
+    }
   }
   // What the group committed for them: a member that consumed a partition further than this
   // store holds has its state, which this instance must not redo.

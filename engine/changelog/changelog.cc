@@ -69,6 +69,20 @@ absl::Status Damaged(const ChangelogHeader& header, std::string_view what) {
                                  " is damaged: ", what));
 }
 
+// A section of a commit record: its entry count and bytes.
+using Section = std::pair<uint32_t, std::string_view>;
+
+// Reads each of the section's entries with `read` (false for a damaged one); true when every
+// entry read and the section ends with the last.
+template <typename ReadEntry>
+bool ForEachEntry(const Section& section, ReadEntry&& read) {
+  ByteReader r(section.second);
+  for (uint32_t i = 0; i < section.first; ++i) {
+    if (!read(r)) return false;
+  }
+  return r.AtEnd();
+}
+
 bool HasOwner(std::string_view key, SourcePartition owner) {
   return key.size() >= kOwnerKeyBytes && ReadOwner(key.data()) == owner;
 }
@@ -291,7 +305,7 @@ uint32_t ChangelogRestore::LocalLineId(std::string_view line_key) {
 
 absl::Status ChangelogRestore::ApplyCommit(const ChangelogHeader& header, std::string_view body) {
   // The sections are read whole before anything is put, so a damaged record changes nothing.
-  std::array<std::pair<uint32_t, std::string_view>, kSectionCount> sections;
+  std::array<Section, kSectionCount> sections;
   ByteReader sections_reader(body);
   for (auto& [count, bytes] : sections) {
     if (!sections_reader.Fixed(count) || !sections_reader.Bytes(bytes)) return Damaged(header, "truncated");
@@ -300,81 +314,70 @@ absl::Status ChangelogRestore::ApplyCommit(const ChangelogHeader& header, std::s
   const SourcePartition owner = header.owner;
   puts_.clear();
   std::string recent_entries;
-
-  {  // transaction records, renumbered to this store's lines
-    ByteReader r(sections[0].second);
-    for (uint32_t i = 0; i < sections[0].first; ++i) {
-      std::string_view key, value;
-      TxnRecord record;
-      if (!r.Bytes(key) || !r.Bytes(value) || !HasOwner(key, owner) || !DecodeTxnRecord(value, line_ids_, record)) {
-        return Damaged(header, "a transaction record");
-      }
+  // Transaction records, renumbered to this store's lines.
+  const bool txn_ok = ForEachEntry(sections[0], [&](ByteReader& r) {
+    std::string_view key, value;
+    TxnRecord record;
+    if (!r.Bytes(key) || !r.Bytes(value) || !HasOwner(key, owner) || !DecodeTxnRecord(value, line_ids_, record)) {
+      return false;
+    }
+    if (!record.line_key.empty()) record.line_id = LocalLineId(record.line_key);
+    EncodeTxnRecord(record, value_scratch_);
+    AppendRecentTxnEntry(key, value_scratch_, recent_entries);
+    return true;
+  });
+  if (!txn_ok) return Damaged(header, "its transaction records");
+  const bool counters_ok = ForEachEntry(sections[1], [&](ByteReader& r) {
+    WindowDay day = 0;
+    std::string_view value;
+    WindowCounters counters;
+    if (!r.Fixed(day) || !r.Bytes(value) || !DecodeWindowCounters(value, counters)) return false;
+    CountersKey(day, owner, key_scratch_);
+    Put(Table::kMeta, key_scratch_, value);
+    return true;
+  });
+  if (!counters_ok) return Damaged(header, "its window counters");
+  const bool gross_ok = ForEachEntry(sections[2], [&](ByteReader& r) {
+    WindowDay day = 0;
+    int64_t gross_fen = 0;
+    if (!r.Fixed(day) || !r.Fixed(gross_fen) || gross_fen < 0) return false;
+    GrossKey(day, owner.topic, owner.partition, key_scratch_);
+    EncodeGross(gross_fen, value_scratch_);
+    Put(Table::kMeta, key_scratch_, value_scratch_);
+    return true;
+  });
+  if (!gross_ok) return Damaged(header, "its partition gross");
+  // Applied records, renumbered to this store's lines; each of them of the record's partition.
+  const bool applied_ok = ForEachEntry(sections[3], [&](ByteReader& r) {
+    WindowDay day = 0;
+    uint64_t number = 0;
+    std::string_view blob;
+    if (!r.Fixed(day) || !r.Fixed(number) || !r.Bytes(blob)) return false;
+    blob_scratch_.clear();
+    size_t position = 0;
+    AppliedRecord record;
+    bool damaged = false;
+    while (NextAppliedRecord(blob, position, line_ids_, record, damaged)) {
+      if (record.partition != owner.partition) return false;
       if (!record.line_key.empty()) record.line_id = LocalLineId(record.line_key);
-      EncodeTxnRecord(record, value_scratch_);
-      AppendRecentTxnEntry(key, value_scratch_, recent_entries);
+      AppendAppliedRecord(record, blob_scratch_);
     }
-    if (!r.AtEnd()) return Damaged(header, "transaction records");
-  }
-  {  // counters
-    ByteReader r(sections[1].second);
-    for (uint32_t i = 0; i < sections[1].first; ++i) {
-      WindowDay day = 0;
-      std::string_view value;
-      WindowCounters counters;
-      if (!r.Fixed(day) || !r.Bytes(value) || !DecodeWindowCounters(value, counters)) {
-        return Damaged(header, "window counters");
-      }
-      CountersKey(day, owner, key_scratch_);
-      Put(Table::kMeta, key_scratch_, value);
+    if (damaged) return false;
+    AppliedKey(day, owner, number, key_scratch_);
+    Put(Table::kApplied, key_scratch_, blob_scratch_);
+    return true;
+  });
+  if (!applied_ok) return Damaged(header, "its applied records (or one of another partition)");
+  const bool exceptions_ok = ForEachEntry(sections[4], [&](ByteReader& r) {
+    std::string_view key, value;
+    ExceptionRecord exception;
+    if (!r.Bytes(key) || !r.Bytes(value) || !HasOwner(key, owner) || !DecodeExceptionRecord(key, value, exception)) {
+      return false;
     }
-    if (!r.AtEnd()) return Damaged(header, "window counters");
-  }
-  {  // partition gross
-    ByteReader r(sections[2].second);
-    for (uint32_t i = 0; i < sections[2].first; ++i) {
-      WindowDay day = 0;
-      int64_t gross_fen = 0;
-      if (!r.Fixed(day) || !r.Fixed(gross_fen) || gross_fen < 0) return Damaged(header, "a partition gross");
-      GrossKey(day, owner.topic, owner.partition, key_scratch_);
-      EncodeGross(gross_fen, value_scratch_);
-      Put(Table::kMeta, key_scratch_, value_scratch_);
-    }
-    if (!r.AtEnd()) return Damaged(header, "partition gross");
-  }
-  {  // applied records, renumbered to this store's lines
-    ByteReader r(sections[3].second);
-    for (uint32_t i = 0; i < sections[3].first; ++i) {
-      WindowDay day = 0;
-      uint64_t number = 0;
-      std::string_view blob;
-      if (!r.Fixed(day) || !r.Fixed(number) || !r.Bytes(blob)) return Damaged(header, "applied records");
-      blob_scratch_.clear();
-      size_t position = 0;
-      AppliedRecord record;
-      bool damaged = false;
-      while (NextAppliedRecord(blob, position, line_ids_, record, damaged)) {
-        if (record.partition != owner.partition) return Damaged(header, "an applied record of another partition");
-        if (!record.line_key.empty()) record.line_id = LocalLineId(record.line_key);
-        AppendAppliedRecord(record, blob_scratch_);
-      }
-      if (damaged) return Damaged(header, "an applied record");
-      AppliedKey(day, owner, number, key_scratch_);
-      Put(Table::kApplied, key_scratch_, blob_scratch_);
-    }
-    if (!r.AtEnd()) return Damaged(header, "applied records");
-  }
-  {  // exceptions
-    ByteReader r(sections[4].second);
-    for (uint32_t i = 0; i < sections[4].first; ++i) {
-      std::string_view key, value;
-      ExceptionRecord exception;
-      if (!r.Bytes(key) || !r.Bytes(value) || !HasOwner(key, owner) || !DecodeExceptionRecord(key, value, exception)) {
-        return Damaged(header, "an exception");
-      }
-      Put(Table::kExceptions, key, value);
-    }
-    if (!r.AtEnd()) return Damaged(header, "exceptions");
-  }
+    Put(Table::kExceptions, key, value);
+    return true;
+  });
+  if (!exceptions_ok) return Damaged(header, "its exceptions");
 
   OffsetKey(owner.topic, owner.partition, key_scratch_);
   value_scratch_.clear();

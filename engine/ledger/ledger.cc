@@ -68,10 +68,6 @@ absl::Status Ledger::Reload(int64_t now_ms) {
   }
   applied_blobs_.clear();
   applied_cache_.Clear();
-  {
-    std::lock_guard<std::mutex> lock(offsets_mutex_);
-    offsets_.clear();
-  }
   absl::Status status = LoadParts(now_ms);
   if (!status.ok()) Fail(status);
   return status;
@@ -104,6 +100,7 @@ absl::Status Ledger::LoadOffsets() {
     commit_sequence_.store(ReadBigEndian64(value.data()));
   }
   absl::Status damaged;
+  PartitionOffsets offsets;
   absl::Status s = store_.Scan(Table::kMeta, kOffsetKeyPrefix, {}, [&](std::string_view key, std::string_view v) {
     if (key.size() != kOffsetKeyPrefix.size() + 5 || v.size() != 8) {
       damaged = absl::DataLossError("an offset record is damaged");
@@ -111,11 +108,14 @@ absl::Status Ledger::LoadOffsets() {
     }
     const auto topic = static_cast<SourceTopic>(key[kOffsetKeyPrefix.size()]);
     const auto partition = static_cast<int32_t>(ReadBigEndian32(key.data() + kOffsetKeyPrefix.size() + 1));
-    std::lock_guard<std::mutex> lock(offsets_mutex_);
-    offsets_[{topic, partition}] = static_cast<int64_t>(ReadBigEndian64(v.data()));
+    offsets[{topic, partition}] = static_cast<int64_t>(ReadBigEndian64(v.data()));
     return true;
   });
-  return s.ok() ? damaged : s;
+  if (!s.ok()) return s;
+  if (!damaged.ok()) return damaged;
+  std::lock_guard<std::mutex> lock(offsets_mutex_);
+  offsets_.swap(offsets);
+  return absl::OkStatus();
 }
 
 std::optional<int64_t> Ledger::CommittedOffset(SourceTopic topic, int32_t partition) const {
@@ -458,17 +458,22 @@ void Ledger::AppendOffsets(const Batch& batch, uint64_t sequence, PreparedWrite&
 }
 
 ChangelogRecordBuilder& Ledger::ChangelogBuilderOf(SourcePartition owner) {
-  ChangelogRecordBuilder& builder = changelog_builders_[owner];
-  if (std::find(changelog_owners_.begin(), changelog_owners_.end(), owner) == changelog_owners_.end()) {
+  // Most calls in a row are for one owner (a batch's slots of a partition are together).
+  if (last_changelog_ != nullptr && last_changelog_owner_ == owner) return last_changelog_->builder;
+  ChangelogBuild& build = changelog_builds_[owner];  // a map's entries stay where they are
+  const uint64_t sequence = prepared_sequence_ + 1;
+  if (build.started_for != sequence) {
+    build.started_for = sequence;
     changelog_owners_.push_back(owner);
-    const ChangelogProgress& progress = changelog_progress_[owner];
-    builder.Start({.kind = ChangelogKind::kCommit,
-                   .owner = owner,
-                   .epoch = options_.changelog->EpochOf(owner),
-                   .number = progress.number + 1,
-                   .next_offset = prepared_offsets_.at({owner.topic, owner.partition})});
+    build.builder.Start({.kind = ChangelogKind::kCommit,
+                         .owner = owner,
+                         .epoch = options_.changelog->EpochOf(owner),
+                         .number = changelog_progress_[owner].number + 1,
+                         .next_offset = prepared_offsets_.at({owner.topic, owner.partition})});
   }
-  return builder;
+  last_changelog_owner_ = owner;
+  last_changelog_ = &build;
+  return build.builder;
 }
 
 void Ledger::BuildChangelog(const Batch& batch, PreparedWrite& prepared) {
@@ -501,12 +506,13 @@ void Ledger::BuildChangelog(const Batch& batch, PreparedWrite& prepared) {
     ChangelogRecord& record = prepared.changelog[i];
     record.owner = owner;
     record.number = progress.number;
-    changelog_builders_[owner].Finish(record.bytes);
+    changelog_builds_[owner].builder.Finish(record.bytes);
     ChangelogProgressKey(owner, key_scratch_);
     EncodeChangelogProgress(progress, value_scratch_);
     prepared.write->Put(Table::kMeta, key_scratch_, value_scratch_);
   }
   changelog_owners_.clear();
+  last_changelog_ = nullptr;
 }
 
 absl::Status Ledger::Commit(Batch& batch) {

@@ -211,8 +211,14 @@ class Ledger final : private CommitProgress {
   OwnerDayCache<std::string> applied_cache_;
   // The changelog: each owner's progress as prepared, and the records being built for a batch.
   std::map<SourcePartition, ChangelogProgress> changelog_progress_;
-  std::map<SourcePartition, ChangelogRecordBuilder> changelog_builders_;
+  struct ChangelogBuild {
+    ChangelogRecordBuilder builder;
+    uint64_t started_for = 0;  // the commit sequence whose record it builds
+  };
+  std::map<SourcePartition, ChangelogBuild> changelog_builds_;
   std::vector<SourcePartition> changelog_owners_;  // those of the batch being built, in order
+  SourcePartition last_changelog_owner_;           // the last one ChangelogBuilderOf gave
+  ChangelogBuild* last_changelog_ = nullptr;
   DeadLetterScratch dead_letter_scratch_;
   std::string sealed_scratch_;
   std::string key_scratch_;

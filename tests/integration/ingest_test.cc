@@ -64,6 +64,19 @@ bool ConsumedSince(const std::string& log, size_t from) {
   return false;
 }
 
+// Closes the generated day on the scenario's daemon (which must hold every partition), waits for
+// its files, stops the daemon and compares its store and files with the oracle.
+void CloseTheDayAndExpectTheOraclesFiles(Scenario& scenario, ChildProcess& daemon) {
+  EXPECT_EQ(scenario.Http("POST", "/v1/windows/20261127/close", kAdminToken).first, 202);
+  ASSERT_TRUE(WaitFor(
+      [&] { return scenario.Http("GET", "/v1/windows/20261127").second.find("files_written") != std::string::npos; },
+      std::chrono::minutes(2)))
+      << ReadFile(scenario.daemon_log());
+  ExpectOracleAfterCatchUp(scenario, daemon);
+  const std::vector<std::string> files_diff = scenario.DiffFilesWithOracle();
+  for (const std::string& line : files_diff) ADD_FAILURE() << line;
+}
+
 // How many of the 16 partitions the scenario's daemon holds, by its metrics; -1 when unknown.
 int OwnedPartitions(Scenario& scenario) {
   const std::string metrics = scenario.Http("GET", "/metrics").second;
@@ -213,52 +226,26 @@ TEST(Ingest, AMemberThatLeavesHandsItsPartitionsStateToTheOtherThroughTheChangel
   scenario.StartBroker(8);
   scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "",
                    std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n") + kShortSession);
-  // A second member: its own store, files and log.
-  std::string second_config = ReadFile(scenario.dir() / "clearingd.toml");
-  for (const auto& [from, to] : {std::pair<std::string, std::string>{"path = \"state\"", "path = \"second-state\""},
-                                 {"dir = \"files\"", "dir = \"second-files\""},
-                                 {"\"clearing-1\"", "\"clearing-2\""}}) {
-    const size_t at = second_config.find(from);
-    ASSERT_NE(at, std::string::npos) << from;
-    second_config.replace(at, from.size(), to);
-  }
-  WriteFile(scenario.dir() / "second.toml", second_config);
+  WriteMemberConfig(scenario, "clearing-2");
+  const std::string second_log = scenario.dir() / "clearing-2.log";
   auto first = scenario.StartDaemon();
-  // How many of the 16 partitions the first member holds.
-  auto owns = [&](int partitions) {
-    const std::string metrics = scenario.Http("GET", "/metrics").second;
-    int held = 0;
-    for (const std::string topic : {"yrd.taps", "yrd.medical"}) {
-      const std::string name = "yrd_owned_partitions{topic=\"" + topic + "\"} ";
-      const size_t at = metrics.find(name);
-      if (at == std::string::npos) return false;
-      held += std::stoi(metrics.substr(at + name.size()));
-    }
-    return held == partitions;
-  };
-  ASSERT_TRUE(WaitFor([&] { return owns(16); }, std::chrono::minutes(1))) << ReadFile(scenario.daemon_log());
-  const std::string second_log = scenario.dir() / "second.log";
-  auto second = std::make_unique<ChildProcess>(
-      std::vector<std::string>{YRD_CLEARINGD_BINARY, "--config", scenario.dir() / "second.toml", "--clock-fixed-ms",
-                               std::to_string(scenario.clock_ms())},
-      second_log);
+  ASSERT_TRUE(WaitFor([&] { return OwnedPartitions(scenario) == 16; }, std::chrono::minutes(1)))
+      << ReadFile(scenario.daemon_log());
+  auto second = StartMember(scenario, "clearing-2");
   // The second member has its half (restored: empty) and the first the other half.
   ASSERT_TRUE(WaitFor(
-      [&] { return owns(8) && ReadFile(second_log).find("\"event\":\"partition_restored\"") != std::string::npos; },
+      [&] {
+        return OwnedPartitions(scenario) == 8 &&
+               ReadFile(second_log).find("\"event\":\"partition_restored\"") != std::string::npos;
+      },
       std::chrono::minutes(1)))
       << ReadFile(scenario.daemon_log()) << ReadFile(second_log);
 
   // Both consume their half of the day; the second one stops for good once it has consumed some
   // (it commits what it consumed as it stops).
   scenario.Generate(20'000, /*seed=*/5);
-  auto second_consumed = [&] {
-    const std::string log = ReadFile(second_log);
-    for (size_t at = log.find("\"consumed\":"); at != std::string::npos; at = log.find("\"consumed\":", at + 1)) {
-      if (log.compare(at, 13, "\"consumed\":0,") != 0) return true;
-    }
-    return false;
-  };
-  ASSERT_TRUE(WaitFor(second_consumed, std::chrono::minutes(2))) << ReadFile(second_log);
+  ASSERT_TRUE(WaitFor([&] { return ConsumedSince(ReadFile(second_log), 0); }, std::chrono::minutes(2)))
+      << ReadFile(second_log);
   second->Signal(SIGTERM);
   const std::optional<int> second_status = second->Wait(std::chrono::seconds(60));
   ASSERT_TRUE(second_status.has_value());
@@ -266,20 +253,13 @@ TEST(Ingest, AMemberThatLeavesHandsItsPartitionsStateToTheOtherThroughTheChangel
 
   // When its session ends the first member takes every partition, restores the second's state
   // from the changelog (it never consumed those partitions), and its store holds the whole day.
-  ASSERT_TRUE(WaitFor([&] { return owns(16) && scenario.CommittedMessages() == scenario.messages(); },
+  ASSERT_TRUE(WaitFor([&] { return OwnedPartitions(scenario) == 16 && scenario.CommittedMessages() == scenario.messages(); },
                       std::chrono::minutes(2)))
       << ReadFile(scenario.daemon_log());
   const std::string metrics = scenario.Http("GET", "/metrics").second;
-  EXPECT_GT(MetricSample(metrics, "yrd_changelog_restored_commits_total"), 0) << metrics << ReadFile(scenario.daemon_log()) << "==== second\n" << ReadFile(second_log);
+  EXPECT_GT(MetricSample(metrics, "yrd_changelog_restored_commits_total"), 0) << metrics;
   EXPECT_NE(ReadFile(scenario.daemon_log()).find("\"event\":\"partition_restored\""), std::string::npos);
-  EXPECT_EQ(scenario.Http("POST", "/v1/windows/20261127/close", kAdminToken).first, 202);
-  ASSERT_TRUE(WaitFor(
-      [&] { return scenario.Http("GET", "/v1/windows/20261127").second.find("files_written") != std::string::npos; },
-      std::chrono::minutes(2)))
-      << ReadFile(scenario.daemon_log());
-  ExpectOracleAfterCatchUp(scenario, *first);
-  const std::vector<std::string> files_diff = scenario.DiffFilesWithOracle();
-  for (const std::string& line : files_diff) ADD_FAILURE() << line;
+  CloseTheDayAndExpectTheOraclesFiles(scenario, *first);
 }
 
 TEST(Ingest, ThreeMembersSurviveKillsAndAScaleDownToOneWithTheOraclesFiles) {
@@ -295,36 +275,39 @@ TEST(Ingest, ThreeMembersSurviveKillsAndAScaleDownToOneWithTheOraclesFiles) {
   std::map<std::string, std::unique_ptr<ChildProcess>> members;
   for (const std::string name : {"clearing-2", "clearing-3"}) members[name] = StartMember(scenario, name);
   auto member_log = [&](const std::string& name) { return ReadFile(scenario.dir() / (name + ".log")); };
-  auto restored = [&](const std::string& name) {
-    return member_log(name).find("\"event\":\"partition_restored\"") != std::string::npos;
+  // Whether a member's log since byte `from` says it restored its partitions.
+  auto restored_since = [&](const std::string& name, size_t from) {
+    return member_log(name).find("\"event\":\"partition_restored\"", from) != std::string::npos;
   };
   // Scaled from one to three: each holds a share.
-  ASSERT_TRUE(WaitFor([&] { return restored("clearing-2") && restored("clearing-3") && OwnedPartitions(scenario) < 16; },
+  ASSERT_TRUE(WaitFor([&] { return restored_since("clearing-2", 0) && restored_since("clearing-3", 0) &&
+                                   OwnedPartitions(scenario) < 16; },
                       std::chrono::minutes(2)))
       << ReadFile(scenario.daemon_log()) << member_log("clearing-2") << member_log("clearing-3");
 
-  // The day arrives; the second member is killed (SIGKILL) three times, each time once it has
-  // consumed in its new life, and started again on its store.
+  // The day arrives; the second member is killed (SIGKILL) once it has consumed, then twice more
+  // each time once its new life has its partitions back (restored from their changelogs), and
+  // started again on its store.
   scenario.Generate(60'000, /*seed=*/5);
+  const std::string killed = "clearing-2";
+  ASSERT_TRUE(WaitFor([&] { return ConsumedSince(member_log(killed), 0); }, std::chrono::minutes(1)))
+      << member_log(killed);
   for (int kill = 0; kill < 3; ++kill) {
-    const std::string name = "clearing-2";
-    const size_t life_start = kill == 0 ? 0 : member_log(name).size();
-    if (kill > 0) members[name] = StartMember(scenario, name);
-    ASSERT_TRUE(WaitFor([&] { return ConsumedSince(member_log(name), life_start) || scenario.CommittedMessages() < 0; },
-                        std::chrono::minutes(1)) ||
-                kill > 0)
-        << member_log(name);
-    members[name]->Signal(SIGKILL);
-    ASSERT_TRUE(members[name]->Wait(std::chrono::seconds(30)).has_value());
+    if (kill > 0) {
+      const size_t life_start = member_log(killed).size();
+      members[killed] = StartMember(scenario, killed);
+      ASSERT_TRUE(WaitFor([&] { return restored_since(killed, life_start); }, std::chrono::minutes(1)))
+          << member_log(killed);
+    }
+    members[killed]->Signal(SIGKILL);
+    ASSERT_TRUE(members[killed]->Wait(std::chrono::seconds(30)).has_value());
   }
-  const size_t last_life_start = member_log("clearing-2").size();
-  members["clearing-2"] = StartMember(scenario, "clearing-2");
+  const size_t last_life_start = member_log(killed).size();
+  members[killed] = StartMember(scenario, killed);
 
   // Back to one: the other two stop; the first takes every partition with their state.
-  ASSERT_TRUE(WaitFor([&] { return member_log("clearing-2").find("\"event\":\"partition_restored\"", last_life_start) !=
-                                   std::string::npos; },
-                      std::chrono::minutes(1)))
-      << member_log("clearing-2");
+  ASSERT_TRUE(WaitFor([&] { return restored_since(killed, last_life_start); }, std::chrono::minutes(1)))
+      << member_log(killed);
   for (const std::string name : {"clearing-2", "clearing-3"}) {
     members[name]->Signal(SIGTERM);
     const std::optional<int> status = members[name]->Wait(std::chrono::seconds(60));
@@ -336,14 +319,7 @@ TEST(Ingest, ThreeMembersSurviveKillsAndAScaleDownToOneWithTheOraclesFiles) {
                       std::chrono::minutes(2)))
       << ReadFile(scenario.daemon_log());
   EXPECT_GT(MetricSample(scenario.Http("GET", "/metrics").second, "yrd_changelog_restored_commits_total"), 0);
-  EXPECT_EQ(scenario.Http("POST", "/v1/windows/20261127/close", kAdminToken).first, 202);
-  ASSERT_TRUE(WaitFor(
-      [&] { return scenario.Http("GET", "/v1/windows/20261127").second.find("files_written") != std::string::npos; },
-      std::chrono::minutes(2)))
-      << ReadFile(scenario.daemon_log());
-  ExpectOracleAfterCatchUp(scenario, *first);
-  const std::vector<std::string> files_diff = scenario.DiffFilesWithOracle();
-  for (const std::string& line : files_diff) ADD_FAILURE() << line;
+  CloseTheDayAndExpectTheOraclesFiles(scenario, *first);
 }
 
 TEST(Ingest, AGroupMemberStoppedWhileItJoinsExitsCleanly) {

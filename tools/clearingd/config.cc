@@ -98,28 +98,13 @@ std::string Resolve(const std::string& config_path, const std::string& path) {
   return (std::filesystem::path(config_path).parent_path() / path).lexically_normal().string();
 }
 
-}  // namespace
-
-absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
-  toml::table root;
-  try {
-    root = toml::parse_file(path);
-  } catch (const toml::parse_error& error) {
-    return absl::InvalidArgumentError(Cat(path, ":", error.source().begin.line, ": ", error.description()));
-  }
-  for (const auto& [key, node] : root) {
-    static constexpr std::string_view kSections[] = {"kafka",    "store",    "registry", "privacy",
-                                                     "clearing", "pipeline", "log",      "output", "admin"};
-    if (std::find(std::begin(kSections), std::end(kSections), key.str()) == std::end(kSections)) {
-      return absl::InvalidArgumentError(Cat(At(path, node), ": unknown section or key '", key.str(), "'"));
-    }
-  }
-  DaemonConfig config;
+// [kafka]: brokers, the group and its changelog, dead-letter copies, librdkafka settings. The
+// first error, if any.
+absl::Status LoadKafkaSection(const std::string& path, const toml::table& root, DaemonConfig& config) {
   absl::Status s;
   auto check = [&](absl::Status status) {
     if (s.ok() && !status.ok()) s = std::move(status);
   };
-
   Section kafka(path, root, "kafka");
   check(kafka.String("bootstrap_servers", config.bootstrap_servers));
   check(kafka.String("group_id", config.group_id));
@@ -172,6 +157,32 @@ absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
       }
     }
   }
+  return s;
+}
+
+}  // namespace
+
+absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& error) {
+    return absl::InvalidArgumentError(Cat(path, ":", error.source().begin.line, ": ", error.description()));
+  }
+  for (const auto& [key, node] : root) {
+    static constexpr std::string_view kSections[] = {"kafka",    "store",    "registry", "privacy",
+                                                     "clearing", "pipeline", "log",      "output", "admin"};
+    if (std::find(std::begin(kSections), std::end(kSections), key.str()) == std::end(kSections)) {
+      return absl::InvalidArgumentError(Cat(At(path, node), ": unknown section or key '", key.str(), "'"));
+    }
+  }
+  DaemonConfig config;
+  absl::Status s;
+  auto check = [&](absl::Status status) {
+    if (s.ok() && !status.ok()) s = std::move(status);
+  };
+
+  check(LoadKafkaSection(path, root, config));
 
   Section store(path, root, "store");
   int64_t min_free_mib = static_cast<int64_t>(config.store_min_free_bytes >> 20);

@@ -498,33 +498,43 @@ class Daemon final : public http::AdminHandler {
     return false;
   }
 
+  // A member of a group hands each partition's state to the next owner through its changelog;
+  // null for an instance that consumes every partition.
+  absl::StatusOr<std::unique_ptr<kafka::KafkaChangelog>> MakeChangelog() const {
+    if (!config_.group_assignment) return std::unique_ptr<kafka::KafkaChangelog>();
+    return kafka::KafkaChangelog::Create(
+        {.bootstrap_servers = config_.bootstrap_servers,
+         .topic_suffix = config_.changelog_topic_suffix,
+         .append_timeout = std::chrono::milliseconds(config_.changelog_append_timeout_ms),
+         .restore_timeout = std::chrono::milliseconds(config_.changelog_restore_timeout_ms)});
+  }
+
   // Restores the state of the partitions the group assigned from their changelogs (the pipeline
   // drained: the ledger is idle) and has the ledger read it back. /readyz is false meanwhile.
   absl::Status ClaimPartitions(kafka::KafkaChangelog& changelog, StateStore& store, Ledger& ledger,
                                std::span<const SourcePartition> owners) {
     restoring_partitions_.store(owners.size());
-    absl::Status status;
-    for (const SourcePartition owner : owners) {
-      absl::StatusOr<kafka::ClaimResult> claim = changelog.Claim(store, owner);
-      if (!claim.ok()) {
-        status = claim.status();
-        log::Error("partition_restore_failed",
-                   {{"partition", FormatOwner(owner)},
-                    {"error", status.ToString()},
-                    {"action", "the partition is not consumed: a truncated changelog or a gap needs the partition's "
-                               "store from its last owner (docs/operations.md)"}});
-        break;
+    absl::StatusOr<std::vector<kafka::ClaimResult>> claims = changelog.Claim(store, owners);
+    absl::Status status = claims.status();
+    if (!claims.ok()) {
+      log::Error("partition_restore_failed",
+                 {{"partitions", owners.size()},
+                  {"error", status.ToString()},
+                  {"action", "the partitions are not consumed: a truncated changelog or a gap needs the partition's "
+                             "store from its last owner (docs/operations.md)"}});
+    } else {
+      for (size_t i = 0; i < owners.size(); ++i) {
+        const kafka::ClaimResult& claim = (*claims)[i];
+        restore_count_.fetch_add(1);
+        restored_commit_count_.fetch_add(claim.commits_restored);
+        restore_ms_total_.fetch_add(static_cast<uint64_t>(claim.duration.count()));
+        log::Info("partition_restored", {{"partition", FormatOwner(owners[i])},
+                                         {"epoch", claim.epoch},
+                                         {"changelog_records", claim.records_read},
+                                         {"commits_restored", claim.commits_restored},
+                                         {"changelog_bytes", claim.bytes_read},
+                                         {"duration_ms", static_cast<int64_t>(claim.duration.count())}});
       }
-      restore_count_.fetch_add(1);
-      restored_commit_count_.fetch_add(claim->commits_restored);
-      restore_ms_total_.fetch_add(static_cast<uint64_t>(claim->duration.count()));
-      log::Info("partition_restored", {{"partition", FormatOwner(owner)},
-                                       {"epoch", claim->epoch},
-                                       {"changelog_records", claim->records_read},
-                                       {"commits_restored", claim->commits_restored},
-                                       {"changelog_bytes", claim->bytes_read},
-                                       {"duration_ms", static_cast<int64_t>(claim->duration.count())}});
-      restoring_partitions_.fetch_sub(1);
     }
     if (status.ok()) status = ledger.Reload(clock_->NowMs());
     restoring_partitions_.store(0);
@@ -556,17 +566,9 @@ class Daemon final : public http::AdminHandler {
     auto store = RocksStore::Open(config_.store_path, std::move(store_options));
     if (!store.ok()) return store.status();
     if (absl::Status s = CheckCardTokenKey(**store, card_key_check_); !s.ok()) return s;
-    // A member of a group hands each partition's state to the next owner through its changelog.
-    std::unique_ptr<kafka::KafkaChangelog> changelog;
-    if (config_.group_assignment) {
-      auto created = kafka::KafkaChangelog::Create(
-          {.bootstrap_servers = config_.bootstrap_servers,
-           .topic_suffix = config_.changelog_topic_suffix,
-           .append_timeout = std::chrono::milliseconds(config_.changelog_append_timeout_ms),
-           .restore_timeout = std::chrono::milliseconds(config_.changelog_restore_timeout_ms)});
-      if (!created.ok()) return created.status();
-      changelog = *std::move(created);
-    }
+    absl::StatusOr<std::unique_ptr<kafka::KafkaChangelog>> made_changelog = MakeChangelog();
+    if (!made_changelog.ok()) return made_changelog.status();
+    std::unique_ptr<kafka::KafkaChangelog> changelog = *std::move(made_changelog);
     Ledger ledger(**store, LedgerOptions{.calendar = config_.calendar,
                                          .dedup_horizon_ms = config_.decode.dedup_horizon_ms,
                                          .keep_dead_letters = config_.dead_letter,
