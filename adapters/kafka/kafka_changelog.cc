@@ -177,6 +177,14 @@ uint64_t KafkaChangelog::EpochOf(SourcePartition owner) const {
   return it == impl_->epochs.end() ? 0 : it->second;
 }
 
+std::vector<SourcePartition> KafkaChangelog::Owned() const {
+  std::lock_guard<std::mutex> lock(impl_->epochs_mutex);
+  std::vector<SourcePartition> owned;
+  owned.reserve(impl_->epochs.size());
+  for (const auto& [owner, epoch] : impl_->epochs) owned.push_back(owner);
+  return owned;
+}
+
 void KafkaChangelog::Release(SourcePartition owner) {
   std::lock_guard<std::mutex> lock(impl_->epochs_mutex);
   impl_->epochs.erase(owner);

@@ -79,6 +79,7 @@ class KafkaChangelog final : public ChangelogSink {
 
   // ChangelogSink. A record of a partition this instance has not claimed is refused.
   [[nodiscard]] uint64_t EpochOf(SourcePartition owner) const override;
+  [[nodiscard]] std::vector<SourcePartition> Owned() const override;
   [[nodiscard]] absl::Status Append(std::span<const ChangelogRecord> records) override;
 
   [[nodiscard]] std::string TopicOf(SourceTopic topic) const;

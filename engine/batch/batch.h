@@ -39,8 +39,19 @@ struct WindowCommand {
   WindowCommand() = default;
   WindowCommand(Kind command_kind, WindowDay command_day, std::vector<std::string> keys = {})
       : kind(command_kind), day(command_day), exception_keys(std::move(keys)) {}
+  // A close the region decided at `at_ms` (an operator's close read from the control topic, or
+  // one found in a restored partition's changelog): the window closes at that instant, whether
+  // or not this instance saw activity in it, so every instance closes it with the same header.
+  static WindowCommand RegionClose(WindowDay command_day, int64_t at_ms) {
+    WindowCommand command(Kind::kClose, command_day);
+    command.closed_at_ms = at_ms;
+    return command;
+  }
   Kind kind = Kind::kClose;
   WindowDay day = 0;
+  // kClose: 0 for a close at the batch's clock (only a window with activity or state closes);
+  // otherwise a region close at this instant (RegionClose).
+  int64_t closed_at_ms = 0;
   // kRetire: the window's exception keys (ExceptionKey) to delete with its records.
   std::vector<std::string> exception_keys;
 };

@@ -13,11 +13,14 @@ namespace {
 
 // Layout (integers little-endian, as in the store's values):
 //   version, kind, owner (AppendOwner), epoch u64, number u64, next_offset i64,
-//   then for a commit five sections: transaction records, counters, gross, applied, exceptions,
-//   each a count u32 and a byte length u32 before its entries.
-constexpr uint8_t kChangelogVersion = 1;
+//   then for a commit six sections: transaction records, counters, gross, applied, exceptions,
+//   windows closed (version 2 on; version 1 has the first five), each a count u32 and a byte
+//   length u32 before its entries.
+constexpr uint8_t kChangelogVersion = 2;
+constexpr uint8_t kChangelogVersionFiveSections = 1;
+constexpr uint8_t kProgressVersion = 1;
 constexpr size_t kHeaderBytes = 2 + kOwnerKeyBytes + 8 + 8 + 8;
-constexpr size_t kSectionCount = 5;
+constexpr size_t kSectionCount = 6;
 
 template <typename T>
 void PutFixed(std::string& out, T value) {
@@ -90,7 +93,9 @@ bool HasOwner(std::string_view key, SourcePartition owner) {
 }  // namespace
 
 bool DecodeChangelogHeader(std::string_view record, ChangelogHeader& out) {
-  if (record.size() < kHeaderBytes || static_cast<uint8_t>(record[0]) != kChangelogVersion) return false;
+  if (record.size() < kHeaderBytes) return false;
+  const auto version = static_cast<uint8_t>(record[0]);
+  if (version != kChangelogVersion && version != kChangelogVersionFiveSections) return false;
   const auto kind = static_cast<uint8_t>(record[1]);
   if (kind != static_cast<uint8_t>(ChangelogKind::kCommit) && kind != static_cast<uint8_t>(ChangelogKind::kFence)) {
     return false;
@@ -108,7 +113,7 @@ bool DecodeChangelogHeader(std::string_view record, ChangelogHeader& out) {
 
 void ChangelogRecordBuilder::Start(const ChangelogHeader& header) {
   header_ = header;
-  for (Section* section : {&txn_, &counters_, &gross_, &applied_, &exceptions_}) {
+  for (Section* section : {&txn_, &counters_, &gross_, &applied_, &exceptions_, &closes_}) {
     section->count = 0;
     section->bytes.clear();
   }
@@ -163,9 +168,15 @@ void ChangelogRecordBuilder::AddException(std::string_view key, std::string_view
   ++exceptions_.count;
 }
 
+void ChangelogRecordBuilder::AddWindowClosed(WindowDay day, int64_t closed_at_ms) {
+  PutFixed(closes_.bytes, day);
+  PutFixed(closes_.bytes, closed_at_ms);
+  ++closes_.count;
+}
+
 void ChangelogRecordBuilder::Finish(std::string& out) {
   EncodeHeader(header_, out);
-  for (Section* section : {&txn_, &counters_, &gross_, &applied_, &exceptions_}) {
+  for (Section* section : {&txn_, &counters_, &gross_, &applied_, &exceptions_, &closes_}) {
     PutFixed(out, section->count);
     PutBytes(out, section->bytes);
     section->count = 0;
@@ -181,14 +192,14 @@ void EncodeChangelogFence(SourcePartition owner, uint64_t epoch, std::string& ou
 
 void EncodeChangelogProgress(const ChangelogProgress& progress, std::string& out) {
   out.clear();
-  out.push_back(static_cast<char>(kChangelogVersion));
+  out.push_back(static_cast<char>(kProgressVersion));
   PutFixed(out, progress.number);
   PutFixed(out, progress.epoch);
   PutFixed(out, progress.fence_epoch);
 }
 
 bool DecodeChangelogProgress(std::string_view bytes, ChangelogProgress& out) {
-  if (bytes.empty() || static_cast<uint8_t>(bytes[0]) != kChangelogVersion) return false;
+  if (bytes.empty() || static_cast<uint8_t>(bytes[0]) != kProgressVersion) return false;
   ByteReader r(bytes.substr(1));
   return r.Fixed(out.number) && r.Fixed(out.epoch) && r.Fixed(out.fence_epoch) && r.AtEnd();
 }
@@ -282,7 +293,10 @@ absl::StatusOr<RestoreStep> ChangelogRestore::ApplyOne(std::string_view record) 
                                    ": commits ", progress.number + 1, " to ", header.number - 1,
                                    " are missing; its state is not restored"));
   }
-  if (absl::Status s = ApplyCommit(header, std::string_view(record).substr(kHeaderBytes)); !s.ok()) return s;
+  const size_t sections = static_cast<uint8_t>(record[0]) == kChangelogVersionFiveSections ? 5 : kSectionCount;
+  if (absl::Status s = ApplyCommit(header, std::string_view(record).substr(kHeaderBytes), sections); !s.ok()) {
+    return s;
+  }
   progress.number = header.number;
   progress.epoch = header.epoch;
   ++commits_applied_;
@@ -303,11 +317,13 @@ uint32_t ChangelogRestore::LocalLineId(std::string_view line_key) {
   return id;
 }
 
-absl::Status ChangelogRestore::ApplyCommit(const ChangelogHeader& header, std::string_view body) {
+absl::Status ChangelogRestore::ApplyCommit(const ChangelogHeader& header, std::string_view body,
+                                           size_t section_count) {
   // The sections are read whole before anything is put, so a damaged record changes nothing.
-  std::array<Section, kSectionCount> sections;
+  std::array<Section, kSectionCount> sections{};
   ByteReader sections_reader(body);
-  for (auto& [count, bytes] : sections) {
+  for (size_t i = 0; i < section_count; ++i) {
+    auto& [count, bytes] = sections[i];
     if (!sections_reader.Fixed(count) || !sections_reader.Bytes(bytes)) return Damaged(header, "truncated");
   }
   if (!sections_reader.AtEnd()) return Damaged(header, "bytes after its last section");
@@ -378,12 +394,29 @@ absl::Status ChangelogRestore::ApplyCommit(const ChangelogHeader& header, std::s
     return true;
   });
   if (!exceptions_ok) return Damaged(header, "its exceptions");
+  std::vector<std::pair<WindowDay, int64_t>> closes;
+  const bool closes_ok = ForEachEntry(sections[5], [&](ByteReader& r) {
+    WindowDay day = 0;
+    int64_t closed_at_ms = 0;
+    if (!r.Fixed(day) || !r.Fixed(closed_at_ms) || closed_at_ms <= 0) return false;
+    closes.emplace_back(day, closed_at_ms);
+    return true;
+  });
+  if (!closes_ok) return Damaged(header, "its windows closed");
 
-  OffsetKey(owner.topic, owner.partition, key_scratch_);
-  value_scratch_.clear();
-  AppendBigEndian64(value_scratch_, static_cast<uint64_t>(header.next_offset));
-  Put(Table::kMeta, key_scratch_, value_scratch_);
+  // An owner that never consumed the partition has no next offset to give (kNoNextOffset).
+  if (header.next_offset != kNoNextOffset) {
+    if (header.next_offset < 0) return Damaged(header, "a negative next offset");
+    OffsetKey(owner.topic, owner.partition, key_scratch_);
+    value_scratch_.clear();
+    AppendBigEndian64(value_scratch_, static_cast<uint64_t>(header.next_offset));
+    Put(Table::kMeta, key_scratch_, value_scratch_);
+  }
   for (const PendingPut& put : puts_) write_->Put(put.table, put.key, put.value);
+  for (const auto& [day, closed_at_ms] : closes) {
+    windows_closed_.try_emplace(day, closed_at_ms);
+    closed_by_owner_[owner].insert(day);
+  }
   recent_blob_.append(recent_entries);
   return absl::OkStatus();
 }

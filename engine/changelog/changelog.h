@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -37,8 +38,10 @@ struct ChangelogHeader {
   SourcePartition owner;
   uint64_t epoch = 0;
   uint64_t number = 0;      // commit: the owner's commit number (from 1); fence: 0
-  int64_t next_offset = 0;  // commit: the owner's next source offset once it is applied
+  int64_t next_offset = 0;  // commit: the owner's next source offset once it is applied, or
+                            // kNoNextOffset when the owner has consumed none of it
 };
+inline constexpr int64_t kNoNextOffset = -1;
 [[nodiscard]] bool DecodeChangelogHeader(std::string_view record, ChangelogHeader& out);
 
 // One record of an owner's changelog, as the ledger hands it to its sink.
@@ -59,6 +62,9 @@ class ChangelogRecordBuilder {
   // One kApplied value (a blob of applied records numbering their lines) under its number.
   [[nodiscard]] bool AddApplied(WindowDay day, uint64_t number, std::string_view blob, const LineIds& line_ids);
   void AddException(std::string_view key, std::string_view value);
+  // The commit closed `day` at `closed_at_ms` for the owner: the owner's report that its share of
+  // the window is complete (docs/scale-out.md, section 5).
+  void AddWindowClosed(WindowDay day, int64_t closed_at_ms);
   // The record; the builder is empty again.
   void Finish(std::string& out);
 
@@ -68,7 +74,7 @@ class ChangelogRecordBuilder {
     std::string bytes;
   };
   ChangelogHeader header_;
-  Section txn_, counters_, gross_, applied_, exceptions_;
+  Section txn_, counters_, gross_, applied_, exceptions_, closes_;
   std::string scratch_;
 };
 
@@ -81,6 +87,9 @@ class ChangelogSink {
   virtual ~ChangelogSink() = default;
   // The epoch under which this instance owns `owner`; called on the ledger thread.
   [[nodiscard]] virtual uint64_t EpochOf(SourcePartition owner) const = 0;
+  // Every partition this instance owns (claimed), in order: a commit that closes a window
+  // appends a record for each of them, idle ones included. Called on the ledger thread.
+  [[nodiscard]] virtual std::vector<SourcePartition> Owned() const = 0;
   // Appends the records of one commit (one per owner it changed) and returns once every one is
   // durable in the changelog; the commit is written to the store only after. Called on the
   // commit thread, in commit order.
@@ -131,6 +140,14 @@ class ChangelogRestore {
   [[nodiscard]] ChangelogProgress progress(SourcePartition owner) const;
   // Commit records applied so far.
   [[nodiscard]] uint64_t commits_applied() const { return commits_applied_; }
+  // The windows the applied commits closed, with the instant of the first close read of each:
+  // a claimer closes them too before it consumes the partition.
+  [[nodiscard]] const std::map<WindowDay, int64_t>& windows_closed() const { return windows_closed_; }
+  // Whether a commit of `owner` applied by this restore closed `day`.
+  [[nodiscard]] bool Closed(SourcePartition owner, WindowDay day) const {
+    const auto it = closed_by_owner_.find(owner);
+    return it != closed_by_owner_.end() && it->second.contains(day);
+  }
 
   // A pending write is flushed once it holds this many bytes.
   static constexpr size_t kPendingBytesMax = 8 << 20;
@@ -138,7 +155,7 @@ class ChangelogRestore {
  private:
   explicit ChangelogRestore(StateStore& store) : store_(store), write_(store.NewWriteBatch()) {}
   [[nodiscard]] absl::StatusOr<RestoreStep> ApplyOne(std::string_view record);
-  [[nodiscard]] absl::Status ApplyCommit(const ChangelogHeader& header, std::string_view body);
+  [[nodiscard]] absl::Status ApplyCommit(const ChangelogHeader& header, std::string_view body, size_t section_count);
   // Queues a change of the record being applied; it joins the pending write once the whole
   // record is read.
   void Put(Table table, std::string_view key, std::string_view value);
@@ -160,6 +177,8 @@ class ChangelogRestore {
   std::map<SourcePartition, bool> seen_;  // owners with a record read by this restore
   std::map<SourcePartition, uint64_t> fence_read_;  // the last fence's epoch read by this restore
   uint64_t commits_applied_ = 0;
+  std::map<WindowDay, int64_t> windows_closed_;
+  std::map<SourcePartition, std::set<WindowDay>> closed_by_owner_;
   std::string recent_blob_;  // the transaction records of the pending write (one kRecentTxn value)
   std::string key_scratch_;
   std::string value_scratch_;

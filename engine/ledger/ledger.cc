@@ -465,11 +465,12 @@ ChangelogRecordBuilder& Ledger::ChangelogBuilderOf(SourcePartition owner) {
   if (build.started_for != sequence) {
     build.started_for = sequence;
     changelog_owners_.push_back(owner);
+    const auto next = prepared_offsets_.find({owner.topic, owner.partition});
     build.builder.Start({.kind = ChangelogKind::kCommit,
                          .owner = owner,
                          .epoch = options_.changelog->EpochOf(owner),
                          .number = changelog_progress_[owner].number + 1,
-                         .next_offset = prepared_offsets_.at({owner.topic, owner.partition})});
+                         .next_offset = next == prepared_offsets_.end() ? kNoNextOffset : next->second});
   }
   last_changelog_owner_ = owner;
   last_changelog_ = &build;
@@ -480,6 +481,14 @@ void Ledger::BuildChangelog(const Batch& batch, PreparedWrite& prepared) {
   // Exceptions were added as the rejections were written; every owner with a message in the
   // batch gets a record (its offset moved), whatever else it changed.
   for (const MessageSlot& slot : batch.slots()) static_cast<void>(ChangelogBuilderOf({slot.topic, slot.partition}));
+  // A window closed closes for every partition owned, idle ones included: each one's changelog
+  // says its share of the window is complete (docs/scale-out.md, section 5).
+  if (!batch.windows_closed.empty()) {
+    for (const SourcePartition owner : options_.changelog->Owned()) {
+      ChangelogRecordBuilder& builder = ChangelogBuilderOf(owner);
+      for (const WindowDay day : batch.windows_closed) builder.AddWindowClosed(day, windows_->ClosedAtMs(day));
+    }
+  }
   const LineIds& line_ids = lines_->line_ids();
   dedup_->VisitWritten([&](const TxnState& state) {
     const bool named = ChangelogBuilderOf(state.owner).AddTxnRecord(state.key, state.record, line_ids);

@@ -171,8 +171,11 @@ void WindowBook::ApplyCommands(Batch& batch) {
   for (const WindowCommand& command : batch.commands) {
     switch (command.kind) {
       case WindowCommand::Kind::kClose:
-        // A day with no activity and no state is not a window: closing it would invent one.
-        if (HasCounters(command.day) || records_.contains(command.day)) {
+        if (command.closed_at_ms != 0) {
+          // The region closed it: this instance's partitions close too, idle ones included.
+          CloseWindow(command.day, command.closed_at_ms, *batch.registry, batch);
+        } else if (HasCounters(command.day) || records_.contains(command.day)) {
+          // A day with no activity and no state is not a window: closing it would invent one.
           CloseWindow(command.day, now_ms, *batch.registry, batch);
         }
         break;

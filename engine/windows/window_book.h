@@ -59,6 +59,11 @@ class WindowBook {
   [[nodiscard]] bool changed() const { return !touched_windows_.empty() || !retired_exception_keys_.empty(); }
 
   [[nodiscard]] WindowState PersistedState(WindowDay day) const;
+  // The instant `day` closed at, 0 when it is not closed.
+  [[nodiscard]] int64_t ClosedAtMs(WindowDay day) const {
+    const auto it = records_.find(day);
+    return it == records_.end() || it->second.state < WindowState::kClosed ? 0 : it->second.closed_at_ms;
+  }
   [[nodiscard]] bool IsClosed(WindowDay day, int64_t now_ms) const;
   // The oldest window still open at `now_ms`.
   [[nodiscard]] WindowDay OldestOpenWindow(int64_t now_ms) const;

@@ -1603,6 +1603,7 @@ TEST_F(LedgerTest, ARejectionDecidedAfterTheTimestampCountsInTheEventsOwnWindow)
 class MemoryChangelog final : public ChangelogSink {
  public:
   [[nodiscard]] uint64_t EpochOf(SourcePartition) const override { return epoch; }
+  [[nodiscard]] std::vector<SourcePartition> Owned() const override { return owned; }
   absl::Status Append(std::span<const ChangelogRecord> records) override {
     if (!failure.ok()) return failure;
     for (const ChangelogRecord& record : records) {
@@ -1622,6 +1623,7 @@ class MemoryChangelog final : public ChangelogSink {
   }
   uint64_t epoch = 1;
   absl::Status failure;
+  std::vector<SourcePartition> owned;  // what a close reports for
   std::map<SourcePartition, std::vector<std::string>> records_of;
 };
 
@@ -1700,6 +1702,48 @@ TEST_F(LedgerTest, AStoreRestoredFromTheChangelogAnswersAsTheStoreThatWroteIt) {
   ASSERT_TRUE(DecodeChangelogHeader(restored_changelog.records_of[kTaps0][0], header));
   EXPECT_EQ(header.number, 3u);
   EXPECT_EQ(header.next_offset, (next_offsets_[{SourceTopic::kTaps, 0}]));
+}
+
+TEST_F(LedgerTest, AWindowClosedIsReportedInTheChangelogOfEveryPartitionOwnedIdleOnesIncluded) {
+  MemoryChangelog changelog;
+  changelog.owned = {kTaps0, kTaps1, kMedical0};
+  changelog_ = &changelog;
+  Reopen();
+  Apply({TapMessage(Tap("TAP1", 300))});
+  EXPECT_FALSE(changelog.records_of.contains(kTaps1)) << "an idle partition has no commit to report";
+  // The region closed the day at an instant of its own (an operator's close on another
+  // instance): this instance has no activity in Nov 28 and still closes it, with that instant.
+  const int64_t closed_at_ms = test::ChinaTimeMs(2026, 11, 28, 2, 0);
+  const Batch& close = Apply({}, 0, {WindowCommand::RegionClose(kNov27, closed_at_ms),
+                                     WindowCommand::RegionClose(kNov28, closed_at_ms + 1)});
+  EXPECT_EQ(close.windows_closed, (std::vector<WindowDay>{kNov27, kNov28}));
+  EXPECT_EQ(ledger_->windows()->at(kNov27).closed_at_ms, closed_at_ms);
+  for (const SourcePartition owner : changelog.owned) {
+    ASSERT_FALSE(changelog.records_of[owner].empty()) << FormatOwner(owner);
+  }
+  ChangelogHeader idle;
+  ASSERT_TRUE(DecodeChangelogHeader(changelog.records_of[kTaps1].back(), idle));
+  EXPECT_EQ(idle.next_offset, kNoNextOffset) << "partition 1 was never consumed";
+
+  // A restore of the idle partition alone learns the closes and writes no offset for it.
+  auto restored = RocksStore::Open(dir_.path() + "/restored", {});
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  auto restore = ChangelogRestore::Open(**restored);
+  ASSERT_TRUE(restore.ok()) << restore.status();
+  for (const std::string& record : changelog.records_of[kTaps1]) ASSERT_TRUE((*restore)->Apply(record).ok());
+  ASSERT_TRUE((*restore)->Flush().ok());
+  EXPECT_TRUE((*restore)->Closed(kTaps1, kNov27));
+  EXPECT_TRUE((*restore)->Closed(kTaps1, kNov28));
+  EXPECT_FALSE((*restore)->Closed(kTaps0, kNov27)) << "partition 0's records were not read";
+  EXPECT_EQ((*restore)->windows_closed(), (std::map<WindowDay, int64_t>{{kNov27, closed_at_ms}, {kNov28, closed_at_ms + 1}}));
+  bool offset_found = true;
+  std::string key, value;
+  OffsetKey(SourceTopic::kTaps, 1, key);
+  ASSERT_TRUE((*restored)->Get(Table::kMeta, key, value, offset_found).ok());
+  EXPECT_FALSE(offset_found);
+
+  // A close at the batch's clock of a day without activity still invents no window.
+  EXPECT_TRUE(Apply({}, 0, {WindowCommand{WindowCommand::Kind::kClose, kNov28 + 1}}).windows_closed.empty());
 }
 
 TEST_F(LedgerTest, ARestoreIntoAStoreWithLinesOfItsOwnRenumbersThem) {
