@@ -33,7 +33,7 @@ struct EmbeddedBrokerOptions {
   // min(broker_count, 3). Names follow Kafka's rules: 1..249 of [a-zA-Z0-9._-]. The changelog
   // topics carry the state of a consumer group's members (adapters/kafka/kafka_changelog.h).
   std::vector<std::string> topics = {"yrd.taps", "yrd.medical", "yrd.dlq", "yrd.taps.changelog",
-                                     "yrd.medical.changelog"};
+                                     "yrd.medical.changelog", "yrd.control"};
 };
 
 class EmbeddedBroker {

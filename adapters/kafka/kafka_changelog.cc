@@ -82,7 +82,8 @@ class PartitionReader {
     return std::pair{low, high};
   }
 
-  // Hands `visit` every record of [from, to) in order, by `deadline`.
+  // Hands `visit` every record of [from, to) in order, by `deadline`; `visit` returns an error, or
+  // OK, or Cancelled to stop the read there (OK).
   template <typename Visit>
   absl::Status Read(const std::string& topic, int32_t partition, int64_t from, int64_t to, Clock::time_point deadline,
                     Visit&& visit) {
@@ -130,6 +131,10 @@ class PartitionReader {
         next = message->offset + 1;
       }
       rd_kafka_message_destroy(message);
+      if (status.code() == absl::StatusCode::kCancelled) {
+        status = absl::OkStatus();
+        break;
+      }
     }
     (void)rd_kafka_assign(handle_, nullptr);
     return status;
@@ -234,12 +239,52 @@ absl::StatusOr<std::vector<ClaimResult>> KafkaChangelog::Claim(StateStore& store
     absl::StatusOr<ClaimResult> result = ClaimOne(**restore, **reader, owner);
     if (!result.ok()) return result.status();
     result->commits_restored = (*restore)->commits_applied() - applied_before;
+    for (const auto& [day, closed_at_ms] : (*restore)->windows_closed()) {
+      if ((*restore)->Closed(owner, day)) result->windows_closed.emplace(day, closed_at_ms);
+    }
     results.push_back(*result);
   }
   if (absl::Status s = (*restore)->Flush(); !s.ok()) return s;
   std::lock_guard<std::mutex> lock(impl_->epochs_mutex);
   for (size_t i = 0; i < owners.size(); ++i) impl_->epochs[owners[i]] = results[i].epoch;
   return results;
+}
+
+absl::StatusOr<WindowRestoreResult> KafkaChangelog::RestoreWindow(StateStore& store, WindowDay day,
+                                                                  std::span<const SourcePartition> owners) {
+  absl::StatusOr<std::unique_ptr<ChangelogRestore>> restore = ChangelogRestore::Open(store);
+  if (!restore.ok()) return restore.status();
+  absl::StatusOr<std::unique_ptr<PartitionReader>> reader = PartitionReader::Create(impl_->options.bootstrap_servers);
+  if (!reader.ok()) return reader.status();
+  const Clock::time_point deadline = Clock::now() + impl_->options.restore_timeout;
+  WindowRestoreResult result;
+  for (const SourcePartition owner : owners) {
+    const std::string topic = TopicOf(owner.topic);
+    auto apply = [&](std::string_view record) -> absl::Status {
+      ChangelogHeader header;
+      if (!DecodeChangelogHeader(record, header) || header.owner != owner) {
+        return absl::DataLossError(
+            fmt::format("changelog {}/{} holds a record that is not one of {}", topic, owner.partition, FormatOwner(owner)));
+      }
+      ++result.records_read;
+      result.bytes_read += record.size();
+      absl::StatusOr<RestoreStep> step = (*restore)->Apply(record);
+      if (!step.ok()) return step.status();
+      // The owner's share of the window is complete with the commit that closed it.
+      if (*step == RestoreStep::kApplied && (*restore)->Closed(owner, day)) return absl::CancelledError();
+      return absl::OkStatus();
+    };
+    absl::StatusOr<std::pair<int64_t, int64_t>> marks = (*reader)->Watermarks(topic, owner.partition);
+    if (!marks.ok()) return marks.status();
+    if (absl::Status s = (*reader)->Read(topic, owner.partition, marks->first, marks->second, deadline, apply); !s.ok()) {
+      return s;
+    }
+    if (!(*restore)->Closed(owner, day)) result.not_closed.push_back(owner);
+  }
+  if (absl::Status s = (*restore)->Flush(); !s.ok()) return s;
+  const auto closed = (*restore)->windows_closed().find(day);
+  if (closed != (*restore)->windows_closed().end()) result.closed_at_ms = closed->second;
+  return result;
 }
 
 absl::StatusOr<ClaimResult> KafkaChangelog::ClaimOne(ChangelogRestore& restore, PartitionReader& reader,

@@ -53,6 +53,19 @@ struct ClaimResult {
   uint64_t commits_restored = 0;  // commit records applied to the store
   uint64_t bytes_read = 0;
   std::chrono::milliseconds duration{0};
+  // The windows the partition's restored commits closed, and the instant of each: the claimer
+  // closes them too before it consumes the partition.
+  std::map<WindowDay, int64_t> windows_closed;
+};
+
+// What one RestoreWindow did.
+struct WindowRestoreResult {
+  // Partitions whose changelog does not close the window yet (their owner has not closed it).
+  std::vector<SourcePartition> not_closed;
+  // The earliest instant at which a partition closed the window (0 when none did).
+  int64_t closed_at_ms = 0;
+  uint64_t records_read = 0;
+  uint64_t bytes_read = 0;
 };
 
 class PartitionReader;  // kafka_changelog.cc: reads one changelog partition
@@ -74,6 +87,13 @@ class KafkaChangelog final : public ChangelogSink {
   // none of them is claimed.
   [[nodiscard]] absl::StatusOr<std::vector<ClaimResult>> Claim(StateStore& store,
                                                                std::span<const SourcePartition> owners);
+  // Restores into `store` (a store of its own, not this instance's) the state of every one of
+  // `owners` through the commit that closed `day` in its changelog, without claiming anything:
+  // what the owner of the coordinating partition merges a window's file set from (docs/
+  // scale-out.md, section 5). A partition whose changelog has not closed the window yet is
+  // restored to its end and named in not_closed. Refusals as Claim's.
+  [[nodiscard]] absl::StatusOr<WindowRestoreResult> RestoreWindow(StateStore& store, WindowDay day,
+                                                                  std::span<const SourcePartition> owners);
   // Forgets `owner` (it was revoked): a commit of it would be refused.
   void Release(SourcePartition owner);
 

@@ -489,6 +489,15 @@ uint64_t KafkaSource::rebalances() const { return impl_->rebalances.load(std::me
 
 size_t KafkaSource::partition_count() const { return impl_->partition_count; }
 
+std::vector<SourcePartition> KafkaSource::AllPartitions() const {
+  std::vector<SourcePartition> all;
+  for (const SourceTopic topic : {SourceTopic::kTaps, SourceTopic::kMedical}) {
+    const uint32_t count = impl_->topic_partition_counts[topic == SourceTopic::kTaps ? 0 : 1];
+    for (uint32_t p = 0; p < count; ++p) all.push_back({topic, static_cast<int32_t>(p)});
+  }
+  return all;
+}
+
 std::optional<Ownership> KafkaSource::TakeOwnershipChange() {
   Impl& impl = *impl_;
   if (!impl.ownership_changed) return std::nullopt;

@@ -97,6 +97,8 @@ class KafkaSource final : public MessageSource {
   [[nodiscard]] uint64_t rebalances() const;
   // The partitions of both topics together, as the metadata at Create gave them. Thread-safe.
   [[nodiscard]] size_t partition_count() const;
+  // Every partition of both topics, as the metadata at Create gave them, in order.
+  [[nodiscard]] std::vector<SourcePartition> AllPartitions() const;
 
   // Waits for the dead-letter copies to be delivered, at most `timeout`: OK when every copy
   // produced so far is delivered (DeadLettersDeliveredThrough then covers them).

@@ -414,7 +414,10 @@ absl::Status ChangelogRestore::ApplyCommit(const ChangelogHeader& header, std::s
   }
   for (const PendingPut& put : puts_) write_->Put(put.table, put.key, put.value);
   for (const auto& [day, closed_at_ms] : closes) {
-    windows_closed_.try_emplace(day, closed_at_ms);
+    // Instances close a window at the same instant (the clock's cutoff plus grace, or the
+    // operator's instant from the control topic); should two differ, the earliest stands.
+    auto [it, added] = windows_closed_.try_emplace(day, closed_at_ms);
+    if (!added) it->second = std::min(it->second, closed_at_ms);
     closed_by_owner_[owner].insert(day);
   }
   recent_blob_.append(recent_entries);

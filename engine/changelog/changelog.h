@@ -140,7 +140,7 @@ class ChangelogRestore {
   [[nodiscard]] ChangelogProgress progress(SourcePartition owner) const;
   // Commit records applied so far.
   [[nodiscard]] uint64_t commits_applied() const { return commits_applied_; }
-  // The windows the applied commits closed, with the instant of the first close read of each:
+  // The windows the applied commits closed, with the earliest instant a commit closed each at:
   // a claimer closes them too before it consumes the partition.
   [[nodiscard]] const std::map<WindowDay, int64_t>& windows_closed() const { return windows_closed_; }
   // Whether a commit of `owner` applied by this restore closed `day`.

@@ -173,11 +173,14 @@ absl::Status Pipeline::Run() {
     batch->now_ms = clock_.NowMs();
     batch->registry = registry_.Get();
     batch->dead_letters_delivered_through = source_.DeadLettersDeliveredThrough();
+    const absl::Status fill_status = source_.Fill(*batch, options_.batch_linger);
+    // The commands after the fill: one submitted during it (the close of a window that a
+    // partition claimed in a rebalance of this fill had closed elsewhere) applies before the
+    // batch's messages, as every command of a batch does.
     if (commands_pending_.exchange(false, std::memory_order_acq_rel)) {
       std::lock_guard<std::mutex> lock(commands_mutex_);
       batch->commands.swap(pending_commands_);
     }
-    const absl::Status fill_status = source_.Fill(*batch, options_.batch_linger);
     // After the fill: a rebalance during it is in this batch's ownership already.
     batch->ownership = source_.TakeOwnershipChange();
     const auto now = std::chrono::steady_clock::now();

@@ -4,16 +4,22 @@
 // changelog whose oldest records the broker dropped is refused.
 #include "adapters/kafka/kafka_changelog.h"
 
+#include <condition_variable>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "adapters/crypto/hmac.h"
+#include "adapters/fs/file_set.h"
+#include "adapters/kafka/control_channel.h"
 #include "adapters/kafka/embedded_broker.h"
 #include "adapters/rocksdb/rocks_store.h"
 #include "engine/base/strings.h"
 #include "engine/ledger/ledger.h"
+#include "engine/merge/window_merge.h"
 #include "gtest/gtest.h"
 #include "tests/support/events.h"
 #include "tests/support/store_answers.h"
@@ -25,6 +31,7 @@ constexpr int64_t kMinuteMs = 60'000;
 constexpr SourcePartition kTaps0{SourceTopic::kTaps, 0};
 constexpr SourcePartition kTaps1{SourceTopic::kTaps, 1};
 constexpr SourcePartition kMedical0{SourceTopic::kMedical, 0};
+constexpr SourcePartition kMedical1{SourceTopic::kMedical, 1};
 const std::vector<std::string> kTxnIds = {"TAP1", "TAP2", "TAP3", "R1", "SETTLE1", "CANCEL1", "LATE"};
 
 // One instance: a store, its ledger and its changelog.
@@ -38,7 +45,8 @@ class KafkaChangelogTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto broker = EmbeddedBroker::Start(EmbeddedBrokerOptions{
-        .partition_count = 2, .topics = {"yrd.taps", "yrd.medical", "yrd.taps.changelog", "yrd.medical.changelog"}});
+        .partition_count = 2,
+        .topics = {"yrd.taps", "yrd.medical", "yrd.taps.changelog", "yrd.medical.changelog", "yrd.control"}});
     ASSERT_TRUE(broker.ok()) << broker.status();
     broker_ = *std::move(broker);
     auto hmac = HmacSha256::Create("changelog-test-key-not-a-secret");
@@ -88,6 +96,31 @@ class KafkaChangelogTest : public ::testing::Test {
     std::vector<Fate> fates;
     for (const MessageSlot& slot : batch.slots()) fates.push_back(slot.fate);
     return fates;
+  }
+
+  // Commits one batch with nothing but `command` through the instance's ledger.
+  Batch& Command(Instance& instance, WindowCommand command) {
+    batches_.push_back(std::make_unique<Batch>(BatchLimits{.messages_max = 1, .arena_bytes_max = 1 << 20}));
+    Batch& batch = *batches_.back();
+    batch.now_ms = now_ms_;
+    batch.registry = registry_;
+    batch.commands.push_back(std::move(command));
+    BatchResult result;
+    const absl::Status status = instance.ledger->Apply(batch, result);
+    EXPECT_TRUE(status.ok()) << status;
+    return batch;
+  }
+
+  // The file set of closed `day` in `store`, rendered in memory.
+  std::map<std::string, std::string> Files(StateStore& store, const absl::StatusOr<ClosedWindow>& window) {
+    EXPECT_TRUE(window.ok()) << window.status();
+    if (!window.ok()) return {};
+    auto digests = MakeFileSetDigests("merge-test-manifest-key-not-a-secret");
+    EXPECT_TRUE(digests.ok());
+    MemoryFileSet files;
+    const absl::Status rendered = RenderWindowFiles(store, *window, files, *digests);
+    EXPECT_TRUE(rendered.ok()) << rendered;
+    return files.files();
   }
 
   test::TapFields Tap(std::string txn_id, int64_t amount_fen) const {
@@ -196,6 +229,121 @@ TEST_F(KafkaChangelogTest, AChangelogWhoseOldestRecordsTheBrokerDroppedIsRefused
   // Its ledger would refuse to commit the partition.
   ChangelogRecord record{.owner = kTaps0, .number = 1, .bytes = "x"};
   EXPECT_EQ((*taker)->Append({&record, 1}).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(KafkaChangelogTest, AWindowClosedByTwoOwnersMergedFromTheirChangelogsHasTheBytesOfOneInstance) {
+  Instance first = Start("first", {kTaps0, kMedical0});
+  Instance second = Start("second", {kTaps1, kMedical1});
+  Instance one = Start("one", {});  // consumes every partition, no changelog
+  one.ledger = std::make_unique<Ledger>(*one.store, LedgerOptions{});
+  ASSERT_TRUE(one.ledger->Load(now_ms_).ok());
+  test::RefundFields refund;
+  refund.txn_id = "R1";
+  refund.amount_fen = 120;
+  refund.occurred_at_ms = now_ms_ - kMinuteMs / 2;
+  test::SettlementFields settlement;
+  settlement.occurred_at_ms = now_ms_ - kMinuteMs;
+  test::CancellationFields cancellation;
+  cancellation.txn_id = "CANCEL1";
+  cancellation.occurred_at_ms = now_ms_ - kMinuteMs / 2;
+  struct Part {
+    SourceTopic topic;
+    int32_t partition;
+    std::vector<std::string> payloads;
+  };
+  const std::vector<Part> day = {
+      {SourceTopic::kTaps, 0, {test::TapBytes(Tap("TAP1", 300)), test::TapBytes(Tap("TAP2", 500))}},
+      {SourceTopic::kTaps, 1, {test::TapBytes(Tap("TAP3", 700)), test::TapBytes(Tap("TAP3", 700)), "junk"}},
+      {SourceTopic::kTaps, 0, {test::RefundBytes(refund)}},
+      {SourceTopic::kMedical, 0, {test::SettlementBytes(settlement)}},
+      {SourceTopic::kMedical, 0, {test::CancellationBytes(cancellation)}},
+  };  // medical partition 1 stays idle
+  std::map<SourcePartition, int64_t> first_offsets, second_offsets, one_offsets;
+  for (const Part& part : day) {
+    Instance& owner = part.partition == 0 ? first : second;
+    Apply(owner, part.partition == 0 ? first_offsets : second_offsets, part.topic, part.partition, part.payloads);
+    Apply(one, one_offsets, part.topic, part.partition, part.payloads);
+  }
+  const WindowDay nov27 = WindowCalendar{}.DayOf(now_ms_);
+  const int64_t closed_at_ms = now_ms_ + kMinuteMs;
+
+  // The first owner closes its share; the second has not yet: the merge waits for it.
+  EXPECT_EQ(Command(first, WindowCommand::RegionClose(nov27, closed_at_ms)).windows_closed,
+            (std::vector<WindowDay>{nov27}));
+  const std::vector<SourcePartition> all = {kTaps0, kTaps1, kMedical0, kMedical1};
+  {
+    auto early = RocksStore::Open(dir_.path() + "/merge-early", {});
+    ASSERT_TRUE(early.ok()) << early.status();
+    absl::StatusOr<WindowRestoreResult> restored = first.changelog->RestoreWindow(**early, nov27, all);
+    ASSERT_TRUE(restored.ok()) << restored.status();
+    EXPECT_EQ(restored->not_closed, (std::vector<SourcePartition>{kTaps1, kMedical1}));
+  }
+  // Events after the close are the next window's: not in the merge.
+  Apply(first, first_offsets, SourceTopic::kTaps, 0, {test::TapBytes(Tap("TAP9", 900))});
+  EXPECT_EQ(Command(second, WindowCommand::RegionClose(nov27, closed_at_ms)).windows_closed,
+            (std::vector<WindowDay>{nov27}));
+  Apply(one, one_offsets, SourceTopic::kTaps, 0, {});
+  EXPECT_EQ(Command(one, WindowCommand::RegionClose(nov27, closed_at_ms)).windows_closed, (std::vector<WindowDay>{nov27}));
+  Apply(one, one_offsets, SourceTopic::kTaps, 0, {test::TapBytes(Tap("TAP9", 900))});
+
+  auto merge = RocksStore::Open(dir_.path() + "/merge", {});
+  ASSERT_TRUE(merge.ok()) << merge.status();
+  absl::StatusOr<WindowRestoreResult> restored = second.changelog->RestoreWindow(**merge, nov27, all);
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_TRUE(restored->not_closed.empty());
+  EXPECT_EQ(restored->closed_at_ms, closed_at_ms);
+  const std::map<std::string, std::string> merged =
+      Files(**merge, CloseMergedWindow(**merge, WindowCalendar{}, nov27, closed_at_ms, registry_, now_ms_));
+  const std::map<std::string, std::string> single = Files(*one.store, LoadClosedWindow(*one.store, nov27, *registry_));
+  ASSERT_FALSE(single.empty());
+  EXPECT_TRUE(single.contains("summary.txt"));
+  EXPECT_EQ(merged, single);
+  // Nothing of the second window got into the first's files.
+  for (const auto& [path, bytes] : merged) EXPECT_EQ(bytes.find("TAP9"), std::string::npos) << path;
+}
+
+TEST_F(KafkaChangelogTest, AControlCommandPublishedByOneInstanceReachesEveryInstanceAndABadRecordIsSkipped) {
+  std::mutex mutex;
+  std::condition_variable seen_cv;
+  std::map<std::string, std::vector<ControlCommand>> seen;
+  auto channel_of = [&](const std::string& name) {
+    return ControlChannel::Start({.bootstrap_servers = broker_->bootstrap_servers(),
+                                  .on_command = [&, name](const ControlCommand& command) {
+                                    std::lock_guard<std::mutex> lock(mutex);
+                                    seen[name].push_back(command);
+                                    seen_cv.notify_all();
+                                  },
+                                  .on_warning = nullptr});
+  };
+  auto first = channel_of("first");
+  ASSERT_TRUE(first.ok()) << first.status();
+  // A record that is not a command, then two commands.
+  auto producer = Producer::Create(broker_->bootstrap_servers());
+  ASSERT_TRUE(producer.ok());
+  ASSERT_TRUE((*producer)->ProduceToPartition("yrd.control", 0, "x", "{\"command\":\"explode\"}").ok());
+  ASSERT_TRUE((*producer)->Flush(std::chrono::seconds(10)).ok());
+  const ControlCommand close{.kind = ControlCommand::Kind::kClose, .day = 20784, .at_ms = now_ms_, .from = "clearing-2"};
+  const ControlCommand written{.kind = ControlCommand::Kind::kFilesWritten, .day = 20784, .at_ms = now_ms_ + 1,
+                               .from = "clearing-1"};
+  ASSERT_TRUE((*first)->Publish(close).ok());
+  ASSERT_TRUE((*first)->Publish(written).ok());
+  // An instance that starts later reads them from the oldest.
+  auto second = channel_of("second");
+  ASSERT_TRUE(second.ok()) << second.status();
+  std::unique_lock<std::mutex> lock(mutex);
+  ASSERT_TRUE(seen_cv.wait_for(lock, std::chrono::seconds(30), [&] {
+    return seen["first"].size() == 2 && seen["second"].size() == 2;
+  }));
+  EXPECT_EQ(seen["first"], (std::vector<ControlCommand>{close, written}));
+  EXPECT_EQ(seen["second"], seen["first"]);
+  EXPECT_EQ((*first)->records_skipped(), 1u);
+  std::string error;
+  EXPECT_EQ(DecodeControlCommand(EncodeControlCommand(close), error), close);
+  EXPECT_FALSE(DecodeControlCommand("{\"command\":\"close\",\"window\":\"2026-11-27\",\"at_ms\":1}", error));
+  EXPECT_NE(error.find("window"), std::string::npos);
+  EXPECT_FALSE(DecodeControlCommand("{\"command\":\"close\",\"window\":\"20261127\",\"at_ms\":-5}", error));
+  EXPECT_FALSE(DecodeControlCommand(std::string(5000, '{'), error));
+  EXPECT_FALSE(DecodeControlCommand("not json", error));
 }
 
 }  // namespace
