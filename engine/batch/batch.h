@@ -35,7 +35,9 @@ struct BatchResult {
 // An operator's or the file writer's request about a window, carried by a batch so that it is
 // applied in order with the events and committed in the same atomic write.
 struct WindowCommand {
-  enum class Kind : uint8_t { kClose = 0, kMarkFilesWritten = 1, kRetire = 2 };
+  // kReportClosed: the window is closed here already; a member of a group reports it in the
+  // changelog of every partition it owns (one it claimed since the close has no report yet).
+  enum class Kind : uint8_t { kClose = 0, kMarkFilesWritten = 1, kRetire = 2, kReportClosed = 3 };
   WindowCommand() = default;
   WindowCommand(Kind command_kind, WindowDay command_day, std::vector<std::string> keys = {})
       : kind(command_kind), day(command_day), exception_keys(std::move(keys)) {}
@@ -172,6 +174,7 @@ class Batch {
     commands.clear();
     ownership.reset();
     windows_closed.clear();
+    windows_reported.clear();
     windows_files_marked.clear();
     windows_retired.clear();
   }
@@ -196,6 +199,7 @@ class Batch {
   // ledger stores it with the batch.
   std::optional<Ownership> ownership;
   std::vector<WindowDay> windows_closed;        // set by the ledger: closed by this batch
+  std::vector<WindowDay> windows_reported;      // set by the ledger: closed earlier, reported again
   std::vector<WindowDay> windows_files_marked;  // set by the ledger: marked files_written
   std::vector<WindowDay> windows_retired;       // set by the ledger: its records deleted
 

@@ -33,6 +33,10 @@ namespace yrd {
 
 enum class ChangelogKind : uint8_t { kCommit = 1, kFence = 2 };
 
+// The partition whose owner writes the file set a consumer group merges from every partition's
+// changelog (docs/scale-out.md, section 5).
+inline constexpr SourcePartition kCoordinatingPartition{SourceTopic::kTaps, 0};
+
 struct ChangelogHeader {
   ChangelogKind kind = ChangelogKind::kCommit;
   SourcePartition owner;

@@ -166,7 +166,9 @@ absl::Status Ledger::Prepare(Batch& batch) {
   windows_->ApplyCommands(batch);
   const WindowDay oldest_open = windows_->OldestOpenWindow(now_ms);
   const bool dead_letters_to_drop = batch.dead_letters_delivered_through > dead_letters_dropped_through_;
-  if (batch.empty() && !windows_->changed() && !dead_letters_to_drop && !batch.ownership) {  // an idle tick
+  const bool closes_to_report = options_.changelog != nullptr && !batch.windows_reported.empty();
+  if (batch.empty() && !windows_->changed() && !dead_letters_to_drop && !batch.ownership &&
+      !closes_to_report) {  // an idle tick
     prepared.write_needed = false;
     batch.ledger_prepared_number = prepared_count_++;
     batch.ledger_prepared = true;
@@ -483,10 +485,12 @@ void Ledger::BuildChangelog(const Batch& batch, PreparedWrite& prepared) {
   for (const MessageSlot& slot : batch.slots()) static_cast<void>(ChangelogBuilderOf({slot.topic, slot.partition}));
   // A window closed closes for every partition owned, idle ones included: each one's changelog
   // says its share of the window is complete (docs/scale-out.md, section 5).
-  if (!batch.windows_closed.empty()) {
+  if (!batch.windows_closed.empty() || !batch.windows_reported.empty()) {
     for (const SourcePartition owner : options_.changelog->Owned()) {
       ChangelogRecordBuilder& builder = ChangelogBuilderOf(owner);
-      for (const WindowDay day : batch.windows_closed) builder.AddWindowClosed(day, windows_->ClosedAtMs(day));
+      for (const std::vector<WindowDay>* days : {&batch.windows_closed, &batch.windows_reported}) {
+        for (const WindowDay day : *days) builder.AddWindowClosed(day, windows_->ClosedAtMs(day));
+      }
     }
   }
   const LineIds& line_ids = lines_->line_ids();

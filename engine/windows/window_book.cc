@@ -192,6 +192,9 @@ void WindowBook::ApplyCommands(Batch& batch) {
       case WindowCommand::Kind::kRetire:
         RetireWindow(command, batch);
         break;
+      case WindowCommand::Kind::kReportClosed:
+        if (PersistedState(command.day) >= WindowState::kClosed) batch.windows_reported.push_back(command.day);
+        break;
     }
   }
 }

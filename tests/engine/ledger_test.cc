@@ -1744,6 +1744,20 @@ TEST_F(LedgerTest, AWindowClosedIsReportedInTheChangelogOfEveryPartitionOwnedIdl
 
   // A close at the batch's clock of a day without activity still invents no window.
   EXPECT_TRUE(Apply({}, 0, {WindowCommand{WindowCommand::Kind::kClose, kNov28 + 1}}).windows_closed.empty());
+
+  // A partition claimed after the close is reported closed with the next kReportClosed; a window
+  // not closed is not reported.
+  constexpr SourcePartition kMedical1{SourceTopic::kMedical, 1};
+  changelog.owned.push_back(kMedical1);
+  const Batch& report = Apply({}, 0, {WindowCommand{WindowCommand::Kind::kReportClosed, kNov27},
+                                      WindowCommand{WindowCommand::Kind::kReportClosed, kNov28 + 2}});
+  EXPECT_EQ(report.windows_reported, (std::vector<WindowDay>{kNov27}));
+  ASSERT_EQ(changelog.records_of[kMedical1].size(), 1u);
+  auto medical1 = ChangelogRestore::Open(**restored);
+  ASSERT_TRUE(medical1.ok()) << medical1.status();
+  ASSERT_TRUE((*medical1)->Apply(changelog.records_of[kMedical1][0]).ok());
+  EXPECT_TRUE((*medical1)->Closed(kMedical1, kNov27));
+  EXPECT_FALSE((*medical1)->Closed(kMedical1, kNov28));
 }
 
 TEST_F(LedgerTest, ARestoreIntoAStoreWithLinesOfItsOwnRenumbersThem) {

@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <filesystem>
+#include <map>
 #include <thread>
 
 #include "adapters/kafka/kafka_source.h"
@@ -159,7 +161,7 @@ TEST(Ingest, TheOneMemberOfAGroupConsumesEveryPartitionAndResumesFromTheStore) {
 // A member that holds only part of the partitions writes no file set: until state is handed over
 // between instances, its files would miss the other partitions' money. Once it holds every
 // partition again, it writes them, exactly the oracle's.
-TEST(Ingest, AGroupMemberHoldingPartOfThePartitionsWritesNoFilesUntilItHoldsThemAll) {
+TEST(Ingest, AWindowsFilesWaitUntilTheOwnerOfEveryPartitionHasClosedIt) {
   Scenario scenario;
   scenario.StartBroker(8);
   scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "", std::string("assignment = \"group\"\n") + kShortSession);
@@ -205,14 +207,16 @@ TEST(Ingest, AGroupMemberHoldingPartOfThePartitionsWritesNoFilesUntilItHoldsThem
   };
   EXPECT_TRUE(WaitFor(report_warns, std::chrono::minutes(1))) << ReadFile(report_log);
 
-  // The window closes: its file set waits.
+  // The window closes on the daemon, whose partitions report it; the other member never closes
+  // its own: the file set waits.
   EXPECT_EQ(scenario.Http("POST", "/v1/windows/20261127/close", kAdminToken).first, 202);
   ASSERT_TRUE(WaitFor([&] { return ReadFile(scenario.daemon_log()).find("clearing_files_held") != std::string::npos; },
                       std::chrono::minutes(1)))
       << ReadFile(scenario.daemon_log());
   EXPECT_TRUE(ReadFile(scenario.files_dir() + "/MANIFEST").empty());
 
-  // The other member leaves: the daemon holds every partition again and writes the files.
+  // The other member leaves: the daemon takes its partitions back, reports the close in their
+  // changelogs, and writes the files (as the owner of yrd.taps partition 0).
   other->reset();
   ASSERT_TRUE(WaitFor(
       [&] { return scenario.Http("GET", "/v1/windows/20261127").second.find("files_written") != std::string::npos; },
@@ -320,6 +324,127 @@ TEST(Ingest, ThreeMembersSurviveKillsAndAScaleDownToOneWithTheOraclesFiles) {
       << ReadFile(scenario.daemon_log());
   EXPECT_GT(MetricSample(scenario.Http("GET", "/metrics").second, "yrd_changelog_restored_commits_total"), 0);
   CloseTheDayAndExpectTheOraclesFiles(scenario, *first);
+}
+
+// Every file under `dir` by its path relative to it, with its bytes.
+std::map<std::string, std::string> FilesUnder(const std::filesystem::path& dir) {
+  std::map<std::string, std::string> files;
+  if (!std::filesystem::exists(dir)) return files;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
+    if (entry.is_regular_file()) files[std::filesystem::relative(entry.path(), dir).string()] = ReadFile(entry.path());
+  }
+  return files;
+}
+
+TEST(Ingest, ThreeMembersCloseTheDayFromAnyOneAndWriteTheBytesOfOneInstance) {
+  Scenario scenario;
+  scenario.StartBroker(8);
+  scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "",
+                   std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n") + kShortSession);
+  const std::vector<std::string> names = {"clearing-1", "clearing-2", "clearing-3"};
+  WriteMemberConfig(scenario, "clearing-2");
+  WriteMemberConfig(scenario, "clearing-3");
+  auto log_of = [&](const std::string& name) {
+    return name == "clearing-1" ? scenario.daemon_log() : std::string(scenario.dir() / (name + ".log"));
+  };
+  auto store_of = [&](const std::string& name) {
+    return name == "clearing-1" ? scenario.state_dir() : std::string(scenario.dir() / (name + "-state"));
+  };
+  auto files_of = [&](const std::string& name) {
+    return std::filesystem::path(scenario.dir() / (name == "clearing-1" ? std::string("files") : name + "-files")) /
+           "20261127";
+  };
+  std::map<std::string, std::unique_ptr<ChildProcess>> members;
+  members["clearing-1"] = scenario.StartDaemon();
+  ASSERT_TRUE(WaitFor([&] { return OwnedPartitions(scenario) == 16; }, std::chrono::minutes(1)))
+      << ReadFile(scenario.daemon_log());
+  for (const std::string name : {"clearing-2", "clearing-3"}) members[name] = StartMember(scenario, name);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const std::string& name : names) {
+          if (ReadFile(log_of(name)).find("\"event\":\"partition_restored\"") == std::string::npos) return false;
+        }
+        return OwnedPartitions(scenario) < 16;
+      },
+      std::chrono::minutes(2)))
+      << ReadFile(log_of("clearing-2")) << ReadFile(log_of("clearing-3"));
+
+  // The day arrives and every member consumes its share of it.
+  scenario.Generate(100'000, /*seed=*/5);
+  auto committed_everywhere = [&] {
+    int64_t total = 0;
+    for (const std::string& name : names) total += std::max<int64_t>(scenario.CommittedMessages(store_of(name)), 0);
+    return total;
+  };
+  ASSERT_TRUE(WaitFor([&] { return committed_everywhere() == scenario.messages(); }, std::chrono::minutes(3)))
+      << committed_everywhere() << " of " << scenario.messages();
+
+  // The operator's close, sent to one member only: every member closes its partitions, and the
+  // owner of the coordinating partition writes the one file set.
+  const auto [code, body] = scenario.Http("POST", "/v1/windows/20261127/close", kAdminToken, log_of("clearing-3"));
+  ASSERT_EQ(code, 202) << body;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const std::string& name : names) {
+          if (scenario.Http("GET", "/v1/windows/20261127", "", log_of(name)).second.find("files_written") ==
+              std::string::npos) {
+            return false;
+          }
+        }
+        return true;
+      },
+      std::chrono::minutes(2)))
+      << ReadFile(log_of("clearing-1")) << ReadFile(log_of("clearing-2")) << ReadFile(log_of("clearing-3"));
+  std::vector<std::string> writers;
+  for (const std::string& name : names) {
+    if (!FilesUnder(files_of(name)).empty()) writers.push_back(name);
+  }
+  ASSERT_EQ(writers.size(), 1u) << "one file set, on one member";
+  const std::map<std::string, std::string> merged = FilesUnder(files_of(writers[0]));
+  EXPECT_NE(ReadFile(log_of(writers[0])).find("\"event\":\"window_merged\""), std::string::npos);
+  for (const std::string& name : names) {
+    members[name]->Signal(SIGTERM);
+    const std::optional<int> status = members[name]->Wait(std::chrono::seconds(60));
+    ASSERT_TRUE(status.has_value());
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << name << "\n" << ReadFile(log_of(name));
+  }
+
+  // One instance of its own consumes the same messages, closes at the same instant (the clock is
+  // fixed) and writes the same bytes.
+  std::string config = ReadFile(scenario.dir() / "clearingd.toml");
+  for (const auto& [from, to] : {std::pair<std::string, std::string>{"path = \"state\"", "path = \"single-state\""},
+                                 {"dir = \"files\"", "dir = \"single-files\""},
+                                 {"assignment = \"group\"", "assignment = \"partitions\""},
+                                 {"group_instance_id = \"clearing-1\"\n", ""}}) {
+    const size_t at = config.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    config.replace(at, from.size(), to);
+  }
+  WriteFile(scenario.dir() / "single.toml", config);
+  const std::string single_log = scenario.dir() / "single.log";
+  ChildProcess single({YRD_CLEARINGD_BINARY, "--config", scenario.dir() / "single.toml", "--clock-fixed-ms",
+                       std::to_string(scenario.clock_ms())},
+                      single_log);
+  ASSERT_TRUE(WaitFor([&] { return scenario.CommittedMessages(scenario.dir() / "single-state") == scenario.messages(); },
+                      std::chrono::minutes(3)))
+      << ReadFile(single_log);
+  ASSERT_EQ(scenario.Http("POST", "/v1/windows/20261127/close", kAdminToken, single_log).first, 202);
+  ASSERT_TRUE(WaitFor(
+      [&] { return scenario.Http("GET", "/v1/windows/20261127", "", single_log).second.find("files_written") != std::string::npos; },
+      std::chrono::minutes(2)))
+      << ReadFile(single_log);
+  const std::map<std::string, std::string> one = FilesUnder(std::filesystem::path(scenario.dir() / "single-files") / "20261127");
+  ASSERT_TRUE(one.contains("summary.txt") && one.contains("MANIFEST"));
+  EXPECT_EQ(merged.size(), one.size());
+  for (const auto& [path, bytes] : one) {
+    const auto it = merged.find(path);
+    if (it == merged.end()) {
+      ADD_FAILURE() << path << " is not in the merged file set";
+    } else if (it->second != bytes) {
+      ADD_FAILURE() << path << " differs between the merged file set and one instance's";
+    }
+  }
+  ASSERT_NO_FATAL_FAILURE(StopWithSigterm(scenario, single));
 }
 
 TEST(Ingest, AGroupMemberStoppedWhileItJoinsExitsCleanly) {

@@ -115,9 +115,11 @@ void Scenario::ProduceTo(const std::string& topic, int32_t partition, const std:
   ++messages_;
 }
 
-int64_t Scenario::CommittedMessages() {
+int64_t Scenario::CommittedMessages() { return CommittedMessages(dir_ / "state"); }
+
+int64_t Scenario::CommittedMessages(const std::string& store_dir) {
   std::string output;
-  if (RunProgram({YRD_REPORT_BINARY, "--store", dir_ / "state", "--format", "json", "progress"},
+  if (RunProgram({YRD_REPORT_BINARY, "--store", store_dir, "--format", "json", "progress"},
                  std::chrono::seconds(60), &output) != 0) {
     return -1;
   }
@@ -264,9 +266,9 @@ std::string Scenario::VerifyFiles() {
   return {};
 }
 
-int Scenario::AdminPort() const {
+int Scenario::AdminPort(const std::string& log_path) const {
   // The last "admin_endpoint" line of the log names the port of the latest daemon.
-  const std::string log = ReadFile(daemon_log());
+  const std::string log = ReadFile(log_path.empty() ? daemon_log() : log_path);
   const size_t line = log.rfind("\"event\":\"admin_endpoint\"");
   if (line == std::string::npos) return 0;
   const size_t start = log.rfind('\n', line);
@@ -276,11 +278,11 @@ int Scenario::AdminPort() const {
 }
 
 std::pair<int, std::string> Scenario::Http(const std::string& method, const std::string& target,
-                                           const std::string& bearer_token) const {
+                                           const std::string& bearer_token, const std::string& log) const {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in address{};
   address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(AdminPort()));
+  address.sin_port = htons(static_cast<uint16_t>(AdminPort(log)));
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   timeval timeout{10, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);

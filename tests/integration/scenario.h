@@ -48,6 +48,8 @@ class Scenario {
   // Messages the store has committed an outcome for (applied, duplicates, exceptions); -1 when
   // the store cannot be read yet.
   [[nodiscard]] int64_t CommittedMessages();
+  // The same for the store at `store_dir` (another member's).
+  [[nodiscard]] int64_t CommittedMessages(const std::string& store_dir);
   // clearing-report's JSON output for `args` (a subcommand and its options); null on failure.
   [[nodiscard]] nlohmann::json Report(const std::vector<std::string>& args);
   // Waits until every generated message is committed.
@@ -83,11 +85,14 @@ class Scenario {
   // offset headers) the copies are of.
   [[nodiscard]] int64_t DeadLetterCount(std::chrono::milliseconds timeout, int64_t* distinct_origins = nullptr);
 
-  // The admin endpoint's port of the daemon whose log is daemon_log() (0 until it logged it).
-  [[nodiscard]] int AdminPort() const;
-  // One HTTP/1.1 request to the admin endpoint on 127.0.0.1: the status code and body.
+  // The admin endpoint's port of the daemon whose log is `log` (daemon_log() when empty); 0 until
+  // it logged it.
+  [[nodiscard]] int AdminPort(const std::string& log = "") const;
+  // One HTTP/1.1 request to the admin endpoint on 127.0.0.1 of the daemon whose log is `log`
+  // (daemon_log() when empty): the status code and body.
   [[nodiscard]] std::pair<int, std::string> Http(const std::string& method, const std::string& target,
-                                                 const std::string& bearer_token = "") const;
+                                                 const std::string& bearer_token = "",
+                                                 const std::string& log = "") const;
 
   [[nodiscard]] const TempDir& dir() const { return dir_; }
   [[nodiscard]] int64_t messages() const { return messages_; }

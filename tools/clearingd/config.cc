@@ -13,6 +13,9 @@ namespace {
 // A changelog topic's name is its source topic's (at most 32 characters here) and the suffix,
 // within Kafka's 249.
 constexpr size_t kChangelogSuffixBytesMax = 200;
+// Kafka's limit on a topic name, and its characters.
+constexpr size_t kTopicNameBytesMax = 249;
+constexpr std::string_view kTopicNameCharacters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-";
 
 // store.recent_txn_records_max: at least a batch's worth is sensible; at most about 30 GiB of
 // memory (150 bytes a record, twice while a sort runs).
@@ -124,10 +127,15 @@ absl::Status LoadKafkaSection(const std::string& path, const toml::table& root, 
   }
   check(kafka.String("changelog_topic_suffix", config.changelog_topic_suffix));
   if (config.changelog_topic_suffix.empty() || config.changelog_topic_suffix.size() > kChangelogSuffixBytesMax ||
-      config.changelog_topic_suffix.find_first_not_of(
-          "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != std::string::npos) {
+      config.changelog_topic_suffix.find_first_not_of(kTopicNameCharacters) != std::string::npos) {
     check(absl::InvalidArgumentError(Cat(path, ": kafka.changelog_topic_suffix must be 1 to ", kChangelogSuffixBytesMax,
                                          " characters of [a-zA-Z0-9._-], got '", config.changelog_topic_suffix, "'")));
+  }
+  check(kafka.String("control_topic", config.control_topic));
+  if (config.control_topic.empty() || config.control_topic.size() > kTopicNameBytesMax ||
+      config.control_topic.find_first_not_of(kTopicNameCharacters) != std::string::npos) {
+    check(absl::InvalidArgumentError(Cat(path, ": kafka.control_topic must be 1 to ", kTopicNameBytesMax,
+                                         " characters of [a-zA-Z0-9._-], got '", config.control_topic, "'")));
   }
   check(kafka.Integer("changelog_append_timeout_ms", config.changelog_append_timeout_ms, 1'000, 600'000));
   check(kafka.Integer("changelog_restore_timeout_ms", config.changelog_restore_timeout_ms, 1'000, 86'400'000));

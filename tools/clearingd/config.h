@@ -31,6 +31,9 @@ struct DaemonConfig {
   std::string changelog_topic_suffix = ".changelog";
   int64_t changelog_append_timeout_ms = 30'000;
   int64_t changelog_restore_timeout_ms = 300'000;
+  // "group" only: the topic whose partition 0 carries the closes and files-written facts to every
+  // member (adapters/kafka/control_channel.h).
+  std::string control_topic = "yrd.control";
   kafka::Settings kafka_settings;            // [kafka.settings]: librdkafka properties, strings
   bool dead_letter = true;
   DeadLetterPayload dead_letter_payload = DeadLetterPayload::kRedacted;  // dead_letter_payload

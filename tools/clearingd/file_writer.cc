@@ -10,13 +10,13 @@
 namespace yrd {
 
 FileWriter::FileWriter(StateStore& store, const RegistryHolder& registry, std::string output_dir, Digests digests,
-                       std::function<void(WindowDay)> on_written, std::function<std::string()> hold)
+                       std::function<void(WindowDay)> on_written, WriteOverride write)
     : store_(store),
       registry_(registry),
       output_dir_(std::move(output_dir)),
       digests_(std::move(digests)),
       on_written_(std::move(on_written)),
-      hold_(std::move(hold)),
+      write_override_(std::move(write)),
       thread_([this] { Loop(); }) {}
 
 FileWriter::~FileWriter() {
@@ -55,19 +55,27 @@ void FileWriter::Loop() {
       queue_.pop_front();
     }
     const std::string date = FormatWindowDay(day);
-    if (hold_) {
-      if (const std::string reason = hold_(); !reason.empty()) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        const bool first = std::find(held_.begin(), held_.end(), day) == held_.end();
-        if (first) held_.push_back(day);
-        log::Warning("clearing_files_held",
-                     {{"window", date},
-                      {"reason", reason},
-                      {"action", "none: the files are written once this instance holds every partition"}});
-        continue;
-      }
+    absl::StatusOr<bool> written = true;
+    if (write_override_) {
+      written = write_override_(day);
+    } else if (absl::Status s = Write(day); !s.ok()) {
+      written = s;
     }
-    if (absl::Status s = Write(day); !s.ok()) {
+    if (written.ok() && !*written) {
+      log::Info("clearing_files_elsewhere", {{"window", date}, {"detail", "another instance wrote its file set"}});
+      continue;
+    }
+    if (written.status().code() == absl::StatusCode::kUnavailable) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      const bool first = std::find(held_.begin(), held_.end(), day) == held_.end();
+      if (first) held_.push_back(day);
+      log::Info("clearing_files_held",
+                {{"window", date},
+                 {"reason", written.status().message()},
+                 {"action", Cat("none: tried again every ", kHoldRetry.count() / 1000, " s")}});
+      continue;
+    }
+    if (absl::Status s = written.status(); !s.ok()) {
       ++failed_count_;
       const bool invariant = s.code() == absl::StatusCode::kFailedPrecondition;
       log::Error("clearing_files_not_written",

@@ -25,13 +25,16 @@ namespace yrd {
 
 class FileWriter {
  public:
-  // `hold`, when given, says why no file set may be written now (empty: it may): a window closed
-  // meanwhile waits, and is tried again every kHoldRetry, so its files are never rendered from a
-  // store that lacks some partitions' state.
+  // How a window's file set is written when not from `store` (a member of a consumer group
+  // merges it from every partition's changelog, docs/scale-out.md section 5): true once written,
+  // false when there is nothing to write here (another instance wrote it), Unavailable when it
+  // cannot be written yet (the message says why): the window waits and is tried again every
+  // kHoldRetry. Any other error as a failed write.
+  using WriteOverride = std::function<absl::StatusOr<bool>(WindowDay)>;
   FileWriter(StateStore& store, const RegistryHolder& registry, std::string output_dir, Digests digests,
-             std::function<void(WindowDay)> on_written, std::function<std::string()> hold = nullptr);
+             std::function<void(WindowDay)> on_written, WriteOverride write = nullptr);
   static constexpr std::chrono::milliseconds kHoldRetry{5000};
-  // Windows waiting because of `hold`. Thread-safe.
+  // Windows waiting to be tried again. Thread-safe.
   [[nodiscard]] size_t held_count() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return held_.size();
@@ -52,11 +55,11 @@ class FileWriter {
   std::string output_dir_;
   Digests digests_;
   std::function<void(WindowDay)> on_written_;
-  std::function<std::string()> hold_;
+  WriteOverride write_override_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<WindowDay> queue_;  // guarded by mutex_
-  std::deque<WindowDay> held_;   // guarded by mutex_: waiting for `hold` to clear
+  std::deque<WindowDay> held_;   // guarded by mutex_: the override said Unavailable
   bool stopping_ = false;        // guarded by mutex_
   std::atomic<uint64_t> written_count_{0};
   std::atomic<uint64_t> failed_count_{0};

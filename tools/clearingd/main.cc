@@ -17,6 +17,7 @@
 #include <fstream>
 #include <cstdlib>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "CLI/CLI.hpp"
@@ -36,7 +37,9 @@
 #include "engine/base/strings.h"
 #include "engine/ledger/ledger.h"
 #include "engine/pipeline/pipeline.h"
+#include "adapters/kafka/control_channel.h"
 #include "adapters/kafka/kafka_changelog.h"
+#include "engine/merge/window_merge.h"
 #include "tools/clearingd/config.h"
 #include "tools/clearingd/file_writer.h"
 #include "tools/clearingd/maintenance.h"
@@ -381,6 +384,22 @@ class Daemon final : public http::AdminHandler {
                                                WindowStateName(window->second.state)));
     }
     log::Info("window_close_requested", {{"window", FormatWindowDay(day)}});
+    std::lock_guard<std::mutex> control_lock(control_mutex_);
+    if (control_ != nullptr) {
+      // A member of a group: every member closes it, at this instant, when it reads the command.
+      const kafka::ControlCommand close{.kind = kafka::ControlCommand::Kind::kClose,
+                                        .day = day,
+                                        .at_ms = clock_->NowMs(),
+                                        .from = config_.group_instance_id};
+      if (absl::Status s = control_->Publish(close); !s.ok()) {
+        return absl::UnavailableError(Cat("the close could not be sent to every instance through ",
+                                          config_.control_topic, ": ", s.message(), "; try again"));
+      }
+      return nlohmann::json{{"window", FormatWindowDay(day)},
+                            {"detail", "the close is sent to every instance of the group through " +
+                                           config_.control_topic + "; follow GET /v1/windows/" +
+                                           FormatWindowDay(day)}};
+    }
     pipeline_->SubmitWindowCommand(WindowCommand{WindowCommand::Kind::kClose, day});
     return nlohmann::json{{"window", FormatWindowDay(day)},
                           {"detail", "the close is committed with the next batch; follow GET /v1/windows/" +
@@ -537,8 +556,129 @@ class Daemon final : public http::AdminHandler {
       }
     }
     if (status.ok()) status = ledger.Reload(clock_->NowMs());
+    if (status.ok()) {
+      // A window a restored partition's changelog closed is closed here too before the partition
+      // is consumed (the batch being filled takes the command before its messages): its later
+      // events are late here as they were there.
+      // And a window closed here whose files are not written yet is reported closed in the
+      // changelogs of the partitions claimed now, so that the merge finds their share complete.
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (pipeline_ != nullptr) {
+        for (const kafka::ClaimResult& claim : *claims) {
+          for (const auto& [day, closed_at_ms] : claim.windows_closed) {
+            pipeline_->SubmitWindowCommand(WindowCommand::RegionClose(day, closed_at_ms));
+          }
+        }
+        for (const WindowDay day : ledger.WindowsAwaitingFiles()) {
+          pipeline_->SubmitWindowCommand(WindowCommand{WindowCommand::Kind::kReportClosed, day});
+        }
+      }
+    }
     restoring_partitions_.store(0);
     return status;
+  }
+
+  // The merge directory: beside the store, never inside it.
+  [[nodiscard]] std::filesystem::path MergeStorePath() const {
+    std::filesystem::path path(config_.store_path);
+    if (!path.has_filename()) path = path.parent_path();
+    path += ".merge";
+    return path;
+  }
+
+  // A member of a group writes a window's file set only as the owner of the coordinating
+  // partition, merged from every partition's changelog through its close (docs/scale-out.md,
+  // section 5); the others and a window not closed everywhere yet wait (Unavailable).
+  absl::StatusOr<bool> WriteMergedFiles(kafka::KafkaChangelog& changelog, const kafka::KafkaSource& consumer,
+                                        const Ledger& ledger, WindowDay day) {
+    const std::shared_ptr<const WindowTable> windows = ledger.windows();
+    const auto local = windows->find(day);
+    if (local != windows->end() && local->second.state == WindowState::kFilesWritten) return false;
+    if (local != windows->end()) PublishClockClose(day, local->second.closed_at_ms);
+    if (changelog.EpochOf(kCoordinatingPartition) == 0) {
+      return absl::UnavailableError(Cat("the owner of ", FormatOwner(kCoordinatingPartition),
+                                        " writes the file set, and this instance does not own it now"));
+    }
+    const std::filesystem::path merge_path = MergeStorePath();
+    std::error_code error;
+    std::filesystem::remove_all(merge_path, error);
+    if (error) return absl::InternalError(Cat("cannot remove ", merge_path.string(), ": ", error.message()));
+    {
+      auto merge_store = RocksStore::Open(merge_path.string(), {});
+      if (!merge_store.ok()) return merge_store.status();
+      const std::vector<SourcePartition> partitions = consumer.AllPartitions();
+      absl::StatusOr<kafka::WindowRestoreResult> restored = changelog.RestoreWindow(**merge_store, day, partitions);
+      if (!restored.ok()) return restored.status();
+      if (!restored->not_closed.empty()) {
+        return absl::UnavailableError(Cat(restored->not_closed.size(), " of the ", partitions.size(),
+                                          " partitions have not closed the window yet (",
+                                          FormatOwner(restored->not_closed.front()), " among them)"));
+      }
+      absl::StatusOr<ClosedWindow> window = CloseMergedWindow(**merge_store, config_.calendar, day, restored->closed_at_ms,
+                                                              registry_holder_.Get(), clock_->NowMs());
+      if (!window.ok()) return window.status();
+      auto sink = DirectoryFileSet::Open(config_.output_dir, day);
+      if (!sink.ok()) return sink.status();
+      if (absl::Status s = RenderWindowFiles(**merge_store, *window, **sink, digests_); !s.ok()) return s;
+      log::Info("window_merged", {{"window", FormatWindowDay(day)},
+                                  {"partitions", partitions.size()},
+                                  {"closed_at", FormatChinaTime(restored->closed_at_ms)},
+                                  {"changelog_records", restored->records_read},
+                                  {"changelog_bytes", restored->bytes_read}});
+    }
+    std::filesystem::remove_all(merge_path, error);
+    return true;
+  }
+
+  // A window the clock closed here is closed on every member at the same instant (a member with
+  // no activity in it would never close it by its own clock, and its partitions would never
+  // report): published once per window and life.
+  void PublishClockClose(WindowDay day, int64_t closed_at_ms) {
+    if (closed_at_ms != config_.calendar.CloseInstantMs(day)) return;  // an operator's close
+    // Held while publishing: the channel is not destroyed under a Publish.
+    std::lock_guard<std::mutex> lock(control_mutex_);
+    if (control_ == nullptr || !clock_closes_published_.insert(day).second) return;
+    const kafka::ControlCommand close{.kind = kafka::ControlCommand::Kind::kClose,
+                                      .day = day,
+                                      .at_ms = closed_at_ms,
+                                      .from = config_.group_instance_id};
+    if (absl::Status s = control_->Publish(close); !s.ok()) {
+      clock_closes_published_.erase(day);
+      log::Warning("window_close_not_published",
+                   {{"window", FormatWindowDay(day)},
+                    {"error", s.ToString()},
+                    {"action", "none: it is tried again with the next attempt to write the window's files"}});
+    }
+  }
+
+  // Tells every member of a group that the window's file set is written (they mark it so).
+  void PublishFilesWritten(WindowDay day) {
+    std::lock_guard<std::mutex> lock(control_mutex_);
+    if (control_ == nullptr) return;
+    const kafka::ControlCommand written{.kind = kafka::ControlCommand::Kind::kFilesWritten,
+                                        .day = day,
+                                        .at_ms = clock_->NowMs(),
+                                        .from = config_.group_instance_id};
+    if (absl::Status s = control_->Publish(written); !s.ok()) {
+      log::Warning("files_written_not_published",
+                   {{"window", FormatWindowDay(day)},
+                    {"error", s.ToString()},
+                    {"action", "the files are written; the other members show the window as closed, not "
+                               "files_written (and do not retire it), since the command is not sent again: check "
+                               "the brokers"}});
+    }
+  }
+
+  // Applies a command of the control topic: a close at its instant, or a file set written.
+  static void ApplyControlCommand(Pipeline& pipeline, const kafka::ControlCommand& command) {
+    if (command.kind == kafka::ControlCommand::Kind::kClose) {
+      log::Info("window_close_received", {{"window", FormatWindowDay(command.day)},
+                                          {"closed_at", FormatChinaTime(command.at_ms)},
+                                          {"from", command.from}});
+      pipeline.SubmitWindowCommand(WindowCommand::RegionClose(command.day, command.at_ms));
+    } else {
+      pipeline.SubmitWindowCommand(WindowCommand{WindowCommand::Kind::kMarkFilesWritten, command.day});
+    }
   }
 
   // One life of the store, ledger, Kafka source and pipeline, until a stop or a failure.
@@ -603,23 +743,24 @@ class Daemon final : public http::AdminHandler {
     }
 
     Pipeline pipeline(config_.pipeline, **source, ledger, *clock_, registry_holder_, *tokenizer_);
-    // A member of a group writes a file set only while it holds every partition: until the state
-    // is handed over between instances (docs/scale-out.md), a share of them would give partial files.
+    // A member of a group writes a window's file set merged from every partition's changelog,
+    // as the owner of the coordinating partition only.
     kafka::KafkaSource& consumer = **source;
-    auto hold = [&consumer]() -> std::string {
-      const size_t held = consumer.Assignment().size();
-      if (held >= consumer.partition_count()) return {};
-      return Cat("this instance holds ", held, " of the ", consumer.partition_count(),
-                 " partitions of yrd.taps and yrd.medical; a file set needs every partition's state");
-    };
+    FileWriter::WriteOverride merged_write;
+    if (changelog != nullptr) {
+      merged_write = [this, &changelog, &consumer, &ledger](WindowDay day) {
+        return WriteMergedFiles(*changelog, consumer, ledger, day);
+      };
+    }
     FileWriter file_writer(
         **store, registry_holder_, config_.output_dir, digests_,
         [this, &pipeline](WindowDay day) {
           // In the metrics before the window says files_written, so whoever sees the one sees the other.
           NoteFileSet(day, clock_->NowMs());
           pipeline.SubmitWindowCommand(WindowCommand{WindowCommand::Kind::kMarkFilesWritten, day});
+          PublishFilesWritten(day);
         },
-        config_.group_assignment ? std::function<std::string()>(hold) : nullptr);
+        merged_write);
     pipeline.on_windows_changed = [this, &file_writer](const std::vector<WindowDay>& closed,
                                                  const std::vector<WindowDay>& marked) {
       for (const WindowDay day : closed) {
@@ -664,6 +805,19 @@ class Daemon final : public http::AdminHandler {
         /*start_thread=*/true);
     // Windows closed before a stop whose files were not finished: write them again (same bytes).
     for (const WindowDay day : ledger.WindowsAwaitingFiles()) file_writer.Enqueue(day);
+    // A member of a group reads the closes and files written of every member from the start.
+    std::unique_ptr<kafka::ControlChannel> control;
+    if (changelog != nullptr) {
+      auto started = kafka::ControlChannel::Start(
+          {.bootstrap_servers = config_.bootstrap_servers,
+           .topic = config_.control_topic,
+           .on_command = [&pipeline](const kafka::ControlCommand& command) { ApplyControlCommand(pipeline, command); },
+           .on_warning = [](const std::string& text) {
+             log::Warning("control_record_skipped", {{"detail", text}, {"action", "none: the record is not a command"}});
+           }});
+      if (!started.ok()) return started.status();
+      control = *std::move(started);
+    }
     {
       std::lock_guard<std::mutex> lock(mutex_);
       pipeline_ = &pipeline;
@@ -671,6 +825,11 @@ class Daemon final : public http::AdminHandler {
       source_ = source->get();
       changelog_ = changelog.get();
       if (stop_requested_) pipeline.RequestStop();
+    }
+    {
+      std::lock_guard<std::mutex> lock(control_mutex_);
+      control_ = control.get();
+      clock_closes_published_.clear();
     }
     log::Info("started", {{"store", config_.store_path},
                           {"bootstrap_servers", config_.bootstrap_servers},
@@ -683,6 +842,10 @@ class Daemon final : public http::AdminHandler {
       ledger_ = nullptr;
       source_ = nullptr;
       changelog_ = nullptr;
+    }
+    {
+      std::lock_guard<std::mutex> lock(control_mutex_);
+      control_ = nullptr;
     }
     if (absl::Status s = (*source)->FlushDeadLetters(kDeadLetterFlushWait); !s.ok()) {
       log::Warning("dead_letter_flush_incomplete",
@@ -735,6 +898,10 @@ class Daemon final : public http::AdminHandler {
   Ledger* ledger_ = nullptr;       // guarded by mutex_; its ledger
   kafka::KafkaSource* source_ = nullptr;  // guarded by mutex_; its source
   kafka::KafkaChangelog* changelog_ = nullptr;  // guarded by mutex_; its changelog (a group member)
+  // After mutex_ when both are held.
+  std::mutex control_mutex_;
+  kafka::ControlChannel* control_ = nullptr;    // guarded by control_mutex_; its control channel (a group member)
+  std::set<WindowDay> clock_closes_published_;  // guarded by control_mutex_; by this life
   std::atomic<uint64_t> restoring_partitions_{0};  // being restored from their changelogs now
   std::atomic<uint64_t> restore_count_{0};
   std::atomic<uint64_t> restored_commit_count_{0};
