@@ -151,6 +151,8 @@ struct KafkaChangelog::Impl {
   std::mutex append_mutex;  // one Append or fence at a time on the producer
   mutable std::mutex epochs_mutex;
   std::map<SourcePartition, uint64_t> epochs;  // claimed partitions
+  // Of each claimed partition, an offset at or before this instance's fence in its changelog.
+  std::map<SourcePartition, int64_t> fence_offsets;
   std::atomic<uint64_t> records_appended{0};
   std::atomic<uint64_t> bytes_appended{0};
 };
@@ -180,6 +182,36 @@ uint64_t KafkaChangelog::EpochOf(SourcePartition owner) const {
   std::lock_guard<std::mutex> lock(impl_->epochs_mutex);
   const auto it = impl_->epochs.find(owner);
   return it == impl_->epochs.end() ? 0 : it->second;
+}
+
+absl::StatusOr<bool> KafkaChangelog::StillOwns(SourcePartition owner) {
+  uint64_t epoch = 0;
+  int64_t from = 0;
+  {
+    std::lock_guard<std::mutex> lock(impl_->epochs_mutex);
+    const auto it = impl_->epochs.find(owner);
+    if (it == impl_->epochs.end()) return false;
+    epoch = it->second;
+    from = impl_->fence_offsets.at(owner);
+  }
+  absl::StatusOr<std::unique_ptr<PartitionReader>> reader = PartitionReader::Create(impl_->options.bootstrap_servers);
+  if (!reader.ok()) return reader.status();
+  const std::string topic = TopicOf(owner.topic);
+  absl::StatusOr<std::pair<int64_t, int64_t>> marks = (*reader)->Watermarks(topic, owner.partition);
+  if (!marks.ok()) return marks.status();
+  bool fenced = false;
+  absl::Status s = (*reader)->Read(topic, owner.partition, std::max(from, marks->first), marks->second,
+                                   Clock::now() + impl_->options.restore_timeout, [&](std::string_view record) {
+                                     ChangelogHeader header;
+                                     if (DecodeChangelogHeader(record, header) &&
+                                         header.kind == ChangelogKind::kFence && header.epoch > epoch) {
+                                       fenced = true;
+                                       return absl::CancelledError();
+                                     }
+                                     return absl::OkStatus();
+                                   });
+  if (!s.ok()) return s;
+  return !fenced;
 }
 
 std::vector<SourcePartition> KafkaChangelog::Owned() const {
@@ -246,7 +278,10 @@ absl::StatusOr<std::vector<ClaimResult>> KafkaChangelog::Claim(StateStore& store
   }
   if (absl::Status s = (*restore)->Flush(); !s.ok()) return s;
   std::lock_guard<std::mutex> lock(impl_->epochs_mutex);
-  for (size_t i = 0; i < owners.size(); ++i) impl_->epochs[owners[i]] = results[i].epoch;
+  for (size_t i = 0; i < owners.size(); ++i) {
+    impl_->epochs[owners[i]] = results[i].epoch;
+    impl_->fence_offsets[owners[i]] = results[i].fence_offset;
+  }
   return results;
 }
 
@@ -320,6 +355,7 @@ absl::StatusOr<ClaimResult> KafkaChangelog::ClaimOne(ChangelogRestore& restore, 
     return s;
   }
   result.epoch = epoch_seen + 1;
+  result.fence_offset = marks->second;
   {
     std::lock_guard<std::mutex> lock(impl_->append_mutex);
     std::string fence;

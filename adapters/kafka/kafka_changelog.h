@@ -49,6 +49,7 @@ struct KafkaChangelogOptions {
 // What one Claim did.
 struct ClaimResult {
   uint64_t epoch = 0;             // this instance's epoch for the partition from now on
+  int64_t fence_offset = 0;       // an offset of the changelog at or before this claim's fence
   uint64_t records_read = 0;      // changelog records read
   uint64_t commits_restored = 0;  // commit records applied to the store
   uint64_t bytes_read = 0;
@@ -94,6 +95,10 @@ class KafkaChangelog final : public ChangelogSink {
   // restored to its end and named in not_closed. Refusals as Claim's.
   [[nodiscard]] absl::StatusOr<WindowRestoreResult> RestoreWindow(StateStore& store, WindowDay day,
                                                                   std::span<const SourcePartition> owners);
+  // Whether this instance still owns `owner` as far as the changelog says: it claimed it and no
+  // fence of a later epoch followed its own (another instance claimed it since, and this one is a
+  // zombie that has not noticed). Reads the changelog from this instance's fence to its end.
+  [[nodiscard]] absl::StatusOr<bool> StillOwns(SourcePartition owner);
   // Forgets `owner` (it was revoked): a commit of it would be refused.
   void Release(SourcePartition owner);
 

@@ -302,6 +302,18 @@ TEST_F(KafkaChangelogTest, AWindowClosedByTwoOwnersMergedFromTheirChangelogsHasT
   for (const auto& [path, bytes] : merged) EXPECT_EQ(bytes.find("TAP9"), std::string::npos) << path;
 }
 
+TEST_F(KafkaChangelogTest, AnOwnerKnowsFromTheChangelogWhenAnotherInstanceClaimedItsPartition) {
+  Instance first = Start("first", {kTaps0, kTaps1});
+  std::map<SourcePartition, int64_t> offsets;
+  Apply(first, offsets, SourceTopic::kTaps, 0, {test::TapBytes(Tap("TAP1", 300))});
+  EXPECT_EQ(first.changelog->StillOwns(kTaps0).value_or(false), true);
+  EXPECT_EQ(first.changelog->StillOwns(kMedical0).value_or(true), false) << "never claimed";
+  Instance second = Start("second", {kTaps0});
+  EXPECT_EQ(first.changelog->StillOwns(kTaps0).value_or(true), false) << "a zombie now";
+  EXPECT_EQ(first.changelog->StillOwns(kTaps1).value_or(false), true);
+  EXPECT_EQ(second.changelog->StillOwns(kTaps0).value_or(false), true);
+}
+
 TEST_F(KafkaChangelogTest, AControlCommandPublishedByOneInstanceReachesEveryInstanceAndABadRecordIsSkipped) {
   std::mutex mutex;
   std::condition_variable seen_cv;

@@ -617,6 +617,13 @@ class Daemon final : public http::AdminHandler {
       absl::StatusOr<ClosedWindow> window = CloseMergedWindow(**merge_store, config_.calendar, day, restored->closed_at_ms,
                                                               registry_holder_.Get(), clock_->NowMs());
       if (!window.ok()) return window.status();
+      // A coordinator that lost the partition without knowing yet (a zombie) writes nothing.
+      absl::StatusOr<bool> still_owner = changelog.StillOwns(kCoordinatingPartition);
+      if (!still_owner.ok()) return still_owner.status();
+      if (!*still_owner) {
+        return absl::UnavailableError(Cat("another instance claimed ", FormatOwner(kCoordinatingPartition),
+                                          " since this one did, and writes the file set"));
+      }
       auto sink = DirectoryFileSet::Open(config_.output_dir, day);
       if (!sink.ok()) return sink.status();
       if (absl::Status s = RenderWindowFiles(**merge_store, *window, **sink, digests_); !s.ok()) return s;
