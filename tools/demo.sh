@@ -9,9 +9,21 @@
 #   tools/demo.sh                 # 1,000,000 events of yesterday (China time)
 #   EVENTS=200000 tools/demo.sh   # a smaller day
 #   OUT=/some/dir tools/demo.sh   # where the run's files go (default out/demo)
+#   tools/demo.sh --instances 3   # three daemons in one consumer group; one of them is killed
+#                                 # (SIGKILL) during the day and started again, the day is closed
+#                                 # through one of them, and the one file set is verified
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+
+instances=1
+while (($#)); do
+  case $1 in
+    --instances) instances=${2:?--instances needs a number}; shift 2 ;;
+    *) echo "usage: tools/demo.sh [--instances N]   (N from 1 to 9)" >&2; exit 2 ;;
+  esac
+done
+[[ $instances =~ ^[1-9]$ ]] || { echo "--instances must be 1 to 9" >&2; exit 2; }
 
 events=${EVENTS:-1000000}
 out=${OUT:-$root/out/demo}
@@ -67,6 +79,11 @@ port = 0
 [log]
 progress_interval_ms = 2000
 CONFIG
+
+if ((instances > 1)); then
+  source tools/demo-group.sh
+  exit 0
+fi
 
 echo "== starting clearingd"
 "$bin/clearingd/clearingd" --config "$out/clearingd.toml" >"$out/clearingd.log" 2>&1 &
