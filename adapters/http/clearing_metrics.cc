@@ -82,6 +82,10 @@ void AppendClearingMetrics(const ClearingMetrics& metrics, PrometheusText& page)
     page.Sample({}, changelog.restored_commits);
     page.Family("yrd_changelog_restore_seconds_total", PrometheusType::kCounter, "Time spent restoring partitions.");
     page.Sample({}, changelog.restore_seconds);
+    page.Family("yrd_changelog_rebuilds_total", PrometheusType::kCounter,
+                "Partitions whose state diverged from their changelog (committed as a zombie), dropped and "
+                "restored from the changelog's start.");
+    page.Sample({}, changelog.rebuilds);
   }
 
   if (metrics.commit_latency != nullptr) {

@@ -70,6 +70,7 @@ struct ClearingMetrics {
     uint64_t restores = 0;
     uint64_t restored_commits = 0;
     double restore_seconds = 0;
+    uint64_t rebuilds = 0;  // partitions whose diverged state was dropped and restored
   };
   std::optional<Changelog> changelog;
 

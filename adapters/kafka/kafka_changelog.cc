@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <optional>
+#include <set>
 #include <utility>
 
 #include "adapters/kafka/log_route.h"
@@ -259,6 +261,26 @@ absl::StatusOr<ClaimResult> KafkaChangelog::Claim(StateStore& store, SourceParti
 
 absl::StatusOr<std::vector<ClaimResult>> KafkaChangelog::Claim(StateStore& store,
                                                                std::span<const SourcePartition> owners) {
+  // A partition whose state in the store diverged from its changelog (this instance committed
+  // as a zombie) is dropped from the store and claimed again from its changelog's start; each
+  // at most once.
+  std::set<SourcePartition> rebuilt;
+  for (;;) {
+    std::optional<SourcePartition> diverged;
+    absl::StatusOr<std::vector<ClaimResult>> claimed = ClaimAll(store, owners, diverged);
+    if (claimed.ok()) {
+      for (ClaimResult& result : *claimed) result.rebuilt = rebuilt.contains(result.owner);
+      return claimed;
+    }
+    if (!diverged || !rebuilt.insert(*diverged).second) return claimed;
+    if (impl_->options.on_rebuild) impl_->options.on_rebuild(*diverged, claimed.status());
+    if (absl::Status s = DropOwnerState(store, *diverged); !s.ok()) return s;
+  }
+}
+
+absl::StatusOr<std::vector<ClaimResult>> KafkaChangelog::ClaimAll(StateStore& store,
+                                                                  std::span<const SourcePartition> owners,
+                                                                  std::optional<SourcePartition>& diverged) {
   // One restore and one reader for all of them: the store's line numbers are read once, and their
   // changes written with one synced write at the end.
   absl::StatusOr<std::unique_ptr<ChangelogRestore>> restore = ChangelogRestore::Open(store);
@@ -269,7 +291,14 @@ absl::StatusOr<std::vector<ClaimResult>> KafkaChangelog::Claim(StateStore& store
   for (const SourcePartition owner : owners) {
     const uint64_t applied_before = (*restore)->commits_applied();
     absl::StatusOr<ClaimResult> result = ClaimOne(**restore, **reader, owner);
-    if (!result.ok()) return result.status();
+    if (!result.ok()) {
+      if (result.status().code() == absl::StatusCode::kFailedPrecondition &&
+          result.status().message().find("changelog_diverged") != std::string_view::npos) {
+        diverged = owner;
+      }
+      return result.status();
+    }
+    result->owner = owner;
     result->commits_restored = (*restore)->commits_applied() - applied_before;
     for (const auto& [day, closed_at_ms] : (*restore)->windows_closed()) {
       if ((*restore)->Closed(owner, day)) result->windows_closed.emplace(day, closed_at_ms);

@@ -17,9 +17,11 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -44,10 +46,14 @@ struct KafkaChangelogOptions {
   // How long a Claim may take to read a partition's changelog (config
   // kafka.changelog_restore_timeout_ms).
   std::chrono::milliseconds restore_timeout{300'000};
+  // Told before a diverged partition's state is dropped from the store and restored again, with
+  // the refusal that found it (for the log).
+  std::function<void(SourcePartition, const absl::Status&)> on_rebuild = nullptr;
 };
 
 // What one Claim did.
 struct ClaimResult {
+  SourcePartition owner;
   uint64_t epoch = 0;             // this instance's epoch for the partition from now on
   int64_t fence_offset = 0;       // an offset of the changelog at or before this claim's fence
   uint64_t records_read = 0;      // changelog records read
@@ -57,6 +63,9 @@ struct ClaimResult {
   // The windows the partition's restored commits closed, and the instant of each: the claimer
   // closes them too before it consumes the partition.
   std::map<WindowDay, int64_t> windows_closed;
+  // The store's state of the partition had diverged from the changelog (it went on as a zombie):
+  // it was dropped and restored from the changelog's start (DropOwnerState).
+  bool rebuilt = false;
 };
 
 // What one RestoreWindow did.
@@ -82,7 +91,8 @@ class KafkaChangelog final : public ChangelogSink {
   // not be running), fences every earlier owner and takes the next epoch. A changelog that was
   // truncated or has a gap is refused (DataLoss naming what is missing) and the partition is not
   // claimed; so is a record of another partition (a changelog topic with other partitions than
-  // its source).
+  // its source). A store whose state of the partition diverged from the changelog (it committed
+  // as a zombie) drops that state and restores the partition from the changelog's start.
   [[nodiscard]] absl::StatusOr<ClaimResult> Claim(StateStore& store, SourcePartition owner);
   // The same for several partitions at once (what one assignment gives), in order; on an error
   // none of them is claimed.
@@ -119,6 +129,10 @@ class KafkaChangelog final : public ChangelogSink {
  private:
   struct Impl;
   explicit KafkaChangelog(std::unique_ptr<Impl> impl);
+  // Claim without the rebuild: `diverged` names the partition a changelog_diverged came from.
+  [[nodiscard]] absl::StatusOr<std::vector<ClaimResult>> ClaimAll(StateStore& store,
+                                                                  std::span<const SourcePartition> owners,
+                                                                  std::optional<SourcePartition>& diverged);
   // Restores one partition through `restore` (not flushed) and appends its fence.
   [[nodiscard]] absl::StatusOr<ClaimResult> ClaimOne(ChangelogRestore& restore, PartitionReader& reader,
                                                      SourcePartition owner);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <map>
+#include <set>
 
 #include "engine/base/strings.h"
 #include "engine/readers/store_readers.h"
@@ -218,6 +220,159 @@ absl::StatusOr<std::map<SourcePartition, ChangelogProgress>> ReadChangelogProgre
   return progress;
 }
 
+// ---- dropping an owner's state --------------------------------------------------------------------
+
+namespace {
+
+// The first key after every key that begins with `prefix`.
+std::string PrefixEnd(std::string prefix) {
+  while (!prefix.empty() && static_cast<unsigned char>(prefix.back()) == 0xff) prefix.pop_back();
+  if (!prefix.empty()) prefix.back() = static_cast<char>(static_cast<unsigned char>(prefix.back()) + 1);
+  return prefix;
+}
+
+// The days of `owner`'s counters and gross records, and those keys.
+absl::Status FindOwnerDays(StateStore& store, SourcePartition owner, std::set<WindowDay>& days,
+                           std::vector<std::string>& keys) {
+  bool damaged = false;
+  for (const std::string_view prefix : {kCountersKeyPrefix, kGrossKeyPrefix}) {
+    absl::Status s = store.Scan(Table::kMeta, prefix, {}, [&](std::string_view key, std::string_view) {
+      damaged = key.size() != prefix.size() + 4 + kOwnerKeyBytes;
+      if (damaged) return false;
+      if (ReadOwner(key.data() + prefix.size() + 4) == owner) {
+        days.insert(WindowFromKeyBits(ReadBigEndian32(key.data() + prefix.size())));
+        keys.emplace_back(key);
+      }
+      return true;
+    });
+    if (!s.ok()) return s;
+    if (damaged) return absl::DataLossError(Cat("a ", prefix, " record is damaged"));
+  }
+  return absl::OkStatus();
+}
+
+// Takes `owner`'s applied records of `day` through its marker (`lines_through`) out of the day's
+// checkpointed lines, in `write`: the share those lines hold of it.
+absl::Status TakeShareOutOfLines(StateStore& store, const LineIds& line_ids, WindowDay day, SourcePartition owner,
+                                 uint64_t lines_through, StateWriteBatch& write) {
+  std::string prefix, key, value;
+  WindowKeyPrefix(day, prefix);
+  std::map<std::string, LineTotals, std::less<>> lines;
+  bool damaged = false;
+  absl::Status s = store.Scan(Table::kLines, prefix, {}, [&](std::string_view k, std::string_view v) {
+    damaged = !DecodeLineTotals(v, lines[std::string(k.substr(prefix.size()))]);
+    return !damaged;
+  });
+  if (!s.ok()) return s;
+  if (damaged) return absl::DataLossError(Cat("a netting line of window ", FormatWindowDay(day), " is damaged"));
+  if (lines.empty()) return absl::OkStatus();
+  std::map<std::string, LineTotals, std::less<>> share;
+  std::string owner_prefix, through_end;
+  WindowOwnerKeyPrefix(day, owner, owner_prefix);
+  AppliedKey(day, owner, lines_through + 1, through_end);
+  absl::Status failure;
+  s = store.Scan(Table::kApplied, owner_prefix, {}, [&](std::string_view k, std::string_view blob) {
+    if (k >= through_end) return false;
+    size_t position = 0;
+    AppliedRecord record;
+    bool bad = false;
+    while (NextAppliedRecord(blob, position, line_ids, record, bad)) {
+      auto it = share.find(record.line_key);
+      if (it == share.end()) it = share.emplace(std::string(record.line_key), LineTotals{}).first;
+      if (!NetIntoLine(record.kind, record.amount_fen, record.fund_pay_fen, record.account_pay_fen,
+                       record.cash_pay_fen, it->second)) {
+        bad = true;
+        break;
+      }
+    }
+    if (bad) failure = absl::DataLossError(Cat("an applied record of ", FormatOwner(owner), " in window ",
+                                               FormatWindowDay(day), " is damaged or overflows"));
+    return failure.ok();
+  });
+  if (!s.ok()) return s;
+  if (!failure.ok()) return failure;
+  for (const auto& [line_key, part] : share) {
+    const auto line = lines.find(line_key);
+    LineTotals& totals = line == lines.end() ? lines[line_key] : line->second;
+    if (!SubtractLineTotals(part, totals)) {
+      return absl::DataLossError(Cat("netting line '", line_key, "' of window ", FormatWindowDay(day),
+                                     " does not hold ", FormatOwner(owner), "'s applied records through its marker"));
+    }
+    LineStoreKey(day, line_key, key);
+    if (totals == LineTotals{}) {
+      write.Delete(Table::kLines, key);  // the owner's alone: it comes back with its restore
+    } else {
+      EncodeLineTotals(totals, value);
+      write.Put(Table::kLines, key, value);
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The recent-record blobs that hold `owner`'s records, written again without them (deleted when
+// nothing else is left).
+absl::Status DropRecentRecords(StateStore& store, SourcePartition owner, StateWriteBatch& write) {
+  bool damaged = false;
+  std::string rewritten;
+  absl::Status s = store.Scan(Table::kRecentTxn, {}, {}, [&](std::string_view key, std::string_view blob) {
+    StartRecentTxnBlob(rewritten);
+    const size_t empty_size = rewritten.size();
+    bool dropped = false;
+    size_t position = 0;
+    std::string_view txn_key, record;
+    while (NextRecentTxnEntry(blob, position, txn_key, record, damaged)) {
+      if (HasOwner(txn_key, owner)) {
+        dropped = true;
+      } else {
+        AppendRecentTxnEntry(txn_key, record, rewritten);
+      }
+    }
+    if (damaged) return false;
+    if (!dropped) return true;
+    if (rewritten.size() == empty_size) {
+      write.Delete(Table::kRecentTxn, key);
+    } else {
+      write.Put(Table::kRecentTxn, key, rewritten);
+    }
+    return true;
+  });
+  if (!s.ok()) return s;
+  if (damaged) return absl::DataLossError("a recent transaction record blob is damaged");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status DropOwnerState(StateStore& store, SourcePartition owner) {
+  absl::StatusOr<LineIds> line_ids = LoadLineIds(store);
+  if (!line_ids.ok()) return line_ids.status();
+  absl::StatusOr<uint64_t> lines_through = ReadLinesThrough(store, owner);
+  if (!lines_through.ok()) return lines_through.status();
+  std::set<WindowDay> days;
+  std::vector<std::string> day_keys;
+  if (absl::Status s = FindOwnerDays(store, owner, days, day_keys); !s.ok()) return s;
+  std::unique_ptr<StateWriteBatch> write = store.NewWriteBatch();
+  std::string key;
+  for (const WindowDay day : days) {
+    if (absl::Status s = TakeShareOutOfLines(store, *line_ids, day, owner, *lines_through, *write); !s.ok()) return s;
+    WindowOwnerKeyPrefix(day, owner, key);
+    write->DeleteRange(Table::kApplied, key, PrefixEnd(key));
+  }
+  for (const std::string& day_key : day_keys) write->Delete(Table::kMeta, day_key);
+  key.clear();
+  AppendOwner(key, owner);
+  write->DeleteRange(Table::kTxn, key, PrefixEnd(key));
+  write->DeleteRange(Table::kExceptions, key, PrefixEnd(key));
+  if (absl::Status s = DropRecentRecords(store, owner, *write); !s.ok()) return s;
+  OffsetKey(owner.topic, owner.partition, key);
+  write->Delete(Table::kMeta, key);
+  LinesThroughKey(owner, key);
+  write->Delete(Table::kMeta, key);
+  ChangelogProgressKey(owner, key);
+  write->Delete(Table::kMeta, key);
+  return store.Write(*write);
+}
+
 // ---- restoring -----------------------------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<ChangelogRestore>> ChangelogRestore::Open(StateStore& store) {
@@ -231,6 +386,17 @@ absl::StatusOr<std::unique_ptr<ChangelogRestore>> ChangelogRestore::Open(StateSt
   absl::StatusOr<std::map<SourcePartition, ChangelogProgress>> progress = ReadChangelogProgress(store);
   if (!progress.ok()) return progress.status();
   restore->progress_ = *std::move(progress);
+  bool damaged = false;
+  absl::Status scanned = store.Scan(Table::kMeta, kWindowKeyPrefix, {}, [&](std::string_view key, std::string_view v) {
+    WindowRecord record;
+    damaged = key.size() != kWindowKeyPrefix.size() + 4 || !DecodeWindowRecord(v, record);
+    if (!damaged && record.retired_at_ms != 0) {
+      restore->retired_.insert(WindowFromKeyBits(ReadBigEndian32(key.data() + kWindowKeyPrefix.size())));
+    }
+    return !damaged;
+  });
+  if (!scanned.ok()) return scanned;
+  if (damaged) return absl::DataLossError("a window state record is damaged");
   std::string value;
   bool found = false;
   if (absl::Status s = store.Get(Table::kMeta, kCommitSequenceKey, value, found); !s.ok()) return s;
@@ -379,6 +545,7 @@ absl::Status ChangelogRestore::ApplyCommit(const ChangelogHeader& header, std::s
       AppendAppliedRecord(record, blob_scratch_);
     }
     if (damaged) return false;
+    if (retired_.contains(day)) return true;
     AppliedKey(day, owner, number, key_scratch_);
     Put(Table::kApplied, key_scratch_, blob_scratch_);
     return true;
@@ -390,7 +557,7 @@ absl::Status ChangelogRestore::ApplyCommit(const ChangelogHeader& header, std::s
     if (!r.Bytes(key) || !r.Bytes(value) || !HasOwner(key, owner) || !DecodeExceptionRecord(key, value, exception)) {
       return false;
     }
-    Put(Table::kExceptions, key, value);
+    if (!retired_.contains(exception.window)) Put(Table::kExceptions, key, value);
     return true;
   });
   if (!exceptions_ok) return Damaged(header, "its exceptions");

@@ -113,6 +113,15 @@ void EncodeChangelogProgress(const ChangelogProgress& progress, std::string& out
 // Every owner's progress a store holds.
 [[nodiscard]] absl::StatusOr<std::map<SourcePartition, ChangelogProgress>> ReadChangelogProgress(StateStore& store);
 
+// Drops from `store` (whose ledger is not running) everything it holds of `owner`'s state: its
+// transaction records (sorted and recent), applied records, counters, partition gross,
+// exceptions, next offset, netting-line marker and changelog progress, and takes the owner's
+// share out of the netting lines' checkpoints; the other owners' state is untouched. A restore
+// then applies the owner's changelog from its start: what a store that diverged from the
+// changelog (`changelog_diverged`: it went on as a zombie) does before it claims the partition
+// again. One synced write.
+[[nodiscard]] absl::Status DropOwnerState(StateStore& store, SourcePartition owner);
+
 // What Apply did with one record.
 enum class RestoreStep : uint8_t {
   kApplied = 0,    // a commit numbered next: its changes are in the store (at the next Flush)
@@ -130,9 +139,11 @@ class ChangelogRestore {
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<ChangelogRestore>> Open(StateStore& store);
 
   // Applies one record; the changes are written by Flush (or by an Apply whose pending write
-  // grew past kPendingBytesMax). A record that skips a commit number is refused with DataLoss
-  // naming what is missing (`changelog_truncated` when it is the first record read for its
-  // owner, `changelog_gap` after), and a damaged one with DataLoss; nothing of it is applied,
+  // grew past kPendingBytesMax). The applied records and exceptions of a window the store retired
+  // are not put back (its files are written and its records were deleted on purpose). A record
+  // that skips a commit number is refused with DataLoss naming what is missing
+  // (`changelog_truncated` when it is the first record read for its owner, `changelog_gap`
+  // after), and a damaged one with DataLoss; nothing of it is applied,
   // and every later Apply and Flush returns the same error (what was flushed before stands). A
   // store that holds commits the changelog's history does not (it went on as a zombie) is refused
   // with FailedPrecondition (`changelog_diverged`).
@@ -181,6 +192,7 @@ class ChangelogRestore {
   std::map<SourcePartition, bool> seen_;  // owners with a record read by this restore
   std::map<SourcePartition, uint64_t> fence_read_;  // the last fence's epoch read by this restore
   uint64_t commits_applied_ = 0;
+  std::set<WindowDay> retired_;  // the store's retired windows: their records are not restored
   std::map<WindowDay, int64_t> windows_closed_;
   std::map<SourcePartition, std::set<WindowDay>> closed_by_owner_;
   std::string recent_blob_;  // the transaction records of the pending write (one kRecentTxn value)

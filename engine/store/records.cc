@@ -317,6 +317,20 @@ bool NetIntoLine(EventKind kind, int64_t amount_fen, int64_t fund_pay_fen, int64
   return ok;
 }
 
+bool SubtractLineTotals(const LineTotals& part, LineTotals& line) {
+  LineTotals next = line;
+  for (int64_t LineTotals::*field :
+       {&LineTotals::count, &LineTotals::amount_fen, &LineTotals::fund_pay_fen, &LineTotals::account_pay_fen,
+        &LineTotals::cash_pay_fen, &LineTotals::reversal_count, &LineTotals::reversed_amount_fen,
+        &LineTotals::reversed_fund_pay_fen, &LineTotals::reversed_account_pay_fen, &LineTotals::reversed_cash_pay_fen}) {
+    const std::optional<int64_t> rest = CheckedSubFen(next.*field, part.*field);
+    if (!rest || *rest < 0) return false;
+    next.*field = *rest;
+  }
+  line = next;
+  return true;
+}
+
 void EncodeLineTotals(const LineTotals& t, std::string& out) {
   out.clear();
   Writer w(out);

@@ -199,6 +199,9 @@ void EncodeLineTotals(const LineTotals& totals, std::string& out);
 [[nodiscard]] bool NetIntoLine(EventKind kind, int64_t amount_fen, int64_t fund_pay_fen, int64_t account_pay_fen,
                                int64_t cash_pay_fen, LineTotals& line);
 [[nodiscard]] bool DecodeLineTotals(std::string_view bytes, LineTotals& out);
+// Takes `part` (a share NetIntoLine built) out of `line`, every field; false on an overflow or a
+// field that would go below zero (the share is not in the line), and the line is then unchanged.
+[[nodiscard]] bool SubtractLineTotals(const LineTotals& part, LineTotals& line);
 // Adds `add` into `into` (a window's lines merged over its owners); false on an overflow (`into`
 // is then unchanged).
 [[nodiscard]] bool AddLineTotals(const LineTotals& add, LineTotals& into);

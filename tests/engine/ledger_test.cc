@@ -2011,6 +2011,74 @@ TEST_F(LedgerTest, AStoreThatWentOnAsAZombieIsRefusedByTheChangelogsHistory) {
   EXPECT_EQ((*restore)->progress(kTaps0), (ChangelogProgress{.number = 2, .epoch = 2, .fence_epoch = 2}));
 }
 
+TEST_F(LedgerTest, AStoreThatDivergedDropsThePartitionsStateAndTakesTheChangelogsHistory) {
+  MemoryChangelog changelog;
+  changelog.owned = {kTaps0, kTaps1};
+  changelog_ = &changelog;
+  recent_txn_records_max_ = 2;       // some of partition 0's records are sorted into kTxn, some recent
+  lines_checkpoint_applied_max_ = 1;  // every commit checkpoints: partition 0's share is in the lines
+  Reopen();
+  TapFields museum = Tap("TAPM", 2000);
+  museum.merchant_id = "M_NJ_MUSEUM";
+  Apply({TapMessage(Tap("TAP1", 300)), TapMessage(Tap("TAP2", 500))});
+  Apply({TapMessage(museum), TapMessage(Tap("TAP5", 100))}, 1);  // partition 1's state stays as it is
+  ASSERT_TRUE(ledger_->AwaitRecentTxnSort().ok());
+  Apply({RefundMessage(Refund("R1", 120, "TAP1")), {SourceTopic::kTaps, "not a message"}});
+  MemoryChangelog history;  // what the changelog of partition 0 holds, as every reader reads it
+  history.records_of[kTaps0] = changelog.records_of[kTaps0];
+  ASSERT_EQ(history.records_of[kTaps0].size(), 2u);
+  const auto offsets_after_two = next_offsets_;
+  // This store goes on as a zombie: its commit 3 of partition 0 comes after another owner's fence.
+  Apply({TapMessage(Tap("TAP3", 700)), RefundMessage(Refund("R2", 50, "TAP2"))});
+  ledger_.reset();
+  const std::string zombies_commit = changelog.records_of[kTaps0].back();
+
+  // The new owner restored commits 1 and 2, fenced with epoch 2, and made a commit 3 of its own.
+  MemoryChangelog new_owner;
+  new_owner.epoch = 2;
+  {
+    auto other = RocksStore::Open(dir_.path() + "/other", {});
+    ASSERT_TRUE(other.ok()) << other.status();
+    ASSERT_TRUE(RestoreInto(**other, history, {kTaps0}).ok());
+    Ledger other_ledger(**other, LedgerOptions{.calendar = calendar_, .changelog = &new_owner});
+    ASSERT_TRUE(other_ledger.Load(now_ms_).ok());
+    next_offsets_ = offsets_after_two;
+    BatchResult result;
+    ASSERT_TRUE(other_ledger.Apply(Decoded({TapMessage(Tap("TAP4", 900)), RefundMessage(Refund("R3", 70, "TAP2"))}, 0, {}),
+                                   result)
+                    .ok());
+  }
+  std::string fence;
+  EncodeChangelogFence(kTaps0, 2, fence);
+  history.records_of[kTaps0].push_back(fence);
+  history.records_of[kTaps0].push_back(new_owner.records_of[kTaps0].at(0));
+  history.records_of[kTaps0].push_back(zombies_commit);  // appended late: fenced out
+  history.records_of[kTaps1] = changelog.records_of[kTaps1];
+
+  // This store is refused as it is; once it drops partition 0's state it takes the history.
+  absl::Status refused = RestoreInto(*store_, history, {kTaps0});
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
+  ASSERT_TRUE(DropOwnerState(*store_, kTaps0).ok());
+  ASSERT_TRUE(RestoreInto(*store_, history, {kTaps0}).ok());
+  const std::vector<std::string> ids = {"TAP1", "TAP2", "TAP3", "TAP4", "TAP5", "TAPM", "R1", "R2", "R3"};
+  auto expected = RocksStore::Open(dir_.path() + "/expected", {});
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  ASSERT_TRUE(RestoreInto(**expected, history, {kTaps0, kTaps1}).ok());
+  EXPECT_EQ(StoreAnswers(*store_, ids), StoreAnswers(**expected, ids));
+
+  // Its ledger goes on from the history: the zombie's tap is new to it, the new owner's a duplicate.
+  MemoryChangelog after;
+  after.epoch = 3;
+  changelog_ = &after;
+  Reopen();
+  const Batch& batch = Apply({TapMessage(Tap("TAP4", 900)), TapMessage(Tap("TAP3", 700))});
+  EXPECT_EQ(batch.slots()[0].fate, Fate::kExactDuplicate);
+  EXPECT_EQ(batch.slots()[1].fate, Fate::kApplied);
+  // Metro line: 300 + 500 + 900 + 700 + 100 (partition 1's), refunds 120 + 70.
+  EXPECT_EQ(Line(kNov27, kMetroLine).amount_fen, 2500);
+  EXPECT_EQ(Line(kNov27, kMetroLine).reversed_amount_fen, 190);
+}
+
 TEST_F(LedgerTest, ARestoreReadsAChangelogAgainWithoutTakingTheFormerOwnersCommitsForAZombies) {
   MemoryChangelog changelog;
   changelog_ = &changelog;

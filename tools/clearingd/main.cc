@@ -307,7 +307,8 @@ class Daemon final : public http::AdminHandler {
           .restoring_partitions = restoring_partitions_.load(),
           .restores = restore_count_.load(),
           .restored_commits = restored_commit_count_.load(),
-          .restore_seconds = static_cast<double>(restore_ms_total_.load()) / 1000.0};
+          .restore_seconds = static_cast<double>(restore_ms_total_.load()) / 1000.0,
+          .rebuilds = partition_rebuild_count_.load()};
     }
     m.store_background_error_count = store_background_error_count_.load();
     m.consumption_pause_count = consumption_pause_count_.load();
@@ -525,7 +526,16 @@ class Daemon final : public http::AdminHandler {
         {.bootstrap_servers = config_.bootstrap_servers,
          .topic_suffix = config_.changelog_topic_suffix,
          .append_timeout = std::chrono::milliseconds(config_.changelog_append_timeout_ms),
-         .restore_timeout = std::chrono::milliseconds(config_.changelog_restore_timeout_ms)});
+         .restore_timeout = std::chrono::milliseconds(config_.changelog_restore_timeout_ms),
+         .on_rebuild = [this](SourcePartition owner, const absl::Status& refusal) {
+           partition_rebuild_count_.fetch_add(1);
+           log::Warning("partition_rebuilt",
+                        {{"partition", FormatOwner(owner)},
+                         {"refusal", refusal.ToString()},
+                         {"action", "none: this instance committed the partition after another instance took it (a "
+                                    "zombie, e.g. paused past its session timeout); those commits count nowhere, and "
+                                    "its state of the partition is dropped and restored from the changelog's start"}});
+         }});
   }
 
   // Restores the state of the partitions the group assigned from their changelogs (the pipeline
@@ -913,6 +923,7 @@ class Daemon final : public http::AdminHandler {
   std::atomic<uint64_t> restore_count_{0};
   std::atomic<uint64_t> restored_commit_count_{0};
   std::atomic<uint64_t> restore_ms_total_{0};
+  mutable std::atomic<uint64_t> partition_rebuild_count_{0};  // diverged partitions dropped and restored
   WindowDay last_file_set_day_ = 0;       // guarded by mutex_
   int64_t last_file_set_at_ms_ = 0;       // guarded by mutex_
   uint64_t last_file_set_file_count_ = 0;  // guarded by mutex_
