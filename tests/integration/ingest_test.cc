@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <map>
+#include <sstream>
 #include <thread>
 
 #include "adapters/kafka/kafka_source.h"
@@ -336,81 +337,10 @@ std::map<std::string, std::string> FilesUnder(const std::filesystem::path& dir) 
   return files;
 }
 
-TEST(Ingest, ThreeMembersCloseTheDayFromAnyOneAndWriteTheBytesOfOneInstance) {
-  Scenario scenario;
-  scenario.StartBroker(8);
-  scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "",
-                   std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n") + kShortSession);
-  const std::vector<std::string> names = {"clearing-1", "clearing-2", "clearing-3"};
-  WriteMemberConfig(scenario, "clearing-2");
-  WriteMemberConfig(scenario, "clearing-3");
-  auto log_of = [&](const std::string& name) {
-    return name == "clearing-1" ? scenario.daemon_log() : std::string(scenario.dir() / (name + ".log"));
-  };
-  auto store_of = [&](const std::string& name) {
-    return name == "clearing-1" ? scenario.state_dir() : std::string(scenario.dir() / (name + "-state"));
-  };
-  auto files_of = [&](const std::string& name) {
-    return std::filesystem::path(scenario.dir() / (name == "clearing-1" ? std::string("files") : name + "-files")) /
-           "20261127";
-  };
-  std::map<std::string, std::unique_ptr<ChildProcess>> members;
-  members["clearing-1"] = scenario.StartDaemon();
-  ASSERT_TRUE(WaitFor([&] { return OwnedPartitions(scenario) == 16; }, std::chrono::minutes(1)))
-      << ReadFile(scenario.daemon_log());
-  for (const std::string name : {"clearing-2", "clearing-3"}) members[name] = StartMember(scenario, name);
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        for (const std::string& name : names) {
-          if (ReadFile(log_of(name)).find("\"event\":\"partition_restored\"") == std::string::npos) return false;
-        }
-        return OwnedPartitions(scenario) < 16;
-      },
-      std::chrono::minutes(2)))
-      << ReadFile(log_of("clearing-2")) << ReadFile(log_of("clearing-3"));
-
-  // The day arrives and every member consumes its share of it.
-  scenario.Generate(100'000, /*seed=*/5);
-  auto committed_everywhere = [&] {
-    int64_t total = 0;
-    for (const std::string& name : names) total += std::max<int64_t>(scenario.CommittedMessages(store_of(name)), 0);
-    return total;
-  };
-  ASSERT_TRUE(WaitFor([&] { return committed_everywhere() == scenario.messages(); }, std::chrono::minutes(3)))
-      << committed_everywhere() << " of " << scenario.messages();
-
-  // The operator's close, sent to one member only: every member closes its partitions, and the
-  // owner of the coordinating partition writes the one file set.
-  const auto [code, body] = scenario.Http("POST", "/v1/windows/20261127/close", kAdminToken, log_of("clearing-3"));
-  ASSERT_EQ(code, 202) << body;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        for (const std::string& name : names) {
-          if (scenario.Http("GET", "/v1/windows/20261127", "", log_of(name)).second.find("files_written") ==
-              std::string::npos) {
-            return false;
-          }
-        }
-        return true;
-      },
-      std::chrono::minutes(2)))
-      << ReadFile(log_of("clearing-1")) << ReadFile(log_of("clearing-2")) << ReadFile(log_of("clearing-3"));
-  std::vector<std::string> writers;
-  for (const std::string& name : names) {
-    if (!FilesUnder(files_of(name)).empty()) writers.push_back(name);
-  }
-  ASSERT_EQ(writers.size(), 1u) << "one file set, on one member";
-  const std::map<std::string, std::string> merged = FilesUnder(files_of(writers[0]));
-  EXPECT_NE(ReadFile(log_of(writers[0])).find("\"event\":\"window_merged\""), std::string::npos);
-  for (const std::string& name : names) {
-    members[name]->Signal(SIGTERM);
-    const std::optional<int> status = members[name]->Wait(std::chrono::seconds(60));
-    ASSERT_TRUE(status.has_value());
-    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << name << "\n" << ReadFile(log_of(name));
-  }
-
-  // One instance of its own consumes the same messages, closes at the same instant (the clock is
-  // fixed) and writes the same bytes.
+// One instance of its own (kafka.assignment = "partitions", a new store) consumes the scenario's
+// messages, closes the day at the same instant (the clock is fixed) and writes its files: they
+// must be `files`, byte for byte.
+void ExpectTheFilesOfOneInstance(Scenario& scenario, const std::map<std::string, std::string>& files) {
   std::string config = ReadFile(scenario.dir() / "clearingd.toml");
   for (const auto& [from, to] : {std::pair<std::string, std::string>{"path = \"state\"", "path = \"single-state\""},
                                  {"dir = \"files\"", "dir = \"single-files\""},
@@ -435,16 +365,192 @@ TEST(Ingest, ThreeMembersCloseTheDayFromAnyOneAndWriteTheBytesOfOneInstance) {
       << ReadFile(single_log);
   const std::map<std::string, std::string> one = FilesUnder(std::filesystem::path(scenario.dir() / "single-files") / "20261127");
   ASSERT_TRUE(one.contains("summary.txt") && one.contains("MANIFEST"));
-  EXPECT_EQ(merged.size(), one.size());
+  EXPECT_EQ(files.size(), one.size());
   for (const auto& [path, bytes] : one) {
-    const auto it = merged.find(path);
-    if (it == merged.end()) {
-      ADD_FAILURE() << path << " is not in the merged file set";
+    const auto it = files.find(path);
+    if (it == files.end()) {
+      ADD_FAILURE() << path << " is not in the group's file set";
     } else if (it->second != bytes) {
-      ADD_FAILURE() << path << " differs between the merged file set and one instance's";
+      ADD_FAILURE() << path << " differs between the group's file set and one instance's";
     }
   }
   ASSERT_NO_FATAL_FAILURE(StopWithSigterm(scenario, single));
+}
+
+// Three members of one group on the scenario's broker: clearing-1 is the scenario's daemon, the
+// others have stores, files and logs of their own.
+class ThreeMembers {
+ public:
+  explicit ThreeMembers(Scenario& scenario) : scenario_(scenario) {
+    WriteMemberConfig(scenario, "clearing-2");
+    WriteMemberConfig(scenario, "clearing-3");
+  }
+  const std::vector<std::string> names = {"clearing-1", "clearing-2", "clearing-3"};
+
+  std::string LogOf(const std::string& name) const {
+    return name == "clearing-1" ? scenario_.daemon_log() : std::string(scenario_.dir() / (name + ".log"));
+  }
+  std::string StoreOf(const std::string& name) const {
+    return name == "clearing-1" ? scenario_.state_dir() : std::string(scenario_.dir() / (name + "-state"));
+  }
+  std::filesystem::path FilesOf(const std::string& name) const {
+    return std::filesystem::path(scenario_.dir() / (name == "clearing-1" ? std::string("files") : name + "-files")) /
+           "20261127";
+  }
+  ChildProcess& member(const std::string& name) { return *members_.at(name); }
+
+  // Starts the first, then the others once it holds every partition; returns once each has
+  // restored partitions of its own.
+  void Start() {
+    members_["clearing-1"] = scenario_.StartDaemon();
+    ASSERT_TRUE(WaitFor([&] { return OwnedPartitions(scenario_) == 16; }, std::chrono::minutes(1)))
+        << ReadFile(scenario_.daemon_log());
+    for (const std::string name : {"clearing-2", "clearing-3"}) members_[name] = StartMember(scenario_, name);
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          for (const std::string& name : names) {
+            if (ReadFile(LogOf(name)).find("\"event\":\"partition_restored\"") == std::string::npos) return false;
+          }
+          return OwnedPartitions(scenario_) < 16;
+        },
+        std::chrono::minutes(2)))
+        << ReadFile(LogOf("clearing-2")) << ReadFile(LogOf("clearing-3"));
+  }
+
+  // Partitions a member owns and the sum of its consumer lag, by its metrics (-1 when unknown).
+  int Owned(const std::string& name) const {
+    const std::string metrics = scenario_.Http("GET", "/metrics", "", LogOf(name)).second;
+    int held = 0;
+    for (const std::string topic : {"yrd.taps", "yrd.medical"}) {
+      const std::string sample = "yrd_owned_partitions{topic=\"" + topic + "\"} ";
+      const size_t at = metrics.find(sample);
+      if (at == std::string::npos) return -1;
+      held += std::stoi(metrics.substr(at + sample.size()));
+    }
+    return held;
+  }
+  int64_t Lag(const std::string& name) const {
+    const std::string metrics = scenario_.Http("GET", "/metrics", "", LogOf(name)).second;
+    if (metrics.find("# TYPE yrd_consumer_lag_messages") == std::string::npos) return -1;
+    int64_t lag = 0;
+    std::istringstream lines(metrics);
+    for (std::string line; std::getline(lines, line);) {
+      if (!line.starts_with("yrd_consumer_lag_messages{")) continue;
+      const int64_t value = std::stoll(line.substr(line.rfind(' ') + 1));
+      if (value < 0) return -1;
+      lag += value;
+    }
+    return lag;
+  }
+  // True when `running` hold every partition between them and have consumed all they hold.
+  bool CaughtUp(const std::vector<std::string>& running) const {
+    int owned = 0;
+    for (const std::string& name : running) {
+      const int held = Owned(name);
+      if (held < 0 || Lag(name) != 0) return false;
+      owned += held;
+    }
+    return owned == 16;
+  }
+
+  // The operator's close, sent to `name` only: every member closes its partitions, and the owner
+  // of the coordinating partition writes the one file set, which this returns.
+  std::map<std::string, std::string> CloseThrough(const std::string& name) {
+    const auto [code, body] = scenario_.Http("POST", "/v1/windows/20261127/close", kAdminToken, LogOf(name));
+    EXPECT_EQ(code, 202) << body;
+    const bool written = WaitFor(
+        [&] {
+          for (const std::string& member : names) {
+            if (scenario_.Http("GET", "/v1/windows/20261127", "", LogOf(member)).second.find("files_written") ==
+                std::string::npos) {
+              return false;
+            }
+          }
+          return true;
+        },
+        std::chrono::minutes(2));
+    EXPECT_TRUE(written) << ReadFile(LogOf("clearing-1")) << ReadFile(LogOf("clearing-2")) << ReadFile(LogOf("clearing-3"));
+    std::vector<std::string> writers;
+    for (const std::string& member : names) {
+      if (!FilesUnder(FilesOf(member)).empty()) writers.push_back(member);
+    }
+    EXPECT_EQ(writers.size(), 1u) << "one file set, on one member";
+    if (writers.empty()) return {};
+    EXPECT_NE(ReadFile(LogOf(writers[0])).find("\"event\":\"window_merged\""), std::string::npos);
+    return FilesUnder(FilesOf(writers[0]));
+  }
+
+  // SIGTERM to every member; each exits 0.
+  void StopAll() {
+    for (const std::string& name : names) {
+      members_.at(name)->Signal(SIGTERM);
+      const std::optional<int> status = members_.at(name)->Wait(std::chrono::seconds(60));
+      ASSERT_TRUE(status.has_value());
+      EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << name << "\n" << ReadFile(LogOf(name));
+    }
+  }
+
+ private:
+  Scenario& scenario_;
+  std::map<std::string, std::unique_ptr<ChildProcess>> members_;
+};
+
+TEST(Ingest, ThreeMembersCloseTheDayFromAnyOneAndWriteTheBytesOfOneInstance) {
+  Scenario scenario;
+  scenario.StartBroker(8);
+  scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "",
+                   std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n") + kShortSession);
+  ThreeMembers group(scenario);
+  ASSERT_NO_FATAL_FAILURE(group.Start());
+  // The day arrives and every member consumes its share of it.
+  scenario.Generate(100'000, /*seed=*/5);
+  auto committed_everywhere = [&] {
+    int64_t total = 0;
+    for (const std::string& name : group.names) {
+      total += std::max<int64_t>(scenario.CommittedMessages(group.StoreOf(name)), 0);
+    }
+    return total;
+  };
+  ASSERT_TRUE(WaitFor([&] { return committed_everywhere() == scenario.messages(); }, std::chrono::minutes(3)))
+      << committed_everywhere() << " of " << scenario.messages();
+  const std::map<std::string, std::string> merged = group.CloseThrough("clearing-3");
+  ASSERT_NO_FATAL_FAILURE(group.StopAll());
+  ExpectTheFilesOfOneInstance(scenario, merged);
+}
+
+TEST(Ingest, AMemberPausedPastItsSessionWakesAsAZombieAndChangesNothing) {
+  Scenario scenario;
+  scenario.StartBroker(8);
+  scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "",
+                   std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n") + kShortSession);
+  ThreeMembers group(scenario);
+  ASSERT_NO_FATAL_FAILURE(group.Start());
+  scenario.Generate(200'000, /*seed=*/5);
+  const std::string paused = "clearing-2";
+  ASSERT_TRUE(WaitFor([&] { return ConsumedSince(ReadFile(group.LogOf(paused)), 0); }, std::chrono::minutes(1)));
+  // Paused while it consumes, past its session timeout (6 s): the others take its partitions
+  // (fencing it in their changelogs) and consume the rest of the day.
+  group.member(paused).Signal(SIGSTOP);
+  ASSERT_TRUE(WaitFor([&] { return group.CaughtUp({"clearing-1", "clearing-3"}); }, std::chrono::minutes(3)))
+      << ReadFile(group.LogOf("clearing-1")) << ReadFile(group.LogOf("clearing-3"));
+  // It wakes as a zombie: whatever it commits now counts nowhere, it finds it lost its partitions,
+  // rejoins, and gets a share back (rebuilt from the changelogs if its store diverged).
+  const size_t woke_at = ReadFile(group.LogOf(paused)).size();
+  group.member(paused).Signal(SIGCONT);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return ReadFile(group.LogOf(paused)).find("\"event\":\"partition_restored\"", woke_at) != std::string::npos &&
+               group.Owned(paused) > 0 && group.CaughtUp(group.names);
+      },
+      std::chrono::minutes(3)))
+      << ReadFile(group.LogOf(paused));
+  const std::string zombie_log = ReadFile(group.LogOf(paused));
+  EXPECT_EQ(zombie_log.find("partition_restore_failed"), std::string::npos) << zombie_log;
+  ::testing::Test::RecordProperty("zombie_rebuilt_a_partition",
+                                  zombie_log.find("\"event\":\"partition_rebuilt\"") != std::string::npos ? "yes" : "no");
+  const std::map<std::string, std::string> merged = group.CloseThrough("clearing-1");
+  ASSERT_NO_FATAL_FAILURE(group.StopAll());
+  ExpectTheFilesOfOneInstance(scenario, merged);
 }
 
 TEST(Ingest, AGroupMemberStoppedWhileItJoinsExitsCleanly) {
