@@ -381,7 +381,8 @@ void ExpectTheFilesOfOneInstance(Scenario& scenario, const std::map<std::string,
 // others have stores, files and logs of their own.
 class ThreeMembers {
  public:
-  explicit ThreeMembers(Scenario& scenario) : scenario_(scenario) {
+  // `partitions`: of both topics together (twice the broker's partitions per topic).
+  explicit ThreeMembers(Scenario& scenario, int partitions = 16) : scenario_(scenario), partitions_(partitions) {
     WriteMemberConfig(scenario, "clearing-2");
     WriteMemberConfig(scenario, "clearing-3");
   }
@@ -399,23 +400,24 @@ class ThreeMembers {
   }
   ChildProcess& member(const std::string& name) { return *members_.at(name); }
 
-  // Starts the first, then the others once it holds every partition; returns once each has
-  // restored partitions of its own.
-  void Start() {
+  // Starts the first, then the next `count - 1` once it holds every partition; returns once each
+  // has restored partitions of its own.
+  void Start(size_t count = 3) {
     members_["clearing-1"] = scenario_.StartDaemon();
-    ASSERT_TRUE(WaitFor([&] { return OwnedPartitions(scenario_) == 16; }, std::chrono::minutes(1)))
+    ASSERT_TRUE(WaitFor([&] { return OwnedPartitions(scenario_) == partitions_; }, std::chrono::minutes(1)))
         << ReadFile(scenario_.daemon_log());
-    for (const std::string name : {"clearing-2", "clearing-3"}) members_[name] = StartMember(scenario_, name);
+    for (size_t i = 1; i < count; ++i) StartOne(names[i]);
     ASSERT_TRUE(WaitFor(
         [&] {
-          for (const std::string& name : names) {
-            if (ReadFile(LogOf(name)).find("\"event\":\"partition_restored\"") == std::string::npos) return false;
+          for (size_t i = 0; i < count; ++i) {
+            if (ReadFile(LogOf(names[i])).find("\"event\":\"partition_restored\"") == std::string::npos) return false;
           }
-          return OwnedPartitions(scenario_) < 16;
+          return OwnedPartitions(scenario_) < partitions_;
         },
         std::chrono::minutes(2)))
         << ReadFile(LogOf("clearing-2")) << ReadFile(LogOf("clearing-3"));
   }
+  void StartOne(const std::string& name) { members_[name] = StartMember(scenario_, name); }
 
   // Partitions a member owns and the sum of its consumer lag, by its metrics (-1 when unknown).
   int Owned(const std::string& name) const {
@@ -450,7 +452,7 @@ class ThreeMembers {
       if (held < 0 || Lag(name) != 0) return false;
       owned += held;
     }
-    return owned == 16;
+    return owned == partitions_;
   }
 
   // The operator's close, sent to `name` only: every member closes its partitions, and the owner
@@ -492,18 +494,20 @@ class ThreeMembers {
 
  private:
   Scenario& scenario_;
+  const int partitions_;
   std::map<std::string, std::unique_ptr<ChildProcess>> members_;
 };
 
 TEST(Ingest, ThreeMembersCloseTheDayFromAnyOneAndWriteTheBytesOfOneInstance) {
   Scenario scenario;
-  scenario.StartBroker(8);
-  scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "",
+  scenario.StartBroker(16);
+  scenario.Prepare(/*merchants=*/400, /*seed=*/3, "", "",
                    std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n") + kShortSession);
-  ThreeMembers group(scenario);
+  ThreeMembers group(scenario, 32);
   ASSERT_NO_FATAL_FAILURE(group.Start());
-  // The day arrives and every member consumes its share of it.
-  scenario.Generate(100'000, /*seed=*/5);
+  // The day arrives (500k messages with the generator's duplicates, conflicts, refunds,
+  // cancellations, late and malformed ones) and every member consumes its share of it.
+  scenario.Generate(500'000, /*seed=*/5);
   auto committed_everywhere = [&] {
     int64_t total = 0;
     for (const std::string& name : group.names) {
@@ -549,6 +553,26 @@ TEST(Ingest, AMemberPausedPastItsSessionWakesAsAZombieAndChangesNothing) {
   ::testing::Test::RecordProperty("zombie_rebuilt_a_partition",
                                   zombie_log.find("\"event\":\"partition_rebuilt\"") != std::string::npos ? "yes" : "no");
   const std::map<std::string, std::string> merged = group.CloseThrough("clearing-1");
+  ASSERT_NO_FATAL_FAILURE(group.StopAll());
+  ExpectTheFilesOfOneInstance(scenario, merged);
+}
+
+TEST(Ingest, AMemberJoiningWhileTheWindowClosesChangesNoByteOfTheFiles) {
+  Scenario scenario;
+  scenario.StartBroker(8);
+  scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "",
+                   std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n") + kShortSession);
+  ThreeMembers group(scenario);
+  ASSERT_NO_FATAL_FAILURE(group.Start(2));
+  scenario.Generate(100'000, /*seed=*/5);
+  ASSERT_TRUE(WaitFor([&] { return group.CaughtUp({"clearing-1", "clearing-2"}); }, std::chrono::minutes(3)));
+  // The close goes out through the second member while the third joins: partitions move between
+  // members that have closed the window and one that learns the close from the control topic or
+  // from the changelogs it restores.
+  group.StartOne("clearing-3");
+  const std::map<std::string, std::string> merged = group.CloseThrough("clearing-2");
+  ASSERT_TRUE(WaitFor([&] { return group.Owned("clearing-3") > 0; }, std::chrono::minutes(2)))
+      << ReadFile(group.LogOf("clearing-3"));
   ASSERT_NO_FATAL_FAILURE(group.StopAll());
   ExpectTheFilesOfOneInstance(scenario, merged);
 }
