@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <filesystem>
+#include <iostream>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -267,66 +268,6 @@ TEST(Ingest, AMemberThatLeavesHandsItsPartitionsStateToTheOtherThroughTheChangel
   CloseTheDayAndExpectTheOraclesFiles(scenario, *first);
 }
 
-TEST(Ingest, ThreeMembersSurviveKillsAndAScaleDownToOneWithTheOraclesFiles) {
-  Scenario scenario;
-  scenario.StartBroker(8);
-  scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "",
-                   std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n") + kShortSession);
-  WriteMemberConfig(scenario, "clearing-2");
-  WriteMemberConfig(scenario, "clearing-3");
-  auto first = scenario.StartDaemon();
-  ASSERT_TRUE(WaitFor([&] { return OwnedPartitions(scenario) == 16; }, std::chrono::minutes(1)))
-      << ReadFile(scenario.daemon_log());
-  std::map<std::string, std::unique_ptr<ChildProcess>> members;
-  for (const std::string name : {"clearing-2", "clearing-3"}) members[name] = StartMember(scenario, name);
-  auto member_log = [&](const std::string& name) { return ReadFile(scenario.dir() / (name + ".log")); };
-  // Whether a member's log since byte `from` says it restored its partitions.
-  auto restored_since = [&](const std::string& name, size_t from) {
-    return member_log(name).find("\"event\":\"partition_restored\"", from) != std::string::npos;
-  };
-  // Scaled from one to three: each holds a share.
-  ASSERT_TRUE(WaitFor([&] { return restored_since("clearing-2", 0) && restored_since("clearing-3", 0) &&
-                                   OwnedPartitions(scenario) < 16; },
-                      std::chrono::minutes(2)))
-      << ReadFile(scenario.daemon_log()) << member_log("clearing-2") << member_log("clearing-3");
-
-  // The day arrives; the second member is killed (SIGKILL) once it has consumed, then twice more
-  // each time once its new life has its partitions back (restored from their changelogs), and
-  // started again on its store.
-  scenario.Generate(60'000, /*seed=*/5);
-  const std::string killed = "clearing-2";
-  ASSERT_TRUE(WaitFor([&] { return ConsumedSince(member_log(killed), 0); }, std::chrono::minutes(1)))
-      << member_log(killed);
-  for (int kill = 0; kill < 3; ++kill) {
-    if (kill > 0) {
-      const size_t life_start = member_log(killed).size();
-      members[killed] = StartMember(scenario, killed);
-      ASSERT_TRUE(WaitFor([&] { return restored_since(killed, life_start); }, std::chrono::minutes(1)))
-          << member_log(killed);
-    }
-    members[killed]->Signal(SIGKILL);
-    ASSERT_TRUE(members[killed]->Wait(std::chrono::seconds(30)).has_value());
-  }
-  const size_t last_life_start = member_log(killed).size();
-  members[killed] = StartMember(scenario, killed);
-
-  // Back to one: the other two stop; the first takes every partition with their state.
-  ASSERT_TRUE(WaitFor([&] { return restored_since(killed, last_life_start); }, std::chrono::minutes(1)))
-      << member_log(killed);
-  for (const std::string name : {"clearing-2", "clearing-3"}) {
-    members[name]->Signal(SIGTERM);
-    const std::optional<int> status = members[name]->Wait(std::chrono::seconds(60));
-    ASSERT_TRUE(status.has_value());
-    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
-        << name << " ended with status " << *status << "\n" << member_log(name);
-  }
-  ASSERT_TRUE(WaitFor([&] { return OwnedPartitions(scenario) == 16 && scenario.CommittedMessages() == scenario.messages(); },
-                      std::chrono::minutes(2)))
-      << ReadFile(scenario.daemon_log());
-  EXPECT_GT(MetricSample(scenario.Http("GET", "/metrics").second, "yrd_changelog_restored_commits_total"), 0);
-  CloseTheDayAndExpectTheOraclesFiles(scenario, *first);
-}
-
 // Every file under `dir` by its path relative to it, with its bytes.
 std::map<std::string, std::string> FilesUnder(const std::filesystem::path& dir) {
   std::map<std::string, std::string> files;
@@ -497,6 +438,76 @@ class ThreeMembers {
   const int partitions_;
   std::map<std::string, std::unique_ptr<ChildProcess>> members_;
 };
+
+TEST(Ingest, ThreeMembersSurviveKillsAndAScaleDownToOneWithTheOraclesFiles) {
+  Scenario scenario;
+  scenario.StartBroker(8);
+  scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "",
+                   std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n") + kShortSession);
+  WriteMemberConfig(scenario, "clearing-2");
+  WriteMemberConfig(scenario, "clearing-3");
+  auto first = scenario.StartDaemon();
+  ASSERT_TRUE(WaitFor([&] { return OwnedPartitions(scenario) == 16; }, std::chrono::minutes(1)))
+      << ReadFile(scenario.daemon_log());
+  std::map<std::string, std::unique_ptr<ChildProcess>> members;
+  for (const std::string name : {"clearing-2", "clearing-3"}) members[name] = StartMember(scenario, name);
+  auto member_log = [&](const std::string& name) { return ReadFile(scenario.dir() / (name + ".log")); };
+  // Whether a member's log since byte `from` says it restored its partitions.
+  auto restored_since = [&](const std::string& name, size_t from) {
+    return member_log(name).find("\"event\":\"partition_restored\"", from) != std::string::npos;
+  };
+  // Scaled from one to three: each holds a share.
+  ASSERT_TRUE(WaitFor([&] { return restored_since("clearing-2", 0) && restored_since("clearing-3", 0) &&
+                                   OwnedPartitions(scenario) < 16; },
+                      std::chrono::minutes(2)))
+      << ReadFile(scenario.daemon_log()) << member_log("clearing-2") << member_log("clearing-3");
+
+  // The day arrives; the second member is killed (SIGKILL) once it has consumed, then four more
+  // times, each once its new life has its partitions back (restored from their changelogs) and
+  // has consumed, and started again on its store. After each kill the two others take its
+  // partitions and consume them to lag 0 before it comes back: the time that takes is printed.
+  scenario.Generate(60'000, /*seed=*/5);
+  const std::string killed = "clearing-2";
+  ThreeMembers view(scenario);  // for the others' metrics
+  ASSERT_TRUE(WaitFor([&] { return ConsumedSince(member_log(killed), 0); }, std::chrono::minutes(1)))
+      << member_log(killed);
+  for (int kill = 0; kill < 5; ++kill) {
+    if (kill > 0) {
+      const size_t life_start = member_log(killed).size();
+      members[killed] = StartMember(scenario, killed);
+      ASSERT_TRUE(WaitFor([&] { return restored_since(killed, life_start); }, std::chrono::minutes(1)))
+          << member_log(killed);
+    }
+    members[killed]->Signal(SIGKILL);
+    ASSERT_TRUE(members[killed]->Wait(std::chrono::seconds(30)).has_value());
+    const auto killed_at = std::chrono::steady_clock::now();
+    ASSERT_TRUE(WaitFor([&] { return view.CaughtUp({"clearing-1", "clearing-3"}); }, std::chrono::minutes(2)))
+        << "kill " << kill << "\n" << ReadFile(scenario.daemon_log()) << member_log("clearing-3");
+    const auto to_lag_zero = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - killed_at);
+    std::cout << "kill " << kill + 1 << ": the others held every partition at lag 0 after " << to_lag_zero.count()
+              << " ms\n";
+    ::testing::Test::RecordProperty("kill_" + std::to_string(kill + 1) + "_to_lag_zero_ms", static_cast<int>(to_lag_zero.count()));
+  }
+  const size_t last_life_start = member_log(killed).size();
+  members[killed] = StartMember(scenario, killed);
+
+  // Back to one: the other two stop; the first takes every partition with their state.
+  ASSERT_TRUE(WaitFor([&] { return restored_since(killed, last_life_start); }, std::chrono::minutes(1)))
+      << member_log(killed);
+  for (const std::string name : {"clearing-2", "clearing-3"}) {
+    members[name]->Signal(SIGTERM);
+    const std::optional<int> status = members[name]->Wait(std::chrono::seconds(60));
+    ASSERT_TRUE(status.has_value());
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+        << name << " ended with status " << *status << "\n" << member_log(name);
+  }
+  ASSERT_TRUE(WaitFor([&] { return OwnedPartitions(scenario) == 16 && scenario.CommittedMessages() == scenario.messages(); },
+                      std::chrono::minutes(2)))
+      << ReadFile(scenario.daemon_log());
+  EXPECT_GT(MetricSample(scenario.Http("GET", "/metrics").second, "yrd_changelog_restored_commits_total"), 0);
+  CloseTheDayAndExpectTheOraclesFiles(scenario, *first);
+  ExpectTheFilesOfOneInstance(scenario, FilesUnder(scenario.files_dir()));
+}
 
 TEST(Ingest, ThreeMembersCloseTheDayFromAnyOneAndWriteTheBytesOfOneInstance) {
   Scenario scenario;
