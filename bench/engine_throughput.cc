@@ -13,6 +13,7 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include "CLI/CLI.hpp"
 #include "adapters/crypto/hmac.h"
@@ -20,11 +21,14 @@
 #include "adapters/kafka/embedded_broker.h"
 #include "adapters/kafka/kafka_changelog.h"
 #include "adapters/rocksdb/rocks_store.h"
+#include "engine/base/money.h"
 #include "engine/base/strings.h"
+#include "engine/changelog/changelog.h"
 #include "engine/clearing/clearing_files.h"
 #include "engine/clearing/positions.h"
 #include "engine/event/event_file.h"
 #include "engine/ledger/ledger.h"
+#include "engine/merge/window_merge.h"
 #include "engine/pipeline/pipeline.h"
 #include "engine/readers/store_readers.h"
 #include "nlohmann/json.hpp"
@@ -95,6 +99,176 @@ absl::StatusOr<std::map<WindowDay, WindowCounters>> CheckOracle(StateStore& stor
 
 // Source partitions per topic, as the daemon's default topics have.
 constexpr int32_t kPartitions = 16;
+// At most this many ledger shards (--shards).
+constexpr int kShardsMax = 16;
+
+// The partition MemorySource gives a record.
+int32_t PartitionOf(const EventRecord& r) {
+  return static_cast<int32_t>(XXH3_64bits(r.key.data(), r.key.size()) % static_cast<uint64_t>(kPartitions));
+}
+
+// The outcome of the shards' stores merged (lines and counters summed per window) against the
+// oracle.
+absl::Status CheckShardsOracle(const std::vector<std::unique_ptr<RocksStore>>& stores, const Registry& registry,
+                               const nlohmann::json& oracle) {
+  std::map<WindowDay, WindowCounters> counters;
+  std::map<WindowDay, std::map<std::string, LineTotals>> lines;
+  for (const std::unique_ptr<RocksStore>& store : stores) {
+    absl::StatusOr<std::map<WindowDay, WindowCounters>> shard = ReadAllWindowCounters(*store);
+    if (!shard.ok()) return shard.status();
+    for (const auto& [day, c] : *shard) {
+      if (!AddWindowCounters(c, counters[day])) return absl::DataLossError("counters overflow");
+      absl::StatusOr<std::vector<WindowLine>> shard_lines = ReadWindowLines(*store, day);
+      if (!shard_lines.ok()) return shard_lines.status();
+      for (const WindowLine& line : *shard_lines) {
+        if (!AddLineTotals(line.totals, lines[day][line.line_key])) return absl::DataLossError("lines overflow");
+      }
+    }
+  }
+  Outcome actual;
+  for (const auto& [day, c] : counters) {
+    std::vector<WindowLine> merged;
+    for (const auto& [key, totals] : lines[day]) merged.push_back({key, totals});
+    auto w = ComputeWindowOutcome(merged, c, FeeSchedule::FromRegistry(registry));
+    if (!w.ok()) return w.status();
+    actual.windows[day] = *w;
+  }
+  auto expected = OutcomeFromJson(oracle);
+  if (!expected.ok()) return expected.status();
+  const std::vector<std::string> diff = DiffOutcomes(*expected, actual);
+  for (const std::string& line : diff) std::printf("oracle mismatch: %s\n", line.c_str());
+  if (!diff.empty()) return absl::DataLossError(Cat(diff.size(), " differences from the oracle"));
+  return absl::OkStatus();
+}
+
+// Copies `owner`'s applied records and counters of `day` from a shard's store into `restore` (a
+// merge store's), renumbering their lines, as one commit record of the owner's.
+absl::Status CopyShardWindow(StateStore& shard, WindowDay day, SourcePartition owner, ChangelogRestore& restore) {
+  absl::StatusOr<LineIds> line_ids = LoadLineIds(shard);
+  if (!line_ids.ok()) return line_ids.status();
+  // The owner's next offset too: a store replays the applied records of the owners it has an
+  // offset for into their lines.
+  std::string prefix, key, value;
+  OffsetKey(owner.topic, owner.partition, key);
+  bool consumed = false;
+  if (absl::Status s = shard.Get(Table::kMeta, key, value, consumed); !s.ok()) return s;
+  if (!consumed) return absl::OkStatus();  // no message of it
+  if (value.size() != 8) return absl::DataLossError("an offset record is damaged");
+  ChangelogRecordBuilder builder;
+  builder.Start({.kind = ChangelogKind::kCommit,
+                 .owner = owner,
+                 .epoch = 1,
+                 .number = 1,
+                 .next_offset = static_cast<int64_t>(ReadBigEndian64(value.data()))});
+  WindowOwnerKeyPrefix(day, owner, prefix);
+  bool named = true;
+  absl::Status s = shard.Scan(Table::kApplied, prefix, {}, [&](std::string_view k, std::string_view blob) {
+    named = builder.AddApplied(day, ReadBigEndian64(k.data() + k.size() - 8), blob, *line_ids);
+    return named;
+  });
+  if (!s.ok()) return s;
+  if (!named) return absl::DataLossError("an applied record names a line the shard does not number");
+  CountersKey(day, owner, key);
+  bool found = false;
+  if (s = shard.Get(Table::kMeta, key, value, found); !s.ok()) return s;
+  WindowCounters counters;
+  if (found && DecodeWindowCounters(value, counters)) builder.AddCounters(day, counters);
+  std::string record;
+  builder.Finish(record);
+  return restore.Apply(record).status();
+}
+
+// --shards N: the partitions split over N ledgers, each with its own store and pipeline threads,
+// run at once; the outcome is the merge of the shards'. With --close every shard closes the day,
+// and the file set is rendered from a merge store holding every shard's share of it.
+int RunShards(int shards, std::vector<EventRecord> records, const std::shared_ptr<const Registry>& registry,
+              const nlohmann::json& oracle, int64_t clock_ms, const std::string& store_path,
+              size_t batch_messages_max, bool close_window, const std::string& output_dir) {
+  std::vector<std::vector<EventRecord>> split(static_cast<size_t>(shards));
+  const size_t message_count = records.size();
+  for (EventRecord& r : records) split[static_cast<size_t>(PartitionOf(r) % shards)].push_back(std::move(r));
+  std::vector<std::unique_ptr<RocksStore>> stores;
+  std::vector<std::unique_ptr<Ledger>> ledgers;
+  std::vector<std::unique_ptr<MemorySource>> sources;
+  std::vector<std::unique_ptr<Pipeline>> pipelines;
+  std::vector<std::unique_ptr<HmacSha256>> tokenizers;  // one per shard: a tokenizer is not thread-safe
+  ManualClock clock(clock_ms);
+  RegistryHolder holder(registry);
+  PipelineOptions options;
+  options.batch.messages_max = batch_messages_max;
+  for (int k = 0; k < shards; ++k) {
+    auto store = RocksStore::Open(Cat(store_path, "-shard-", k), RocksStoreOptions{});
+    if (!store.ok()) return std::cerr << store.status() << "\n", 2;
+    stores.push_back(*std::move(store));
+    ledgers.push_back(std::make_unique<Ledger>(*stores.back(), LedgerOptions{}));
+    if (absl::Status s = ledgers.back()->Load(clock_ms); !s.ok()) return std::cerr << s << "\n", 2;
+    sources.push_back(std::make_unique<MemorySource>(std::move(split[static_cast<size_t>(k)]), kPartitions));
+    auto tokenizer = HmacSha256::Create("benchmark-card-token-key");
+    if (!tokenizer.ok()) return std::cerr << tokenizer.status() << "\n", 2;
+    tokenizers.push_back(*std::move(tokenizer));
+    pipelines.push_back(
+        std::make_unique<Pipeline>(options, *sources.back(), *ledgers.back(), clock, holder, *tokenizers.back()));
+    Pipeline* pipeline = pipelines.back().get();
+    sources.back()->OnDrained([pipeline] { pipeline->RequestStop(); });
+  }
+  std::vector<absl::Status> statuses(static_cast<size_t>(shards));
+  const auto start = std::chrono::steady_clock::now();
+  {
+    std::vector<std::thread> threads;
+    for (int k = 0; k < shards; ++k) {
+      threads.emplace_back([&, k] { statuses[static_cast<size_t>(k)] = pipelines[static_cast<size_t>(k)]->Run(); });
+    }
+    for (std::thread& thread : threads) thread.join();
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (const absl::Status& status : statuses) {
+    if (!status.ok()) return std::cerr << status << "\n", 1;
+  }
+  std::printf("shards=%d messages=%zu seconds=%.3f events_per_s=%.0f\n", shards, message_count, seconds,
+              static_cast<double>(message_count) / seconds);
+  if (absl::Status s = CheckShardsOracle(stores, *registry, oracle); !s.ok()) return std::cerr << s << "\n", 1;
+  std::printf("oracle=match (the shards' lines and counters merged)\n");
+  if (!close_window) return 0;
+
+  const WindowDay day = WindowCalendar{}.DayOf(clock_ms);
+  const auto close_start = std::chrono::steady_clock::now();
+  for (std::unique_ptr<Ledger>& ledger : ledgers) {
+    Batch close(BatchLimits{.messages_max = 1, .arena_bytes_max = 1 << 20});
+    close.now_ms = clock_ms;
+    close.registry = registry;
+    close.commands.push_back(WindowCommand::RegionClose(day, clock_ms));
+    BatchResult result;
+    if (absl::Status s = ledger->Apply(close, result); !s.ok()) return std::cerr << s << "\n", 1;
+  }
+  auto merge = RocksStore::Open(store_path + "-merge", RocksStoreOptions{});
+  if (!merge.ok()) return std::cerr << merge.status() << "\n", 1;
+  {
+    auto restore = ChangelogRestore::Open(**merge);
+    if (!restore.ok()) return std::cerr << restore.status() << "\n", 1;
+    for (int k = 0; k < shards; ++k) {
+      for (const SourceTopic topic : {SourceTopic::kTaps, SourceTopic::kMedical}) {
+        for (int32_t partition = k; partition < kPartitions; partition += shards) {
+          if (absl::Status s = CopyShardWindow(*stores[static_cast<size_t>(k)], day, {topic, partition}, **restore);
+              !s.ok()) {
+            return std::cerr << s << "\n", 1;
+          }
+        }
+      }
+    }
+    if (absl::Status s = (*restore)->Flush(); !s.ok()) return std::cerr << s << "\n", 1;
+  }
+  absl::StatusOr<ClosedWindow> window = CloseMergedWindow(**merge, WindowCalendar{}, day, clock_ms, registry, clock_ms);
+  if (!window.ok()) return std::cerr << window.status() << "\n", 1;
+  auto sink = DirectoryFileSet::Open(output_dir, day);
+  if (!sink.ok()) return std::cerr << sink.status() << "\n", 1;
+  auto digests = MakeFileSetDigests("benchmark-manifest-key");
+  if (!digests.ok()) return std::cerr << digests.status() << "\n", 1;
+  if (absl::Status s = RenderWindowFiles(**merge, *window, **sink, *digests); !s.ok()) return std::cerr << s << "\n", 1;
+  const double close_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - close_start).count();
+  std::printf("window=%s merge_close_and_files_seconds=%.3f files_bytes=%lu\n", FormatWindowDay(day).c_str(),
+              close_seconds, static_cast<unsigned long>(DirectoryBytes(output_dir)));
+  return 0;
+}
 
 int Main(int argc, char** argv) {
   CLI::App app{"engine core throughput: in-memory events through the pipeline into RocksDB"};
@@ -118,7 +292,13 @@ int Main(int argc, char** argv) {
   app.add_flag("--changelog", changelog,
                "as a consumer-group member: every commit also goes to the changelog on an embedded broker; "
                "then a fresh store restores every partition from it (timed)");
+  int shards = 1;
+  app.add_option("--shards", shards,
+                 "ledger shards over disjoint sets of partitions, each with its own store and pipeline, run at once; "
+                 "the outcome (and with --close the file set) is the merge of theirs")
+      ->check(CLI::Range(1, kShardsMax));
   CLI11_PARSE(app, argc, argv);
+  if (shards > 1 && changelog) return std::cerr << "--shards and --changelog do not go together\n", 2;
 
   auto reader = EventFileReader::Open(events_path);
   if (!reader.ok()) return std::cerr << reader.status() << "\n", 2;
@@ -142,6 +322,12 @@ int Main(int argc, char** argv) {
     store_path = scratch + "/state";
   }
   const size_t message_count = records->size();
+  if (shards > 1) {
+    const int code = RunShards(shards, *std::move(records), *registry, oracle, clock_ms, store_path, batch_messages_max,
+                               close_window, scratch.empty() ? store_path + ".files" : scratch + "/files");
+    if (!scratch.empty()) std::filesystem::remove_all(scratch);
+    return code;
+  }
   {
     RocksStoreOptions store_options;
     store_options.sync_writes = !no_sync;
