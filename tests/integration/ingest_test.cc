@@ -279,9 +279,11 @@ std::map<std::string, std::string> FilesUnder(const std::filesystem::path& dir) 
 }
 
 // One instance of its own (kafka.assignment = "partitions", a new store) consumes the scenario's
-// messages, closes the day at the same instant (the clock is fixed) and writes its files: they
-// must be `files`, byte for byte.
-void ExpectTheFilesOfOneInstance(Scenario& scenario, const std::map<std::string, std::string>& files) {
+// messages, closes the day at the same instant (the clock is fixed; with `close_clock_ms`, it is
+// started again at that instant and its clock closes the day) and writes its files: they must be
+// `files`, byte for byte.
+void ExpectTheFilesOfOneInstance(Scenario& scenario, const std::map<std::string, std::string>& files,
+                                 int64_t close_clock_ms = 0) {
   std::string config = ReadFile(scenario.dir() / "clearingd.toml");
   for (const auto& [from, to] : {std::pair<std::string, std::string>{"path = \"state\"", "path = \"single-state\""},
                                  {"dir = \"files\"", "dir = \"single-files\""},
@@ -293,13 +295,22 @@ void ExpectTheFilesOfOneInstance(Scenario& scenario, const std::map<std::string,
   }
   WriteFile(scenario.dir() / "single.toml", config);
   const std::string single_log = scenario.dir() / "single.log";
-  ChildProcess single({YRD_CLEARINGD_BINARY, "--config", scenario.dir() / "single.toml", "--clock-fixed-ms",
-                       std::to_string(scenario.clock_ms())},
-                      single_log);
+  auto single = std::make_unique<ChildProcess>(
+      std::vector<std::string>{YRD_CLEARINGD_BINARY, "--config", scenario.dir() / "single.toml", "--clock-fixed-ms",
+                               std::to_string(scenario.clock_ms())},
+      single_log);
   ASSERT_TRUE(WaitFor([&] { return scenario.CommittedMessages(scenario.dir() / "single-state") == scenario.messages(); },
                       std::chrono::minutes(3)))
       << ReadFile(single_log);
-  ASSERT_EQ(scenario.Http("POST", "/v1/windows/20261127/close", kAdminToken, single_log).first, 202);
+  if (close_clock_ms == 0) {
+    ASSERT_EQ(scenario.Http("POST", "/v1/windows/20261127/close", kAdminToken, single_log).first, 202);
+  } else {
+    ASSERT_NO_FATAL_FAILURE(StopWithSigterm(scenario, *single));
+    single = std::make_unique<ChildProcess>(
+        std::vector<std::string>{YRD_CLEARINGD_BINARY, "--config", scenario.dir() / "single.toml", "--clock-fixed-ms",
+                                 std::to_string(close_clock_ms)},
+        single_log);
+  }
   ASSERT_TRUE(WaitFor(
       [&] { return scenario.Http("GET", "/v1/windows/20261127", "", single_log).second.find("files_written") != std::string::npos; },
       std::chrono::minutes(2)))
@@ -315,7 +326,7 @@ void ExpectTheFilesOfOneInstance(Scenario& scenario, const std::map<std::string,
       ADD_FAILURE() << path << " differs between the group's file set and one instance's";
     }
   }
-  ASSERT_NO_FATAL_FAILURE(StopWithSigterm(scenario, single));
+  ASSERT_NO_FATAL_FAILURE(StopWithSigterm(scenario, *single));
 }
 
 // Three members of one group on the scenario's broker: clearing-1 is the scenario's daemon, the
@@ -359,6 +370,39 @@ class ThreeMembers {
         << ReadFile(LogOf("clearing-2")) << ReadFile(LogOf("clearing-3"));
   }
   void StartOne(const std::string& name) { members_[name] = StartMember(scenario_, name); }
+  // Starts every member at once with its clock at `clock_ms` (on its store as it was left).
+  void StartAllAt(int64_t clock_ms) {
+    for (const std::string& name : names) {
+      const std::string config = name == "clearing-1" ? std::string(scenario_.dir() / "clearingd.toml")
+                                                      : std::string(scenario_.dir() / (name + ".toml"));
+      members_[name] = std::make_unique<ChildProcess>(
+          std::vector<std::string>{YRD_CLEARINGD_BINARY, "--config", config, "--clock-fixed-ms", std::to_string(clock_ms)},
+          LogOf(name));
+    }
+  }
+  // Waits until every member shows the day files_written; returns the one file set.
+  std::map<std::string, std::string> AwaitTheFileSet() {
+    const bool written = WaitFor(
+        [&] {
+          for (const std::string& member : names) {
+            if (scenario_.Http("GET", "/v1/windows/20261127", "", LogOf(member)).second.find("files_written") ==
+                std::string::npos) {
+              return false;
+            }
+          }
+          return true;
+        },
+        std::chrono::minutes(2));
+    EXPECT_TRUE(written) << ReadFile(LogOf("clearing-1")) << ReadFile(LogOf("clearing-2")) << ReadFile(LogOf("clearing-3"));
+    std::vector<std::string> writers;
+    for (const std::string& member : names) {
+      if (!FilesUnder(FilesOf(member)).empty()) writers.push_back(member);
+    }
+    EXPECT_EQ(writers.size(), 1u) << "one file set, on one member";
+    if (writers.empty()) return {};
+    EXPECT_NE(ReadFile(LogOf(writers[0])).find("\"event\":\"window_merged\""), std::string::npos);
+    return FilesUnder(FilesOf(writers[0]));
+  }
 
   // Partitions a member owns and the sum of its consumer lag, by its metrics (-1 when unknown).
   int Owned(const std::string& name) const {
@@ -401,26 +445,7 @@ class ThreeMembers {
   std::map<std::string, std::string> CloseThrough(const std::string& name) {
     const auto [code, body] = scenario_.Http("POST", "/v1/windows/20261127/close", kAdminToken, LogOf(name));
     EXPECT_EQ(code, 202) << body;
-    const bool written = WaitFor(
-        [&] {
-          for (const std::string& member : names) {
-            if (scenario_.Http("GET", "/v1/windows/20261127", "", LogOf(member)).second.find("files_written") ==
-                std::string::npos) {
-              return false;
-            }
-          }
-          return true;
-        },
-        std::chrono::minutes(2));
-    EXPECT_TRUE(written) << ReadFile(LogOf("clearing-1")) << ReadFile(LogOf("clearing-2")) << ReadFile(LogOf("clearing-3"));
-    std::vector<std::string> writers;
-    for (const std::string& member : names) {
-      if (!FilesUnder(FilesOf(member)).empty()) writers.push_back(member);
-    }
-    EXPECT_EQ(writers.size(), 1u) << "one file set, on one member";
-    if (writers.empty()) return {};
-    EXPECT_NE(ReadFile(LogOf(writers[0])).find("\"event\":\"window_merged\""), std::string::npos);
-    return FilesUnder(FilesOf(writers[0]));
+    return AwaitTheFileSet();
   }
 
   // SIGTERM to every member; each exits 0.
@@ -566,6 +591,25 @@ TEST(Ingest, AMemberPausedPastItsSessionWakesAsAZombieAndChangesNothing) {
   const std::map<std::string, std::string> merged = group.CloseThrough("clearing-1");
   ASSERT_NO_FATAL_FAILURE(group.StopAll());
   ExpectTheFilesOfOneInstance(scenario, merged);
+}
+
+TEST(Ingest, TheClockClosesTheWindowOnEveryMemberAndOneFileSetIsWritten) {
+  Scenario scenario;
+  scenario.StartBroker(8);
+  scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "",
+                   std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n") + kShortSession);
+  ThreeMembers group(scenario);
+  ASSERT_NO_FATAL_FAILURE(group.Start());
+  scenario.Generate(100'000, /*seed=*/5);
+  ASSERT_TRUE(WaitFor([&] { return group.CaughtUp(group.names); }, std::chrono::minutes(3)));
+  ASSERT_NO_FATAL_FAILURE(group.StopAll());
+  // The next day: every member starts with its clock past the cutoff plus grace and closes the
+  // window at that instant by itself; no operator is involved.
+  const int64_t next_day_ms = scenario.clock_ms() + 17 * 60'000;  // 00:16 China time
+  group.StartAllAt(next_day_ms);
+  const std::map<std::string, std::string> merged = group.AwaitTheFileSet();
+  ASSERT_NO_FATAL_FAILURE(group.StopAll());
+  ExpectTheFilesOfOneInstance(scenario, merged, next_day_ms);
 }
 
 TEST(Ingest, AMemberJoiningWhileTheWindowClosesChangesNoByteOfTheFiles) {
