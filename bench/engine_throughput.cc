@@ -76,16 +76,29 @@ uint64_t DirectoryBytes(const std::string& path) {
   return total;
 }
 
-// The windows' outcome in `store` against the oracle; the counters of every window when they agree.
-absl::StatusOr<std::map<WindowDay, WindowCounters>> CheckOracle(StateStore& store, const Registry& registry,
-                                                                const nlohmann::json& oracle) {
+// The windows' outcome in `stores` (one, or the shards': lines and counters summed per window)
+// against the oracle; the counters of every window when they agree.
+absl::StatusOr<std::map<WindowDay, WindowCounters>> CheckOracle(const std::vector<StateStore*>& stores,
+                                                                const Registry& registry, const nlohmann::json& oracle) {
+  std::map<WindowDay, WindowCounters> counters;
+  std::map<WindowDay, std::map<std::string, LineTotals>> lines;
+  for (StateStore* store : stores) {
+    absl::StatusOr<std::map<WindowDay, WindowCounters>> of_store = ReadAllWindowCounters(*store);
+    if (!of_store.ok()) return of_store.status();
+    for (const auto& [day, c] : *of_store) {
+      if (!AddWindowCounters(c, counters[day])) return absl::DataLossError("counters overflow");
+      absl::StatusOr<std::vector<WindowLine>> store_lines = ReadWindowLines(*store, day);
+      if (!store_lines.ok()) return store_lines.status();
+      for (const WindowLine& line : *store_lines) {
+        if (!AddLineTotals(line.totals, lines[day][line.line_key])) return absl::DataLossError("lines overflow");
+      }
+    }
+  }
   Outcome actual;
-  absl::StatusOr<std::map<WindowDay, WindowCounters>> counters = ReadAllWindowCounters(store);
-  if (!counters.ok()) return counters.status();
-  for (const auto& [day, c] : *counters) {
-    absl::StatusOr<std::vector<WindowLine>> lines = ReadWindowLines(store, day);
-    if (!lines.ok()) return lines.status();
-    auto w = ComputeWindowOutcome(*lines, c, FeeSchedule::FromRegistry(registry));
+  for (const auto& [day, c] : counters) {
+    std::vector<WindowLine> merged;
+    for (const auto& [key, totals] : lines[day]) merged.push_back({key, totals});
+    auto w = ComputeWindowOutcome(merged, c, FeeSchedule::FromRegistry(registry));
     if (!w.ok()) return w.status();
     actual.windows[day] = *w;
   }
@@ -105,77 +118,6 @@ constexpr int kShardsMax = 16;
 // The partition MemorySource gives a record.
 int32_t PartitionOf(const EventRecord& r) {
   return static_cast<int32_t>(XXH3_64bits(r.key.data(), r.key.size()) % static_cast<uint64_t>(kPartitions));
-}
-
-// The outcome of the shards' stores merged (lines and counters summed per window) against the
-// oracle.
-absl::Status CheckShardsOracle(const std::vector<std::unique_ptr<RocksStore>>& stores, const Registry& registry,
-                               const nlohmann::json& oracle) {
-  std::map<WindowDay, WindowCounters> counters;
-  std::map<WindowDay, std::map<std::string, LineTotals>> lines;
-  for (const std::unique_ptr<RocksStore>& store : stores) {
-    absl::StatusOr<std::map<WindowDay, WindowCounters>> shard = ReadAllWindowCounters(*store);
-    if (!shard.ok()) return shard.status();
-    for (const auto& [day, c] : *shard) {
-      if (!AddWindowCounters(c, counters[day])) return absl::DataLossError("counters overflow");
-      absl::StatusOr<std::vector<WindowLine>> shard_lines = ReadWindowLines(*store, day);
-      if (!shard_lines.ok()) return shard_lines.status();
-      for (const WindowLine& line : *shard_lines) {
-        if (!AddLineTotals(line.totals, lines[day][line.line_key])) return absl::DataLossError("lines overflow");
-      }
-    }
-  }
-  Outcome actual;
-  for (const auto& [day, c] : counters) {
-    std::vector<WindowLine> merged;
-    for (const auto& [key, totals] : lines[day]) merged.push_back({key, totals});
-    auto w = ComputeWindowOutcome(merged, c, FeeSchedule::FromRegistry(registry));
-    if (!w.ok()) return w.status();
-    actual.windows[day] = *w;
-  }
-  auto expected = OutcomeFromJson(oracle);
-  if (!expected.ok()) return expected.status();
-  const std::vector<std::string> diff = DiffOutcomes(*expected, actual);
-  for (const std::string& line : diff) std::printf("oracle mismatch: %s\n", line.c_str());
-  if (!diff.empty()) return absl::DataLossError(Cat(diff.size(), " differences from the oracle"));
-  return absl::OkStatus();
-}
-
-// Copies `owner`'s applied records and counters of `day` from a shard's store into `restore` (a
-// merge store's), renumbering their lines, as one commit record of the owner's.
-absl::Status CopyShardWindow(StateStore& shard, WindowDay day, SourcePartition owner, ChangelogRestore& restore) {
-  absl::StatusOr<LineIds> line_ids = LoadLineIds(shard);
-  if (!line_ids.ok()) return line_ids.status();
-  // The owner's next offset too: a store replays the applied records of the owners it has an
-  // offset for into their lines.
-  std::string prefix, key, value;
-  OffsetKey(owner.topic, owner.partition, key);
-  bool consumed = false;
-  if (absl::Status s = shard.Get(Table::kMeta, key, value, consumed); !s.ok()) return s;
-  if (!consumed) return absl::OkStatus();  // no message of it
-  if (value.size() != 8) return absl::DataLossError("an offset record is damaged");
-  ChangelogRecordBuilder builder;
-  builder.Start({.kind = ChangelogKind::kCommit,
-                 .owner = owner,
-                 .epoch = 1,
-                 .number = 1,
-                 .next_offset = static_cast<int64_t>(ReadBigEndian64(value.data()))});
-  WindowOwnerKeyPrefix(day, owner, prefix);
-  bool named = true;
-  absl::Status s = shard.Scan(Table::kApplied, prefix, {}, [&](std::string_view k, std::string_view blob) {
-    named = builder.AddApplied(day, ReadBigEndian64(k.data() + k.size() - 8), blob, *line_ids);
-    return named;
-  });
-  if (!s.ok()) return s;
-  if (!named) return absl::DataLossError("an applied record names a line the shard does not number");
-  CountersKey(day, owner, key);
-  bool found = false;
-  if (s = shard.Get(Table::kMeta, key, value, found); !s.ok()) return s;
-  WindowCounters counters;
-  if (found && DecodeWindowCounters(value, counters)) builder.AddCounters(day, counters);
-  std::string record;
-  builder.Finish(record);
-  return restore.Apply(record).status();
 }
 
 // --shards N: the partitions split over N ledgers, each with its own store and pipeline threads,
@@ -226,7 +168,9 @@ int RunShards(int shards, std::vector<EventRecord> records, const std::shared_pt
   }
   std::printf("shards=%d messages=%zu seconds=%.3f events_per_s=%.0f\n", shards, message_count, seconds,
               static_cast<double>(message_count) / seconds);
-  if (absl::Status s = CheckShardsOracle(stores, *registry, oracle); !s.ok()) return std::cerr << s << "\n", 1;
+  std::vector<StateStore*> shard_stores;
+  for (const std::unique_ptr<RocksStore>& store : stores) shard_stores.push_back(store.get());
+  if (absl::Status s = CheckOracle(shard_stores, *registry, oracle).status(); !s.ok()) return std::cerr << s << "\n", 1;
   std::printf("oracle=match (the shards' lines and counters merged)\n");
   if (!close_window) return 0;
 
@@ -246,9 +190,11 @@ int RunShards(int shards, std::vector<EventRecord> records, const std::shared_pt
     auto restore = ChangelogRestore::Open(**merge);
     if (!restore.ok()) return std::cerr << restore.status() << "\n", 1;
     for (int k = 0; k < shards; ++k) {
+      absl::StatusOr<LineIds> line_ids = LoadLineIds(*stores[static_cast<size_t>(k)]);
+      if (!line_ids.ok()) return std::cerr << line_ids.status() << "\n", 1;
       for (const SourceTopic topic : {SourceTopic::kTaps, SourceTopic::kMedical}) {
         for (int32_t partition = k; partition < kPartitions; partition += shards) {
-          if (absl::Status s = CopyShardWindow(*stores[static_cast<size_t>(k)], day, {topic, partition}, **restore);
+          if (absl::Status s = CopyWindowShare(*stores[static_cast<size_t>(k)], *line_ids, day, {topic, partition}, **restore);
               !s.ok()) {
             return std::cerr << s << "\n", 1;
           }
@@ -411,11 +357,11 @@ int Main(int argc, char** argv) {
                 static_cast<double>(DirectoryBytes(store_path)) / static_cast<double>(message_count));
 
     // Check against the oracle from the store itself.
-    absl::StatusOr<std::map<WindowDay, WindowCounters>> counters = CheckOracle(**store, **registry, oracle);
+    absl::StatusOr<std::map<WindowDay, WindowCounters>> counters = CheckOracle({store->get()}, **registry, oracle);
     if (!counters.ok()) return std::cerr << counters.status() << "\n", 1;
     std::printf("oracle=match\n");
     if (restored_store != nullptr) {
-      if (absl::Status s = CheckOracle(*restored_store, **registry, oracle).status(); !s.ok()) {
+      if (absl::Status s = CheckOracle({restored_store.get()}, **registry, oracle).status(); !s.ok()) {
         return std::cerr << "restored store: " << s << "\n", 1;
       }
       std::printf("restored_oracle=match\n");

@@ -35,4 +35,48 @@ absl::StatusOr<ClosedWindow> CloseMergedWindow(StateStore& store, const WindowCa
   return LoadClosedWindow(store, day, *registry);
 }
 
+absl::Status CopyWindowShare(StateStore& from, const LineIds& line_ids, WindowDay day, SourcePartition owner,
+                             ChangelogRestore& into) {
+  // The owner's next offset goes too: a store replays into the lines the applied records of the
+  // owners it has an offset for.
+  std::string prefix, key, value;
+  OffsetKey(owner.topic, owner.partition, key);
+  bool consumed = false;
+  if (absl::Status s = from.Get(Table::kMeta, key, value, consumed); !s.ok()) return s;
+  if (!consumed) return absl::OkStatus();
+  if (value.size() != 8) return absl::DataLossError(Cat("the offset record of ", FormatOwner(owner), " is damaged"));
+  ChangelogRecordBuilder builder;
+  builder.Start({.kind = ChangelogKind::kCommit,
+                 .owner = owner,
+                 .epoch = 1,
+                 .number = into.progress(owner).number + 1,
+                 .next_offset = static_cast<int64_t>(ReadBigEndian64(value.data()))});
+  WindowOwnerKeyPrefix(day, owner, prefix);
+  bool named = true;
+  absl::Status s = from.Scan(Table::kApplied, prefix, {}, [&](std::string_view applied_key, std::string_view blob) {
+    named = applied_key.size() >= 8 &&
+            builder.AddApplied(day, ReadBigEndian64(applied_key.data() + applied_key.size() - 8), blob, line_ids);
+    return named;
+  });
+  if (!s.ok()) return s;
+  if (!named) {
+    return absl::DataLossError(Cat("an applied record of ", FormatOwner(owner), " in window ", FormatWindowDay(day),
+                                   " is damaged or names a line its store does not number"));
+  }
+  CountersKey(day, owner, key);
+  bool found = false;
+  if (s = from.Get(Table::kMeta, key, value, found); !s.ok()) return s;
+  if (found) {
+    WindowCounters counters;
+    if (!DecodeWindowCounters(value, counters)) {
+      return absl::DataLossError(Cat("the counters of ", FormatOwner(owner), " in window ", FormatWindowDay(day),
+                                     " are damaged"));
+    }
+    builder.AddCounters(day, counters);
+  }
+  std::string record;
+  builder.Finish(record);
+  return into.Apply(record).status();
+}
+
 }  // namespace yrd

@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/base/window.h"
+#include "engine/changelog/changelog.h"
 #include "engine/clearing/clearing_files.h"
 #include "engine/registry/registry.h"
 #include "engine/store/state_store.h"
@@ -29,5 +30,13 @@ namespace yrd {
 [[nodiscard]] absl::StatusOr<ClosedWindow> CloseMergedWindow(StateStore& store, const WindowCalendar& calendar,
                                                              WindowDay day, int64_t closed_at_ms,
                                                              std::shared_ptr<const Registry> registry, int64_t now_ms);
+
+// Copies `owner`'s applied records and counters of `day` from `from` (a store that holds the
+// owner's state: a shard's, whose line numbers are `line_ids`) into the merge store `into`
+// restores to, its lines renumbered there, as one commit record of the owner's; an owner `from`
+// has consumed nothing of is left out. What a process with several ledger shards merges a window
+// from (bench/engine_throughput --shards). DataLoss for a damaged record.
+[[nodiscard]] absl::Status CopyWindowShare(StateStore& from, const LineIds& line_ids, WindowDay day,
+                                           SourcePartition owner, ChangelogRestore& into);
 
 }  // namespace yrd

@@ -131,9 +131,15 @@ class KafkaChangelogTest : public ::testing::Test {
     return tap;
   }
 
-  // A day's worth of the three partitions: taps, a duplicate, a refund, junk, a settlement and its
-  // cancellation.
-  void ApplyDay(Instance& instance, std::map<SourcePartition, int64_t>& offsets) {
+  // One batch of a day: its partition and payloads.
+  struct DayPart {
+    SourceTopic topic;
+    int32_t partition;
+    std::vector<std::string> payloads;
+  };
+  // A day's worth of three partitions (medical partition 1 stays idle): taps, a duplicate, a
+  // refund, junk, a settlement and its cancellation.
+  std::vector<DayPart> Day() const {
     test::RefundFields refund;
     refund.txn_id = "R1";
     refund.amount_fen = 120;
@@ -143,11 +149,16 @@ class KafkaChangelogTest : public ::testing::Test {
     test::CancellationFields cancellation;
     cancellation.txn_id = "CANCEL1";
     cancellation.occurred_at_ms = now_ms_ - kMinuteMs / 2;
-    Apply(instance, offsets, SourceTopic::kTaps, 0, {test::TapBytes(Tap("TAP1", 300)), test::TapBytes(Tap("TAP2", 500))});
-    Apply(instance, offsets, SourceTopic::kTaps, 1, {test::TapBytes(Tap("TAP3", 700)), test::TapBytes(Tap("TAP3", 700))});
-    Apply(instance, offsets, SourceTopic::kTaps, 0, {test::RefundBytes(refund), "junk"});
-    Apply(instance, offsets, SourceTopic::kMedical, 0, {test::SettlementBytes(settlement)});
-    Apply(instance, offsets, SourceTopic::kMedical, 0, {test::CancellationBytes(cancellation)});
+    return {
+        {SourceTopic::kTaps, 0, {test::TapBytes(Tap("TAP1", 300)), test::TapBytes(Tap("TAP2", 500))}},
+        {SourceTopic::kTaps, 1, {test::TapBytes(Tap("TAP3", 700)), test::TapBytes(Tap("TAP3", 700))}},
+        {SourceTopic::kTaps, 0, {test::RefundBytes(refund), "junk"}},
+        {SourceTopic::kMedical, 0, {test::SettlementBytes(settlement)}},
+        {SourceTopic::kMedical, 0, {test::CancellationBytes(cancellation)}},
+    };
+  }
+  void ApplyDay(Instance& instance, std::map<SourcePartition, int64_t>& offsets) {
+    for (const DayPart& part : Day()) Apply(instance, offsets, part.topic, part.partition, part.payloads);
   }
 
   test::TempDir dir_;
@@ -237,29 +248,8 @@ TEST_F(KafkaChangelogTest, AWindowClosedByTwoOwnersMergedFromTheirChangelogsHasT
   Instance one = Start("one", {});  // consumes every partition, no changelog
   one.ledger = std::make_unique<Ledger>(*one.store, LedgerOptions{});
   ASSERT_TRUE(one.ledger->Load(now_ms_).ok());
-  test::RefundFields refund;
-  refund.txn_id = "R1";
-  refund.amount_fen = 120;
-  refund.occurred_at_ms = now_ms_ - kMinuteMs / 2;
-  test::SettlementFields settlement;
-  settlement.occurred_at_ms = now_ms_ - kMinuteMs;
-  test::CancellationFields cancellation;
-  cancellation.txn_id = "CANCEL1";
-  cancellation.occurred_at_ms = now_ms_ - kMinuteMs / 2;
-  struct Part {
-    SourceTopic topic;
-    int32_t partition;
-    std::vector<std::string> payloads;
-  };
-  const std::vector<Part> day = {
-      {SourceTopic::kTaps, 0, {test::TapBytes(Tap("TAP1", 300)), test::TapBytes(Tap("TAP2", 500))}},
-      {SourceTopic::kTaps, 1, {test::TapBytes(Tap("TAP3", 700)), test::TapBytes(Tap("TAP3", 700)), "junk"}},
-      {SourceTopic::kTaps, 0, {test::RefundBytes(refund)}},
-      {SourceTopic::kMedical, 0, {test::SettlementBytes(settlement)}},
-      {SourceTopic::kMedical, 0, {test::CancellationBytes(cancellation)}},
-  };  // medical partition 1 stays idle
   std::map<SourcePartition, int64_t> first_offsets, second_offsets, one_offsets;
-  for (const Part& part : day) {
+  for (const DayPart& part : Day()) {
     Instance& owner = part.partition == 0 ? first : second;
     Apply(owner, part.partition == 0 ? first_offsets : second_offsets, part.topic, part.partition, part.payloads);
     Apply(one, one_offsets, part.topic, part.partition, part.payloads);

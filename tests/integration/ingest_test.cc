@@ -329,6 +329,14 @@ void ExpectTheFilesOfOneInstance(Scenario& scenario, const std::map<std::string,
   ASSERT_NO_FATAL_FAILURE(StopWithSigterm(scenario, *single));
 }
 
+// A broker and the configuration of the first member of a group (clearing-1, static membership,
+// a short session).
+void PrepareGroup(Scenario& scenario, int partitions_per_topic = 8, int merchants = 200) {
+  scenario.StartBroker(partitions_per_topic);
+  scenario.Prepare(merchants, /*seed=*/3, "", "",
+                   std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n") + kShortSession);
+}
+
 // Three members of one group on the scenario's broker: clearing-1 is the scenario's daemon, the
 // others have stores, files and logs of their own.
 class ThreeMembers {
@@ -536,9 +544,7 @@ TEST(Ingest, ThreeMembersSurviveKillsAndAScaleDownToOneWithTheOraclesFiles) {
 
 TEST(Ingest, ThreeMembersCloseTheDayFromAnyOneAndWriteTheBytesOfOneInstance) {
   Scenario scenario;
-  scenario.StartBroker(16);
-  scenario.Prepare(/*merchants=*/400, /*seed=*/3, "", "",
-                   std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n") + kShortSession);
+  PrepareGroup(scenario, /*partitions_per_topic=*/16, /*merchants=*/400);
   ThreeMembers group(scenario, 32);
   ASSERT_NO_FATAL_FAILURE(group.Start());
   // The day arrives (500k messages with the generator's duplicates, conflicts, refunds,
@@ -560,9 +566,7 @@ TEST(Ingest, ThreeMembersCloseTheDayFromAnyOneAndWriteTheBytesOfOneInstance) {
 
 TEST(Ingest, AMemberPausedPastItsSessionWakesAsAZombieAndChangesNothing) {
   Scenario scenario;
-  scenario.StartBroker(8);
-  scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "",
-                   std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n") + kShortSession);
+  PrepareGroup(scenario);
   ThreeMembers group(scenario);
   ASSERT_NO_FATAL_FAILURE(group.Start());
   scenario.Generate(200'000, /*seed=*/5);
@@ -595,9 +599,7 @@ TEST(Ingest, AMemberPausedPastItsSessionWakesAsAZombieAndChangesNothing) {
 
 TEST(Ingest, TheClockClosesTheWindowOnEveryMemberAndOneFileSetIsWritten) {
   Scenario scenario;
-  scenario.StartBroker(8);
-  scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "",
-                   std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n") + kShortSession);
+  PrepareGroup(scenario);
   ThreeMembers group(scenario);
   ASSERT_NO_FATAL_FAILURE(group.Start());
   scenario.Generate(100'000, /*seed=*/5);
@@ -614,9 +616,7 @@ TEST(Ingest, TheClockClosesTheWindowOnEveryMemberAndOneFileSetIsWritten) {
 
 TEST(Ingest, AMemberJoiningWhileTheWindowClosesChangesNoByteOfTheFiles) {
   Scenario scenario;
-  scenario.StartBroker(8);
-  scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "",
-                   std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n") + kShortSession);
+  PrepareGroup(scenario);
   ThreeMembers group(scenario);
   ASSERT_NO_FATAL_FAILURE(group.Start(2));
   scenario.Generate(100'000, /*seed=*/5);
