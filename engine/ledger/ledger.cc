@@ -4,6 +4,7 @@
 
 #include "engine/base/assert.h"
 #include "engine/base/money.h"
+#include "engine/readers/store_readers.h"
 #include "engine/rules/rules.h"
 #include "engine/upgrade/store_upgrade.h"
 
@@ -79,8 +80,15 @@ absl::Status Ledger::LoadParts(int64_t now_ms) {
   if (absl::Status s = lines_->LoadIds(store_); !s.ok()) return s;
   if (absl::Status s = windows_->Load(store_, lines_->line_ids()); !s.ok()) return s;
   // The lines of every window not closed yet, the ones the clock closes with the first batch
-  // included: a close checkpoints them, so they must be whole in memory.
-  if (absl::Status s = lines_->LoadLines(store_, windows_->DaysNotClosed()); !s.ok()) return s;
+  // included: a close checkpoints them, so they must be whole in memory. And those of a closed
+  // window with records its checkpoint lacks (a partition restored from its changelog after the
+  // close): the next checkpoint moves every partition's marker past them, so it writes these
+  // lines whole too.
+  std::vector<WindowDay> line_days = windows_->DaysNotClosed();
+  absl::StatusOr<std::vector<WindowDay>> incomplete = DaysWithRecordsAfterMarkers(store_, windows_->DaysClosedNotRetired());
+  if (!incomplete.ok()) return incomplete.status();
+  line_days.insert(line_days.end(), incomplete->begin(), incomplete->end());
+  if (absl::Status s = lines_->LoadLines(store_, line_days); !s.ok()) return s;
   if (absl::Status s = dedup_->Load(now_ms); !s.ok()) return s;
   absl::StatusOr<std::map<SourcePartition, ChangelogProgress>> progress = ReadChangelogProgress(store_);
   if (!progress.ok()) return progress.status();

@@ -172,6 +172,35 @@ absl::StatusOr<uint64_t> ReadLinesThrough(StateStore& store, SourcePartition own
   return ReadBigEndian64(value.data());
 }
 
+absl::StatusOr<std::vector<WindowDay>> DaysWithRecordsAfterMarkers(StateStore& store,
+                                                                  const std::vector<WindowDay>& days) {
+  std::vector<WindowDay> found;
+  if (days.empty()) return found;
+  absl::StatusOr<std::vector<SourcePartition>> owners = ListOwners(store);
+  if (!owners.ok()) return owners.status();
+  std::vector<uint64_t> markers;
+  for (const SourcePartition owner : *owners) {
+    absl::StatusOr<uint64_t> lines_through = ReadLinesThrough(store, owner);
+    if (!lines_through.ok()) return lines_through.status();
+    markers.push_back(*lines_through);
+  }
+  std::string prefix, from;
+  for (const WindowDay day : days) {
+    bool any = false;
+    for (size_t i = 0; i < owners->size() && !any; ++i) {
+      WindowOwnerKeyPrefix(day, (*owners)[i], prefix);
+      AppliedKey(day, (*owners)[i], markers[i] + 1, from);
+      absl::Status s = store.Scan(Table::kApplied, prefix, from, [&](std::string_view, std::string_view) {
+        any = true;
+        return false;
+      });
+      if (!s.ok()) return s;
+    }
+    if (any) found.push_back(day);
+  }
+  return found;
+}
+
 absl::StatusOr<std::vector<WindowLine>> ReadWindowLines(StateStore& store, WindowDay day, uint64_t* replayed,
                                                         const LineIds* line_ids) {
   std::string prefix;

@@ -46,6 +46,11 @@ namespace yrd {
 // The number of `owner`'s last commit whose applied records the lines in kLines include
 // (kLinesThroughKeyPrefix); 0 before the first checkpoint that knew it.
 [[nodiscard]] absl::StatusOr<uint64_t> ReadLinesThrough(StateStore& store, SourcePartition owner);
+// Of `days`, those where some owner has applied records after its marker (ReadLinesThrough):
+// records the day's checkpointed lines do not include yet. A closed window has some only when the
+// store took a partition's state from its changelog after it closed the window.
+[[nodiscard]] absl::StatusOr<std::vector<WindowDay>> DaysWithRecordsAfterMarkers(StateStore& store,
+                                                                               const std::vector<WindowDay>& days);
 
 // A window's netting lines as committed: kLines as of the last checkpoint, completed by every
 // owner's applied records of its commits after its marker; in line-key order. `replayed`, when

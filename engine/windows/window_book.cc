@@ -79,6 +79,14 @@ std::vector<WindowDay> WindowBook::DaysNotClosed() const {
   return days;
 }
 
+std::vector<WindowDay> WindowBook::DaysClosedNotRetired() const {
+  std::vector<WindowDay> days;
+  for (const auto& [day, record] : records_) {
+    if (record.state >= WindowState::kClosed && record.retired_at_ms == 0) days.push_back(day);
+  }
+  return days;
+}
+
 void WindowBook::SumDay(WindowDay day) {
   WindowCounters sum;
   for (auto it = counters_.lower_bound({day, SourcePartition{static_cast<SourceTopic>(0), INT32_MIN}});

@@ -47,6 +47,8 @@ class WindowBook {
   [[nodiscard]] absl::Status Load(StateStore& store, const LineIds& line_ids);
   // Windows with counters that are not closed: the ones whose lines the ledger holds.
   [[nodiscard]] std::vector<WindowDay> DaysNotClosed() const;
+  // Windows closed whose records are not retired.
+  [[nodiscard]] std::vector<WindowDay> DaysClosedNotRetired() const;
 
   // Before a batch whose write will store commit `sequence`.
   void BeginBatch(uint64_t sequence);

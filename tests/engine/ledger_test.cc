@@ -1968,6 +1968,38 @@ TEST_F(LedgerTest, AfterARestoreIntoItsStoreTheLedgerReloadsAndDecidesWithTheRes
   EXPECT_EQ(header.number, 2u);
 }
 
+TEST_F(LedgerTest, APartitionRestoredAfterAWindowClosedHereIsInThatWindowsLinesAfterTheNextCheckpoint) {
+  MemoryChangelog own_changelog;
+  own_changelog.owned = {kTaps0};
+  changelog_ = &own_changelog;
+  lines_checkpoint_applied_max_ = 1;  // every commit checkpoints and moves every partition's marker
+  Reopen();
+  Apply({TapMessage(Tap("TAP1", 300))});
+  // Another instance consumed partition 1 of the same day.
+  MemoryChangelog other_changelog;
+  {
+    auto other_store = RocksStore::Open(dir_.path() + "/other", {});
+    ASSERT_TRUE(other_store.ok()) << other_store.status();
+    Ledger other(**other_store, LedgerOptions{.calendar = calendar_, .changelog = &other_changelog});
+    ASSERT_TRUE(other.Load(now_ms_).ok());
+    BatchResult result;
+    ASSERT_TRUE(other.Apply(Decoded({TapMessage(Tap("TAP9", 900))}, 1, {}), result).ok());
+  }
+  // This instance closes the day, then takes partition 1 over (its state restored) and goes on
+  // with the next day, whose checkpoints move partition 1's marker past its records of the 27th.
+  Apply({}, 0, {WindowCommand::RegionClose(kNov27, now_ms_)});
+  ASSERT_TRUE(RestoreInto(*store_, other_changelog, {kTaps1}).ok());
+  ASSERT_TRUE(ledger_->Reload(now_ms_).ok());
+  TapFields next_day = Tap("TAP2", 500);
+  next_day.occurred_at_ms = test::ChinaTimeMs(2026, 11, 28, 9, 0);
+  now_ms_ = test::ChinaTimeMs(2026, 11, 28, 9, 5);
+  Apply({TapMessage(next_day)}, 1);
+  Apply({TapMessage(Tap("TAP3", 100))}, 0);  // late: to the 28th
+  EXPECT_EQ(Line(kNov27, kMetroLine).amount_fen, 1200) << "partition 0's 300 and partition 1's 900";
+  EXPECT_EQ(Line(kNov27, kMetroLine).count, 2);
+  EXPECT_EQ(Line(kNov28, kMetroLine).amount_fen, 600);
+}
+
 TEST_F(LedgerTest, ALedgerWithABatchInFlightDoesNotReload) {
   Prepare({TapMessage(Tap("TAP1", 300))});
   EXPECT_EQ(ledger_->Reload(now_ms_).code(), absl::StatusCode::kFailedPrecondition);
