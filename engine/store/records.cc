@@ -1,5 +1,6 @@
 #include "engine/store/records.h"
 
+#include <array>
 #include <cstring>
 #include <limits>
 
@@ -317,20 +318,6 @@ bool NetIntoLine(EventKind kind, int64_t amount_fen, int64_t fund_pay_fen, int64
   return ok;
 }
 
-bool SubtractLineTotals(const LineTotals& part, LineTotals& line) {
-  LineTotals next = line;
-  for (int64_t LineTotals::*field :
-       {&LineTotals::count, &LineTotals::amount_fen, &LineTotals::fund_pay_fen, &LineTotals::account_pay_fen,
-        &LineTotals::cash_pay_fen, &LineTotals::reversal_count, &LineTotals::reversed_amount_fen,
-        &LineTotals::reversed_fund_pay_fen, &LineTotals::reversed_account_pay_fen, &LineTotals::reversed_cash_pay_fen}) {
-    const std::optional<int64_t> rest = CheckedSubFen(next.*field, part.*field);
-    if (!rest || *rest < 0) return false;
-    next.*field = *rest;
-  }
-  line = next;
-  return true;
-}
-
 void EncodeLineTotals(const LineTotals& t, std::string& out) {
   out.clear();
   Writer w(out);
@@ -353,26 +340,37 @@ bool DecodeLineTotals(std::string_view bytes, LineTotals& t) {
   return r.AtEnd();
 }
 
+namespace {
+
+// Every total of a line, for the field-by-field rules below.
+constexpr std::array<int64_t LineTotals::*, 10> kLineTotalsFields = {
+    &LineTotals::count,           &LineTotals::amount_fen,          &LineTotals::fund_pay_fen,
+    &LineTotals::account_pay_fen, &LineTotals::cash_pay_fen,        &LineTotals::reversal_count,
+    &LineTotals::reversed_amount_fen,   &LineTotals::reversed_fund_pay_fen,
+    &LineTotals::reversed_account_pay_fen, &LineTotals::reversed_cash_pay_fen};
+static_assert(sizeof(LineTotals) == kLineTotalsFields.size() * sizeof(int64_t), "a total missing from the list");
+
+}  // namespace
+
 bool AddLineTotals(const LineTotals& add, LineTotals& into) {
   LineTotals next = into;
-  const std::array<std::pair<int64_t*, int64_t>, 10> fields{{
-      {&next.count, add.count},
-      {&next.amount_fen, add.amount_fen},
-      {&next.fund_pay_fen, add.fund_pay_fen},
-      {&next.account_pay_fen, add.account_pay_fen},
-      {&next.cash_pay_fen, add.cash_pay_fen},
-      {&next.reversal_count, add.reversal_count},
-      {&next.reversed_amount_fen, add.reversed_amount_fen},
-      {&next.reversed_fund_pay_fen, add.reversed_fund_pay_fen},
-      {&next.reversed_account_pay_fen, add.reversed_account_pay_fen},
-      {&next.reversed_cash_pay_fen, add.reversed_cash_pay_fen},
-  }};
-  for (const auto& [total, delta] : fields) {
-    const std::optional<int64_t> sum = CheckedAddFen(*total, delta);
+  for (int64_t LineTotals::*field : kLineTotalsFields) {
+    const std::optional<int64_t> sum = CheckedAddFen(next.*field, add.*field);
     if (!sum) return false;
-    *total = *sum;
+    next.*field = *sum;
   }
   into = next;
+  return true;
+}
+
+bool SubtractLineTotals(const LineTotals& part, LineTotals& line) {
+  LineTotals next = line;
+  for (int64_t LineTotals::*field : kLineTotalsFields) {
+    const std::optional<int64_t> rest = CheckedSubFen(next.*field, part.*field);
+    if (!rest || *rest < 0) return false;
+    next.*field = *rest;
+  }
+  line = next;
   return true;
 }
 

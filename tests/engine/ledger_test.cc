@@ -2000,6 +2000,48 @@ TEST_F(LedgerTest, APartitionRestoredAfterAWindowClosedHereIsInThatWindowsLinesA
   EXPECT_EQ(Line(kNov28, kMetroLine).amount_fen, 600);
 }
 
+TEST_F(LedgerTest, ARestoreDoesNotBringBackTheRecordsOfARetiredWindow) {
+  MemoryChangelog changelog;
+  changelog.owned = {kTaps0};
+  changelog_ = &changelog;
+  Reopen();
+  Apply({TapMessage(Tap("TAP1", 300)), {SourceTopic::kTaps, "not a message"}});
+  Apply({}, 0, {WindowCommand::RegionClose(kNov27, now_ms_)});
+  Apply({}, 0, {WindowCommand{WindowCommand::Kind::kMarkFilesWritten, kNov27}});
+  std::string exception_key;
+  ExceptionKey(SourceTopic::kTaps, 0, 1, exception_key);
+  Apply({}, 0, {WindowCommand(WindowCommand::Kind::kRetire, kNov27, {exception_key})});
+  ledger_.reset();
+  auto applied_of_nov27 = [&] {
+    std::string prefix;
+    WindowKeyPrefix(kNov27, prefix);
+    int records = 0;
+    EXPECT_TRUE(store_->Scan(Table::kApplied, prefix, {}, [&](std::string_view, std::string_view) {
+                  ++records;
+                  return true;
+                }).ok());
+    return records;
+  };
+  auto exceptions = [&] {
+    int records = 0;
+    EXPECT_TRUE(store_->Scan(Table::kExceptions, {}, {}, [&](std::string_view, std::string_view) {
+                  ++records;
+                  return true;
+                }).ok());
+    return records;
+  };
+  ASSERT_EQ(applied_of_nov27(), 0);
+  ASSERT_EQ(exceptions(), 0);
+  // The partition's state dropped and restored from its whole changelog: the retired window's
+  // applied records and exception stay gone, its counters are as they were.
+  ASSERT_TRUE(DropOwnerState(*store_, kTaps0).ok());
+  ASSERT_TRUE(RestoreInto(*store_, changelog, {kTaps0}).ok());
+  EXPECT_EQ(applied_of_nov27(), 0);
+  EXPECT_EQ(exceptions(), 0);
+  EXPECT_EQ(Counters(kNov27).applied_count, 1);
+  EXPECT_EQ(Counters(kNov27).exception_counts[static_cast<size_t>(Reason::kMalformed)], 1);
+}
+
 TEST_F(LedgerTest, ALedgerWithABatchInFlightDoesNotReload) {
   Prepare({TapMessage(Tap("TAP1", 300))});
   EXPECT_EQ(ledger_->Reload(now_ms_).code(), absl::StatusCode::kFailedPrecondition);
