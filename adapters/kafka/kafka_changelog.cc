@@ -316,15 +316,40 @@ absl::StatusOr<std::vector<ClaimResult>> KafkaChangelog::ClaimAll(StateStore& st
 
 absl::StatusOr<WindowRestoreResult> KafkaChangelog::RestoreWindow(StateStore& store, WindowDay day,
                                                                   std::span<const SourcePartition> owners) {
-  absl::StatusOr<std::unique_ptr<ChangelogRestore>> restore = ChangelogRestore::Open(store);
+  absl::StatusOr<std::unique_ptr<WindowRestore>> restore = StartWindowRestore(store, day, owners);
   if (!restore.ok()) return restore.status();
+  if (absl::Status s = ContinueWindowRestore(**restore); !s.ok()) return s;
+  return (*restore)->result();
+}
+
+absl::StatusOr<std::unique_ptr<WindowRestore>> KafkaChangelog::StartWindowRestore(
+    StateStore& store, WindowDay day, std::span<const SourcePartition> owners) {
+  absl::StatusOr<std::unique_ptr<ChangelogRestore>> changes = ChangelogRestore::Open(store);
+  if (!changes.ok()) return changes.status();
+  std::unique_ptr<WindowRestore> restore(new WindowRestore());
+  restore->day_ = day;
+  restore->owners_.assign(owners.begin(), owners.end());
+  restore->restore_ = *std::move(changes);
+  return restore;
+}
+
+absl::Status KafkaChangelog::ContinueWindowRestore(WindowRestore& window) {
   absl::StatusOr<std::unique_ptr<PartitionReader>> reader = PartitionReader::Create(impl_->options.bootstrap_servers);
   if (!reader.ok()) return reader.status();
   const Clock::time_point deadline = Clock::now() + impl_->options.restore_timeout;
-  WindowRestoreResult result;
-  for (const SourcePartition owner : owners) {
+  ChangelogRestore& restore = *window.restore_;
+  WindowRestoreResult& result = window.result_;
+  result.not_closed.clear();
+  for (const SourcePartition owner : window.owners_) {
+    if (restore.Closed(owner, window.day_)) continue;  // complete in an earlier pass
     const std::string topic = TopicOf(owner.topic);
+    absl::StatusOr<std::pair<int64_t, int64_t>> marks = (*reader)->Watermarks(topic, owner.partition);
+    if (!marks.ok()) return marks.status();
+    // The first pass reads from the oldest record; a later one where the last stopped (the
+    // reader delivers consecutive offsets, or fails).
+    int64_t& next = window.next_offsets_.try_emplace(owner, marks->first).first->second;
     auto apply = [&](std::string_view record) -> absl::Status {
+      ++next;
       ChangelogHeader header;
       if (!DecodeChangelogHeader(record, header) || header.owner != owner) {
         return absl::DataLossError(
@@ -332,23 +357,21 @@ absl::StatusOr<WindowRestoreResult> KafkaChangelog::RestoreWindow(StateStore& st
       }
       ++result.records_read;
       result.bytes_read += record.size();
-      absl::StatusOr<RestoreStep> step = (*restore)->Apply(record);
+      absl::StatusOr<RestoreStep> step = restore.Apply(record);
       if (!step.ok()) return step.status();
       // The owner's share of the window is complete with the commit that closed it.
-      if (*step == RestoreStep::kApplied && (*restore)->Closed(owner, day)) return absl::CancelledError();
+      if (*step == RestoreStep::kApplied && restore.Closed(owner, window.day_)) return absl::CancelledError();
       return absl::OkStatus();
     };
-    absl::StatusOr<std::pair<int64_t, int64_t>> marks = (*reader)->Watermarks(topic, owner.partition);
-    if (!marks.ok()) return marks.status();
-    if (absl::Status s = (*reader)->Read(topic, owner.partition, marks->first, marks->second, deadline, apply); !s.ok()) {
+    if (absl::Status s = (*reader)->Read(topic, owner.partition, next, marks->second, deadline, apply); !s.ok()) {
       return s;
     }
-    if (!(*restore)->Closed(owner, day)) result.not_closed.push_back(owner);
+    if (!restore.Closed(owner, window.day_)) result.not_closed.push_back(owner);
   }
-  if (absl::Status s = (*restore)->Flush(); !s.ok()) return s;
-  const auto closed = (*restore)->windows_closed().find(day);
-  if (closed != (*restore)->windows_closed().end()) result.closed_at_ms = closed->second;
-  return result;
+  if (absl::Status s = restore.Flush(); !s.ok()) return s;
+  const auto closed = restore.windows_closed().find(window.day_);
+  result.closed_at_ms = closed == restore.windows_closed().end() ? 0 : closed->second;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ClaimResult> KafkaChangelog::ClaimOne(ChangelogRestore& restore, PartitionReader& reader,

@@ -80,6 +80,26 @@ struct WindowRestoreResult {
 
 class PartitionReader;  // kafka_changelog.cc: reads one changelog partition
 
+// The restore of one window from every partition's changelog into a store of its own, kept
+// between passes: each pass (KafkaChangelog::ContinueWindowRestore) reads every partition that
+// has not closed the window yet on from where the last pass stopped, so a coordinator waiting
+// for the last partitions reads each record once. Not thread-safe; the store must outlive it.
+class WindowRestore {
+ public:
+  [[nodiscard]] WindowDay day() const { return day_; }
+  // As of the last pass.
+  [[nodiscard]] const WindowRestoreResult& result() const { return result_; }
+
+ private:
+  friend class KafkaChangelog;
+  WindowRestore() = default;
+  WindowDay day_ = 0;
+  std::vector<SourcePartition> owners_;
+  std::unique_ptr<ChangelogRestore> restore_;
+  std::map<SourcePartition, int64_t> next_offsets_;  // where the next pass reads each partition
+  WindowRestoreResult result_;
+};
+
 class KafkaChangelog final : public ChangelogSink {
  public:
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<KafkaChangelog>> Create(KafkaChangelogOptions options);
@@ -105,6 +125,11 @@ class KafkaChangelog final : public ChangelogSink {
   // restored to its end and named in not_closed. Refusals as Claim's.
   [[nodiscard]] absl::StatusOr<WindowRestoreResult> RestoreWindow(StateStore& store, WindowDay day,
                                                                   std::span<const SourcePartition> owners);
+  // The same in passes: Start, then ContinueWindowRestore until result().not_closed is empty.
+  // An error leaves the restore unusable (start again on a new store).
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<WindowRestore>> StartWindowRestore(
+      StateStore& store, WindowDay day, std::span<const SourcePartition> owners);
+  [[nodiscard]] absl::Status ContinueWindowRestore(WindowRestore& restore);
   // Whether this instance still owns `owner` as far as the changelog says: it claimed it and no
   // fence of a later epoch followed its own (another instance claimed it since, and this one is a
   // zombie that has not noticed). Reads the changelog from this instance's fence to its end.

@@ -261,13 +261,13 @@ TEST_F(KafkaChangelogTest, AWindowClosedByTwoOwnersMergedFromTheirChangelogsHasT
   EXPECT_EQ(Command(first, WindowCommand::RegionClose(nov27, closed_at_ms)).windows_closed,
             (std::vector<WindowDay>{nov27}));
   const std::vector<SourcePartition> all = {kTaps0, kTaps1, kMedical0, kMedical1};
-  {
-    auto early = RocksStore::Open(dir_.path() + "/merge-early", {});
-    ASSERT_TRUE(early.ok()) << early.status();
-    absl::StatusOr<WindowRestoreResult> restored = first.changelog->RestoreWindow(**early, nov27, all);
-    ASSERT_TRUE(restored.ok()) << restored.status();
-    EXPECT_EQ(restored->not_closed, (std::vector<SourcePartition>{kTaps1, kMedical1}));
-  }
+  auto merge = RocksStore::Open(dir_.path() + "/merge", {});
+  ASSERT_TRUE(merge.ok()) << merge.status();
+  absl::StatusOr<std::unique_ptr<WindowRestore>> restore = second.changelog->StartWindowRestore(**merge, nov27, all);
+  ASSERT_TRUE(restore.ok()) << restore.status();
+  ASSERT_TRUE(second.changelog->ContinueWindowRestore(**restore).ok());
+  EXPECT_EQ((*restore)->result().not_closed, (std::vector<SourcePartition>{kTaps1, kMedical1}));
+  const uint64_t first_pass_records = (*restore)->result().records_read;
   // Events after the close are the next window's: not in the merge.
   Apply(first, first_offsets, SourceTopic::kTaps, 0, {test::TapBytes(Tap("TAP9", 900))});
   EXPECT_EQ(Command(second, WindowCommand::RegionClose(nov27, closed_at_ms)).windows_closed,
@@ -276,12 +276,18 @@ TEST_F(KafkaChangelogTest, AWindowClosedByTwoOwnersMergedFromTheirChangelogsHasT
   EXPECT_EQ(Command(one, WindowCommand::RegionClose(nov27, closed_at_ms)).windows_closed, (std::vector<WindowDay>{nov27}));
   Apply(one, one_offsets, SourceTopic::kTaps, 0, {test::TapBytes(Tap("TAP9", 900))});
 
-  auto merge = RocksStore::Open(dir_.path() + "/merge", {});
-  ASSERT_TRUE(merge.ok()) << merge.status();
-  absl::StatusOr<WindowRestoreResult> restored = second.changelog->RestoreWindow(**merge, nov27, all);
-  ASSERT_TRUE(restored.ok()) << restored.status();
-  EXPECT_TRUE(restored->not_closed.empty());
-  EXPECT_EQ(restored->closed_at_ms, closed_at_ms);
+  // The next pass reads on where the first stopped: only the second owner's partitions, from
+  // where they were read to.
+  ASSERT_TRUE(second.changelog->ContinueWindowRestore(**restore).ok());
+  const WindowRestoreResult& restored = (*restore)->result();
+  EXPECT_TRUE(restored.not_closed.empty());
+  EXPECT_EQ(restored.closed_at_ms, closed_at_ms);
+  auto again = RocksStore::Open(dir_.path() + "/merge-again", {});
+  ASSERT_TRUE(again.ok()) << again.status();
+  absl::StatusOr<WindowRestoreResult> in_one_pass = first.changelog->RestoreWindow(**again, nov27, all);
+  ASSERT_TRUE(in_one_pass.ok()) << in_one_pass.status();
+  EXPECT_EQ(restored.records_read, in_one_pass->records_read) << "each record read once over the passes";
+  EXPECT_LT(first_pass_records, restored.records_read);
   const std::map<std::string, std::string> merged =
       Files(**merge, CloseMergedWindow(**merge, WindowCalendar{}, nov27, closed_at_ms, registry_, now_ms_));
   const std::map<std::string, std::string> single = Files(*one.store, LoadClosedWindow(*one.store, nov27, *registry_));

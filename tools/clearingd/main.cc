@@ -596,11 +596,29 @@ class Daemon final : public http::AdminHandler {
     return path;
   }
 
+  // The merge of a window the coordinator is waiting to complete: its store beside this
+  // instance's and the restore into it, kept between the file writer's attempts so that each
+  // reads the changelogs on from where the last stopped. File writer thread only.
+  struct MergeInProgress {
+    std::unique_ptr<RocksStore> store;
+    std::unique_ptr<kafka::WindowRestore> restore;  // into `store`
+  };
+
+  // Closes and deletes `merge`'s store.
+  absl::Status DropMerge(MergeInProgress& merge) const {
+    merge.restore.reset();
+    merge.store.reset();
+    std::error_code error;
+    std::filesystem::remove_all(MergeStorePath(), error);
+    if (error) return absl::InternalError(Cat("cannot remove ", MergeStorePath().string(), ": ", error.message()));
+    return absl::OkStatus();
+  }
+
   // A member of a group writes a window's file set only as the owner of the coordinating
   // partition, merged from every partition's changelog through its close (docs/scale-out.md,
   // section 5); the others and a window not closed everywhere yet wait (Unavailable).
   absl::StatusOr<bool> WriteMergedFiles(kafka::KafkaChangelog& changelog, const kafka::KafkaSource& consumer,
-                                        const Ledger& ledger, WindowDay day) {
+                                        const Ledger& ledger, WindowDay day, MergeInProgress& merge) {
     const std::shared_ptr<const WindowTable> windows = ledger.windows();
     const auto local = windows->find(day);
     if (local != windows->end() && local->second.state == WindowState::kFilesWritten) return false;
@@ -609,41 +627,50 @@ class Daemon final : public http::AdminHandler {
       return absl::UnavailableError(Cat("the owner of ", FormatOwner(kCoordinatingPartition),
                                         " writes the file set, and this instance does not own it now"));
     }
-    const std::filesystem::path merge_path = MergeStorePath();
-    std::error_code error;
-    std::filesystem::remove_all(merge_path, error);
-    if (error) return absl::InternalError(Cat("cannot remove ", merge_path.string(), ": ", error.message()));
-    {
-      auto merge_store = RocksStore::Open(merge_path.string(), {});
-      if (!merge_store.ok()) return merge_store.status();
-      const std::vector<SourcePartition> partitions = consumer.AllPartitions();
-      absl::StatusOr<kafka::WindowRestoreResult> restored = changelog.RestoreWindow(**merge_store, day, partitions);
-      if (!restored.ok()) return restored.status();
-      if (!restored->not_closed.empty()) {
-        return absl::UnavailableError(Cat(restored->not_closed.size(), " of the ", partitions.size(),
-                                          " partitions have not closed the window yet (",
-                                          FormatOwner(restored->not_closed.front()), " among them)"));
-      }
-      absl::StatusOr<ClosedWindow> window = CloseMergedWindow(**merge_store, config_.calendar, day, restored->closed_at_ms,
-                                                              registry_holder_.Get(), clock_->NowMs());
-      if (!window.ok()) return window.status();
-      // A coordinator that lost the partition without knowing yet (a zombie) writes nothing.
-      absl::StatusOr<bool> still_owner = changelog.StillOwns(kCoordinatingPartition);
-      if (!still_owner.ok()) return still_owner.status();
-      if (!*still_owner) {
-        return absl::UnavailableError(Cat("another instance claimed ", FormatOwner(kCoordinatingPartition),
-                                          " since this one did, and writes the file set"));
-      }
-      auto sink = DirectoryFileSet::Open(config_.output_dir, day);
-      if (!sink.ok()) return sink.status();
-      if (absl::Status s = RenderWindowFiles(**merge_store, *window, **sink, digests_); !s.ok()) return s;
-      log::Info("window_merged", {{"window", FormatWindowDay(day)},
-                                  {"partitions", partitions.size()},
-                                  {"closed_at", FormatChinaTime(restored->closed_at_ms)},
-                                  {"changelog_records", restored->records_read},
-                                  {"changelog_bytes", restored->bytes_read}});
+    if (merge.restore == nullptr || merge.restore->day() != day) {
+      if (absl::Status s = DropMerge(merge); !s.ok()) return s;
+      auto store = RocksStore::Open(MergeStorePath().string(), {});
+      if (!store.ok()) return store.status();
+      merge.store = *std::move(store);
+      auto restore = changelog.StartWindowRestore(*merge.store, day, consumer.AllPartitions());
+      if (!restore.ok()) return restore.status();
+      merge.restore = *std::move(restore);
     }
-    std::filesystem::remove_all(merge_path, error);
+    absl::StatusOr<bool> written = ContinueMerge(changelog, day, merge);
+    // Done, or failed in a way a retry must start over from: the merge store goes.
+    if (written.ok() || written.status().code() != absl::StatusCode::kUnavailable ||
+        merge.restore->result().not_closed.empty()) {
+      if (absl::Status s = DropMerge(merge); !s.ok() && written.ok()) return s;
+    }
+    return written;
+  }
+
+  // One pass of `merge`: reads the changelogs on; once every partition closed the window, closes
+  // it in the merge store and writes its file set.
+  absl::StatusOr<bool> ContinueMerge(kafka::KafkaChangelog& changelog, WindowDay day, MergeInProgress& merge) {
+    if (absl::Status s = changelog.ContinueWindowRestore(*merge.restore); !s.ok()) return s;
+    const kafka::WindowRestoreResult& restored = merge.restore->result();
+    if (!restored.not_closed.empty()) {
+      return absl::UnavailableError(Cat(restored.not_closed.size(), " partitions have not closed the window yet (",
+                                        FormatOwner(restored.not_closed.front()), " among them)"));
+    }
+    absl::StatusOr<ClosedWindow> window = CloseMergedWindow(*merge.store, config_.calendar, day, restored.closed_at_ms,
+                                                            registry_holder_.Get(), clock_->NowMs());
+    if (!window.ok()) return window.status();
+    // A coordinator that lost the partition without knowing yet (a zombie) writes nothing.
+    absl::StatusOr<bool> still_owner = changelog.StillOwns(kCoordinatingPartition);
+    if (!still_owner.ok()) return still_owner.status();
+    if (!*still_owner) {
+      return absl::UnavailableError(Cat("another instance claimed ", FormatOwner(kCoordinatingPartition),
+                                        " since this one did, and writes the file set"));
+    }
+    auto sink = DirectoryFileSet::Open(config_.output_dir, day);
+    if (!sink.ok()) return sink.status();
+    if (absl::Status s = RenderWindowFiles(*merge.store, *window, **sink, digests_); !s.ok()) return s;
+    log::Info("window_merged", {{"window", FormatWindowDay(day)},
+                                {"closed_at", FormatChinaTime(restored.closed_at_ms)},
+                                {"changelog_records", restored.records_read},
+                                {"changelog_bytes", restored.bytes_read}});
     return true;
   }
 
@@ -764,9 +791,10 @@ class Daemon final : public http::AdminHandler {
     // as the owner of the coordinating partition only.
     kafka::KafkaSource& consumer = **source;
     FileWriter::WriteOverride merged_write;
+    MergeInProgress merge;  // used by the file writer's thread only; outlives it
     if (changelog != nullptr) {
-      merged_write = [this, &changelog, &consumer, &ledger](WindowDay day) {
-        return WriteMergedFiles(*changelog, consumer, ledger, day);
+      merged_write = [this, &changelog, &consumer, &ledger, &merge](WindowDay day) {
+        return WriteMergedFiles(*changelog, consumer, ledger, day, merge);
       };
     }
     FileWriter file_writer(
