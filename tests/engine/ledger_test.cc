@@ -150,6 +150,16 @@ class LedgerTest : public ::testing::Test {
     return batch;
   }
 
+  // Another instance, on a store of its own, applies `messages` of `partition` with `changelog`.
+  void ConsumeElsewhere(const std::vector<Message>& messages, int32_t partition, ChangelogSink& changelog) {
+    auto other_store = RocksStore::Open(dir_.path() + "/other", {});
+    ASSERT_TRUE(other_store.ok()) << other_store.status();
+    Ledger other(**other_store, LedgerOptions{.calendar = calendar_, .changelog = &changelog});
+    ASSERT_TRUE(other.Load(now_ms_).ok());
+    BatchResult result;
+    ASSERT_TRUE(other.Apply(Decoded(messages, partition, {}), result).ok());
+  }
+
   TapFields Tap(std::string txn_id = "TAP1", int64_t amount_fen = 300) const {
     TapFields tap;
     tap.txn_id = std::move(txn_id);
@@ -1943,14 +1953,7 @@ TEST_F(LedgerTest, AfterARestoreIntoItsStoreTheLedgerReloadsAndDecidesWithTheRes
   Apply({TapMessage(Tap("TAP1", 300))});
   // Another instance consumed partition 1.
   MemoryChangelog other_changelog;
-  {
-    auto other_store = RocksStore::Open(dir_.path() + "/other", {});
-    ASSERT_TRUE(other_store.ok()) << other_store.status();
-    Ledger other(**other_store, LedgerOptions{.calendar = calendar_, .changelog = &other_changelog});
-    ASSERT_TRUE(other.Load(now_ms_).ok());
-    BatchResult result;
-    ASSERT_TRUE(other.Apply(Decoded({TapMessage(Tap("TAP9", 900))}, 1, {}), result).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(ConsumeElsewhere({TapMessage(Tap("TAP9", 900))}, 1, other_changelog));
   // Its state comes to this store while this ledger is idle, and the ledger reads it back.
   ASSERT_TRUE(RestoreInto(*store_, other_changelog, {kTaps1}).ok());
   ASSERT_TRUE(ledger_->Reload(now_ms_).ok());
@@ -1977,14 +1980,7 @@ TEST_F(LedgerTest, APartitionRestoredAfterAWindowClosedHereIsInThatWindowsLinesA
   Apply({TapMessage(Tap("TAP1", 300))});
   // Another instance consumed partition 1 of the same day.
   MemoryChangelog other_changelog;
-  {
-    auto other_store = RocksStore::Open(dir_.path() + "/other", {});
-    ASSERT_TRUE(other_store.ok()) << other_store.status();
-    Ledger other(**other_store, LedgerOptions{.calendar = calendar_, .changelog = &other_changelog});
-    ASSERT_TRUE(other.Load(now_ms_).ok());
-    BatchResult result;
-    ASSERT_TRUE(other.Apply(Decoded({TapMessage(Tap("TAP9", 900))}, 1, {}), result).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(ConsumeElsewhere({TapMessage(Tap("TAP9", 900))}, 1, other_changelog));
   // This instance closes the day, then takes partition 1 over (its state restored) and goes on
   // with the next day, whose checkpoints move partition 1's marker past its records of the 27th.
   Apply({}, 0, {WindowCommand::RegionClose(kNov27, now_ms_)});
