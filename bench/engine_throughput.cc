@@ -120,6 +120,51 @@ int32_t PartitionOf(const EventRecord& r) {
   return static_cast<int32_t>(XXH3_64bits(r.key.data(), r.key.size()) % static_cast<uint64_t>(kPartitions));
 }
 
+// Commits one batch with nothing but `command` through `ledger`.
+absl::Status ApplyCommand(Ledger& ledger, WindowCommand command, std::shared_ptr<const Registry> registry,
+                          int64_t now_ms) {
+  Batch batch(BatchLimits{.messages_max = 1, .arena_bytes_max = 1 << 20});
+  batch.now_ms = now_ms;
+  batch.registry = std::move(registry);
+  batch.commands.push_back(std::move(command));
+  BatchResult ignored;
+  return ledger.Apply(batch, ignored);
+}
+
+// Every shard's share of closed `day` (shard k holds partitions k, k + N, ... of either topic)
+// into a merge store at `merge_path`, the window closed there and its file set rendered to
+// `output_dir`.
+absl::Status MergeAndRender(const std::vector<StateStore*>& shards, WindowDay day,
+                            const std::shared_ptr<const Registry>& registry, int64_t closed_at_ms,
+                            const std::string& merge_path, const std::string& output_dir) {
+  auto merge = RocksStore::Open(merge_path, RocksStoreOptions{});
+  if (!merge.ok()) return merge.status();
+  {
+    auto restore = ChangelogRestore::Open(**merge);
+    if (!restore.ok()) return restore.status();
+    const auto shard_count = static_cast<int32_t>(shards.size());
+    for (int32_t k = 0; k < shard_count; ++k) {
+      StateStore& shard = *shards[static_cast<size_t>(k)];
+      absl::StatusOr<LineIds> line_ids = LoadLineIds(shard);
+      if (!line_ids.ok()) return line_ids.status();
+      for (const SourceTopic topic : {SourceTopic::kTaps, SourceTopic::kMedical}) {
+        for (int32_t partition = k; partition < kPartitions; partition += shard_count) {
+          if (absl::Status s = CopyWindowShare(shard, *line_ids, day, {topic, partition}, **restore); !s.ok()) return s;
+        }
+      }
+    }
+    if (absl::Status s = (*restore)->Flush(); !s.ok()) return s;
+  }
+  absl::StatusOr<ClosedWindow> window =
+      CloseMergedWindow(**merge, WindowCalendar{}, day, closed_at_ms, registry, closed_at_ms);
+  if (!window.ok()) return window.status();
+  auto sink = DirectoryFileSet::Open(output_dir, day);
+  if (!sink.ok()) return sink.status();
+  auto digests = MakeFileSetDigests("benchmark-manifest-key");
+  if (!digests.ok()) return digests.status();
+  return RenderWindowFiles(**merge, *window, **sink, *digests);
+}
+
 // --shards N: the partitions split over N ledgers, each with its own store and pipeline threads,
 // run at once; the outcome is the merge of the shards'. With --close every shard closes the day,
 // and the file set is rendered from a merge store holding every shard's share of it.
@@ -177,39 +222,13 @@ int RunShards(int shards, std::vector<EventRecord> records, const std::shared_pt
   const WindowDay day = WindowCalendar{}.DayOf(clock_ms);
   const auto close_start = std::chrono::steady_clock::now();
   for (std::unique_ptr<Ledger>& ledger : ledgers) {
-    Batch close(BatchLimits{.messages_max = 1, .arena_bytes_max = 1 << 20});
-    close.now_ms = clock_ms;
-    close.registry = registry;
-    close.commands.push_back(WindowCommand::RegionClose(day, clock_ms));
-    BatchResult result;
-    if (absl::Status s = ledger->Apply(close, result); !s.ok()) return std::cerr << s << "\n", 1;
-  }
-  auto merge = RocksStore::Open(store_path + "-merge", RocksStoreOptions{});
-  if (!merge.ok()) return std::cerr << merge.status() << "\n", 1;
-  {
-    auto restore = ChangelogRestore::Open(**merge);
-    if (!restore.ok()) return std::cerr << restore.status() << "\n", 1;
-    for (int k = 0; k < shards; ++k) {
-      absl::StatusOr<LineIds> line_ids = LoadLineIds(*stores[static_cast<size_t>(k)]);
-      if (!line_ids.ok()) return std::cerr << line_ids.status() << "\n", 1;
-      for (const SourceTopic topic : {SourceTopic::kTaps, SourceTopic::kMedical}) {
-        for (int32_t partition = k; partition < kPartitions; partition += shards) {
-          if (absl::Status s = CopyWindowShare(*stores[static_cast<size_t>(k)], *line_ids, day, {topic, partition}, **restore);
-              !s.ok()) {
-            return std::cerr << s << "\n", 1;
-          }
-        }
-      }
+    if (absl::Status s = ApplyCommand(*ledger, WindowCommand::RegionClose(day, clock_ms), registry, clock_ms); !s.ok()) {
+      return std::cerr << s << "\n", 1;
     }
-    if (absl::Status s = (*restore)->Flush(); !s.ok()) return std::cerr << s << "\n", 1;
   }
-  absl::StatusOr<ClosedWindow> window = CloseMergedWindow(**merge, WindowCalendar{}, day, clock_ms, registry, clock_ms);
-  if (!window.ok()) return std::cerr << window.status() << "\n", 1;
-  auto sink = DirectoryFileSet::Open(output_dir, day);
-  if (!sink.ok()) return std::cerr << sink.status() << "\n", 1;
-  auto digests = MakeFileSetDigests("benchmark-manifest-key");
-  if (!digests.ok()) return std::cerr << digests.status() << "\n", 1;
-  if (absl::Status s = RenderWindowFiles(**merge, *window, **sink, *digests); !s.ok()) return std::cerr << s << "\n", 1;
+  if (absl::Status s = MergeAndRender(shard_stores, day, registry, clock_ms, store_path + "-merge", output_dir); !s.ok()) {
+    return std::cerr << s << "\n", 1;
+  }
   const double close_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - close_start).count();
   std::printf("window=%s merge_close_and_files_seconds=%.3f files_bytes=%lu\n", FormatWindowDay(day).c_str(),
               close_seconds, static_cast<unsigned long>(DirectoryBytes(output_dir)));
@@ -369,13 +388,11 @@ int Main(int argc, char** argv) {
 
     if (close_window) {
       const WindowDay day = counters->rbegin()->first;
-      Batch close(BatchLimits{.messages_max = 1, .arena_bytes_max = 1 << 20});
-      close.now_ms = clock_ms;
-      close.registry = *registry;
-      close.commands.push_back(WindowCommand{WindowCommand::Kind::kClose, day});
-      BatchResult result;
       const auto close_start = std::chrono::steady_clock::now();
-      if (absl::Status s = ledger.Apply(close, result); !s.ok()) return std::cerr << s << "\n", 1;
+      if (absl::Status s = ApplyCommand(ledger, WindowCommand{WindowCommand::Kind::kClose, day}, *registry, clock_ms);
+          !s.ok()) {
+        return std::cerr << s << "\n", 1;
+      }
       absl::StatusOr<ClosedWindow> window = LoadClosedWindow(**store, day, **registry);
       if (!window.ok()) return std::cerr << window.status() << "\n", 1;
       const std::string output_dir = (scratch.empty() ? store_path + ".files" : scratch + "/files");

@@ -227,6 +227,7 @@ std::vector<SourcePartition> KafkaChangelog::Owned() const {
 void KafkaChangelog::Release(SourcePartition owner) {
   std::lock_guard<std::mutex> lock(impl_->epochs_mutex);
   impl_->epochs.erase(owner);
+  impl_->fence_offsets.erase(owner);
 }
 
 uint64_t KafkaChangelog::records_appended() const { return impl_->records_appended.load(std::memory_order_relaxed); }
@@ -268,10 +269,7 @@ absl::StatusOr<std::vector<ClaimResult>> KafkaChangelog::Claim(StateStore& store
   for (;;) {
     std::optional<SourcePartition> diverged;
     absl::StatusOr<std::vector<ClaimResult>> claimed = ClaimAll(store, owners, diverged);
-    if (claimed.ok()) {
-      for (ClaimResult& result : *claimed) result.rebuilt = rebuilt.contains(result.owner);
-      return claimed;
-    }
+    if (claimed.ok()) return claimed;
     if (!diverged || !rebuilt.insert(*diverged).second) return claimed;
     if (impl_->options.on_rebuild) impl_->options.on_rebuild(*diverged, claimed.status());
     if (absl::Status s = DropOwnerState(store, *diverged); !s.ok()) return s;
@@ -292,13 +290,9 @@ absl::StatusOr<std::vector<ClaimResult>> KafkaChangelog::ClaimAll(StateStore& st
     const uint64_t applied_before = (*restore)->commits_applied();
     absl::StatusOr<ClaimResult> result = ClaimOne(**restore, **reader, owner);
     if (!result.ok()) {
-      if (result.status().code() == absl::StatusCode::kFailedPrecondition &&
-          result.status().message().find("changelog_diverged") != std::string_view::npos) {
-        diverged = owner;
-      }
+      diverged = (*restore)->diverged();
       return result.status();
     }
-    result->owner = owner;
     result->commits_restored = (*restore)->commits_applied() - applied_before;
     for (const auto& [day, closed_at_ms] : (*restore)->windows_closed()) {
       if ((*restore)->Closed(owner, day)) result->windows_closed.emplace(day, closed_at_ms);

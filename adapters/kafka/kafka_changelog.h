@@ -53,7 +53,6 @@ struct KafkaChangelogOptions {
 
 // What one Claim did.
 struct ClaimResult {
-  SourcePartition owner;
   uint64_t epoch = 0;             // this instance's epoch for the partition from now on
   int64_t fence_offset = 0;       // an offset of the changelog at or before this claim's fence
   uint64_t records_read = 0;      // changelog records read
@@ -63,9 +62,6 @@ struct ClaimResult {
   // The windows the partition's restored commits closed, and the instant of each: the claimer
   // closes them too before it consumes the partition.
   std::map<WindowDay, int64_t> windows_closed;
-  // The store's state of the partition had diverged from the changelog (it went on as a zombie):
-  // it was dropped and restored from the changelog's start (DropOwnerState).
-  bool rebuilt = false;
 };
 
 // What one RestoreWindow did.
@@ -154,7 +150,8 @@ class KafkaChangelog final : public ChangelogSink {
  private:
   struct Impl;
   explicit KafkaChangelog(std::unique_ptr<Impl> impl);
-  // Claim without the rebuild: `diverged` names the partition a changelog_diverged came from.
+  // Claim without the rebuild: `diverged` names the partition the restore refused as
+  // changelog_diverged.
   [[nodiscard]] absl::StatusOr<std::vector<ClaimResult>> ClaimAll(StateStore& store,
                                                                   std::span<const SourcePartition> owners,
                                                                   std::optional<SourcePartition>& diverged);

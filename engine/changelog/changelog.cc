@@ -255,45 +255,19 @@ absl::Status FindOwnerDays(StateStore& store, SourcePartition owner, std::set<Wi
 // checkpointed lines, in `write`: the share those lines hold of it.
 absl::Status TakeShareOutOfLines(StateStore& store, const LineIds& line_ids, WindowDay day, SourcePartition owner,
                                  uint64_t lines_through, StateWriteBatch& write) {
-  std::string prefix, key, value;
-  WindowKeyPrefix(day, prefix);
+  absl::StatusOr<std::vector<WindowLine>> checkpointed = ReadCheckpointedLines(store, day);
+  if (!checkpointed.ok()) return checkpointed.status();
+  if (checkpointed->empty()) return absl::OkStatus();
   std::map<std::string, LineTotals, std::less<>> lines;
-  bool damaged = false;
-  absl::Status s = store.Scan(Table::kLines, prefix, {}, [&](std::string_view k, std::string_view v) {
-    damaged = !DecodeLineTotals(v, lines[std::string(k.substr(prefix.size()))]);
-    return !damaged;
-  });
-  if (!s.ok()) return s;
-  if (damaged) return absl::DataLossError(Cat("a netting line of window ", FormatWindowDay(day), " is damaged"));
-  if (lines.empty()) return absl::OkStatus();
+  for (WindowLine& line : *checkpointed) lines.emplace(std::move(line.line_key), line.totals);
   std::map<std::string, LineTotals, std::less<>> share;
-  std::string owner_prefix, through_end;
-  WindowOwnerKeyPrefix(day, owner, owner_prefix);
-  AppliedKey(day, owner, lines_through + 1, through_end);
-  absl::Status failure;
-  s = store.Scan(Table::kApplied, owner_prefix, {}, [&](std::string_view k, std::string_view blob) {
-    if (k >= through_end) return false;
-    size_t position = 0;
-    AppliedRecord record;
-    bool bad = false;
-    while (NextAppliedRecord(blob, position, line_ids, record, bad)) {
-      auto it = share.find(record.line_key);
-      if (it == share.end()) it = share.emplace(std::string(record.line_key), LineTotals{}).first;
-      if (!NetIntoLine(record.kind, record.amount_fen, record.fund_pay_fen, record.account_pay_fen,
-                       record.cash_pay_fen, it->second)) {
-        bad = true;
-        break;
-      }
-    }
-    if (bad) failure = absl::DataLossError(Cat("an applied record of ", FormatOwner(owner), " in window ",
-                                               FormatWindowDay(day), " is damaged or overflows"));
-    return failure.ok();
-  });
+  absl::Status s = NetAppliedAfter(
+      store, line_ids, day, owner, /*after_number=*/0,
+      [&](const AppliedRecord& record) -> LineTotals& { return share[std::string(record.line_key)]; }, lines_through);
   if (!s.ok()) return s;
-  if (!failure.ok()) return failure;
+  std::string key, value;
   for (const auto& [line_key, part] : share) {
-    const auto line = lines.find(line_key);
-    LineTotals& totals = line == lines.end() ? lines[line_key] : line->second;
+    LineTotals& totals = lines[line_key];
     if (!SubtractLineTotals(part, totals)) {
       return absl::DataLossError(Cat("netting line '", line_key, "' of window ", FormatWindowDay(day),
                                      " does not hold ", FormatOwner(owner), "'s applied records through its marker"));
@@ -386,17 +360,11 @@ absl::StatusOr<std::unique_ptr<ChangelogRestore>> ChangelogRestore::Open(StateSt
   absl::StatusOr<std::map<SourcePartition, ChangelogProgress>> progress = ReadChangelogProgress(store);
   if (!progress.ok()) return progress.status();
   restore->progress_ = *std::move(progress);
-  bool damaged = false;
-  absl::Status scanned = store.Scan(Table::kMeta, kWindowKeyPrefix, {}, [&](std::string_view key, std::string_view v) {
-    WindowRecord record;
-    damaged = key.size() != kWindowKeyPrefix.size() + 4 || !DecodeWindowRecord(v, record);
-    if (!damaged && record.retired_at_ms != 0) {
-      restore->retired_.insert(WindowFromKeyBits(ReadBigEndian32(key.data() + kWindowKeyPrefix.size())));
-    }
-    return !damaged;
-  });
-  if (!scanned.ok()) return scanned;
-  if (damaged) return absl::DataLossError("a window state record is damaged");
+  absl::StatusOr<std::map<WindowDay, WindowRecord>> windows = ReadWindowRecords(store);
+  if (!windows.ok()) return windows.status();
+  for (const auto& [day, record] : *windows) {
+    if (record.retired_at_ms != 0) restore->retired_.insert(day);
+  }
   std::string value;
   bool found = false;
   if (absl::Status s = store.Get(Table::kMeta, kCommitSequenceKey, value, found); !s.ok()) return s;
@@ -443,6 +411,7 @@ absl::StatusOr<RestoreStep> ChangelogRestore::ApplyOne(std::string_view record) 
   // own commits after another owner's fence), or another owner went on from an earlier commit.
   if (header.number <= progress.number &&
       (header.epoch > progress.epoch || (fenced_out && header.epoch == progress.epoch))) {
+    diverged_ = header.owner;
     return absl::FailedPreconditionError(Cat(
         "changelog_diverged: this store holds commits of ", FormatOwner(header.owner), " through ", progress.number,
         " (epoch ", progress.epoch, ") that are not the changelog's: commit ", header.number, " there is of epoch ",
@@ -496,71 +465,13 @@ absl::Status ChangelogRestore::ApplyCommit(const ChangelogHeader& header, std::s
   const SourcePartition owner = header.owner;
   puts_.clear();
   std::string recent_entries;
-  // Transaction records, renumbered to this store's lines.
-  const bool txn_ok = ForEachEntry(sections[0], [&](ByteReader& r) {
-    std::string_view key, value;
-    TxnRecord record;
-    if (!r.Bytes(key) || !r.Bytes(value) || !HasOwner(key, owner) || !DecodeTxnRecord(value, line_ids_, record)) {
-      return false;
-    }
-    if (!record.line_key.empty()) record.line_id = LocalLineId(record.line_key);
-    EncodeTxnRecord(record, value_scratch_);
-    AppendRecentTxnEntry(key, value_scratch_, recent_entries);
-    return true;
-  });
-  if (!txn_ok) return Damaged(header, "its transaction records");
-  const bool counters_ok = ForEachEntry(sections[1], [&](ByteReader& r) {
-    WindowDay day = 0;
-    std::string_view value;
-    WindowCounters counters;
-    if (!r.Fixed(day) || !r.Bytes(value) || !DecodeWindowCounters(value, counters)) return false;
-    CountersKey(day, owner, key_scratch_);
-    Put(Table::kMeta, key_scratch_, value);
-    return true;
-  });
-  if (!counters_ok) return Damaged(header, "its window counters");
-  const bool gross_ok = ForEachEntry(sections[2], [&](ByteReader& r) {
-    WindowDay day = 0;
-    int64_t gross_fen = 0;
-    if (!r.Fixed(day) || !r.Fixed(gross_fen) || gross_fen < 0) return false;
-    GrossKey(day, owner.topic, owner.partition, key_scratch_);
-    EncodeGross(gross_fen, value_scratch_);
-    Put(Table::kMeta, key_scratch_, value_scratch_);
-    return true;
-  });
-  if (!gross_ok) return Damaged(header, "its partition gross");
-  // Applied records, renumbered to this store's lines; each of them of the record's partition.
-  const bool applied_ok = ForEachEntry(sections[3], [&](ByteReader& r) {
-    WindowDay day = 0;
-    uint64_t number = 0;
-    std::string_view blob;
-    if (!r.Fixed(day) || !r.Fixed(number) || !r.Bytes(blob)) return false;
-    blob_scratch_.clear();
-    size_t position = 0;
-    AppliedRecord record;
-    bool damaged = false;
-    while (NextAppliedRecord(blob, position, line_ids_, record, damaged)) {
-      if (record.partition != owner.partition) return false;
-      if (!record.line_key.empty()) record.line_id = LocalLineId(record.line_key);
-      AppendAppliedRecord(record, blob_scratch_);
-    }
-    if (damaged) return false;
-    if (retired_.contains(day)) return true;
-    AppliedKey(day, owner, number, key_scratch_);
-    Put(Table::kApplied, key_scratch_, blob_scratch_);
-    return true;
-  });
-  if (!applied_ok) return Damaged(header, "its applied records (or one of another partition)");
-  const bool exceptions_ok = ForEachEntry(sections[4], [&](ByteReader& r) {
-    std::string_view key, value;
-    ExceptionRecord exception;
-    if (!r.Bytes(key) || !r.Bytes(value) || !HasOwner(key, owner) || !DecodeExceptionRecord(key, value, exception)) {
-      return false;
-    }
-    if (!retired_.contains(exception.window)) Put(Table::kExceptions, key, value);
-    return true;
-  });
-  if (!exceptions_ok) return Damaged(header, "its exceptions");
+  if (!QueueTxnRecords(owner, sections[0], recent_entries)) return Damaged(header, "its transaction records");
+  if (!QueueCounters(owner, sections[1])) return Damaged(header, "its window counters");
+  if (!QueueGross(owner, sections[2])) return Damaged(header, "its partition gross");
+  if (!QueueAppliedRecords(owner, sections[3])) {
+    return Damaged(header, "its applied records (or one of another partition)");
+  }
+  if (!QueueExceptions(owner, sections[4])) return Damaged(header, "its exceptions");
   std::vector<std::pair<WindowDay, int64_t>> closes;
   const bool closes_ok = ForEachEntry(sections[5], [&](ByteReader& r) {
     WindowDay day = 0;
@@ -589,6 +500,82 @@ absl::Status ChangelogRestore::ApplyCommit(const ChangelogHeader& header, std::s
   }
   recent_blob_.append(recent_entries);
   return absl::OkStatus();
+}
+
+bool ChangelogRestore::QueueTxnRecords(SourcePartition owner, const Section& section, std::string& recent_entries) {
+  // Renumbered to this store's lines; they join the pending write's recent-record blob.
+  return ForEachEntry(section, [&](ByteReader& r) {
+    std::string_view key, value;
+    TxnRecord record;
+    if (!r.Bytes(key) || !r.Bytes(value) || !HasOwner(key, owner) || !DecodeTxnRecord(value, line_ids_, record)) {
+      return false;
+    }
+    if (!record.line_key.empty()) record.line_id = LocalLineId(record.line_key);
+    EncodeTxnRecord(record, value_scratch_);
+    AppendRecentTxnEntry(key, value_scratch_, recent_entries);
+    return true;
+  });
+}
+
+bool ChangelogRestore::QueueCounters(SourcePartition owner, const Section& section) {
+  return ForEachEntry(section, [&](ByteReader& r) {
+    WindowDay day = 0;
+    std::string_view value;
+    WindowCounters counters;
+    if (!r.Fixed(day) || !r.Bytes(value) || !DecodeWindowCounters(value, counters)) return false;
+    CountersKey(day, owner, key_scratch_);
+    Put(Table::kMeta, key_scratch_, value);
+    return true;
+  });
+}
+
+bool ChangelogRestore::QueueGross(SourcePartition owner, const Section& section) {
+  return ForEachEntry(section, [&](ByteReader& r) {
+    WindowDay day = 0;
+    int64_t gross_fen = 0;
+    if (!r.Fixed(day) || !r.Fixed(gross_fen) || gross_fen < 0) return false;
+    GrossKey(day, owner.topic, owner.partition, key_scratch_);
+    EncodeGross(gross_fen, value_scratch_);
+    Put(Table::kMeta, key_scratch_, value_scratch_);
+    return true;
+  });
+}
+
+bool ChangelogRestore::QueueAppliedRecords(SourcePartition owner, const Section& section) {
+  // Renumbered to this store's lines; each of them of the record's partition. A retired
+  // window's are read (a damaged one is refused) but not put back.
+  return ForEachEntry(section, [&](ByteReader& r) {
+    WindowDay day = 0;
+    uint64_t number = 0;
+    std::string_view blob;
+    if (!r.Fixed(day) || !r.Fixed(number) || !r.Bytes(blob)) return false;
+    blob_scratch_.clear();
+    size_t position = 0;
+    AppliedRecord record;
+    bool damaged = false;
+    while (NextAppliedRecord(blob, position, line_ids_, record, damaged)) {
+      if (record.partition != owner.partition) return false;
+      if (!record.line_key.empty()) record.line_id = LocalLineId(record.line_key);
+      AppendAppliedRecord(record, blob_scratch_);
+    }
+    if (damaged) return false;
+    if (retired_.contains(day)) return true;
+    AppliedKey(day, owner, number, key_scratch_);
+    Put(Table::kApplied, key_scratch_, blob_scratch_);
+    return true;
+  });
+}
+
+bool ChangelogRestore::QueueExceptions(SourcePartition owner, const Section& section) {
+  return ForEachEntry(section, [&](ByteReader& r) {
+    std::string_view key, value;
+    ExceptionRecord exception;
+    if (!r.Bytes(key) || !r.Bytes(value) || !HasOwner(key, owner) || !DecodeExceptionRecord(key, value, exception)) {
+      return false;
+    }
+    if (!retired_.contains(exception.window)) Put(Table::kExceptions, key, value);
+    return true;
+  });
 }
 
 void ChangelogRestore::Put(Table table, std::string_view key, std::string_view value) {

@@ -18,10 +18,12 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -155,6 +157,8 @@ class ChangelogRestore {
   [[nodiscard]] ChangelogProgress progress(SourcePartition owner) const;
   // Commit records applied so far.
   [[nodiscard]] uint64_t commits_applied() const { return commits_applied_; }
+  // The owner whose changelog Apply refused as `changelog_diverged`, if it did.
+  [[nodiscard]] std::optional<SourcePartition> diverged() const { return diverged_; }
   // The windows the applied commits closed, with the earliest instant a commit closed each at:
   // a claimer closes them too before it consumes the partition.
   [[nodiscard]] const std::map<WindowDay, int64_t>& windows_closed() const { return windows_closed_; }
@@ -171,6 +175,14 @@ class ChangelogRestore {
   explicit ChangelogRestore(StateStore& store) : store_(store), write_(store.NewWriteBatch()) {}
   [[nodiscard]] absl::StatusOr<RestoreStep> ApplyOne(std::string_view record);
   [[nodiscard]] absl::Status ApplyCommit(const ChangelogHeader& header, std::string_view body, size_t section_count);
+  // A commit record's section: its entry count and bytes. Each Queue* reads one section of
+  // `owner`'s record into puts_ (false for a damaged one, which changes nothing).
+  using Section = std::pair<uint32_t, std::string_view>;
+  [[nodiscard]] bool QueueTxnRecords(SourcePartition owner, const Section& section, std::string& recent_entries);
+  [[nodiscard]] bool QueueCounters(SourcePartition owner, const Section& section);
+  [[nodiscard]] bool QueueGross(SourcePartition owner, const Section& section);
+  [[nodiscard]] bool QueueAppliedRecords(SourcePartition owner, const Section& section);
+  [[nodiscard]] bool QueueExceptions(SourcePartition owner, const Section& section);
   // Queues a change of the record being applied; it joins the pending write once the whole
   // record is read.
   void Put(Table table, std::string_view key, std::string_view value);
@@ -192,6 +204,7 @@ class ChangelogRestore {
   std::map<SourcePartition, bool> seen_;  // owners with a record read by this restore
   std::map<SourcePartition, uint64_t> fence_read_;  // the last fence's epoch read by this restore
   uint64_t commits_applied_ = 0;
+  std::optional<SourcePartition> diverged_;
   std::set<WindowDay> retired_;  // the store's retired windows: their records are not restored
   std::map<WindowDay, int64_t> windows_closed_;
   std::map<SourcePartition, std::set<WindowDay>> closed_by_owner_;

@@ -18,12 +18,15 @@ bool OwnerOfWindowKey(std::string_view key, SourcePartition& owner) {
 }  // namespace
 
 absl::Status NetAppliedAfter(StateStore& store, const LineIds& line_ids, WindowDay day, SourcePartition owner,
-                             uint64_t after_number, const std::function<LineTotals&(const AppliedRecord&)>& line_of) {
-  std::string prefix, from;
+                             uint64_t after_number, const std::function<LineTotals&(const AppliedRecord&)>& line_of,
+                             uint64_t through_number) {
+  std::string prefix, from, through_end;
   WindowOwnerKeyPrefix(day, owner, prefix);
   AppliedKey(day, owner, after_number + 1, from);
+  if (through_number != UINT64_MAX) AppliedKey(day, owner, through_number + 1, through_end);
   absl::Status failure;
-  absl::Status s = store.Scan(Table::kApplied, prefix, from, [&](std::string_view, std::string_view blob) {
+  absl::Status s = store.Scan(Table::kApplied, prefix, from, [&](std::string_view key, std::string_view blob) {
+    if (!through_end.empty() && key >= through_end) return false;
     size_t position = 0;
     AppliedRecord record;
     bool damaged = false;
@@ -95,6 +98,20 @@ absl::StatusOr<std::optional<WindowRecord>> ReadWindowRecord(StateStore& store, 
     return absl::DataLossError(Cat("the state record of window ", FormatWindowDay(day), " is damaged"));
   }
   return record;
+}
+
+absl::StatusOr<std::map<WindowDay, WindowRecord>> ReadWindowRecords(StateStore& store) {
+  std::map<WindowDay, WindowRecord> records;
+  bool damaged = false;
+  absl::Status s = store.Scan(Table::kMeta, kWindowKeyPrefix, {}, [&](std::string_view key, std::string_view v) {
+    WindowRecord record;
+    damaged = key.size() != kWindowKeyPrefix.size() + 4 || !DecodeWindowRecord(v, record);
+    if (!damaged) records[WindowFromKeyBits(ReadBigEndian32(key.data() + kWindowKeyPrefix.size()))] = record;
+    return !damaged;
+  });
+  if (!s.ok()) return s;
+  if (damaged) return absl::DataLossError("a window record is damaged");
+  return records;
 }
 
 absl::StatusOr<std::optional<Ownership>> ReadOwnership(StateStore& store) {
@@ -184,25 +201,32 @@ absl::StatusOr<std::vector<WindowDay>> DaysWithRecordsAfterMarkers(StateStore& s
     if (!lines_through.ok()) return lines_through.status();
     markers.push_back(*lines_through);
   }
-  std::string prefix, from;
   for (const WindowDay day : days) {
     bool any = false;
     for (size_t i = 0; i < owners->size() && !any; ++i) {
-      WindowOwnerKeyPrefix(day, (*owners)[i], prefix);
-      AppliedKey(day, (*owners)[i], markers[i] + 1, from);
-      absl::Status s = store.Scan(Table::kApplied, prefix, from, [&](std::string_view, std::string_view) {
-        any = true;
-        return false;
-      });
-      if (!s.ok()) return s;
+      absl::StatusOr<bool> after = HasAppliedAfter(store, day, (*owners)[i], markers[i]);
+      if (!after.ok()) return after.status();
+      any = *after;
     }
     if (any) found.push_back(day);
   }
   return found;
 }
 
-absl::StatusOr<std::vector<WindowLine>> ReadWindowLines(StateStore& store, WindowDay day, uint64_t* replayed,
-                                                        const LineIds* line_ids) {
+absl::StatusOr<bool> HasAppliedAfter(StateStore& store, WindowDay day, SourcePartition owner, uint64_t after_number) {
+  std::string prefix, from;
+  WindowOwnerKeyPrefix(day, owner, prefix);
+  AppliedKey(day, owner, after_number + 1, from);
+  bool any = false;
+  absl::Status s = store.Scan(Table::kApplied, prefix, from, [&](std::string_view, std::string_view) {
+    any = true;
+    return false;
+  });
+  if (!s.ok()) return s;
+  return any;
+}
+
+absl::StatusOr<std::vector<WindowLine>> ReadCheckpointedLines(StateStore& store, WindowDay day) {
   std::string prefix;
   WindowKeyPrefix(day, prefix);
   std::vector<WindowLine> lines;
@@ -219,6 +243,15 @@ absl::StatusOr<std::vector<WindowLine>> ReadWindowLines(StateStore& store, Windo
   });
   if (!s.ok()) return s;
   if (!damaged.ok()) return damaged;
+  return lines;
+}
+
+absl::StatusOr<std::vector<WindowLine>> ReadWindowLines(StateStore& store, WindowDay day, uint64_t* replayed,
+                                                        const LineIds* line_ids) {
+  absl::StatusOr<std::vector<WindowLine>> checkpointed = ReadCheckpointedLines(store, day);
+  if (!checkpointed.ok()) return checkpointed.status();
+  std::vector<WindowLine> lines = *std::move(checkpointed);
+  absl::Status s;
 
   absl::StatusOr<std::vector<SourcePartition>> owners = ListOwners(store);
   if (!owners.ok()) return owners.status();
@@ -230,16 +263,9 @@ absl::StatusOr<std::vector<WindowLine>> ReadWindowLines(StateStore& store, Windo
     if (!lines_through.ok()) return lines_through.status();
     if (line_ids == nullptr) {
       // The line ids are read only for records to replay (a closed window has none).
-      std::string owner_prefix, from;
-      WindowOwnerKeyPrefix(day, owner, owner_prefix);
-      AppliedKey(day, owner, *lines_through + 1, from);
-      bool any = false;
-      s = store.Scan(Table::kApplied, owner_prefix, from, [&](std::string_view, std::string_view) {
-        any = true;
-        return false;
-      });
-      if (!s.ok()) return s;
-      if (!any) continue;
+      absl::StatusOr<bool> any = HasAppliedAfter(store, day, owner, *lines_through);
+      if (!any.ok()) return any.status();
+      if (!*any) continue;
       absl::StatusOr<LineIds> read = LoadLineIds(store);
       if (!read.ok()) return read.status();
       line_ids = &loaded_line_ids.emplace(*std::move(read));

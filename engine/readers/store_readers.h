@@ -28,6 +28,8 @@ namespace yrd {
 
 // The state record of `day` (WindowStateKey), nullopt when it has none; DataLoss when damaged.
 [[nodiscard]] absl::StatusOr<std::optional<WindowRecord>> ReadWindowRecord(StateStore& store, WindowDay day);
+// Every window's state record, by window; DataLoss when one is damaged.
+[[nodiscard]] absl::StatusOr<std::map<WindowDay, WindowRecord>> ReadWindowRecords(StateStore& store);
 
 // The partitions the instance writing the store consumes (kOwnershipKey), nullopt in a store
 // written before it was kept; DataLoss when damaged.
@@ -52,6 +54,8 @@ namespace yrd {
 [[nodiscard]] absl::StatusOr<std::vector<WindowDay>> DaysWithRecordsAfterMarkers(StateStore& store,
                                                                                const std::vector<WindowDay>& days);
 
+// A window's netting lines as of its last checkpoint (kLines alone), in line-key order.
+[[nodiscard]] absl::StatusOr<std::vector<WindowLine>> ReadCheckpointedLines(StateStore& store, WindowDay day);
 // A window's netting lines as committed: kLines as of the last checkpoint, completed by every
 // owner's applied records of its commits after its marker; in line-key order. `replayed`, when
 // given, is increased by the number of applied records that completed them. `line_ids`, when
@@ -77,12 +81,17 @@ struct OwnedTxnRecord {
 [[nodiscard]] absl::StatusOr<std::vector<OwnedTxnRecord>> FindTxnRecordsOfId(StateStore& store, Family family,
                                                                              std::string_view txn_id);
 
-// Nets `owner`'s applied records of `day` whose commit number is past `after_number` into the
-// lines `line_of` gives for them, by the netting rule (NetIntoLine): the replay that completes
-// checkpointed lines. DataLoss when a record is damaged or a line would overflow.
+// Nets `owner`'s applied records of `day` whose commit number is past `after_number` (and at
+// most `through_number`) into the lines `line_of` gives for them, by the netting rule
+// (NetIntoLine): the replay that completes checkpointed lines. DataLoss when a record is damaged
+// or a line would overflow.
 [[nodiscard]] absl::Status NetAppliedAfter(StateStore& store, const LineIds& line_ids, WindowDay day,
                                            SourcePartition owner, uint64_t after_number,
-                                           const std::function<LineTotals&(const AppliedRecord&)>& line_of);
+                                           const std::function<LineTotals&(const AppliedRecord&)>& line_of,
+                                           uint64_t through_number = UINT64_MAX);
+// Whether `owner` has applied records of `day` whose commit number is past `after_number`.
+[[nodiscard]] absl::StatusOr<bool> HasAppliedAfter(StateStore& store, WindowDay day, SourcePartition owner,
+                                                   uint64_t after_number);
 
 // Visits the applied records of `day` in key order: owner by owner, each in offset order; the
 // visitor returns false to stop. DataLoss when one is damaged.

@@ -10,18 +10,11 @@
 namespace yrd {
 
 absl::Status WindowBook::Load(StateStore& store, const LineIds& line_ids) {
+  absl::StatusOr<std::map<WindowDay, WindowRecord>> records = ReadWindowRecords(store);
+  if (!records.ok()) return records.status();
+  records_ = *std::move(records);
   absl::Status damaged;
-  absl::Status s = store.Scan(Table::kMeta, kWindowKeyPrefix, {}, [&](std::string_view key, std::string_view v) {
-    WindowRecord record;
-    if (key.size() != kWindowKeyPrefix.size() + 4 || !DecodeWindowRecord(v, record)) {
-      damaged = absl::DataLossError("a window record is damaged");
-      return false;
-    }
-    records_[WindowFromKeyBits(ReadBigEndian32(key.data() + kWindowKeyPrefix.size()))] = record;
-    return true;
-  });
-  if (!s.ok()) return s;
-  if (!damaged.ok()) return damaged;
+  absl::Status s;
   // Every window's counters (one record per window and owner): a window that closed while the
   // daemon was down is found here and closed on the first batch.
   s = store.Scan(Table::kMeta, kCountersKeyPrefix, {}, [&](std::string_view key, std::string_view v) {

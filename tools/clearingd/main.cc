@@ -725,8 +725,8 @@ class Daemon final : public http::AdminHandler {
     }
   }
 
-  // One life of the store, ledger, Kafka source and pipeline, until a stop or a failure.
-  absl::Status Attempt() {
+  // The store's options: its free-space reserve, and its warnings to the log.
+  RocksStoreOptions StoreOptions() {
     RocksStoreOptions store_options;
     store_options.min_free_bytes = config_.store_min_free_bytes;
     store_options.on_warning = [this](std::string_view severity, std::string_view message) {
@@ -747,7 +747,25 @@ class Daemon final : public http::AdminHandler {
                                        {"action", "none if it clears; if it repeats, check the store's disk"}});
       }
     };
-    auto store = RocksStore::Open(config_.store_path, std::move(store_options));
+    return store_options;
+  }
+
+  // A member of a group reads the closes and files written of every member from the start and
+  // hands them to `pipeline`; null for an instance that consumes every partition.
+  absl::StatusOr<std::unique_ptr<kafka::ControlChannel>> StartControlChannel(Pipeline& pipeline) const {
+    if (!config_.group_assignment) return std::unique_ptr<kafka::ControlChannel>();
+    return kafka::ControlChannel::Start(
+        {.bootstrap_servers = config_.bootstrap_servers,
+         .topic = config_.control_topic,
+         .on_command = [&pipeline](const kafka::ControlCommand& command) { ApplyControlCommand(pipeline, command); },
+         .on_warning = [](const std::string& text) {
+           log::Warning("control_record_skipped", {{"detail", text}, {"action", "none: the record is not a command"}});
+         }});
+  }
+
+  // One life of the store, ledger, Kafka source and pipeline, until a stop or a failure.
+  absl::Status Attempt() {
+    auto store = RocksStore::Open(config_.store_path, StoreOptions());
     if (!store.ok()) return store.status();
     if (absl::Status s = CheckCardTokenKey(**store, card_key_check_); !s.ok()) return s;
     absl::StatusOr<std::unique_ptr<kafka::KafkaChangelog>> made_changelog = MakeChangelog();
@@ -850,19 +868,9 @@ class Daemon final : public http::AdminHandler {
         /*start_thread=*/true);
     // Windows closed before a stop whose files were not finished: write them again (same bytes).
     for (const WindowDay day : ledger.WindowsAwaitingFiles()) file_writer.Enqueue(day);
-    // A member of a group reads the closes and files written of every member from the start.
-    std::unique_ptr<kafka::ControlChannel> control;
-    if (changelog != nullptr) {
-      auto started = kafka::ControlChannel::Start(
-          {.bootstrap_servers = config_.bootstrap_servers,
-           .topic = config_.control_topic,
-           .on_command = [&pipeline](const kafka::ControlCommand& command) { ApplyControlCommand(pipeline, command); },
-           .on_warning = [](const std::string& text) {
-             log::Warning("control_record_skipped", {{"detail", text}, {"action", "none: the record is not a command"}});
-           }});
-      if (!started.ok()) return started.status();
-      control = *std::move(started);
-    }
+    absl::StatusOr<std::unique_ptr<kafka::ControlChannel>> started_control = StartControlChannel(pipeline);
+    if (!started_control.ok()) return started_control.status();
+    const std::unique_ptr<kafka::ControlChannel> control = *std::move(started_control);
     {
       std::lock_guard<std::mutex> lock(mutex_);
       pipeline_ = &pipeline;
