@@ -257,6 +257,10 @@ int Main(int argc, char** argv) {
   app.add_flag("--changelog", changelog,
                "as a consumer-group member: every commit also goes to the changelog on an embedded broker; "
                "then a fresh store restores every partition from it (timed)");
+  uint64_t snapshot_bytes = kafka::KafkaChangelogOptions{}.snapshot_bytes;
+  app.add_option("--snapshot-bytes", snapshot_bytes,
+                 "with --changelog: a partition's snapshot once its changelog grew by this many bytes "
+                 "(kafka.changelog_snapshot_bytes; 0 never)");
   int shards = 1;
   app.add_option("--shards", shards,
                  "ledger shards over disjoint sets of partitions, each with its own store and pipeline, run at once; "
@@ -309,7 +313,8 @@ int Main(int argc, char** argv) {
                                                    .topics = {"yrd.taps.changelog", "yrd.medical.changelog"}});
       if (!started.ok()) return std::cerr << started.status() << "\n", 2;
       broker = *std::move(started);
-      auto created = kafka::KafkaChangelog::Create({.bootstrap_servers = broker->bootstrap_servers()});
+      auto created = kafka::KafkaChangelog::Create(
+          {.bootstrap_servers = broker->bootstrap_servers(), .snapshot_bytes = snapshot_bytes});
       if (!created.ok()) return std::cerr << created.status() << "\n", 2;
       changelog_sink = *std::move(created);
       for (const SourceTopic topic : {SourceTopic::kTaps, SourceTopic::kMedical}) {
@@ -345,6 +350,9 @@ int Main(int argc, char** argv) {
     std::printf("recent_txn_sorts=%lu recent_txn_records=%lu\n", static_cast<unsigned long>(ledger.recent_txn_sorts()),
                 static_cast<unsigned long>(ledger.recent_txn_records()));
     if (changelog) {
+      std::printf("changelog_snapshots=%lu changelog_snapshot_bytes=%lu\n",
+                  static_cast<unsigned long>(changelog_sink->snapshots_appended()),
+                  static_cast<unsigned long>(changelog_sink->snapshot_bytes_appended()));
       std::printf("changelog_records=%lu changelog_bytes=%lu changelog_bytes_per_message=%.1f (before lz4)\n",
                   static_cast<unsigned long>(changelog_sink->records_appended()),
                   static_cast<unsigned long>(changelog_sink->bytes_appended()),

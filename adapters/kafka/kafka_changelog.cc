@@ -155,8 +155,11 @@ struct KafkaChangelog::Impl {
   std::map<SourcePartition, uint64_t> epochs;  // claimed partitions
   // Of each claimed partition, an offset at or before this instance's fence in its changelog.
   std::map<SourcePartition, int64_t> fence_offsets;
+  std::map<SourcePartition, SnapshotPolicy> snapshot_policies;  // claimed partitions
   std::atomic<uint64_t> records_appended{0};
   std::atomic<uint64_t> bytes_appended{0};
+  std::atomic<uint64_t> snapshots_appended{0};
+  std::atomic<uint64_t> snapshot_bytes_appended{0};
 };
 
 KafkaChangelog::KafkaChangelog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -228,10 +231,17 @@ void KafkaChangelog::Release(SourcePartition owner) {
   std::lock_guard<std::mutex> lock(impl_->epochs_mutex);
   impl_->epochs.erase(owner);
   impl_->fence_offsets.erase(owner);
+  impl_->snapshot_policies.erase(owner);
 }
 
 uint64_t KafkaChangelog::records_appended() const { return impl_->records_appended.load(std::memory_order_relaxed); }
 uint64_t KafkaChangelog::bytes_appended() const { return impl_->bytes_appended.load(std::memory_order_relaxed); }
+uint64_t KafkaChangelog::snapshots_appended() const {
+  return impl_->snapshots_appended.load(std::memory_order_relaxed);
+}
+uint64_t KafkaChangelog::snapshot_bytes_appended() const {
+  return impl_->snapshot_bytes_appended.load(std::memory_order_relaxed);
+}
 
 absl::Status KafkaChangelog::Append(std::span<const ChangelogRecord> records) {
   std::lock_guard<std::mutex> lock(impl_->append_mutex);
@@ -251,6 +261,41 @@ absl::Status KafkaChangelog::Append(std::span<const ChangelogRecord> records) {
   }
   impl_->records_appended.fetch_add(records.size(), std::memory_order_relaxed);
   impl_->bytes_appended.fetch_add(bytes, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> policies_lock(impl_->epochs_mutex);
+  for (const ChangelogRecord& record : records) impl_->snapshot_policies[record.owner].tail_bytes += record.bytes.size();
+  return absl::OkStatus();
+}
+
+bool KafkaChangelog::SnapshotDue(SourcePartition owner) const {
+  if (impl_->options.snapshot_bytes == 0) return false;
+  std::lock_guard<std::mutex> lock(impl_->epochs_mutex);
+  const auto it = impl_->snapshot_policies.find(owner);
+  return it != impl_->snapshot_policies.end() &&
+         it->second.tail_bytes >= std::max(impl_->options.snapshot_bytes, it->second.last_snapshot_bytes);
+}
+
+absl::Status KafkaChangelog::AppendSnapshot(SourcePartition owner, std::span<const std::string> chunks) {
+  std::lock_guard<std::mutex> lock(impl_->append_mutex);
+  if (EpochOf(owner) == 0) {
+    return absl::FailedPreconditionError(
+        fmt::format("a snapshot of {} reached the changelog, which this instance has not claimed", FormatOwner(owner)));
+  }
+  uint64_t bytes = 0;
+  for (const std::string& chunk : chunks) {
+    absl::Status s = impl_->producer->ProduceToPartition(TopicOf(owner.topic), owner.partition, FormatOwner(owner), chunk);
+    if (!s.ok()) return s;
+    bytes += chunk.size();
+  }
+  if (absl::Status s = impl_->producer->Flush(impl_->options.append_timeout); !s.ok()) {
+    return absl::Status(s.code(), fmt::format("the changelog did not take a snapshot of {}: {}", FormatOwner(owner),
+                                              std::string_view(s.message().data(), s.message().size())));
+  }
+  impl_->records_appended.fetch_add(chunks.size(), std::memory_order_relaxed);
+  impl_->bytes_appended.fetch_add(bytes, std::memory_order_relaxed);
+  impl_->snapshots_appended.fetch_add(1, std::memory_order_relaxed);
+  impl_->snapshot_bytes_appended.fetch_add(bytes, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> policies_lock(impl_->epochs_mutex);
+  impl_->snapshot_policies[owner] = {.tail_bytes = 0, .last_snapshot_bytes = bytes};
   return absl::OkStatus();
 }
 
@@ -286,24 +331,29 @@ absl::StatusOr<std::vector<ClaimResult>> KafkaChangelog::ClaimAll(StateStore& st
   absl::StatusOr<std::unique_ptr<PartitionReader>> reader = PartitionReader::Create(impl_->options.bootstrap_servers);
   if (!reader.ok()) return reader.status();
   std::vector<ClaimResult> results;
-  for (const SourcePartition owner : owners) {
+  std::vector<SnapshotPolicy> policies(owners.size());
+  for (size_t i = 0; i < owners.size(); ++i) {
+    const SourcePartition owner = owners[i];
     const uint64_t applied_before = (*restore)->commits_applied();
-    absl::StatusOr<ClaimResult> result = ClaimOne(**restore, **reader, owner);
+    const uint64_t snapshots_before = (*restore)->snapshots_applied();
+    absl::StatusOr<ClaimResult> result = ClaimOne(**restore, **reader, owner, policies[i]);
     if (!result.ok()) {
       diverged = (*restore)->diverged();
       return result.status();
     }
     result->commits_restored = (*restore)->commits_applied() - applied_before;
+    result->snapshots_restored = (*restore)->snapshots_applied() - snapshots_before;
     for (const auto& [day, closed_at_ms] : (*restore)->windows_closed()) {
       if ((*restore)->Closed(owner, day)) result->windows_closed.emplace(day, closed_at_ms);
     }
     results.push_back(*result);
   }
-  if (absl::Status s = (*restore)->Flush(); !s.ok()) return s;
+  if (absl::Status s = (*restore)->Finish(); !s.ok()) return s;
   std::lock_guard<std::mutex> lock(impl_->epochs_mutex);
   for (size_t i = 0; i < owners.size(); ++i) {
     impl_->epochs[owners[i]] = results[i].epoch;
     impl_->fence_offsets[owners[i]] = results[i].fence_offset;
+    impl_->snapshot_policies[owners[i]] = policies[i];
   }
   return results;
 }
@@ -362,14 +412,16 @@ absl::Status KafkaChangelog::ContinueWindowRestore(WindowRestore& window) {
     }
     if (!restore.Closed(owner, window.day_)) result.not_closed.push_back(owner);
   }
-  if (absl::Status s = restore.Flush(); !s.ok()) return s;
+  // A partition that lacks its next commits needs a snapshot: the rest of one begun may come by
+  // the next pass; without one it is refused.
+  if (absl::Status s = restore.AwaitingSnapshotChunks() ? restore.Flush() : restore.Finish(); !s.ok()) return s;
   const auto closed = restore.windows_closed().find(window.day_);
   result.closed_at_ms = closed == restore.windows_closed().end() ? 0 : closed->second;
   return absl::OkStatus();
 }
 
 absl::StatusOr<ClaimResult> KafkaChangelog::ClaimOne(ChangelogRestore& restore, PartitionReader& reader,
-                                                     SourcePartition owner) {
+                                                     SourcePartition owner, SnapshotPolicy& policy) {
   const Clock::time_point started = Clock::now();
   const Clock::time_point deadline = started + impl_->options.restore_timeout;
   const std::string topic = TopicOf(owner.topic);
@@ -389,6 +441,16 @@ absl::StatusOr<ClaimResult> KafkaChangelog::ClaimOne(ChangelogRestore& restore, 
     epoch_seen = std::max(epoch_seen, header.epoch);
     ++result.records_read;
     result.bytes_read += record.size();
+    // When the owner's next snapshot is due: after as many bytes of commits as it has or its last
+    // snapshot's size.
+    SnapshotChunk chunk;
+    if (header.kind == ChangelogKind::kCommit) {
+      policy.tail_bytes += record.size();
+    } else if (DecodeSnapshotChunk(record, chunk)) {
+      if (chunk.index == 0) policy.reading_snapshot_bytes = 0;
+      policy.reading_snapshot_bytes += record.size();
+      if (chunk.last) policy = {.tail_bytes = 0, .last_snapshot_bytes = policy.reading_snapshot_bytes};
+    }
     absl::StatusOr<RestoreStep> step = restore.Apply(record);
     return step.status();
   };

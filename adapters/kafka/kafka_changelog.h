@@ -46,6 +46,12 @@ struct KafkaChangelogOptions {
   // How long a Claim may take to read a partition's changelog (config
   // kafka.changelog_restore_timeout_ms).
   std::chrono::milliseconds restore_timeout{300'000};
+  // A partition's owner appends a snapshot of its state once its changelog has grown by this many
+  // bytes since the last snapshot, and by at least that snapshot's size (so snapshots cost at most
+  // as much again as the commits); 0 never (config kafka.changelog_snapshot_bytes). A restore
+  // then reads at most the last complete snapshot and the commits after it, and the broker may
+  // drop anything older (docs/scale-out.md, section 4).
+  uint64_t snapshot_bytes = 4 << 20;
   // Told before a diverged partition's state is dropped from the store and restored again, with
   // the refusal that found it (for the log).
   std::function<void(SourcePartition, const absl::Status&)> on_rebuild = nullptr;
@@ -57,6 +63,7 @@ struct ClaimResult {
   int64_t fence_offset = 0;       // an offset of the changelog at or before this claim's fence
   uint64_t records_read = 0;      // changelog records read
   uint64_t commits_restored = 0;  // commit records applied to the store
+  uint64_t snapshots_restored = 0;  // snapshots applied to the store (each replaces its state)
   uint64_t bytes_read = 0;
   std::chrono::milliseconds duration{0};
   // The windows the partition's restored commits closed, and the instant of each: the claimer
@@ -137,11 +144,16 @@ class KafkaChangelog final : public ChangelogSink {
   [[nodiscard]] uint64_t EpochOf(SourcePartition owner) const override;
   [[nodiscard]] std::vector<SourcePartition> Owned() const override;
   [[nodiscard]] absl::Status Append(std::span<const ChangelogRecord> records) override;
+  [[nodiscard]] bool SnapshotDue(SourcePartition owner) const override;
+  [[nodiscard]] absl::Status AppendSnapshot(SourcePartition owner, std::span<const std::string> chunks) override;
 
   [[nodiscard]] std::string TopicOf(SourceTopic topic) const;
   // Records and bytes appended so far.
   [[nodiscard]] uint64_t records_appended() const;
   [[nodiscard]] uint64_t bytes_appended() const;
+  // Snapshots and their bytes appended so far (also in records_ and bytes_appended).
+  [[nodiscard]] uint64_t snapshots_appended() const;
+  [[nodiscard]] uint64_t snapshot_bytes_appended() const;
 
   // The changelog producer's largest record (a commit's changes of one partition); a real
   // broker's max.message.bytes of the changelog topics must be at least this.
@@ -155,9 +167,16 @@ class KafkaChangelog final : public ChangelogSink {
   [[nodiscard]] absl::StatusOr<std::vector<ClaimResult>> ClaimAll(StateStore& store,
                                                                   std::span<const SourcePartition> owners,
                                                                   std::optional<SourcePartition>& diverged);
+  // How much of a partition's changelog lies after its last complete snapshot, and that
+  // snapshot's size: when the next one is due.
+  struct SnapshotPolicy {
+    uint64_t tail_bytes = 0;
+    uint64_t last_snapshot_bytes = 0;
+    uint64_t reading_snapshot_bytes = 0;  // of the snapshot whose chunks a claim is reading
+  };
   // Restores one partition through `restore` (not flushed) and appends its fence.
   [[nodiscard]] absl::StatusOr<ClaimResult> ClaimOne(ChangelogRestore& restore, PartitionReader& reader,
-                                                     SourcePartition owner);
+                                                     SourcePartition owner, SnapshotPolicy& policy);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -17,12 +18,15 @@ namespace {
 //   version, kind, owner (AppendOwner), epoch u64, number u64, next_offset i64,
 //   then for a commit six sections: transaction records, counters, gross, applied, exceptions,
 //   windows closed (version 2 on; version 1 has the first five), each a count u32 and a byte
-//   length u32 before its entries.
+//   length u32 before its entries; for a snapshot chunk its index u32 and last flag u8, then the
+//   six sections and a seventh, the days not carried.
 constexpr uint8_t kChangelogVersion = 2;
 constexpr uint8_t kChangelogVersionFiveSections = 1;
 constexpr uint8_t kProgressVersion = 1;
 constexpr size_t kHeaderBytes = 2 + kOwnerKeyBytes + 8 + 8 + 8;
 constexpr size_t kSectionCount = 6;
+constexpr size_t kSnapshotSectionCount = 7;
+constexpr size_t kSnapshotChunkFieldBytes = 4 + 1;  // index, last flag
 
 template <typename T>
 void PutFixed(std::string& out, T value) {
@@ -99,9 +103,11 @@ bool DecodeChangelogHeader(std::string_view record, ChangelogHeader& out) {
   const auto version = static_cast<uint8_t>(record[0]);
   if (version != kChangelogVersion && version != kChangelogVersionFiveSections) return false;
   const auto kind = static_cast<uint8_t>(record[1]);
-  if (kind != static_cast<uint8_t>(ChangelogKind::kCommit) && kind != static_cast<uint8_t>(ChangelogKind::kFence)) {
+  if (kind != static_cast<uint8_t>(ChangelogKind::kCommit) && kind != static_cast<uint8_t>(ChangelogKind::kFence) &&
+      kind != static_cast<uint8_t>(ChangelogKind::kSnapshot)) {
     return false;
   }
+  if (kind == static_cast<uint8_t>(ChangelogKind::kSnapshot) && version != kChangelogVersion) return false;
   out.kind = static_cast<ChangelogKind>(kind);
   const auto topic = static_cast<uint8_t>(record[2]);
   if (topic > static_cast<uint8_t>(SourceTopic::kMedical)) return false;
@@ -111,14 +117,32 @@ bool DecodeChangelogHeader(std::string_view record, ChangelogHeader& out) {
   return r.Fixed(out.epoch) && r.Fixed(out.number) && r.Fixed(out.next_offset);
 }
 
+bool DecodeSnapshotChunk(std::string_view record, SnapshotChunk& out) {
+  ChangelogHeader header;
+  if (!DecodeChangelogHeader(record, header) || header.kind != ChangelogKind::kSnapshot) return false;
+  ByteReader r(record.substr(kHeaderBytes));
+  uint8_t last = 0;
+  if (!r.Fixed(out.index) || !r.Fixed(last) || last > 1) return false;
+  out.last = last == 1;
+  return true;
+}
+
 // ---- building ------------------------------------------------------------------------------------
 
 void ChangelogRecordBuilder::Start(const ChangelogHeader& header) {
   header_ = header;
-  for (Section* section : {&txn_, &counters_, &gross_, &applied_, &exceptions_, &closes_}) {
+  for (Section* section : {&txn_, &counters_, &gross_, &applied_, &exceptions_, &closes_, &not_carried_}) {
     section->count = 0;
     section->bytes.clear();
   }
+}
+
+size_t ChangelogRecordBuilder::size_bytes() const {
+  size_t bytes = 0;
+  for (const Section* section : {&txn_, &counters_, &gross_, &applied_, &exceptions_, &closes_, &not_carried_}) {
+    bytes += section->bytes.size();
+  }
+  return bytes;
 }
 
 bool ChangelogRecordBuilder::AddTxnRecord(std::string_view txn_key, const TxnRecord& record,
@@ -176,14 +200,34 @@ void ChangelogRecordBuilder::AddWindowClosed(WindowDay day, int64_t closed_at_ms
   ++closes_.count;
 }
 
-void ChangelogRecordBuilder::Finish(std::string& out) {
-  EncodeHeader(header_, out);
+void ChangelogRecordBuilder::AddDayNotCarried(WindowDay day) {
+  PutFixed(not_carried_.bytes, day);
+  ++not_carried_.count;
+}
+
+void ChangelogRecordBuilder::FinishSections(std::string& out) {
   for (Section* section : {&txn_, &counters_, &gross_, &applied_, &exceptions_, &closes_}) {
     PutFixed(out, section->count);
     PutBytes(out, section->bytes);
     section->count = 0;
     section->bytes.clear();
   }
+}
+
+void ChangelogRecordBuilder::Finish(std::string& out) {
+  EncodeHeader(header_, out);
+  FinishSections(out);
+}
+
+void ChangelogRecordBuilder::FinishSnapshotChunk(SnapshotChunk chunk, std::string& out) {
+  EncodeHeader(header_, out);
+  PutFixed(out, chunk.index);
+  PutFixed(out, static_cast<uint8_t>(chunk.last ? 1 : 0));
+  FinishSections(out);
+  PutFixed(out, not_carried_.count);
+  PutBytes(out, not_carried_.bytes);
+  not_carried_.count = 0;
+  not_carried_.bytes.clear();
 }
 
 void EncodeChangelogFence(SourcePartition owner, uint64_t epoch, std::string& out) {
@@ -344,7 +388,191 @@ absl::Status DropOwnerState(StateStore& store, SourcePartition owner) {
   write->Delete(Table::kMeta, key);
   ChangelogProgressKey(owner, key);
   write->Delete(Table::kMeta, key);
+  absl::StatusOr<std::map<WindowDay, std::vector<SourcePartition>>> lacking = ReadLackingShares(store);
+  if (!lacking.ok()) return lacking.status();
+  for (const auto& [day, owners] : *lacking) {
+    if (std::find(owners.begin(), owners.end(), owner) == owners.end()) continue;
+    LackingShareKey(day, owner, key);
+    write->Delete(Table::kMeta, key);
+  }
   return store.Write(*write);
+}
+
+// ---- snapshots -----------------------------------------------------------------------------------
+
+namespace {
+
+// Cuts a snapshot into chunks of about `chunk_bytes` as its sections grow.
+class SnapshotWriter {
+ public:
+  SnapshotWriter(const ChangelogHeader& header, size_t chunk_bytes, std::vector<std::string>& chunks)
+      : header_(header), chunk_bytes_(chunk_bytes), chunks_(chunks) {
+    builder_.Start(header_);
+  }
+  ChangelogRecordBuilder& builder() { return builder_; }
+  // Called after each entry added.
+  void Added() {
+    if (builder_.size_bytes() >= chunk_bytes_) Cut(/*last=*/false);
+  }
+  void Finish() { Cut(/*last=*/true); }
+
+ private:
+  void Cut(bool last) {
+    chunks_.emplace_back();
+    builder_.FinishSnapshotChunk({.index = static_cast<uint32_t>(chunks_.size() - 1), .last = last}, chunks_.back());
+    builder_.Start(header_);
+  }
+  ChangelogHeader header_;
+  size_t chunk_bytes_;
+  std::vector<std::string>& chunks_;
+  ChangelogRecordBuilder builder_;
+};
+
+// The owner's window counters and gross of the days `carried` says, into `writer`; the days of
+// the others into `not_carried`; every day the owner has counters or gross in into `days`.
+absl::Status AddOwnerDays(StateStore& store, SourcePartition owner, const std::function<bool(WindowDay)>& carried,
+                          SnapshotWriter& writer, std::set<WindowDay>& days, std::set<WindowDay>& not_carried) {
+  bool damaged = false;
+  absl::Status s = store.Scan(Table::kMeta, kCountersKeyPrefix, {}, [&](std::string_view key, std::string_view value) {
+    WindowCounters counters;
+    damaged = key.size() != kCountersKeyPrefix.size() + 4 + kOwnerKeyBytes || !DecodeWindowCounters(value, counters);
+    if (damaged) return false;
+    if (ReadOwner(key.data() + kCountersKeyPrefix.size() + 4) != owner) return true;
+    const WindowDay day = WindowFromKeyBits(ReadBigEndian32(key.data() + kCountersKeyPrefix.size()));
+    days.insert(day);
+    if (!carried(day)) {
+      not_carried.insert(day);
+    } else {
+      writer.builder().AddCounters(day, counters);
+      writer.Added();
+    }
+    return true;
+  });
+  if (!s.ok()) return s;
+  if (damaged) return absl::DataLossError("a window counters record is damaged");
+  s = store.Scan(Table::kMeta, kGrossKeyPrefix, {}, [&](std::string_view key, std::string_view value) {
+    PartitionGross gross;
+    damaged = !DecodeGross(key, value, gross);
+    if (damaged) return false;
+    if (SourcePartition{gross.topic, gross.partition} != owner) return true;
+    days.insert(gross.day);
+    if (!carried(gross.day)) {
+      not_carried.insert(gross.day);
+    } else {
+      writer.builder().AddGross(gross.day, gross.gross_fen);
+      writer.Added();
+    }
+    return true;
+  });
+  if (!s.ok()) return s;
+  if (damaged) return absl::DataLossError("a partition gross record is damaged");
+  return absl::OkStatus();
+}
+
+// The owner's transaction records, each as its newest version: a recent one (kRecentTxn, in
+// commit order) over the sorted one (kTxn). The dedup index's sort may copy recent records into
+// kTxn meanwhile; it deletes them from kRecentTxn only with a later commit, so reading the recent
+// ones first misses none.
+absl::Status AddOwnerTxnRecords(StateStore& store, SourcePartition owner, const LineIds& line_ids,
+                                SnapshotWriter& writer) {
+  std::map<std::string, std::string, std::less<>> recent;
+  bool damaged = false;
+  absl::Status s = store.Scan(Table::kRecentTxn, {}, {}, [&](std::string_view, std::string_view blob) {
+    size_t position = 0;
+    std::string_view txn_key, record;
+    while (NextRecentTxnEntry(blob, position, txn_key, record, damaged)) {
+      if (HasOwner(txn_key, owner)) recent.insert_or_assign(std::string(txn_key), std::string(record));
+    }
+    return !damaged;
+  });
+  if (!s.ok()) return s;
+  if (damaged) return absl::DataLossError("a recent transaction record blob is damaged");
+  auto add = [&](std::string_view txn_key, std::string_view value) {
+    TxnRecord record;
+    damaged = !DecodeTxnRecord(value, line_ids, record) || !writer.builder().AddTxnRecord(txn_key, record, line_ids);
+    if (!damaged) writer.Added();
+    return !damaged;
+  };
+  std::string prefix;
+  AppendOwner(prefix, owner);
+  s = store.Scan(Table::kTxn, prefix, {}, [&](std::string_view key, std::string_view value) {
+    return recent.contains(key) || add(key, value);
+  });
+  if (!s.ok()) return s;
+  for (const auto& [txn_key, value] : recent) {
+    if (!add(txn_key, value)) break;
+  }
+  if (damaged) {
+    return absl::DataLossError(Cat("a transaction record of ", FormatOwner(owner),
+                                   " is damaged or names a line its store does not number"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status BuildOwnerSnapshot(StateStore& store, SourcePartition owner, uint64_t epoch, uint64_t number,
+                                std::vector<std::string>& chunks, size_t chunk_bytes) {
+  chunks.clear();
+  absl::StatusOr<LineIds> line_ids = LoadLineIds(store);
+  if (!line_ids.ok()) return line_ids.status();
+  absl::StatusOr<std::map<WindowDay, WindowRecord>> windows = ReadWindowRecords(store);
+  if (!windows.ok()) return windows.status();
+  // What a restore needs to go on: the windows whose files are not written.
+  auto carried = [&](WindowDay day) {
+    const auto it = windows->find(day);
+    return it == windows->end() || (it->second.files_written_at_ms == 0 && it->second.retired_at_ms == 0);
+  };
+  std::string key, value;
+  bool found = false;
+  OffsetKey(owner.topic, owner.partition, key);
+  if (absl::Status s = store.Get(Table::kMeta, key, value, found); !s.ok()) return s;
+  if (found && value.size() != 8) return absl::DataLossError(Cat("the offset record of ", FormatOwner(owner), " is damaged"));
+  SnapshotWriter writer({.kind = ChangelogKind::kSnapshot,
+                         .owner = owner,
+                         .epoch = epoch,
+                         .number = number,
+                         .next_offset = found ? static_cast<int64_t>(ReadBigEndian64(value.data())) : kNoNextOffset},
+                        chunk_bytes, chunks);
+  std::set<WindowDay> days, not_carried;
+  if (absl::Status s = AddOwnerDays(store, owner, carried, writer, days, not_carried); !s.ok()) return s;
+  for (const auto& [day, record] : *windows) {
+    if (record.closed_at_ms != 0 && carried(day)) writer.builder().AddWindowClosed(day, record.closed_at_ms);
+  }
+  bool damaged = false;
+  for (const WindowDay day : days) {
+    if (!carried(day)) continue;
+    WindowOwnerKeyPrefix(day, owner, key);
+    const size_t prefix_size = key.size();
+    absl::Status s = store.Scan(Table::kApplied, key, {}, [&](std::string_view applied_key, std::string_view blob) {
+      damaged = applied_key.size() != prefix_size + 8 ||
+                !writer.builder().AddApplied(day, ReadBigEndian64(applied_key.data() + prefix_size), blob, *line_ids);
+      if (!damaged) writer.Added();
+      return !damaged;
+    });
+    if (!s.ok()) return s;
+    if (damaged) {
+      return absl::DataLossError(Cat("an applied record of ", FormatOwner(owner), " in window ", FormatWindowDay(day),
+                                     " is damaged or names a line its store does not number"));
+    }
+  }
+  key.clear();
+  AppendOwner(key, owner);
+  absl::Status s = store.Scan(Table::kExceptions, key, {}, [&](std::string_view exception_key, std::string_view bytes) {
+    ExceptionRecord exception;
+    damaged = !DecodeExceptionRecord(exception_key, bytes, exception);
+    if (!damaged && carried(exception.window)) {
+      writer.builder().AddException(exception_key, bytes);
+      writer.Added();
+    }
+    return !damaged;
+  });
+  if (!s.ok()) return s;
+  if (damaged) return absl::DataLossError(Cat("an exception record of ", FormatOwner(owner), " is damaged"));
+  if (s = AddOwnerTxnRecords(store, owner, *line_ids, writer); !s.ok()) return s;
+  for (const WindowDay day : not_carried) writer.builder().AddDayNotCarried(day);
+  writer.Finish();
+  return absl::OkStatus();
 }
 
 // ---- restoring -----------------------------------------------------------------------------------
@@ -390,8 +618,6 @@ absl::StatusOr<RestoreStep> ChangelogRestore::Apply(std::string_view record) {
 absl::StatusOr<RestoreStep> ChangelogRestore::ApplyOne(std::string_view record) {
   ChangelogHeader header;
   if (!DecodeChangelogHeader(record, header)) return absl::DataLossError("a changelog record's header is damaged");
-  const bool first_read = !seen_[header.owner];
-  seen_[header.owner] = true;
   ChangelogProgress& progress = progress_[header.owner];
   // Fences count from where this restore reads: what a former owner appended before a fence is
   // state, whatever fences this store saw on an earlier read of the same changelog.
@@ -407,6 +633,11 @@ absl::StatusOr<RestoreStep> ChangelogRestore::ApplyOne(std::string_view record) 
   // A commit of an earlier epoch than a fence before it comes from an owner that lost the
   // partition and did not know yet (a zombie).
   const bool fenced_out = header.epoch < fence_read;
+  if (header.kind == ChangelogKind::kSnapshot) {
+    if (fenced_out) return RestoreStep::kFencedOut;
+    if (header.number <= progress.number) return RestoreStep::kRepeat;
+    return ApplySnapshotChunk(header, record);
+  }
   // This store holds commits the changelog's history does not: it applied them as a zombie (its
   // own commits after another owner's fence), or another owner went on from an earlier commit.
   if (header.number <= progress.number &&
@@ -421,23 +652,43 @@ absl::StatusOr<RestoreStep> ChangelogRestore::ApplyOne(std::string_view record) 
   }
   if (fenced_out) return RestoreStep::kFencedOut;
   if (header.number <= progress.number) return RestoreStep::kRepeat;
-  if (header.number != progress.number + 1) {
-    return absl::DataLossError(Cat(first_read ? "changelog_truncated: the changelog of " : "changelog_gap: the changelog of ",
-                                   FormatOwner(header.owner), first_read ? " begins at commit " : " skips to commit ",
-                                   header.number, " but this store holds its commits through ", progress.number,
-                                   ": commits ", progress.number + 1, " to ", header.number - 1,
-                                   " are missing; its state is not restored"));
+  // The changelog begins past what the store holds when this is the owner's first commit read.
+  const bool first_read = !seen_[header.owner];
+  seen_[header.owner] = true;
+  if (header.number != progress.number + 1 || behind_.contains(header.owner)) {
+    // The changelog no longer holds the commits this store needs next (the broker dropped them,
+    // or they are missing): only a snapshot of a later commit can bring the owner back.
+    behind_.try_emplace(header.owner, Behind{progress.number, header.number, first_read});
+    return RestoreStep::kBehind;
   }
   const size_t sections = static_cast<uint8_t>(record[0]) == kChangelogVersionFiveSections ? 5 : kSectionCount;
-  if (absl::Status s = ApplyCommit(header, std::string_view(record).substr(kHeaderBytes), sections); !s.ok()) {
+  if (absl::Status s = ReadSections(header, std::string_view(record).substr(kHeaderBytes), sections); !s.ok()) {
     return s;
   }
+  // An owner that never consumed the partition has no next offset to give (kNoNextOffset).
+  if (header.next_offset != kNoNextOffset) {
+    OffsetKey(header.owner.topic, header.owner.partition, key_scratch_);
+    value_scratch_.clear();
+    AppendBigEndian64(value_scratch_, static_cast<uint64_t>(header.next_offset));
+    write_->Put(Table::kMeta, key_scratch_, value_scratch_);
+  }
+  for (std::vector<PendingPut>* puts : {&line_id_puts_, &puts_}) {
+    for (const PendingPut& put : *puts) write_->Put(put.table, put.key, put.value);
+  }
+  for (const auto& [day, closed_at_ms] : closes_) {
+    // Instances close a window at the same instant (the clock's cutoff plus grace, or the
+    // operator's instant from the control topic); should two differ, the earliest stands.
+    auto [it, added] = windows_closed_.try_emplace(day, closed_at_ms);
+    if (!added) it->second = std::min(it->second, closed_at_ms);
+    closed_by_owner_[header.owner].insert(day);
+  }
+  recent_blob_.append(recent_entries_);
   progress.number = header.number;
   progress.epoch = header.epoch;
   ++commits_applied_;
   pending_ = true;
   if (write_->size_bytes() >= kPendingBytesMax) {
-    if (absl::Status s = Flush(); !s.ok()) return s;
+    if (absl::Status s = WritePending(); !s.ok()) return s;
   }
   return RestoreStep::kApplied;
 }
@@ -447,59 +698,123 @@ uint32_t ChangelogRestore::LocalLineId(std::string_view line_key) {
   const uint32_t id = line_ids_.IdOf(line_key, added);
   if (added) {
     LineIdKey(id, key_scratch_);
-    Put(Table::kMeta, key_scratch_, line_key);
+    line_id_puts_.push_back({Table::kMeta, key_scratch_, std::string(line_key)});
   }
   return id;
 }
 
-absl::Status ChangelogRestore::ApplyCommit(const ChangelogHeader& header, std::string_view body,
-                                           size_t section_count) {
+absl::Status ChangelogRestore::ReadSections(const ChangelogHeader& header, std::string_view body,
+                                            size_t section_count) {
   // The sections are read whole before anything is put, so a damaged record changes nothing.
-  std::array<Section, kSectionCount> sections{};
+  std::array<Section, kSnapshotSectionCount> sections{};
   ByteReader sections_reader(body);
   for (size_t i = 0; i < section_count; ++i) {
     auto& [count, bytes] = sections[i];
     if (!sections_reader.Fixed(count) || !sections_reader.Bytes(bytes)) return Damaged(header, "truncated");
   }
   if (!sections_reader.AtEnd()) return Damaged(header, "bytes after its last section");
+  if (header.next_offset < 0 && header.next_offset != kNoNextOffset) return Damaged(header, "a negative next offset");
   const SourcePartition owner = header.owner;
   puts_.clear();
-  std::string recent_entries;
-  if (!QueueTxnRecords(owner, sections[0], recent_entries)) return Damaged(header, "its transaction records");
+  line_id_puts_.clear();
+  recent_entries_.clear();
+  closes_.clear();
+  not_carried_.clear();
+  if (!QueueTxnRecords(owner, sections[0], recent_entries_)) return Damaged(header, "its transaction records");
   if (!QueueCounters(owner, sections[1])) return Damaged(header, "its window counters");
   if (!QueueGross(owner, sections[2])) return Damaged(header, "its partition gross");
   if (!QueueAppliedRecords(owner, sections[3])) {
     return Damaged(header, "its applied records (or one of another partition)");
   }
   if (!QueueExceptions(owner, sections[4])) return Damaged(header, "its exceptions");
-  std::vector<std::pair<WindowDay, int64_t>> closes;
   const bool closes_ok = ForEachEntry(sections[5], [&](ByteReader& r) {
     WindowDay day = 0;
     int64_t closed_at_ms = 0;
     if (!r.Fixed(day) || !r.Fixed(closed_at_ms) || closed_at_ms <= 0) return false;
-    closes.emplace_back(day, closed_at_ms);
+    closes_.emplace_back(day, closed_at_ms);
     return true;
   });
   if (!closes_ok) return Damaged(header, "its windows closed");
+  const bool not_carried_ok = ForEachEntry(sections[6], [&](ByteReader& r) {
+    WindowDay day = 0;
+    if (!r.Fixed(day)) return false;
+    not_carried_.push_back(day);
+    return true;
+  });
+  if (!not_carried_ok) return Damaged(header, "its days not carried");
+  return absl::OkStatus();
+}
 
-  // An owner that never consumed the partition has no next offset to give (kNoNextOffset).
-  if (header.next_offset != kNoNextOffset) {
-    if (header.next_offset < 0) return Damaged(header, "a negative next offset");
+absl::StatusOr<RestoreStep> ChangelogRestore::ApplySnapshotChunk(const ChangelogHeader& header,
+                                                                 std::string_view record) {
+  SnapshotChunk chunk;
+  if (!DecodeSnapshotChunk(record, chunk)) return Damaged(header, "its chunk header");
+  const SourcePartition owner = header.owner;
+  if (chunk.index == 0) {
+    SnapshotRead& read = snapshots_[owner];
+    read = SnapshotRead();
+    read.number = header.number;
+    read.epoch = header.epoch;
+    read.next_offset = header.next_offset;
+  }
+  const auto it = snapshots_.find(owner);
+  if (it == snapshots_.end() || it->second.number != header.number || it->second.epoch != header.epoch ||
+      it->second.next_chunk != chunk.index) {
+    // Its first chunks are not in the changelog any more, or its writer stopped before its last
+    // (another snapshot began): not one to restore from.
+    if (it != snapshots_.end()) snapshots_.erase(it);
+    return RestoreStep::kSnapshotPart;
+  }
+  if (absl::Status s = ReadSections(header, record.substr(kHeaderBytes + kSnapshotChunkFieldBytes),
+                                    kSnapshotSectionCount);
+      !s.ok()) {
+    return s;
+  }
+  // New line numbers are written whatever becomes of the snapshot: this restore gives them on.
+  for (const PendingPut& put : line_id_puts_) write_->Put(put.table, put.key, put.value);
+  pending_ = pending_ || !line_id_puts_.empty();
+  SnapshotRead& read = it->second;
+  std::move(puts_.begin(), puts_.end(), std::back_inserter(read.puts));
+  read.recent_entries.append(recent_entries_);
+  read.closes.insert(read.closes.end(), closes_.begin(), closes_.end());
+  read.not_carried.insert(not_carried_.begin(), not_carried_.end());
+  ++read.next_chunk;
+  if (!chunk.last) return RestoreStep::kSnapshotPart;
+  if (absl::Status s = ApplySnapshot(owner); !s.ok()) return s;
+  return RestoreStep::kApplied;
+}
+
+absl::Status ChangelogRestore::ApplySnapshot(SourcePartition owner) {
+  const SnapshotRead read = std::move(snapshots_.at(owner));
+  snapshots_.erase(owner);
+  // The snapshot is the whole of the owner's state: what the store held of it goes first.
+  if (absl::Status s = WritePending(); !s.ok()) return s;
+  if (absl::Status s = DropOwnerState(store_, owner); !s.ok()) return s;
+  for (const PendingPut& put : read.puts) write_->Put(put.table, put.key, put.value);
+  if (read.next_offset != kNoNextOffset) {
     OffsetKey(owner.topic, owner.partition, key_scratch_);
     value_scratch_.clear();
-    AppendBigEndian64(value_scratch_, static_cast<uint64_t>(header.next_offset));
-    Put(Table::kMeta, key_scratch_, value_scratch_);
+    AppendBigEndian64(value_scratch_, static_cast<uint64_t>(read.next_offset));
+    write_->Put(Table::kMeta, key_scratch_, value_scratch_);
   }
-  for (const PendingPut& put : puts_) write_->Put(put.table, put.key, put.value);
-  for (const auto& [day, closed_at_ms] : closes) {
-    // Instances close a window at the same instant (the clock's cutoff plus grace, or the
-    // operator's instant from the control topic); should two differ, the earliest stands.
+  for (const WindowDay day : read.not_carried) {
+    LackingShareKey(day, owner, key_scratch_);
+    write_->Put(Table::kMeta, key_scratch_, {});
+  }
+  closed_by_owner_.erase(owner);
+  for (const auto& [day, closed_at_ms] : read.closes) {
     auto [it, added] = windows_closed_.try_emplace(day, closed_at_ms);
     if (!added) it->second = std::min(it->second, closed_at_ms);
     closed_by_owner_[owner].insert(day);
   }
-  recent_blob_.append(recent_entries);
-  return absl::OkStatus();
+  recent_blob_.append(read.recent_entries);
+  ChangelogProgress& progress = progress_[owner];
+  progress.number = read.number;
+  progress.epoch = read.epoch;
+  behind_.erase(owner);
+  ++snapshots_applied_;
+  pending_ = true;
+  return WritePending();
 }
 
 bool ChangelogRestore::QueueTxnRecords(SourcePartition owner, const Section& section, std::string& recent_entries) {
@@ -582,7 +897,28 @@ void ChangelogRestore::Put(Table table, std::string_view key, std::string_view v
   puts_.push_back({table, std::string(key), std::string(value)});
 }
 
-absl::Status ChangelogRestore::Flush() {
+absl::Status ChangelogRestore::Flush() { return WritePending(); }
+
+absl::Status ChangelogRestore::Finish() {
+  if (!failure_.ok()) return failure_;
+  if (!behind_.empty()) {
+    const auto& [owner, behind] = *behind_.begin();
+    failure_ = absl::DataLossError(Cat(
+        behind.first_read ? "changelog_truncated: the changelog of " : "changelog_gap: the changelog of ",
+        FormatOwner(owner), behind.first_read ? " begins at commit " : " skips to commit ", behind.found,
+        " but this store holds its commits through ", behind.held_through, ": commits ", behind.held_through + 1,
+        " to ", behind.found - 1, " are missing and no complete snapshot of a later commit follows; its state is not restored"));
+    return failure_;
+  }
+  return WritePending();
+}
+
+bool ChangelogRestore::AwaitingSnapshotChunks() const {
+  return std::any_of(behind_.begin(), behind_.end(),
+                     [&](const auto& entry) { return snapshots_.contains(entry.first); });
+}
+
+absl::Status ChangelogRestore::WritePending() {
   if (!failure_.ok()) return failure_;
   if (!pending_) return absl::OkStatus();
   for (const auto& [owner, progress] : progress_) {

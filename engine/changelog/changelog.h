@@ -10,9 +10,16 @@
 // group's generation at which the instance got the partition); a fence record opens an epoch:
 // after it, a commit record of an earlier epoch (a zombie's) changes nothing.
 //
+// A snapshot holds a partition's whole state as of one of its commits, in chunks (the six sections
+// of a commit record, with the days whose records it does not carry): the owner appends one when
+// the partition's changelog has grown enough since the last, so that a restore needs only the
+// last complete snapshot and the commits after it, and the broker may drop what came before.
+//
 // ChangelogRestore applies the records of a changelog to a store in their order: a commit
-// numbered next is applied, a repeat skipped, a zombie's ignored, and a changelog that skips a
-// number (a gap, or its start dropped by the broker) is refused, never restored into wrong state.
+// numbered next is applied, a repeat skipped, a zombie's ignored; a store that lacks commits the
+// changelog no longer holds starts again from a complete snapshot, and one that finds none (a gap,
+// or the changelog's start dropped by the broker with no snapshot after) is refused, never
+// restored into wrong state.
 #pragma once
 
 #include <cstdint>
@@ -33,7 +40,7 @@
 
 namespace yrd {
 
-enum class ChangelogKind : uint8_t { kCommit = 1, kFence = 2 };
+enum class ChangelogKind : uint8_t { kCommit = 1, kFence = 2, kSnapshot = 3 };
 
 // The partition whose owner writes the file set a consumer group merges from every partition's
 // changelog (docs/scale-out.md, section 5).
@@ -43,12 +50,20 @@ struct ChangelogHeader {
   ChangelogKind kind = ChangelogKind::kCommit;
   SourcePartition owner;
   uint64_t epoch = 0;
-  uint64_t number = 0;      // commit: the owner's commit number (from 1); fence: 0
-  int64_t next_offset = 0;  // commit: the owner's next source offset once it is applied, or
-                            // kNoNextOffset when the owner has consumed none of it
+  uint64_t number = 0;      // commit: the owner's commit number (from 1); snapshot: the number
+                            // of the commit whose state it holds; fence: 0
+  int64_t next_offset = 0;  // commit, snapshot: the owner's next source offset once it is
+                            // applied, or kNoNextOffset when the owner has consumed none of it
 };
 inline constexpr int64_t kNoNextOffset = -1;
 [[nodiscard]] bool DecodeChangelogHeader(std::string_view record, ChangelogHeader& out);
+// A snapshot chunk's place: its index (from 0) and whether it is the snapshot's last.
+struct SnapshotChunk {
+  uint32_t index = 0;
+  bool last = false;
+};
+// False unless `record` is a snapshot chunk.
+[[nodiscard]] bool DecodeSnapshotChunk(std::string_view record, SnapshotChunk& out);
 
 // One record of an owner's changelog, as the ledger hands it to its sink.
 struct ChangelogRecord {
@@ -71,8 +86,14 @@ class ChangelogRecordBuilder {
   // The commit closed `day` at `closed_at_ms` for the owner: the owner's report that its share of
   // the window is complete (docs/scale-out.md, section 5).
   void AddWindowClosed(WindowDay day, int64_t closed_at_ms);
+  // A snapshot only: a day with the owner's counters whose records the snapshot does not carry.
+  void AddDayNotCarried(WindowDay day);
   // The record; the builder is empty again.
   void Finish(std::string& out);
+  // A snapshot chunk (Start with a kSnapshot header); the builder is empty again.
+  void FinishSnapshotChunk(SnapshotChunk chunk, std::string& out);
+  // The bytes of the sections added so far.
+  [[nodiscard]] size_t size_bytes() const;
 
  private:
   struct Section {
@@ -80,12 +101,24 @@ class ChangelogRecordBuilder {
     std::string bytes;
   };
   ChangelogHeader header_;
-  Section txn_, counters_, gross_, applied_, exceptions_, closes_;
+  void FinishSections(std::string& out);
+  Section txn_, counters_, gross_, applied_, exceptions_, closes_, not_carried_;
   std::string scratch_;
 };
 
 // A fence record: `epoch` owns `owner` from here on.
 void EncodeChangelogFence(SourcePartition owner, uint64_t epoch, std::string& out);
+
+// A snapshot is cut into chunks of about this many bytes (a record the broker takes).
+inline constexpr size_t kSnapshotChunkBytes = 256 << 10;
+// The chunks of a snapshot of `owner`'s state in `store` as of its commit `number` of `epoch`
+// (the store must hold exactly that commit of it: the ledger's commit thread calls this right
+// after writing it). It carries the owner's transaction records, next offset, and every window's
+// counters, gross, applied records, exceptions and close whose files are not written; the other
+// windows the owner has counters in are named as not carried.
+[[nodiscard]] absl::Status BuildOwnerSnapshot(StateStore& store, SourcePartition owner, uint64_t epoch,
+                                              uint64_t number, std::vector<std::string>& chunks,
+                                              size_t chunk_bytes = kSnapshotChunkBytes);
 
 // Where the ledger's commit records go. Thread-safe as documented per method.
 class ChangelogSink {
@@ -100,6 +133,13 @@ class ChangelogSink {
   // durable in the changelog; the commit is written to the store only after. Called on the
   // commit thread, in commit order.
   [[nodiscard]] virtual absl::Status Append(std::span<const ChangelogRecord> records) = 0;
+  // Whether `owner`'s changelog has grown enough since its last snapshot for another: the commit
+  // thread then appends one (BuildOwnerSnapshot) right after the commit it wrote. Called on the
+  // commit thread.
+  [[nodiscard]] virtual bool SnapshotDue(SourcePartition owner) const = 0;
+  // Appends the chunks of a snapshot of `owner` and returns once every one is durable. Called on
+  // the commit thread, between two commits.
+  [[nodiscard]] virtual absl::Status AppendSnapshot(SourcePartition owner, std::span<const std::string> chunks) = 0;
 };
 
 // How much of an owner's changelog a store holds (kMeta ChangelogProgressKey): the number and
@@ -118,18 +158,24 @@ void EncodeChangelogProgress(const ChangelogProgress& progress, std::string& out
 // Drops from `store` (whose ledger is not running) everything it holds of `owner`'s state: its
 // transaction records (sorted and recent), applied records, counters, partition gross,
 // exceptions, next offset, netting-line marker and changelog progress, and takes the owner's
-// share out of the netting lines' checkpoints; the other owners' state is untouched. A restore
-// then applies the owner's changelog from its start: what a store that diverged from the
-// changelog (`changelog_diverged`: it went on as a zombie) does before it claims the partition
-// again. One synced write.
+// share out of the netting lines' checkpoints, and forgets which windows lack its records; the
+// other owners' state is untouched. A restore then applies the owner's changelog from its start
+// or from a snapshot: what a store that diverged from the changelog (`changelog_diverged`: it went
+// on as a zombie) does before it claims the partition again, and what a restore does before it
+// applies a snapshot. One synced write.
 [[nodiscard]] absl::Status DropOwnerState(StateStore& store, SourcePartition owner);
 
 // What Apply did with one record.
 enum class RestoreStep : uint8_t {
-  kApplied = 0,    // a commit numbered next: its changes are in the store (at the next Flush)
-  kRepeat = 1,     // a commit the store already holds
-  kFencedOut = 2,  // a commit of an epoch a fence closed: a zombie's, changes nothing
-  kFence = 3,      // a fence: later commits of earlier epochs change nothing
+  kApplied = 0,       // a commit numbered next, or a snapshot's last chunk: its changes are in
+                      // the store (at the next Flush)
+  kRepeat = 1,        // a commit or snapshot the store already holds
+  kFencedOut = 2,     // a commit or snapshot of an epoch a fence closed: a zombie's, changes nothing
+  kFence = 3,         // a fence: later commits of earlier epochs change nothing
+  kBehind = 4,        // a commit past the next number: the store lacks commits the changelog no
+                      // longer holds, and waits for a snapshot
+  kSnapshotPart = 5,  // a snapshot chunk before the last, kept until the last one (or one the
+                      // store cannot use: its first chunks are not in the changelog)
 };
 
 // Applies changelog records to a store whose ledger is not running (the ledger reads the result
@@ -142,21 +188,31 @@ class ChangelogRestore {
 
   // Applies one record; the changes are written by Flush (or by an Apply whose pending write
   // grew past kPendingBytesMax). The applied records and exceptions of a window the store retired
-  // are not put back (its files are written and its records were deleted on purpose). A record
-  // that skips a commit number is refused with DataLoss naming what is missing
-  // (`changelog_truncated` when it is the first record read for its owner, `changelog_gap`
-  // after), and a damaged one with DataLoss; nothing of it is applied,
-  // and every later Apply and Flush returns the same error (what was flushed before stands). A
-  // store that holds commits the changelog's history does not (it went on as a zombie) is refused
-  // with FailedPrecondition (`changelog_diverged`).
+  // are not put back (its files are written and its records were deleted on purpose). A commit
+  // that skips a number leaves its owner behind (kBehind): its later commits are skipped until a
+  // complete snapshot of a later commit comes, which replaces everything the store held of the
+  // owner (DropOwnerState, then the snapshot's state in one write, with a kLackingShareKeyPrefix
+  // record for each window it does not carry). A damaged record is refused with DataLoss; nothing
+  // of it is applied, and every later Apply and Flush returns the same error (what was flushed
+  // before stands). A store that holds commits the changelog's history does not (it went on as a
+  // zombie) is refused with FailedPrecondition (`changelog_diverged`).
   [[nodiscard]] absl::StatusOr<RestoreStep> Apply(std::string_view record);
   // Writes what was applied, synced.
   [[nodiscard]] absl::Status Flush();
+  // Flush once every record is read: an owner still behind is refused with DataLoss naming what
+  // is missing (`changelog_truncated` when its first record read was past the store's next,
+  // `changelog_gap` after), and nothing more is written.
+  [[nodiscard]] absl::Status Finish();
+  // Whether an owner is behind and the chunks of a snapshot it can use have begun: a reader that
+  // stopped at the changelog's end may find the rest on its next read.
+  [[nodiscard]] bool AwaitingSnapshotChunks() const;
 
   // The owner's progress as applied so far (written or pending).
   [[nodiscard]] ChangelogProgress progress(SourcePartition owner) const;
   // Commit records applied so far.
   [[nodiscard]] uint64_t commits_applied() const { return commits_applied_; }
+  // Snapshots applied so far.
+  [[nodiscard]] uint64_t snapshots_applied() const { return snapshots_applied_; }
   // The owner whose changelog Apply refused as `changelog_diverged`, if it did.
   [[nodiscard]] std::optional<SourcePartition> diverged() const { return diverged_; }
   // The windows the applied commits closed, with the earliest instant a commit closed each at:
@@ -174,7 +230,13 @@ class ChangelogRestore {
  private:
   explicit ChangelogRestore(StateStore& store) : store_(store), write_(store.NewWriteBatch()) {}
   [[nodiscard]] absl::StatusOr<RestoreStep> ApplyOne(std::string_view record);
-  [[nodiscard]] absl::Status ApplyCommit(const ChangelogHeader& header, std::string_view body, size_t section_count);
+  [[nodiscard]] absl::StatusOr<RestoreStep> ApplySnapshotChunk(const ChangelogHeader& header, std::string_view record);
+  // Replaces what the store holds of the snapshot's owner by its state.
+  [[nodiscard]] absl::Status ApplySnapshot(SourcePartition owner);
+  // What a record's sections hold, read and checked: puts_ (the store's changes but its new line
+  // numbers, which line_id_puts_ holds), recent_entries_, closes_.
+  [[nodiscard]] absl::Status ReadSections(const ChangelogHeader& header, std::string_view body, size_t section_count);
+  [[nodiscard]] absl::Status WritePending();
   // A commit record's section: its entry count and bytes. Each Queue* reads one section of
   // `owner`'s record into puts_ (false for a damaged one, which changes nothing).
   using Section = std::pair<uint32_t, std::string_view>;
@@ -198,10 +260,35 @@ class ChangelogRestore {
     std::string key, value;
   };
   std::vector<PendingPut> puts_;
+  std::vector<PendingPut> line_id_puts_;
+  std::string recent_entries_;
+  std::vector<std::pair<WindowDay, int64_t>> closes_;
+  std::vector<WindowDay> not_carried_;
+  // An owner whose next commit the changelog lacks: the first number found past it, and whether
+  // that was the first record read of the owner.
+  struct Behind {
+    uint64_t held_through = 0;
+    uint64_t found = 0;
+    bool first_read = false;
+  };
+  std::map<SourcePartition, Behind> behind_;
+  // The snapshot being read for an owner that is behind, until its last chunk.
+  struct SnapshotRead {
+    uint64_t number = 0;
+    uint64_t epoch = 0;
+    int64_t next_offset = 0;
+    uint32_t next_chunk = 0;
+    std::vector<PendingPut> puts;
+    std::string recent_entries;
+    std::vector<std::pair<WindowDay, int64_t>> closes;
+    std::set<WindowDay> not_carried;
+  };
+  std::map<SourcePartition, SnapshotRead> snapshots_;
+  uint64_t snapshots_applied_ = 0;
   LineIds line_ids_;
   uint64_t commit_sequence_ = 0;
   std::map<SourcePartition, ChangelogProgress> progress_;
-  std::map<SourcePartition, bool> seen_;  // owners with a record read by this restore
+  std::map<SourcePartition, bool> seen_;  // owners with a commit record read by this restore
   std::map<SourcePartition, uint64_t> fence_read_;  // the last fence's epoch read by this restore
   uint64_t commits_applied_ = 0;
   std::optional<SourcePartition> diverged_;

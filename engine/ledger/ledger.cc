@@ -536,6 +536,21 @@ void Ledger::BuildChangelog(const Batch& batch, PreparedWrite& prepared) {
   last_changelog_ = nullptr;
 }
 
+absl::Status Ledger::AppendDueSnapshots(std::span<const ChangelogRecord> records) {
+  // Right after the commit: the store holds exactly its state of each owner, and no later commit
+  // reaches the changelog before the snapshot. One per commit at most, so that partitions that
+  // grow alike do not stall one commit with all their snapshots: the others follow with the next.
+  for (const ChangelogRecord& record : records) {
+    if (!options_.changelog->SnapshotDue(record.owner)) continue;
+    absl::Status s = BuildOwnerSnapshot(store_, record.owner, options_.changelog->EpochOf(record.owner), record.number,
+                                        snapshot_chunks_);
+    if (s.ok()) s = options_.changelog->AppendSnapshot(record.owner, snapshot_chunks_);
+    if (!s.ok()) Fail(s);
+    return s;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Ledger::Commit(Batch& batch) {
   if (!batch.ledger_prepared) return Failure();  // Prepare failed and said why
   const uint64_t number = finished_count_.load(std::memory_order_relaxed);
@@ -557,6 +572,7 @@ absl::Status Ledger::Commit(Batch& batch) {
       commit_sequence_.store(prepared.sequence, std::memory_order_release);
       dedup_->Wake();
       published_windows_.store(prepared.windows);
+      if (!prepared.changelog.empty()) status = AppendDueSnapshots(prepared.changelog);
     } else {
       Fail(status);
     }

@@ -29,6 +29,7 @@
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -173,6 +174,9 @@ class Ledger final : private CommitProgress {
   // With options.changelog: one commit record per owner the batch changed, and their progress.
   void BuildChangelog(const Batch& batch, PreparedWrite& prepared);
   [[nodiscard]] ChangelogRecordBuilder& ChangelogBuilderOf(SourcePartition owner);
+  // On the commit thread after a commit's write: a snapshot of each owner whose changelog wants
+  // one (ChangelogSink::SnapshotDue).
+  [[nodiscard]] absl::Status AppendDueSnapshots(std::span<const ChangelogRecord> records);
 
   StateStore& store_;
   const LedgerOptions options_;
@@ -216,6 +220,7 @@ class Ledger final : private CommitProgress {
     uint64_t started_for = 0;  // the commit sequence whose record it builds
   };
   std::map<SourcePartition, ChangelogBuild> changelog_builds_;
+  std::vector<std::string> snapshot_chunks_;  // the commit thread's
   std::vector<SourcePartition> changelog_owners_;  // those of the batch being built, in order
   SourcePartition last_changelog_owner_;           // the last one ChangelogBuilderOf gave
   ChangelogBuild* last_changelog_ = nullptr;

@@ -124,6 +124,32 @@ absl::StatusOr<std::optional<Ownership>> ReadOwnership(StateStore& store) {
   return ownership;
 }
 
+absl::StatusOr<std::map<WindowDay, std::vector<SourcePartition>>> ReadLackingShares(StateStore& store) {
+  std::map<WindowDay, std::vector<SourcePartition>> lacking;
+  bool damaged = false;
+  absl::Status s = store.Scan(Table::kMeta, kLackingShareKeyPrefix, {}, [&](std::string_view key, std::string_view) {
+    damaged = key.size() != kLackingShareKeyPrefix.size() + 4 + kOwnerKeyBytes;
+    if (damaged) return false;
+    const WindowDay day = WindowFromKeyBits(ReadBigEndian32(key.data() + kLackingShareKeyPrefix.size()));
+    lacking[day].push_back(ReadOwner(key.data() + kLackingShareKeyPrefix.size() + 4));
+    return true;
+  });
+  if (!s.ok()) return s;
+  if (damaged) return absl::DataLossError("a lacking-share record is damaged");
+  return lacking;
+}
+
+std::string DescribeLackingShares(const std::map<WindowDay, std::vector<SourcePartition>>& lacking) {
+  std::string out;
+  for (const auto& [day, owners] : lacking) {
+    std::string names;
+    for (const SourcePartition owner : owners) names += Cat(names.empty() ? "" : ", ", FormatOwner(owner));
+    out += Cat(out.empty() ? "" : "; ", "window ", FormatWindowDay(day), " lacks the records of ", names);
+  }
+  if (out.empty()) return {};
+  return Cat(out, " (restored from a changelog snapshot after the window's files were written): read its clearing files");
+}
+
 std::string DescribeMissingPartitions(const Ownership& ownership) {
   std::string lacking;
   size_t total = 0;

@@ -39,6 +39,14 @@ namespace yrd {
 // store's instance consumes 8 of the 16 partitions; answers lack yrd.taps 4-7, yrd.medical 0,2".
 [[nodiscard]] std::string DescribeMissingPartitions(const Ownership& ownership);
 
+// The windows whose records of some owners the store lacks (kLackingShareKeyPrefix: their state
+// came from a changelog snapshot taken after the windows' files were written), with those owners.
+[[nodiscard]] absl::StatusOr<std::map<WindowDay, std::vector<SourcePartition>>> ReadLackingShares(StateStore& store);
+// What a reader should say before answers about those windows: empty when there is none, else
+// e.g. "window 2026-11-27 lacks the records of yrd.taps/3 (restored from a changelog snapshot
+// after its files were written): read its clearing files".
+[[nodiscard]] std::string DescribeLackingShares(const std::map<WindowDay, std::vector<SourcePartition>>& lacking);
+
 // Every owner whose state the store holds: each committed its next offset with its first write.
 [[nodiscard]] absl::StatusOr<std::vector<SourcePartition>> ListOwners(StateStore& store);
 

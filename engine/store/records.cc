@@ -218,6 +218,11 @@ void ChangelogProgressKey(SourcePartition owner, std::string& out) {
   out.assign(kChangelogKeyPrefix);
   AppendOwner(out, owner);
 }
+void LackingShareKey(WindowDay day, SourcePartition owner, std::string& out) {
+  out.assign(kLackingShareKeyPrefix);
+  AppendBigEndian32(out, WindowKeyBits(day));
+  AppendOwner(out, owner);
+}
 void GrossKey(WindowDay day, SourceTopic topic, int32_t partition, std::string& out) {
   out.assign(kGrossKeyPrefix);
   AppendBigEndian32(out, WindowKeyBits(day));

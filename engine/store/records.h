@@ -103,12 +103,17 @@ inline constexpr std::string_view kLineIdKeyPrefix = "line_id|";
 // The gross of one source partition in one window (see kPartitionWindowGrossFenMax): the prefix,
 // the window, the topic and the partition.
 inline constexpr std::string_view kGrossKeyPrefix = "gross|";
+// A window whose records of one owner this store lacks: the owner's state came from a changelog
+// snapshot, which carries only the windows whose files are not written yet (engine/changelog).
+// The prefix, the window, the owner; the value is empty.
+inline constexpr std::string_view kLackingShareKeyPrefix = "lacking|";
 void OffsetKey(SourceTopic topic, int32_t partition, std::string& out);
 // The counters of one owner in one window: the prefix, the window, the owner.
 void CountersKey(WindowDay day, SourcePartition owner, std::string& out);
 void WindowStateKey(WindowDay day, std::string& out);
 void LinesThroughKey(SourcePartition owner, std::string& out);
 void ChangelogProgressKey(SourcePartition owner, std::string& out);
+void LackingShareKey(WindowDay day, SourcePartition owner, std::string& out);
 // kLines: window, then the line key. kApplied: window, owner, then the commit's number for the
 // owner: the owner's next offset once the commit is written (so an owner's applied records are in
 // offset order, and numbered the same whichever instance or shard wrote them).

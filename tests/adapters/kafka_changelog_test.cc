@@ -56,13 +56,14 @@ class KafkaChangelogTest : public ::testing::Test {
 
   // An instance on a new store under `name` that claims `owners`; its ledger is loaded after.
   Instance Start(const std::string& name, const std::vector<SourcePartition>& owners,
-                 std::vector<ClaimResult>* claims = nullptr) {
+                 std::vector<ClaimResult>* claims = nullptr, uint64_t snapshot_bytes = KafkaChangelogOptions{}.snapshot_bytes) {
     Instance instance;
     auto store = RocksStore::Open(dir_.path() + "/" + name, {});
     EXPECT_TRUE(store.ok()) << store.status();
     if (!store.ok()) return instance;
     instance.store = *std::move(store);
-    auto changelog = KafkaChangelog::Create({.bootstrap_servers = broker_->bootstrap_servers()});
+    auto changelog =
+        KafkaChangelog::Create({.bootstrap_servers = broker_->bootstrap_servers(), .snapshot_bytes = snapshot_bytes});
     EXPECT_TRUE(changelog.ok()) << changelog.status();
     if (!changelog.ok()) return instance;
     instance.changelog = *std::move(changelog);
@@ -240,6 +241,57 @@ TEST_F(KafkaChangelogTest, AChangelogWhoseOldestRecordsTheBrokerDroppedIsRefused
   // Its ledger would refuse to commit the partition.
   ChangelogRecord record{.owner = kTaps0, .number = 1, .bytes = "x"};
   EXPECT_EQ((*taker)->Append({&record, 1}).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(KafkaChangelogTest, AChangelogTheBrokerTruncatedIsRestoredFromItsLastSnapshot) {
+  constexpr uint64_t kSnapshotBytes = 2 << 20;
+  Instance writer = Start("writer", {kTaps0}, nullptr, kSnapshotBytes);
+  std::map<SourcePartition, int64_t> offsets;
+  Apply(writer, offsets, SourceTopic::kTaps, 0, {test::TapBytes(Tap("TAP1", 300)), test::TapBytes(Tap("TAP2", 500))});
+  Apply(writer, offsets, SourceTopic::kTaps, 0, {"junk", test::TapBytes(Tap("TAP1", 300))});
+  EXPECT_EQ(writer.changelog->snapshots_appended(), 0u) << "the changelog is still short";
+  // 6 MiB that do not compress, past the broker's 5 MiB per partition: repeats of commit 2 (a
+  // store that holds it skips them, one behind it waits for a snapshot), so that the broker drops
+  // the partition's first commits.
+  std::mt19937_64 random(11);
+  for (int i = 0; i < 6; ++i) {
+    ChangelogRecord repeat{.owner = kTaps0, .number = 2, .bytes = {}};
+    ChangelogRecordBuilder builder;
+    builder.Start({.kind = ChangelogKind::kCommit, .owner = kTaps0, .epoch = writer.changelog->EpochOf(kTaps0),
+                   .number = 2, .next_offset = offsets[kTaps0]});
+    builder.Finish(repeat.bytes);
+    std::string noise(1 << 20, '\0');
+    for (char& c : noise) c = static_cast<char>(random());
+    repeat.bytes += noise;
+    ASSERT_TRUE(writer.changelog->Append({&repeat, 1}).ok());
+  }
+  static_assert(6 * (1 << 20) > EmbeddedBroker::kPartitionBytesMax);
+  // The next commit is followed by a snapshot: the changelog grew past kSnapshotBytes since the start.
+  Apply(writer, offsets, SourceTopic::kTaps, 0, {test::RefundBytes([&] {
+          test::RefundFields refund;
+          refund.txn_id = "R1";
+          refund.amount_fen = 120;
+          refund.occurred_at_ms = now_ms_ - kMinuteMs / 2;
+          return refund;
+        }())});
+  EXPECT_EQ(writer.changelog->snapshots_appended(), 1u);
+  Apply(writer, offsets, SourceTopic::kTaps, 0, {test::TapBytes(Tap("TAP3", 700))});
+  EXPECT_EQ(writer.changelog->snapshots_appended(), 1u) << "not again until the changelog grows as much again";
+  const std::vector<std::string> written = test::StoreAnswers(*writer.store, kTxnIds);
+
+  // A new owner restores the snapshot and the commit after it.
+  std::vector<ClaimResult> claims;
+  Instance taker = Start("taker", {kTaps0}, &claims, kSnapshotBytes);
+  ASSERT_EQ(claims.size(), 1u);
+  EXPECT_EQ(claims[0].snapshots_restored, 1u);
+  EXPECT_EQ(claims[0].commits_restored, 1u);
+  EXPECT_EQ(test::StoreAnswers(*taker.store, kTxnIds), written);
+  auto taker_offsets = offsets;
+  EXPECT_EQ(Apply(taker, taker_offsets, SourceTopic::kTaps, 0,
+                  {test::TapBytes(Tap("TAP2", 500)), test::TapBytes(Tap("LATE", 10))}),
+            (std::vector<Fate>{Fate::kExactDuplicate, Fate::kApplied}));
+
+  // Without snapshots the same broker would refuse the partition: what the first test shows.
 }
 
 TEST_F(KafkaChangelogTest, AWindowClosedByTwoOwnersMergedFromTheirChangelogsHasTheBytesOfOneInstance) {
