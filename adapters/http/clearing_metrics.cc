@@ -86,6 +86,15 @@ void AppendClearingMetrics(const ClearingMetrics& metrics, PrometheusText& page)
                 "Partitions whose state diverged from their changelog (committed as a zombie), dropped and "
                 "restored from the changelog's start.");
     page.Sample({}, changelog.rebuilds);
+    page.Family("yrd_changelog_snapshots_total", PrometheusType::kCounter,
+                "Snapshots of a partition's state appended to its changelog (a restore needs only the last one and "
+                "the commits after it).");
+    page.Sample({}, changelog.snapshots);
+    page.Family("yrd_changelog_snapshot_bytes_total", PrometheusType::kCounter, "Bytes of the snapshots appended.");
+    page.Sample({}, changelog.snapshot_bytes);
+    page.Family("yrd_changelog_restored_snapshots_total", PrometheusType::kCounter,
+                "Snapshots applied by restores (the partition's changelog no longer held the commits before them).");
+    page.Sample({}, changelog.restored_snapshots);
   }
 
   if (metrics.commit_latency != nullptr) {

@@ -62,7 +62,9 @@ struct ClearingMetrics {
 
   // A group member's changelog (not rendered otherwise): yrd_changelog_appended_records_total and
   // _bytes_total, yrd_changelog_restoring_partitions (now), yrd_changelog_restores_total,
-  // yrd_changelog_restored_commits_total and yrd_changelog_restore_seconds_total.
+  // yrd_changelog_restored_commits_total and yrd_changelog_restore_seconds_total,
+  // yrd_changelog_snapshots_total and _snapshot_bytes_total (appended),
+  // yrd_changelog_restored_snapshots_total.
   struct Changelog {
     uint64_t appended_records = 0;
     uint64_t appended_bytes = 0;
@@ -71,6 +73,9 @@ struct ClearingMetrics {
     uint64_t restored_commits = 0;
     double restore_seconds = 0;
     uint64_t rebuilds = 0;  // partitions whose diverged state was dropped and restored
+    uint64_t snapshots = 0;
+    uint64_t snapshot_bytes = 0;
+    uint64_t restored_snapshots = 0;
   };
   std::optional<Changelog> changelog;
 

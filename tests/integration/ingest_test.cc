@@ -475,8 +475,12 @@ class ThreeMembers {
 TEST(Ingest, ThreeMembersSurviveKillsAndAScaleDownToOneWithTheOraclesFiles) {
   Scenario scenario;
   scenario.StartBroker(8);
+  // Snapshots every 64 KiB of a partition's changelog: the restores after each kill read
+  // changelogs with snapshots between the commits.
   scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "",
-                   std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n") + kShortSession);
+                   std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n"
+                               "changelog_snapshot_bytes = 65536\n") +
+                       kShortSession);
   WriteMemberConfig(scenario, "clearing-2");
   WriteMemberConfig(scenario, "clearing-3");
   auto first = scenario.StartDaemon();
@@ -537,7 +541,9 @@ TEST(Ingest, ThreeMembersSurviveKillsAndAScaleDownToOneWithTheOraclesFiles) {
   ASSERT_TRUE(WaitFor([&] { return OwnedPartitions(scenario) == 16 && scenario.CommittedMessages() == scenario.messages(); },
                       std::chrono::minutes(2)))
       << ReadFile(scenario.daemon_log());
-  EXPECT_GT(MetricSample(scenario.Http("GET", "/metrics").second, "yrd_changelog_restored_commits_total"), 0);
+  const std::string metrics = scenario.Http("GET", "/metrics").second;
+  EXPECT_GT(MetricSample(metrics, "yrd_changelog_restored_commits_total"), 0);
+  EXPECT_GT(MetricSample(metrics, "yrd_changelog_snapshots_total"), 0) << metrics;
   CloseTheDayAndExpectTheOraclesFiles(scenario, *first);
   ExpectTheFilesOfOneInstance(scenario, FilesUnder(scenario.files_dir()));
 }

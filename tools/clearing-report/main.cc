@@ -148,6 +148,13 @@ class StoreReader {
         std::cerr << "clearing-report: warning: " << lacking << "\n";
       }
     }
+    // Nor for a window whose records of a partition this store never got (its state came from a
+    // changelog snapshot taken after the window's files were written).
+    absl::StatusOr<std::map<WindowDay, std::vector<SourcePartition>>> shares = ReadLackingShares(*reader->store_);
+    if (!shares.ok()) return shares.status();
+    if (const std::string lacking = DescribeLackingShares(*shares); !lacking.empty()) {
+      std::cerr << "clearing-report: warning: " << lacking << "\n";
+    }
     return reader;
   }
   ~StoreReader() {

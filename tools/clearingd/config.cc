@@ -13,6 +13,8 @@ namespace {
 // A changelog topic's name is its source topic's (at most 32 characters here) and the suffix,
 // within Kafka's 249.
 constexpr size_t kChangelogSuffixBytesMax = 200;
+// A partition's changelog grows at most this much between two of its snapshots.
+constexpr int64_t kChangelogSnapshotBytesMax = int64_t{1} << 30;
 // Kafka's limit on a topic name, and its characters.
 constexpr size_t kTopicNameBytesMax = 249;
 constexpr std::string_view kTopicNameCharacters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-";
@@ -139,6 +141,7 @@ absl::Status LoadKafkaSection(const std::string& path, const toml::table& root, 
   }
   check(kafka.Integer("changelog_append_timeout_ms", config.changelog_append_timeout_ms, 1'000, 600'000));
   check(kafka.Integer("changelog_restore_timeout_ms", config.changelog_restore_timeout_ms, 1'000, 86'400'000));
+  check(kafka.Integer("changelog_snapshot_bytes", config.changelog_snapshot_bytes, 0, kChangelogSnapshotBytesMax));
   check(kafka.Boolean("dead_letter", config.dead_letter));
   std::string dead_letter_payload(DeadLetterPayloadName(config.dead_letter_payload));
   check(kafka.String("dead_letter_payload", dead_letter_payload));

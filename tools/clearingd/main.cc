@@ -308,7 +308,10 @@ class Daemon final : public http::AdminHandler {
           .restores = restore_count_.load(),
           .restored_commits = restored_commit_count_.load(),
           .restore_seconds = static_cast<double>(restore_ms_total_.load()) / 1000.0,
-          .rebuilds = partition_rebuild_count_.load()};
+          .rebuilds = partition_rebuild_count_.load(),
+          .snapshots = changelog_->snapshots_appended(),
+          .snapshot_bytes = changelog_->snapshot_bytes_appended(),
+          .restored_snapshots = restored_snapshot_count_.load()};
     }
     m.store_background_error_count = store_background_error_count_.load();
     m.consumption_pause_count = consumption_pause_count_.load();
@@ -527,6 +530,7 @@ class Daemon final : public http::AdminHandler {
          .topic_suffix = config_.changelog_topic_suffix,
          .append_timeout = std::chrono::milliseconds(config_.changelog_append_timeout_ms),
          .restore_timeout = std::chrono::milliseconds(config_.changelog_restore_timeout_ms),
+         .snapshot_bytes = static_cast<uint64_t>(config_.changelog_snapshot_bytes),
          .on_rebuild = [this](SourcePartition owner, const absl::Status& refusal) {
            partition_rebuild_count_.fetch_add(1);
            log::Warning("partition_rebuilt",
@@ -556,11 +560,13 @@ class Daemon final : public http::AdminHandler {
         const kafka::ClaimResult& claim = (*claims)[i];
         restore_count_.fetch_add(1);
         restored_commit_count_.fetch_add(claim.commits_restored);
+        restored_snapshot_count_.fetch_add(claim.snapshots_restored);
         restore_ms_total_.fetch_add(static_cast<uint64_t>(claim.duration.count()));
         log::Info("partition_restored", {{"partition", FormatOwner(owners[i])},
                                          {"epoch", claim.epoch},
                                          {"changelog_records", claim.records_read},
                                          {"commits_restored", claim.commits_restored},
+                                         {"snapshots_restored", claim.snapshots_restored},
                                          {"changelog_bytes", claim.bytes_read},
                                          {"duration_ms", static_cast<int64_t>(claim.duration.count())}});
       }
@@ -958,6 +964,7 @@ class Daemon final : public http::AdminHandler {
   std::atomic<uint64_t> restoring_partitions_{0};  // being restored from their changelogs now
   std::atomic<uint64_t> restore_count_{0};
   std::atomic<uint64_t> restored_commit_count_{0};
+  std::atomic<uint64_t> restored_snapshot_count_{0};
   std::atomic<uint64_t> restore_ms_total_{0};
   mutable std::atomic<uint64_t> partition_rebuild_count_{0};  // diverged partitions dropped and restored
   WindowDay last_file_set_day_ = 0;       // guarded by mutex_
