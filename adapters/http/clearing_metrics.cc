@@ -96,6 +96,24 @@ void AppendClearingMetrics(const ClearingMetrics& metrics, PrometheusText& page)
                 "Snapshots applied by restores (the partition's changelog no longer held the commits before them).");
     page.Sample({}, changelog.restored_snapshots);
   }
+  if (metrics.standby) {
+    const ClearingMetrics::Standby& standby = *metrics.standby;
+    page.Family("yrd_standby_partitions", PrometheusType::kGauge,
+                "Partitions this member's standby follows (those it does not own).");
+    page.Sample({}, standby.partitions);
+    page.Family("yrd_standby_lag_records", PrometheusType::kGauge,
+                "Changelog records the standby's last pass found appended since the one before.");
+    page.Sample({}, standby.lag_records);
+    page.Family("yrd_standby_applied_commits_total", PrometheusType::kCounter,
+                "Commits the standby applied to its store.");
+    page.Sample({}, standby.applied_commits);
+    page.Family("yrd_standby_copies_total", PrometheusType::kCounter,
+                "Partitions a claim copied from the standby (their changelog read only after the copy).");
+    page.Sample({}, standby.copies);
+    page.Family("yrd_standby_failures_total", PrometheusType::kCounter,
+                "Standby passes that failed (the standby starts again from its store).");
+    page.Sample({}, standby.failures);
+  }
 
   if (metrics.commit_latency != nullptr) {
     page.Family("yrd_commit_latency_seconds", PrometheusType::kHistogram,

@@ -79,6 +79,18 @@ struct ClearingMetrics {
   };
   std::optional<Changelog> changelog;
 
+  // A group member's standby (kafka.standby; not rendered otherwise): yrd_standby_partitions and
+  // yrd_standby_lag_records (gauges), yrd_standby_applied_commits_total, yrd_standby_copies_total
+  // and yrd_standby_failures_total.
+  struct Standby {
+    uint64_t partitions = 0;
+    uint64_t lag_records = 0;
+    uint64_t applied_commits = 0;
+    uint64_t copies = 0;
+    uint64_t failures = 0;
+  };
+  std::optional<Standby> standby;
+
   // yrd_commit_latency_seconds: from a batch sealed to its synced commit returning. Not rendered
   // when null.
   const LatencyHistogram* commit_latency = nullptr;

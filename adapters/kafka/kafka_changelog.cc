@@ -306,23 +306,26 @@ absl::StatusOr<ClaimResult> KafkaChangelog::Claim(StateStore& store, SourceParti
 }
 
 absl::StatusOr<std::vector<ClaimResult>> KafkaChangelog::Claim(StateStore& store,
-                                                               std::span<const SourcePartition> owners) {
+                                                               std::span<const SourcePartition> owners,
+                                                               std::map<SourcePartition, int64_t> read_from) {
   // A partition whose state in the store diverged from its changelog (this instance committed
   // as a zombie) is dropped from the store and claimed again from its changelog's start; each
   // at most once.
   std::set<SourcePartition> rebuilt;
   for (;;) {
     std::optional<SourcePartition> diverged;
-    absl::StatusOr<std::vector<ClaimResult>> claimed = ClaimAll(store, owners, diverged);
+    absl::StatusOr<std::vector<ClaimResult>> claimed = ClaimAll(store, owners, read_from, diverged);
     if (claimed.ok()) return claimed;
     if (!diverged || !rebuilt.insert(*diverged).second) return claimed;
     if (impl_->options.on_rebuild) impl_->options.on_rebuild(*diverged, claimed.status());
     if (absl::Status s = DropOwnerState(store, *diverged); !s.ok()) return s;
+    read_from.erase(*diverged);  // restored from the changelog's start
   }
 }
 
 absl::StatusOr<std::vector<ClaimResult>> KafkaChangelog::ClaimAll(StateStore& store,
                                                                   std::span<const SourcePartition> owners,
+                                                                  const std::map<SourcePartition, int64_t>& read_from,
                                                                   std::optional<SourcePartition>& diverged) {
   // One restore and one reader for all of them: the store's line numbers are read once, and their
   // changes written with one synced write at the end.
@@ -336,7 +339,9 @@ absl::StatusOr<std::vector<ClaimResult>> KafkaChangelog::ClaimAll(StateStore& st
     const SourcePartition owner = owners[i];
     const uint64_t applied_before = (*restore)->commits_applied();
     const uint64_t snapshots_before = (*restore)->snapshots_applied();
-    absl::StatusOr<ClaimResult> result = ClaimOne(**restore, **reader, owner, policies[i]);
+    const auto from = read_from.find(owner);
+    absl::StatusOr<ClaimResult> result =
+        ClaimOne(**restore, **reader, owner, from == read_from.end() ? 0 : from->second, policies[i]);
     if (!result.ok()) {
       diverged = (*restore)->diverged();
       return result.status();
@@ -420,8 +425,65 @@ absl::Status KafkaChangelog::ContinueWindowRestore(WindowRestore& window) {
   return absl::OkStatus();
 }
 
+std::optional<Standby::Position> Standby::PositionOf(SourcePartition owner) const {
+  const auto it = positions_.find(owner);
+  if (it == positions_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::map<WindowDay, int64_t> Standby::ClosesOf(SourcePartition owner) const {
+  std::map<WindowDay, int64_t> closes;
+  for (const auto& [day, closed_at_ms] : restore_->windows_closed()) {
+    if (restore_->Closed(owner, day)) closes.emplace(day, closed_at_ms);
+  }
+  return closes;
+}
+
+absl::StatusOr<std::unique_ptr<Standby>> KafkaChangelog::StartStandby(StateStore& store) {
+  absl::StatusOr<std::unique_ptr<ChangelogRestore>> restore = ChangelogRestore::Open(store);
+  if (!restore.ok()) return restore.status();
+  std::unique_ptr<Standby> standby(new Standby(store));
+  standby->restore_ = *std::move(restore);
+  return standby;
+}
+
+absl::Status KafkaChangelog::ContinueStandby(Standby& standby, std::span<const SourcePartition> followed) {
+  absl::StatusOr<std::unique_ptr<PartitionReader>> reader = PartitionReader::Create(impl_->options.bootstrap_servers);
+  if (!reader.ok()) return reader.status();
+  const Clock::time_point deadline = Clock::now() + impl_->options.restore_timeout;
+  ChangelogRestore& restore = *standby.restore_;
+  uint64_t lag = 0;
+  for (const SourcePartition owner : followed) {
+    const std::string topic = TopicOf(owner.topic);
+    absl::StatusOr<std::pair<int64_t, int64_t>> marks = (*reader)->Watermarks(topic, owner.partition);
+    if (!marks.ok()) return marks.status();
+    Standby::Position& position = standby.positions_[owner];
+    // What the broker dropped since the last pass is behind the standby: the restore waits for a
+    // snapshot in what is left.
+    position.next_offset = std::max(position.next_offset, marks->first);
+    position.end_offset = marks->second;
+    lag += static_cast<uint64_t>(position.end_offset - position.next_offset);
+    auto apply = [&](std::string_view record) -> absl::Status {
+      ++position.next_offset;
+      ChangelogHeader header;
+      if (!DecodeChangelogHeader(record, header) || header.owner != owner) {
+        return absl::DataLossError(
+            fmt::format("changelog {}/{} holds a record that is not one of {}", topic, owner.partition, FormatOwner(owner)));
+      }
+      return restore.Apply(record).status();
+    };
+    if (absl::Status s = (*reader)->Read(topic, owner.partition, position.next_offset, marks->second, deadline, apply);
+        !s.ok()) {
+      return s;
+    }
+  }
+  standby.followed_count_ = followed.size();
+  standby.lag_records_ = lag;
+  return restore.AwaitingSnapshotChunks() ? restore.Flush() : restore.Finish();
+}
+
 absl::StatusOr<ClaimResult> KafkaChangelog::ClaimOne(ChangelogRestore& restore, PartitionReader& reader,
-                                                     SourcePartition owner, SnapshotPolicy& policy) {
+                                                     SourcePartition owner, int64_t read_from, SnapshotPolicy& policy) {
   const Clock::time_point started = Clock::now();
   const Clock::time_point deadline = started + impl_->options.restore_timeout;
   const std::string topic = TopicOf(owner.topic);
@@ -459,7 +521,8 @@ absl::StatusOr<ClaimResult> KafkaChangelog::ClaimOne(ChangelogRestore& restore, 
   // former owner may have appended meanwhile).
   absl::StatusOr<std::pair<int64_t, int64_t>> marks = reader.Watermarks(topic, owner.partition);
   if (!marks.ok()) return marks.status();
-  if (absl::Status s = reader.Read(topic, owner.partition, marks->first, marks->second, deadline, apply); !s.ok()) {
+  const int64_t start = std::max(marks->first, read_from);
+  if (absl::Status s = reader.Read(topic, owner.partition, start, marks->second, deadline, apply); !s.ok()) {
     return s;
   }
   result.epoch = epoch_seen + 1;

@@ -103,6 +103,38 @@ class WindowRestore {
   WindowRestoreResult result_;
 };
 
+// A standby's copy of partitions this instance does not own, in a store of its own, kept by
+// following their changelogs (config kafka.standby): a claim of one of them copies its state from
+// there and reads only the changelog after it (docs/scale-out.md, section 4). Not thread-safe;
+// the store must outlive it.
+class Standby {
+ public:
+  // Where the standby stands in a followed partition's changelog, as of the last pass.
+  struct Position {
+    int64_t next_offset = 0;  // after the last record it read
+    int64_t end_offset = 0;   // the changelog's end when the pass read it
+  };
+  [[nodiscard]] std::optional<Position> PositionOf(SourcePartition owner) const;
+  // Records of the followed partitions' changelogs past what the standby had read, at the end of
+  // the last pass (what a pass meanwhile had to read).
+  [[nodiscard]] uint64_t lag_records() const { return lag_records_; }
+  [[nodiscard]] size_t followed_count() const { return followed_count_; }
+  [[nodiscard]] uint64_t commits_applied() const { return restore_->commits_applied(); }
+  // The windows a followed partition's changelog closed, with the instant, as far as this
+  // standby read it.
+  [[nodiscard]] std::map<WindowDay, int64_t> ClosesOf(SourcePartition owner) const;
+  [[nodiscard]] StateStore& store() { return store_; }
+
+ private:
+  friend class KafkaChangelog;
+  explicit Standby(StateStore& store) : store_(store) {}
+  StateStore& store_;
+  std::unique_ptr<ChangelogRestore> restore_;
+  std::map<SourcePartition, Position> positions_;
+  size_t followed_count_ = 0;
+  uint64_t lag_records_ = 0;
+};
+
 class KafkaChangelog final : public ChangelogSink {
  public:
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<KafkaChangelog>> Create(KafkaChangelogOptions options);
@@ -118,9 +150,12 @@ class KafkaChangelog final : public ChangelogSink {
   // as a zombie) drops that state and restores the partition from the changelog's start.
   [[nodiscard]] absl::StatusOr<ClaimResult> Claim(StateStore& store, SourcePartition owner);
   // The same for several partitions at once (what one assignment gives), in order; on an error
-  // none of them is claimed.
+  // none of them is claimed. A partition in `read_from` is read from that offset of its changelog
+  // on (the store holds the state of everything before it: a standby's copy), the others from
+  // their oldest record.
   [[nodiscard]] absl::StatusOr<std::vector<ClaimResult>> Claim(StateStore& store,
-                                                               std::span<const SourcePartition> owners);
+                                                               std::span<const SourcePartition> owners,
+                                                               std::map<SourcePartition, int64_t> read_from = {});
   // Restores into `store` (a store of its own, not this instance's) the state of every one of
   // `owners` through the commit that closed `day` in its changelog, without claiming anything:
   // what the owner of the coordinating partition merges a window's file set from (docs/
@@ -133,6 +168,13 @@ class KafkaChangelog final : public ChangelogSink {
   [[nodiscard]] absl::StatusOr<std::unique_ptr<WindowRestore>> StartWindowRestore(
       StateStore& store, WindowDay day, std::span<const SourcePartition> owners);
   [[nodiscard]] absl::Status ContinueWindowRestore(WindowRestore& restore);
+  // A standby on `store` (a store of its own, never the instance's), going on from what it holds.
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<Standby>> StartStandby(StateStore& store);
+  // One pass of a standby: reads each of `followed` on from where the last pass stopped (from its
+  // oldest record the first time) to its end, applies it to the standby's store and flushes. An
+  // error (a changelog the standby cannot restore, a broker that does not answer) leaves the
+  // standby unusable: start another on the same store.
+  [[nodiscard]] absl::Status ContinueStandby(Standby& standby, std::span<const SourcePartition> followed);
   // Whether this instance still owns `owner` as far as the changelog says: it claimed it and no
   // fence of a later epoch followed its own (another instance claimed it since, and this one is a
   // zombie that has not noticed). Reads the changelog from this instance's fence to its end.
@@ -166,6 +208,7 @@ class KafkaChangelog final : public ChangelogSink {
   // changelog_diverged.
   [[nodiscard]] absl::StatusOr<std::vector<ClaimResult>> ClaimAll(StateStore& store,
                                                                   std::span<const SourcePartition> owners,
+                                                                  const std::map<SourcePartition, int64_t>& read_from,
                                                                   std::optional<SourcePartition>& diverged);
   // How much of a partition's changelog lies after its last complete snapshot, and that
   // snapshot's size: when the next one is due.
@@ -176,7 +219,7 @@ class KafkaChangelog final : public ChangelogSink {
   };
   // Restores one partition through `restore` (not flushed) and appends its fence.
   [[nodiscard]] absl::StatusOr<ClaimResult> ClaimOne(ChangelogRestore& restore, PartitionReader& reader,
-                                                     SourcePartition owner, SnapshotPolicy& policy);
+                                                     SourcePartition owner, int64_t read_from, SnapshotPolicy& policy);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -512,16 +512,19 @@ absl::Status AddOwnerTxnRecords(StateStore& store, SourcePartition owner, const 
 }  // namespace
 
 absl::Status BuildOwnerSnapshot(StateStore& store, SourcePartition owner, uint64_t epoch, uint64_t number,
-                                std::vector<std::string>& chunks, size_t chunk_bytes) {
+                                std::vector<std::string>& chunks, size_t chunk_bytes, SnapshotScope scope) {
   chunks.clear();
   absl::StatusOr<LineIds> line_ids = LoadLineIds(store);
   if (!line_ids.ok()) return line_ids.status();
   absl::StatusOr<std::map<WindowDay, WindowRecord>> windows = ReadWindowRecords(store);
   if (!windows.ok()) return windows.status();
-  // What a restore needs to go on: the windows whose files are not written.
+  // What a restore needs to go on: the windows whose files are not written (a copy: every one
+  // whose records are kept).
   auto carried = [&](WindowDay day) {
     const auto it = windows->find(day);
-    return it == windows->end() || (it->second.files_written_at_ms == 0 && it->second.retired_at_ms == 0);
+    if (it == windows->end()) return true;  // never closed
+    if (it->second.retired_at_ms != 0) return false;
+    return scope == SnapshotScope::kWindowsKept || it->second.files_written_at_ms == 0;
   };
   std::string key, value;
   bool found = false;
@@ -573,6 +576,57 @@ absl::Status BuildOwnerSnapshot(StateStore& store, SourcePartition owner, uint64
   for (const WindowDay day : not_carried) writer.builder().AddDayNotCarried(day);
   writer.Finish();
   return absl::OkStatus();
+}
+
+absl::Status RetireWindowRecords(StateStore& store, WindowDay day, int64_t retired_at_ms) {
+  absl::StatusOr<std::optional<WindowRecord>> existing = ReadWindowRecord(store, day);
+  if (!existing.ok()) return existing.status();
+  WindowRecord record = existing->value_or(WindowRecord{});
+  if (record.retired_at_ms != 0) return absl::OkStatus();
+  record.retired_at_ms = retired_at_ms;
+  std::unique_ptr<StateWriteBatch> write = store.NewWriteBatch();
+  std::string key, value;
+  WindowKeyPrefix(day, key);
+  write->DeleteRange(Table::kApplied, key, PrefixEnd(key));
+  write->DeleteRange(Table::kLines, key, PrefixEnd(key));
+  bool damaged = false;
+  absl::Status s = store.Scan(Table::kExceptions, {}, {}, [&](std::string_view exception_key, std::string_view bytes) {
+    ExceptionRecord exception;
+    damaged = !DecodeExceptionRecord(exception_key, bytes, exception);
+    if (!damaged && exception.window == day) write->Delete(Table::kExceptions, exception_key);
+    return !damaged;
+  });
+  if (!s.ok()) return s;
+  if (damaged) return absl::DataLossError("an exception record is damaged");
+  WindowStateKey(day, key);
+  EncodeWindowRecord(record, value);
+  write->Put(Table::kMeta, key, value);
+  return store.Write(*write);
+}
+
+absl::StatusOr<bool> CopyOwnerState(StateStore& from, StateStore& into, SourcePartition owner) {
+  absl::StatusOr<std::map<SourcePartition, ChangelogProgress>> from_progress = ReadChangelogProgress(from);
+  if (!from_progress.ok()) return from_progress.status();
+  const auto held = from_progress->find(owner);
+  if (held == from_progress->end() || held->second.number == 0) return false;
+  absl::StatusOr<std::unique_ptr<ChangelogRestore>> restore = ChangelogRestore::Open(into);
+  if (!restore.ok()) return restore.status();
+  if ((*restore)->progress(owner).number >= held->second.number) return false;
+  std::vector<std::string> chunks;
+  if (absl::Status s = BuildOwnerSnapshot(from, owner, held->second.epoch, held->second.number, chunks,
+                                          kSnapshotChunkBytes, SnapshotScope::kWindowsKept);
+      !s.ok()) {
+    return s;
+  }
+  for (const std::string& chunk : chunks) {
+    if (absl::StatusOr<RestoreStep> step = (*restore)->Apply(chunk); !step.ok()) return step.status();
+  }
+  // And the fences it saw: a claimer's epoch must pass them.
+  std::string fence;
+  EncodeChangelogFence(owner, held->second.fence_epoch, fence);
+  if (absl::StatusOr<RestoreStep> step = (*restore)->Apply(fence); !step.ok()) return step.status();
+  if (absl::Status s = (*restore)->Finish(); !s.ok()) return s;
+  return true;
 }
 
 // ---- restoring -----------------------------------------------------------------------------------

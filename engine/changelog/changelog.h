@@ -111,14 +111,32 @@ void EncodeChangelogFence(SourcePartition owner, uint64_t epoch, std::string& ou
 
 // A snapshot is cut into chunks of about this many bytes (a record the broker takes).
 inline constexpr size_t kSnapshotChunkBytes = 256 << 10;
+// Which windows a snapshot carries.
+enum class SnapshotScope : uint8_t {
+  kWindowsWithoutFiles = 0,  // what a restore needs to go on: a changelog's snapshots
+  kWindowsKept = 1,          // every window whose records the store keeps (not retired): a copy
+                             // between two local stores
+};
 // The chunks of a snapshot of `owner`'s state in `store` as of its commit `number` of `epoch`
 // (the store must hold exactly that commit of it: the ledger's commit thread calls this right
-// after writing it). It carries the owner's transaction records, next offset, and every window's
-// counters, gross, applied records, exceptions and close whose files are not written; the other
-// windows the owner has counters in are named as not carried.
+// after writing it). It carries the owner's transaction records, next offset, and the counters,
+// gross, applied records, exceptions and close of the windows `scope` says; the other windows the
+// owner has counters in are named as not carried.
 [[nodiscard]] absl::Status BuildOwnerSnapshot(StateStore& store, SourcePartition owner, uint64_t epoch,
                                               uint64_t number, std::vector<std::string>& chunks,
-                                              size_t chunk_bytes = kSnapshotChunkBytes);
+                                              size_t chunk_bytes = kSnapshotChunkBytes,
+                                              SnapshotScope scope = SnapshotScope::kWindowsWithoutFiles);
+
+// Deletes from `store` (a standby's, which no ledger writes) the applied records and exceptions of
+// window `day`, which the instance's own store retired, and records it retired at `retired_at_ms`
+// so that no restore puts them back. One synced write.
+[[nodiscard]] absl::Status RetireWindowRecords(StateStore& store, WindowDay day, int64_t retired_at_ms);
+
+// Copies `owner`'s state from `from` (a standby's store, which follows the owner's changelog) to
+// `into` (whose ledger is not running) when `from` holds a later commit of it: what `into` held of
+// the owner is replaced, every window `from` keeps included, with `from`'s changelog progress.
+// Returns whether it copied. The stores may not be written meanwhile.
+[[nodiscard]] absl::StatusOr<bool> CopyOwnerState(StateStore& from, StateStore& into, SourcePartition owner);
 
 // Where the ledger's commit records go. Thread-safe as documented per method.
 class ChangelogSink {

@@ -294,6 +294,69 @@ TEST_F(KafkaChangelogTest, AChangelogTheBrokerTruncatedIsRestoredFromItsLastSnap
   // Without snapshots the same broker would refuse the partition: what the first test shows.
 }
 
+TEST_F(KafkaChangelogTest, AStandbyFollowsTheChangelogsAndAClaimCopiesFromItAndReadsOnlyWhatCameAfter) {
+  const std::vector<SourcePartition> owners = {kTaps0, kTaps1, kMedical0};
+  Instance writer = Start("writer", owners);
+  std::map<SourcePartition, int64_t> writer_offsets;
+  ApplyDay(writer, writer_offsets);
+
+  // Another instance keeps a standby of the writer's partitions in a store of its own.
+  auto standby_store = RocksStore::Open(dir_.path() + "/standby", {});
+  ASSERT_TRUE(standby_store.ok()) << standby_store.status();
+  auto taker_changelog = KafkaChangelog::Create({.bootstrap_servers = broker_->bootstrap_servers()});
+  ASSERT_TRUE(taker_changelog.ok()) << taker_changelog.status();
+  auto standby = (*taker_changelog)->StartStandby(**standby_store);
+  ASSERT_TRUE(standby.ok()) << standby.status();
+  ASSERT_TRUE((*taker_changelog)->ContinueStandby(**standby, owners).ok());
+  EXPECT_EQ((*standby)->followed_count(), 3u);
+  EXPECT_EQ((*standby)->commits_applied(), 5u);
+  EXPECT_EQ(test::StoreAnswers(**standby_store, kTxnIds), test::StoreAnswers(*writer.store, kTxnIds));
+  // It goes on from where it stopped: the next pass reads only the writer's new commit.
+  Apply(writer, writer_offsets, SourceTopic::kTaps, 0, {test::TapBytes(Tap("LATE", 999))});
+  ASSERT_TRUE((*taker_changelog)->ContinueStandby(**standby, owners).ok());
+  EXPECT_EQ((*standby)->lag_records(), 1u);
+  EXPECT_EQ((*standby)->commits_applied(), 6u);
+  const std::vector<std::string> written = test::StoreAnswers(*writer.store, kTxnIds);
+  EXPECT_EQ(test::StoreAnswers(**standby_store, kTxnIds), written);
+
+  // The writer goes; the taker copies the partitions from its standby and reads their changelogs
+  // only after what the standby had read: nothing is restored twice.
+  auto taker_store = RocksStore::Open(dir_.path() + "/taker", {});
+  ASSERT_TRUE(taker_store.ok()) << taker_store.status();
+  std::map<SourcePartition, int64_t> read_from;
+  for (const SourcePartition owner : owners) {
+    absl::StatusOr<bool> copied = CopyOwnerState(**standby_store, **taker_store, owner);
+    ASSERT_TRUE(copied.ok()) << copied.status();
+    EXPECT_TRUE(*copied);
+    read_from[owner] = (*standby)->PositionOf(owner)->next_offset;
+  }
+  EXPECT_FALSE(*CopyOwnerState(**standby_store, **taker_store, kTaps0)) << "the store holds that commit already";
+  Apply(writer, writer_offsets, SourceTopic::kTaps, 1, {test::TapBytes(Tap("TAP9", 90))});  // after the copy
+  absl::StatusOr<std::vector<ClaimResult>> claims = (*taker_changelog)->Claim(**taker_store, owners, read_from);
+  ASSERT_TRUE(claims.ok()) << claims.status();
+  EXPECT_EQ((*claims)[0].commits_restored, 0u);
+  EXPECT_EQ((*claims)[0].records_read, 1u) << "its own fence: the standby read everything before";
+  EXPECT_EQ((*claims)[1].commits_restored, 1u) << "the commit after the standby's last pass";
+  EXPECT_EQ((*claims)[0].epoch, 2u);
+  const std::vector<std::string> final_answers = test::StoreAnswers(*writer.store, kTxnIds);
+  EXPECT_EQ(test::StoreAnswers(**taker_store, kTxnIds), final_answers);
+  LedgerOptions options;
+  options.changelog = taker_changelog->get();
+  Instance taker{.store = std::move(*taker_store), .changelog = std::move(*taker_changelog), .ledger = nullptr};
+  taker.ledger = std::make_unique<Ledger>(*taker.store, options);
+  ASSERT_TRUE(taker.ledger->Load(now_ms_).ok());
+  auto taker_offsets = writer_offsets;
+  EXPECT_EQ(Apply(taker, taker_offsets, SourceTopic::kTaps, 0,
+                  {test::TapBytes(Tap("TAP1", 300)), test::TapBytes(Tap("LATE", 999))}),
+            (std::vector<Fate>{Fate::kExactDuplicate, Fate::kExactDuplicate}));
+
+  // A window the instance's own store retired is retired in the standby's store too.
+  ASSERT_TRUE(RetireWindowRecords(**standby_store, WindowCalendar{}.DayOf(now_ms_), now_ms_).ok());
+  for (const std::string& answer : test::StoreAnswers(**standby_store, kTxnIds)) {
+    EXPECT_FALSE(answer.starts_with("applied") || answer.starts_with("exception")) << answer;
+  }
+}
+
 TEST_F(KafkaChangelogTest, AWindowClosedByTwoOwnersMergedFromTheirChangelogsHasTheBytesOfOneInstance) {
   Instance first = Start("first", {kTaps0, kMedical0});
   Instance second = Start("second", {kTaps1, kMedical1});

@@ -472,6 +472,49 @@ class ThreeMembers {
   std::map<std::string, std::unique_ptr<ChildProcess>> members_;
 };
 
+TEST(Ingest, AMemberWithAStandbyTakesAKilledMembersPartitionsFromItAndReadsOnlyTheirChangelogsTail) {
+  Scenario scenario;
+  scenario.StartBroker(8);
+  scenario.Prepare(/*merchants=*/200, /*seed=*/3, "", "",
+                   std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\nstandby = true\n") +
+                       kShortSession);
+  WriteMemberConfig(scenario, "clearing-2");
+  const std::string second_log = scenario.dir() / "clearing-2.log";
+  auto first = scenario.StartDaemon();
+  ASSERT_TRUE(WaitFor([&] { return OwnedPartitions(scenario) == 16; }, std::chrono::minutes(1)))
+      << ReadFile(scenario.daemon_log());
+  auto second = StartMember(scenario, "clearing-2");
+  ASSERT_TRUE(WaitFor([&] { return OwnedPartitions(scenario) == 8; }, std::chrono::minutes(1)))
+      << ReadFile(scenario.daemon_log()) << ReadFile(second_log);
+
+  // Both consume their half of the day; the first member's standby follows the second's half.
+  scenario.Generate(20'000, /*seed=*/5);
+  ThreeMembers view(scenario);  // for the second member's metrics
+  auto standby_caught_up = [&] {
+    if (!view.CaughtUp({"clearing-1", "clearing-2"})) return false;
+    const std::string metrics = scenario.Http("GET", "/metrics").second;
+    return MetricSample(metrics, "yrd_standby_partitions") == 8 &&
+           MetricSample(metrics, "yrd_standby_applied_commits_total") > 0 &&
+           MetricSample(metrics, "yrd_standby_lag_records") == 0;
+  };
+  ASSERT_TRUE(WaitFor(standby_caught_up, std::chrono::minutes(2)))
+      << ReadFile(scenario.daemon_log()) << ReadFile(second_log) << scenario.Http("GET", "/metrics").second;
+
+  // The second member dies; the first takes its partitions from the standby.
+  const size_t log_before = ReadFile(scenario.daemon_log()).size();
+  second->Signal(SIGKILL);
+  ASSERT_TRUE(second->Wait(std::chrono::seconds(30)).has_value());
+  ASSERT_TRUE(WaitFor([&] { return OwnedPartitions(scenario) == 16; }, std::chrono::minutes(2)))
+      << ReadFile(scenario.daemon_log());
+  const std::string log = ReadFile(scenario.daemon_log()).substr(log_before);
+  EXPECT_NE(log.find("\"from_standby\":true"), std::string::npos) << log;
+  EXPECT_GE(MetricSample(scenario.Http("GET", "/metrics").second, "yrd_standby_copies_total"), 1);
+  // Its next pass follows nothing: it owns every partition.
+  EXPECT_TRUE(WaitFor([&] { return MetricSample(scenario.Http("GET", "/metrics").second, "yrd_standby_partitions") == 0; },
+                      std::chrono::seconds(30)));
+  CloseTheDayAndExpectTheOraclesFiles(scenario, *first);
+}
+
 TEST(Ingest, ThreeMembersSurviveKillsAndAScaleDownToOneWithTheOraclesFiles) {
   Scenario scenario;
   scenario.StartBroker(8);

@@ -142,6 +142,10 @@ absl::Status LoadKafkaSection(const std::string& path, const toml::table& root, 
   check(kafka.Integer("changelog_append_timeout_ms", config.changelog_append_timeout_ms, 1'000, 600'000));
   check(kafka.Integer("changelog_restore_timeout_ms", config.changelog_restore_timeout_ms, 1'000, 86'400'000));
   check(kafka.Integer("changelog_snapshot_bytes", config.changelog_snapshot_bytes, 0, kChangelogSnapshotBytesMax));
+  check(kafka.Boolean("standby", config.standby));
+  if (config.standby && !config.group_assignment) {
+    check(absl::InvalidArgumentError(Cat(path, ": kafka.standby needs kafka.assignment = \"group\"")));
+  }
   check(kafka.Boolean("dead_letter", config.dead_letter));
   std::string dead_letter_payload(DeadLetterPayloadName(config.dead_letter_payload));
   check(kafka.String("dead_letter_payload", dead_letter_payload));

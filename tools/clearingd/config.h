@@ -32,6 +32,7 @@ struct DaemonConfig {
   int64_t changelog_append_timeout_ms = 30'000;
   int64_t changelog_restore_timeout_ms = 300'000;
   int64_t changelog_snapshot_bytes = 4 << 20;  // 0: never
+  bool standby = false;  // keep a standby of the partitions not owned in <store.path>.standby
   // "group" only: the topic whose partition 0 carries the closes and files-written facts to every
   // member (adapters/kafka/control_channel.h).
   std::string control_topic = "yrd.control";

@@ -43,6 +43,7 @@
 #include "tools/clearingd/config.h"
 #include "tools/clearingd/file_writer.h"
 #include "tools/clearingd/maintenance.h"
+#include "tools/clearingd/standby.h"
 
 namespace yrd {
 namespace {
@@ -313,6 +314,14 @@ class Daemon final : public http::AdminHandler {
           .snapshot_bytes = changelog_->snapshot_bytes_appended(),
           .restored_snapshots = restored_snapshot_count_.load()};
     }
+    if (standby_ != nullptr) {
+      const StandbyFollower::Stats standby = standby_->stats();
+      m.standby = http::ClearingMetrics::Standby{.partitions = standby.followed,
+                                                 .lag_records = standby.lag_records,
+                                                 .applied_commits = standby.commits_applied,
+                                                 .copies = standby.copies,
+                                                 .failures = standby.failures};
+    }
     m.store_background_error_count = store_background_error_count_.load();
     m.consumption_pause_count = consumption_pause_count_.load();
     if (last_file_set_day_ != 0) {
@@ -545,9 +554,22 @@ class Daemon final : public http::AdminHandler {
   // Restores the state of the partitions the group assigned from their changelogs (the pipeline
   // drained: the ledger is idle) and has the ledger read it back. /readyz is false meanwhile.
   absl::Status ClaimPartitions(kafka::KafkaChangelog& changelog, StateStore& store, Ledger& ledger,
-                               std::span<const SourcePartition> owners) {
+                               std::span<const SourcePartition> owners, StandbyFollower* standby) {
     restoring_partitions_.store(owners.size());
-    absl::StatusOr<std::vector<kafka::ClaimResult>> claims = changelog.Claim(store, owners);
+    // A partition the standby follows is copied from there: only its changelog after that is read.
+    std::map<SourcePartition, int64_t> read_from;
+    std::map<WindowDay, int64_t> standby_closes;
+    if (standby != nullptr) {
+      absl::StatusOr<std::map<SourcePartition, int64_t>> copied = standby->CopyInto(store, owners, standby_closes);
+      if (copied.ok()) {
+        read_from = *std::move(copied);
+      } else {
+        log::Warning("standby_copy_failed",
+                     {{"error", copied.status().ToString()},
+                      {"action", "none: the partitions are restored from their changelogs instead"}});
+      }
+    }
+    absl::StatusOr<std::vector<kafka::ClaimResult>> claims = changelog.Claim(store, owners, read_from);
     absl::Status status = claims.status();
     if (!claims.ok()) {
       log::Error("partition_restore_failed",
@@ -567,6 +589,7 @@ class Daemon final : public http::AdminHandler {
                                          {"changelog_records", claim.records_read},
                                          {"commits_restored", claim.commits_restored},
                                          {"snapshots_restored", claim.snapshots_restored},
+                                         {"from_standby", read_from.contains(owners[i])},
                                          {"changelog_bytes", claim.bytes_read},
                                          {"duration_ms", static_cast<int64_t>(claim.duration.count())}});
       }
@@ -585,6 +608,9 @@ class Daemon final : public http::AdminHandler {
             pipeline_->SubmitWindowCommand(WindowCommand::RegionClose(day, closed_at_ms));
           }
         }
+        for (const auto& [day, closed_at_ms] : standby_closes) {
+          pipeline_->SubmitWindowCommand(WindowCommand::RegionClose(day, closed_at_ms));
+        }
         for (const WindowDay day : ledger.WindowsAwaitingFiles()) {
           pipeline_->SubmitWindowCommand(WindowCommand{WindowCommand::Kind::kReportClosed, day});
         }
@@ -594,11 +620,46 @@ class Daemon final : public http::AdminHandler {
     return status;
   }
 
-  // The merge directory: beside the store, never inside it.
-  [[nodiscard]] std::filesystem::path MergeStorePath() const {
+  // A group member's standby (kafka.standby): it follows the partitions the member neither is
+  // assigned nor has claimed, and the member's store's retired windows.
+  absl::StatusOr<std::unique_ptr<StandbyFollower>> StartStandby(kafka::KafkaChangelog& changelog) {
+    return StandbyFollower::Start(
+        changelog,
+        {.store_path = BesideStorePath(".standby"),
+         .store_options = StoreOptions(),
+         .followed =
+             [this] {
+               std::lock_guard<std::mutex> lock(mutex_);
+               std::vector<SourcePartition> followed;
+               if (source_ == nullptr || changelog_ == nullptr) return followed;
+               const std::vector<std::pair<SourceTopic, int32_t>> assigned = source_->Assignment();
+               const std::vector<SourcePartition> claimed = changelog_->Owned();
+               for (const SourcePartition p : source_->AllPartitions()) {
+                 if (std::find(assigned.begin(), assigned.end(), std::pair{p.topic, p.partition}) != assigned.end() ||
+                     std::find(claimed.begin(), claimed.end(), p) != claimed.end()) {
+                   continue;
+                 }
+                 followed.push_back(p);
+               }
+               return followed;
+             },
+         .retired =
+             [this] {
+               std::lock_guard<std::mutex> lock(mutex_);
+               std::map<WindowDay, int64_t> retired;
+               if (ledger_ == nullptr) return retired;
+               for (const auto& [day, window] : *ledger_->windows()) {
+                 if (window.retired_at_ms != 0) retired.emplace(day, window.retired_at_ms);
+               }
+               return retired;
+             }});
+  }
+
+  // A directory beside the store, never inside it: the store's path with `suffix`.
+  [[nodiscard]] std::filesystem::path BesideStorePath(std::string_view suffix) const {
     std::filesystem::path path(config_.store_path);
     if (!path.has_filename()) path = path.parent_path();
-    path += ".merge";
+    path += suffix;
     return path;
   }
 
@@ -615,8 +676,8 @@ class Daemon final : public http::AdminHandler {
     merge.restore.reset();
     merge.store.reset();
     std::error_code error;
-    std::filesystem::remove_all(MergeStorePath(), error);
-    if (error) return absl::InternalError(Cat("cannot remove ", MergeStorePath().string(), ": ", error.message()));
+    std::filesystem::remove_all(BesideStorePath(".merge"), error);
+    if (error) return absl::InternalError(Cat("cannot remove ", BesideStorePath(".merge").string(), ": ", error.message()));
     return absl::OkStatus();
   }
 
@@ -635,7 +696,7 @@ class Daemon final : public http::AdminHandler {
     }
     if (merge.restore == nullptr || merge.restore->day() != day) {
       if (absl::Status s = DropMerge(merge); !s.ok()) return s;
-      auto store = RocksStore::Open(MergeStorePath().string(), {});
+      auto store = RocksStore::Open(BesideStorePath(".merge").string(), {});
       if (!store.ok()) return store.status();
       merge.store = *std::move(store);
       auto restore = changelog.StartWindowRestore(*merge.store, day, consumer.AllPartitions());
@@ -787,11 +848,18 @@ class Daemon final : public http::AdminHandler {
                                          .changelog = changelog.get()});
     if (absl::Status s = ledger.Load(clock_->NowMs()); !s.ok()) return s;
     kafka::KafkaSourceOptions source_options = SourceOptions(config_);
+    std::unique_ptr<StandbyFollower> standby;  // stopped before the changelog it reads
+    if (changelog != nullptr && config_.standby) {
+      absl::StatusOr<std::unique_ptr<StandbyFollower>> started = StartStandby(*changelog);
+      if (!started.ok()) return started.status();
+      standby = *std::move(started);
+    }
     if (changelog != nullptr) {
       // A partition the group assigns is consumed only once its state is the one of its last
-      // commit anywhere: restored from its changelog, then the ledger reads it back.
-      source_options.claim = [this, &changelog, &store, &ledger](std::span<const SourcePartition> owners) {
-        return ClaimPartitions(*changelog, **store, ledger, owners);
+      // commit anywhere: restored from its changelog (after a copy from the standby, if there is
+      // one), then the ledger reads it back.
+      source_options.claim = [this, &changelog, &store, &ledger, &standby](std::span<const SourcePartition> owners) {
+        return ClaimPartitions(*changelog, **store, ledger, owners, standby.get());
       };
       source_options.release = [&changelog](std::span<const SourcePartition> owners) {
         for (const SourcePartition owner : owners) changelog->Release(owner);
@@ -883,6 +951,7 @@ class Daemon final : public http::AdminHandler {
       ledger_ = &ledger;
       source_ = source->get();
       changelog_ = changelog.get();
+      standby_ = standby.get();
       if (stop_requested_) pipeline.RequestStop();
     }
     {
@@ -901,6 +970,7 @@ class Daemon final : public http::AdminHandler {
       ledger_ = nullptr;
       source_ = nullptr;
       changelog_ = nullptr;
+      standby_ = nullptr;
     }
     {
       std::lock_guard<std::mutex> lock(control_mutex_);
@@ -957,6 +1027,7 @@ class Daemon final : public http::AdminHandler {
   Ledger* ledger_ = nullptr;       // guarded by mutex_; its ledger
   kafka::KafkaSource* source_ = nullptr;  // guarded by mutex_; its source
   kafka::KafkaChangelog* changelog_ = nullptr;  // guarded by mutex_; its changelog (a group member)
+  StandbyFollower* standby_ = nullptr;          // guarded by mutex_; its standby, if it keeps one
   // After mutex_ when both are held.
   std::mutex control_mutex_;
   kafka::ControlChannel* control_ = nullptr;    // guarded by control_mutex_; its control channel (a group member)
