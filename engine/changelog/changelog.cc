@@ -430,8 +430,10 @@ class SnapshotWriter {
 
 // The owner's window counters and gross of the days `carried` says, into `writer`; the days of
 // the others into `not_carried`; every day the owner has counters or gross in into `days`.
+// (`carried` is false for a retired day too, which is not named: no store keeps its records.)
 absl::Status AddOwnerDays(StateStore& store, SourcePartition owner, const std::function<bool(WindowDay)>& carried,
-                          SnapshotWriter& writer, std::set<WindowDay>& days, std::set<WindowDay>& not_carried) {
+                          const std::function<bool(WindowDay)>& retired, SnapshotWriter& writer,
+                          std::set<WindowDay>& days, std::set<WindowDay>& not_carried) {
   bool damaged = false;
   absl::Status s = store.Scan(Table::kMeta, kCountersKeyPrefix, {}, [&](std::string_view key, std::string_view value) {
     WindowCounters counters;
@@ -441,7 +443,7 @@ absl::Status AddOwnerDays(StateStore& store, SourcePartition owner, const std::f
     const WindowDay day = WindowFromKeyBits(ReadBigEndian32(key.data() + kCountersKeyPrefix.size()));
     days.insert(day);
     if (!carried(day)) {
-      not_carried.insert(day);
+      if (!retired(day)) not_carried.insert(day);
     } else {
       writer.builder().AddCounters(day, counters);
       writer.Added();
@@ -457,7 +459,7 @@ absl::Status AddOwnerDays(StateStore& store, SourcePartition owner, const std::f
     if (SourcePartition{gross.topic, gross.partition} != owner) return true;
     days.insert(gross.day);
     if (!carried(gross.day)) {
-      not_carried.insert(gross.day);
+      if (!retired(gross.day)) not_carried.insert(gross.day);
     } else {
       writer.builder().AddGross(gross.day, gross.gross_fen);
       writer.Added();
@@ -526,6 +528,10 @@ absl::Status BuildOwnerSnapshot(StateStore& store, SourcePartition owner, uint64
     if (it->second.retired_at_ms != 0) return false;
     return scope == SnapshotScope::kWindowsKept || it->second.files_written_at_ms == 0;
   };
+  auto retired = [&](WindowDay day) {
+    const auto it = windows->find(day);
+    return it != windows->end() && it->second.retired_at_ms != 0;
+  };
   std::string key, value;
   bool found = false;
   OffsetKey(owner.topic, owner.partition, key);
@@ -538,7 +544,7 @@ absl::Status BuildOwnerSnapshot(StateStore& store, SourcePartition owner, uint64
                          .next_offset = found ? static_cast<int64_t>(ReadBigEndian64(value.data())) : kNoNextOffset},
                         chunk_bytes, chunks);
   std::set<WindowDay> days, not_carried;
-  if (absl::Status s = AddOwnerDays(store, owner, carried, writer, days, not_carried); !s.ok()) return s;
+  if (absl::Status s = AddOwnerDays(store, owner, carried, retired, writer, days, not_carried); !s.ok()) return s;
   for (const auto& [day, record] : *windows) {
     if (record.closed_at_ms != 0 && carried(day)) writer.builder().AddWindowClosed(day, record.closed_at_ms);
   }

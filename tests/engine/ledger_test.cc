@@ -2,6 +2,7 @@
 // events, and the offsets committed with the state, all on a real RocksDB store in a temporary
 // directory. Batches are built by hand and decoded as the pipeline's ingest stage does.
 #include "engine/ledger/ledger.h"
+#include "engine/merge/store_union.h"
 
 #include <algorithm>
 #include <deque>
@@ -1950,6 +1951,34 @@ TEST_F(LedgerTest, ASnapshotCarriesOnlyWindowsWithoutFilesAndTheRestoredStoreSay
   ASSERT_TRUE(lacking.ok());
   EXPECT_TRUE(lacking->empty());
   EXPECT_EQ(lines_of(**restored, kNov27), lines_of(*store_, kNov27));
+}
+
+TEST_F(LedgerTest, TheUnionOfAStoreAndItsStandbyTakesEachPartitionFromTheStoreWithItsLaterCommit) {
+  MemoryChangelog changelog;
+  changelog_ = &changelog;
+  Reopen();
+  Apply({TapMessage(Tap("TAP1", 300)), TapMessage(Tap("TAP2", 500))});
+  Apply({TapMessage(Tap("TAP3", 700))}, 1);
+  Apply({RefundMessage(Refund("R1", 120, "TAP1")), {SourceTopic::kTaps, "not a message"}});
+  Apply({SettlementMessage(Settlement("SETTLE1"))});
+  const std::vector<std::string> ids = {"TAP1", "TAP2", "TAP3", "R1", "SETTLE1"};
+  const std::vector<std::string> written = StoreAnswers(*store_, ids);
+  // The member's own store: yrd.taps/0 as of its first commit (it owned it once), yrd.medical/0
+  // whole (it owns it); its standby: both taps partitions whole.
+  auto own = RocksStore::Open(dir_.path() + "/own", {});
+  auto standby = RocksStore::Open(dir_.path() + "/standby", {});
+  auto joined = RocksStore::Open(dir_.path() + "/union", {});
+  ASSERT_TRUE(own.ok() && standby.ok() && joined.ok());
+  MemoryChangelog own_part;
+  own_part.records_of[kTaps0] = {changelog.records_of[kTaps0][0]};
+  own_part.records_of[kMedical0] = changelog.records_of[kMedical0];
+  ASSERT_TRUE(RestoreInto(**own, own_part, {kTaps0, kMedical0}).ok());
+  ASSERT_TRUE(RestoreInto(**standby, changelog, {kTaps0, kTaps1}).ok());
+  EXPECT_NE(StoreAnswers(**own, ids), written);
+  absl::StatusOr<std::vector<SourcePartition>> taken = BuildStoreUnion(**own, **standby, **joined);
+  ASSERT_TRUE(taken.ok()) << taken.status();
+  EXPECT_EQ(*taken, (std::vector<SourcePartition>{kTaps0, kTaps1}));
+  EXPECT_EQ(StoreAnswers(**joined, ids), written);
 }
 
 TEST_F(LedgerTest, AWindowClosedIsReportedInTheChangelogOfEveryPartitionOwnedIdleOnesIncluded) {

@@ -499,6 +499,12 @@ TEST(Ingest, AMemberWithAStandbyTakesAKilledMembersPartitionsFromItAndReadsOnlyT
   };
   ASSERT_TRUE(WaitFor(standby_caught_up, std::chrono::minutes(2)))
       << ReadFile(scenario.daemon_log()) << ReadFile(second_log) << scenario.Http("GET", "/metrics").second;
+  // The first member answers for the whole day: its own half from its store, the other from its
+  // standby's.
+  for (const std::string& line : scenario.DiffWithOracle()) ADD_FAILURE() << line;
+  const std::string report_log = ReadFile(scenario.dir() / "report.log");
+  EXPECT_NE(report_log.find("partitions answered from the standby store"), std::string::npos) << report_log;
+  EXPECT_EQ(report_log.find("answers lack"), std::string::npos) << report_log;
 
   // The second member dies; the first takes its partitions from the standby.
   const size_t log_before = ReadFile(scenario.daemon_log()).size();

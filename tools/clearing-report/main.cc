@@ -31,6 +31,7 @@
 #include "engine/clearing/clearing_files.h"
 #include "engine/clearing/positions.h"
 #include "engine/ledger/ledger.h"
+#include "engine/merge/store_union.h"
 #include "engine/readers/store_readers.h"
 #include "engine/registry/registry.h"
 #include "engine/store/records.h"
@@ -139,6 +140,7 @@ class StoreReader {
     reader->store_ = *std::move(store);
     if (absl::Status s = reader->store_->CatchUp(); !s.ok()) return s;
     if (absl::Status s = RequireCurrentStoreFormat(*reader->store_); !s.ok()) return s;
+    if (absl::Status s = reader->JoinStandby(path); !s.ok()) return s;
     // Never a silently partial answer: a store of a group member that consumes only some of the
     // partitions says which ones its answers lack.
     absl::StatusOr<std::optional<Ownership>> ownership = ReadOwnership(*reader->store_);
@@ -163,6 +165,31 @@ class StoreReader {
     if (!scratch_.empty()) std::filesystem::remove_all(scratch_, ignored);
   }
   RocksStore& store() { return *store_; }
+
+  // A group member with a standby (kafka.standby) holds the partitions it does not own in
+  // <store>.standby: the answers are then those of the union, each partition from whichever store
+  // holds its later commit, copied into a store in the scratch directory.
+  absl::Status JoinStandby(const std::string& path) {
+    std::filesystem::path standby_path(path);
+    if (!standby_path.has_filename()) standby_path = standby_path.parent_path();
+    standby_path += ".standby";
+    if (!std::filesystem::exists(standby_path / "CURRENT")) return absl::OkStatus();
+    auto standby = RocksStore::OpenSecondary(standby_path.string(), scratch_ + "/standby");
+    if (!standby.ok()) return standby.status();
+    if (absl::Status s = (*standby)->CatchUp(); !s.ok()) return s;
+    auto joined = RocksStore::Open(scratch_ + "/union", {});
+    if (!joined.ok()) return joined.status();
+    absl::StatusOr<std::vector<SourcePartition>> taken = BuildStoreUnion(*store_, **standby, **joined);
+    if (!taken.ok()) return taken.status();
+    if (!taken->empty()) {
+      std::string names;
+      for (const SourcePartition owner : *taken) names += Cat(names.empty() ? "" : ", ", FormatOwner(owner));
+      std::cerr << "clearing-report: " << taken->size() << " partitions answered from the standby store "
+                << standby_path.string() << " (as of its last pass): " << names << "\n";
+    }
+    store_ = *std::move(joined);
+    return absl::OkStatus();
+  }
 
   // Windows that have counters, in order.
   absl::StatusOr<std::map<WindowDay, WindowCounters>> Counters() { return ReadAllWindowCounters(*store_); }

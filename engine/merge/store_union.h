@@ -1,0 +1,22 @@
+// Store union: one store answering for a group member that holds partitions in two stores, its
+// own and its standby's (docs/scale-out.md, section 6), so that a report is the same on any member
+// that holds every partition's state, as owner or as standby.
+#pragma once
+
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/store/records.h"
+#include "engine/store/state_store.h"
+
+namespace yrd {
+
+// Builds into `into` (a new store) each owner's state from whichever of `own` and `standby` holds
+// its later commit (every window kept), with `own`'s window records, card-token key check and
+// ownership, the latter widened to every partition `standby` holds (it follows all the member
+// does not own). Neither store may be
+// written meanwhile (read them through secondaries). Returns the partitions taken from `standby`.
+[[nodiscard]] absl::StatusOr<std::vector<SourcePartition>> BuildStoreUnion(StateStore& own, StateStore& standby,
+                                                                          StateStore& into);
+
+}  // namespace yrd
