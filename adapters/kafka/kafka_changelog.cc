@@ -208,8 +208,9 @@ absl::StatusOr<bool> KafkaChangelog::StillOwns(SourcePartition owner) {
   absl::Status s = (*reader)->Read(topic, owner.partition, std::max(from, marks->first), marks->second,
                                    Clock::now() + impl_->options.restore_timeout, [&](std::string_view record) {
                                      ChangelogHeader header;
-                                     if (DecodeChangelogHeader(record, header) &&
-                                         header.kind == ChangelogKind::kFence && header.epoch > epoch) {
+                                     // A fence of a later epoch, or any record of one (its fence
+                                     // may be gone with the changelog's oldest records).
+                                     if (DecodeChangelogHeader(record, header) && header.epoch > epoch) {
                                        fenced = true;
                                        return absl::CancelledError();
                                      }

@@ -690,9 +690,13 @@ absl::StatusOr<RestoreStep> ChangelogRestore::ApplyOne(std::string_view record) 
     }
     return RestoreStep::kFence;
   }
-  // A commit of an earlier epoch than a fence before it comes from an owner that lost the
-  // partition and did not know yet (a zombie).
-  const bool fenced_out = header.epoch < fence_read;
+  // A record of an earlier epoch than one read before it (the fence, or, when the broker dropped
+  // the fence with the changelog's oldest records, a later owner's commit or snapshot), or than
+  // the commit the store holds, comes from an owner that lost the partition and did not know yet
+  // (a zombie): every record of an epoch follows its fence.
+  const bool fenced_out =
+      header.epoch < fence_read || (header.epoch < progress.epoch && header.number > progress.number);
+  fence_read = std::max(fence_read, header.epoch);
   if (header.kind == ChangelogKind::kSnapshot) {
     if (fenced_out) return RestoreStep::kFencedOut;
     if (header.number <= progress.number) return RestoreStep::kRepeat;

@@ -8,7 +8,8 @@
 // lines by key, not by the writing store's line numbers, so any store can take them. An owner's
 // commit records are numbered consecutively from 1 and carry the owner's epoch (the consumer
 // group's generation at which the instance got the partition); a fence record opens an epoch:
-// after it, a commit record of an earlier epoch (a zombie's) changes nothing.
+// after it, or after any record of a later epoch (the broker may have dropped the fence with the
+// oldest records), a record of an earlier epoch (a zombie's) changes nothing.
 //
 // A snapshot holds a partition's whole state as of one of its commits, in chunks (the six sections
 // of a commit record, with the days whose records it does not carry): the owner appends one when
@@ -188,7 +189,8 @@ enum class RestoreStep : uint8_t {
   kApplied = 0,       // a commit numbered next, or a snapshot's last chunk: its changes are in
                       // the store (at the next Flush)
   kRepeat = 1,        // a commit or snapshot the store already holds
-  kFencedOut = 2,     // a commit or snapshot of an epoch a fence closed: a zombie's, changes nothing
+  kFencedOut = 2,     // a commit or snapshot of an epoch a later one closed: a zombie's, changes
+                      // nothing
   kFence = 3,         // a fence: later commits of earlier epochs change nothing
   kBehind = 4,        // a commit past the next number: the store lacks commits the changelog no
                       // longer holds, and waits for a snapshot

@@ -2196,6 +2196,84 @@ TEST_F(LedgerTest, ACommitOfAnEpochAFenceClosedChangesNothing) {
   EXPECT_EQ(progress->at(kTaps0), (ChangelogProgress{.number = 2, .epoch = 2, .fence_epoch = 2}));
 }
 
+// The broker dropped the changelog's oldest records, the new owner's fence among them: its commits
+// still fence the zombie's, which come after them.
+TEST_F(LedgerTest, AZombiesCommitAfterANewOwnersIsFencedOutWhenTheFenceIsGone) {
+  MemoryChangelog changelog;
+  changelog_ = &changelog;
+  Reopen();
+  Apply({TapMessage(Tap("TAP1", 300))});
+  Apply({TapMessage(Tap("TAP2", 500))});
+  Apply({TapMessage(Tap("TAP3", 700))});
+  const std::vector<std::string> records = changelog.records_of[kTaps0];
+  ASSERT_EQ(records.size(), 3u);
+  auto restored = RocksStore::Open(dir_.path() + "/restored", {});
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  {
+    auto restore = ChangelogRestore::Open(**restored);
+    ASSERT_TRUE(restore.ok());
+    ASSERT_EQ(*(*restore)->Apply(records[0]), RestoreStep::kApplied);
+    ASSERT_TRUE((*restore)->Flush().ok());
+  }
+  // A new owner of epoch 2 took the partition after commit 1 and committed 2 and 3 (empty ones:
+  // they only moved the offset); the zombie appended its commit 3 of epoch 1 between them. What
+  // is left of the changelog begins after the fence.
+  auto new_owners_commit = [](uint64_t number) {
+    ChangelogRecordBuilder builder;
+    builder.Start({.kind = ChangelogKind::kCommit, .owner = kTaps0, .epoch = 2, .number = number,
+                   .next_offset = static_cast<int64_t>(number) + 4});
+    std::string commit;
+    builder.Finish(commit);
+    return commit;
+  };
+  // The step Apply took, or kRefused for a refusal (named as a failure).
+  constexpr auto kRefused = static_cast<RestoreStep>(0xFF);
+  auto step = [&](ChangelogRestore& restore, std::string_view record) {
+    absl::StatusOr<RestoreStep> applied = restore.Apply(record);
+    EXPECT_TRUE(applied.ok()) << applied.status();
+    return applied.value_or(kRefused);
+  };
+  // A store that lacks commit 1 skips the new owner's commit 2 (it waits for a snapshot), and the
+  // zombie's commit 3 after it changes nothing.
+  {
+    auto behind = RocksStore::Open(dir_.path() + "/behind", {});
+    ASSERT_TRUE(behind.ok()) << behind.status();
+    auto restore = ChangelogRestore::Open(**behind);
+    ASSERT_TRUE(restore.ok());
+    EXPECT_EQ(step(**restore, new_owners_commit(2)), RestoreStep::kBehind);
+    EXPECT_EQ(step(**restore, records[2]), RestoreStep::kFencedOut);
+  }
+  // The store that holds commit 1 takes the new owner's commit 2; read on from there, the
+  // zombie's commit 3 is fenced out by the epoch the store holds, and the new owner's applied.
+  {
+    auto restore = ChangelogRestore::Open(**restored);
+    ASSERT_TRUE(restore.ok());
+    EXPECT_EQ(step(**restore, new_owners_commit(2)), RestoreStep::kApplied);
+    ASSERT_TRUE((*restore)->Flush().ok());
+  }
+  {
+    auto restore = ChangelogRestore::Open(**restored);
+    ASSERT_TRUE(restore.ok());
+    EXPECT_EQ(step(**restore, records[2]), RestoreStep::kFencedOut);
+    EXPECT_EQ(step(**restore, new_owners_commit(3)), RestoreStep::kApplied);
+    EXPECT_EQ((*restore)->diverged(), std::nullopt);
+    ASSERT_TRUE((*restore)->Flush().ok());
+  }
+  const std::vector<std::string> answers = StoreAnswers(**restored, {"TAP1", "TAP2", "TAP3"});
+  EXPECT_EQ(std::count_if(answers.begin(), answers.end(), [](const std::string& a) { return a.starts_with("txn TAP3"); }), 0);
+  EXPECT_EQ(std::count_if(answers.begin(), answers.end(), [](const std::string& a) { return a.starts_with("txn TAP1"); }), 1);
+  auto progress = ReadChangelogProgress(**restored);
+  ASSERT_TRUE(progress.ok());
+  EXPECT_EQ(progress->at(kTaps0), (ChangelogProgress{.number = 3, .epoch = 2, .fence_epoch = 0}));
+  std::string offset;
+  bool found = false;
+  OffsetKey(SourceTopic::kTaps, 0, offset);
+  std::string value;
+  ASSERT_TRUE((*restored)->Get(Table::kMeta, offset, value, found).ok());
+  ASSERT_TRUE(found);
+  EXPECT_EQ(ReadBigEndian64(value.data()), 7u);
+}
+
 TEST_F(LedgerTest, ABatchTheChangelogDidNotTakeIsNotWritten) {
   MemoryChangelog changelog;
   changelog_ = &changelog;
