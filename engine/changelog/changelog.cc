@@ -725,6 +725,11 @@ absl::StatusOr<RestoreStep> ChangelogRestore::ApplyOne(std::string_view record) 
     behind_.try_emplace(header.owner, Behind{progress.number, header.number, first_read});
     return RestoreStep::kBehind;
   }
+  return ApplyCommit(header, record, progress);
+}
+
+absl::StatusOr<RestoreStep> ChangelogRestore::ApplyCommit(const ChangelogHeader& header, std::string_view record,
+                                                          ChangelogProgress& progress) {
   const size_t sections = static_cast<uint8_t>(record[0]) == kChangelogVersionFiveSections ? 5 : kSectionCount;
   if (absl::Status s = ReadSections(header, std::string_view(record).substr(kHeaderBytes), sections); !s.ok()) {
     return s;

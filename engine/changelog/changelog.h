@@ -250,6 +250,9 @@ class ChangelogRestore {
  private:
   explicit ChangelogRestore(StateStore& store) : store_(store), write_(store.NewWriteBatch()) {}
   [[nodiscard]] absl::StatusOr<RestoreStep> ApplyOne(std::string_view record);
+  // Applies the commit numbered next for its owner (whose progress is `progress`).
+  [[nodiscard]] absl::StatusOr<RestoreStep> ApplyCommit(const ChangelogHeader& header, std::string_view record,
+                                                        ChangelogProgress& progress);
   [[nodiscard]] absl::StatusOr<RestoreStep> ApplySnapshotChunk(const ChangelogHeader& header, std::string_view record);
   // Replaces what the store holds of the snapshot's owner by its state.
   [[nodiscard]] absl::Status ApplySnapshot(SourcePartition owner);

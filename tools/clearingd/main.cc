@@ -830,6 +830,125 @@ class Daemon final : public http::AdminHandler {
          }});
   }
 
+  // The source's options for one life: the ledger's committed offsets and, for a member of a
+  // group (`changelog` set), the claim and release of the partitions the group assigns.
+  kafka::KafkaSourceOptions AttemptSourceOptions(kafka::KafkaChangelog* changelog, StateStore& store, Ledger& ledger,
+                                                 StandbyFollower* standby) {
+    kafka::KafkaSourceOptions source_options = SourceOptions(config_);
+    if (changelog != nullptr) {
+      // A partition the group assigns is consumed only once its state is the one of its last
+      // commit anywhere: restored from its changelog (after a copy from the standby, if there is
+      // one), then the ledger reads it back.
+      source_options.claim = [this, changelog, &store, &ledger, standby](std::span<const SourcePartition> owners) {
+        return ClaimPartitions(*changelog, store, ledger, owners, standby);
+      };
+      source_options.release = [changelog](std::span<const SourcePartition> owners) {
+        for (const SourcePartition owner : owners) changelog->Release(owner);
+      };
+    }
+    source_options.committed_offset = [&ledger](SourceTopic topic, int32_t partition) {
+      return ledger.CommittedOffset(topic, partition);
+    };
+    source_options.on_warning = [](const std::string& text) {
+      log::Warning("kafka_transient_error",
+                   {{"detail", text}, {"action", "none if it clears; check the brokers if it repeats"}});
+    };
+    return source_options;
+  }
+
+  // The parts of a running life the admin handler, the metrics and the maintenance read; all null
+  // between two lives.
+  struct RunningParts {
+    Pipeline* pipeline = nullptr;
+    Ledger* ledger = nullptr;
+    kafka::KafkaSource* source = nullptr;
+    kafka::KafkaChangelog* changelog = nullptr;
+    StandbyFollower* standby = nullptr;
+    kafka::ControlChannel* control = nullptr;
+  };
+  void ExposeRunningParts(const RunningParts& parts) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      pipeline_ = parts.pipeline;
+      ledger_ = parts.ledger;
+      source_ = parts.source;
+      changelog_ = parts.changelog;
+      standby_ = parts.standby;
+      if (pipeline_ != nullptr && stop_requested_) pipeline_->RequestStop();
+    }
+    std::lock_guard<std::mutex> lock(control_mutex_);
+    control_ = parts.control;
+    if (control_ != nullptr) clock_closes_published_.clear();
+  }
+
+  // After the pipeline stopped: waits for the dead-letter copies in flight and, once every one is
+  // delivered, drops the stored ones with a last write (which may close a window by the clock).
+  void FinishDeadLetters(kafka::KafkaSource& source, Ledger& ledger, Pipeline& pipeline) {
+    if (absl::Status s = source.FlushDeadLetters(kDeadLetterFlushWait); !s.ok()) {
+      log::Warning("dead_letter_flush_incomplete",
+                   {{"error", s.ToString()},
+                    {"action", "none: the store keeps the undelivered copies and the next start produces them "
+                               "again; every rejected message is also listed by clearing-report exceptions"}});
+      return;
+    }
+    if (ledger.failed() || source.DeadLettersDeliveredThrough() == 0) return;
+    // Every copy is delivered: drop the stored ones now rather than produce them again at the next
+    // start.
+    Batch last(BatchLimits{.messages_max = 1, .arena_bytes_max = 1 << 20});
+    last.now_ms = clock_->NowMs();
+    last.registry = registry_holder_.Get();
+    last.dead_letters_delivered_through = source.DeadLettersDeliveredThrough();
+    BatchResult ignored;
+    if (absl::Status s = ledger.Apply(last, ignored); !s.ok()) {
+      log::Warning("dead_letter_cleanup_failed",
+                   {{"error", s.ToString()}, {"action", "none: the next start produces those copies again"}});
+    } else if (!last.windows_closed.empty() || !last.windows_files_marked.empty()) {
+      // The clock closed a window with this last write: its files are written as usual.
+      pipeline.on_windows_changed(last.windows_closed, last.windows_files_marked);
+    }
+  }
+
+  // The store's maintenance (the dedup horizon, window retirement) for one life, its thread
+  // started: it reads the running ledger's windows and submits to its pipeline.
+  std::unique_ptr<StoreMaintenance> StartMaintenance(RocksStore& store) {
+    return std::make_unique<StoreMaintenance>(
+        store, *clock_, config_.maintenance,
+        [this]() -> std::shared_ptr<const WindowTable> {
+          std::lock_guard<std::mutex> lock(mutex_);
+          return ledger_ == nullptr ? nullptr : ledger_->windows();
+        },
+        [this](WindowCommand command) {
+          std::lock_guard<std::mutex> lock(mutex_);
+          if (pipeline_ == nullptr) return false;
+          log::Info("window_retiring", {{"window", FormatWindowDay(command.day)},
+                                        {"exceptions", command.exception_keys.size()}});
+          pipeline_->SubmitWindowCommand(std::move(command));
+          return true;
+        },
+        [](const absl::Status& status, const MaintenanceRound& round) {
+          if (!status.ok()) {
+            log::Warning("store_maintenance_failed",
+                         {{"error", status.ToString()},
+                          {"action", "none if the next round succeeds; until one does, old dedup records and "
+                                     "retired windows stay on disk: check the store's disk"}});
+          } else if (round.dedup_table_compacted || !round.windows_compacted.empty()) {
+            log::Info("store_maintenance", {{"horizon_start", FormatChinaTime(round.horizon_start_ms)},
+                                            {"dedup_table_compacted", round.dedup_table_compacted},
+                                            {"windows_compacted", round.windows_compacted.size()}});
+          }
+        },
+        /*start_thread=*/true);
+  }
+
+  // The last file set before this start, so the metrics have it from the first scrape.
+  void NoteLastFileSet(const WindowTable& windows) {
+    for (auto it = windows.rbegin(); it != windows.rend(); ++it) {
+      if (it->second.state != WindowState::kFilesWritten) continue;
+      NoteFileSet(it->first, it->second.files_written_at_ms);
+      break;
+    }
+  }
+
   // One life of the store, ledger, Kafka source and pipeline, until a stop or a failure.
   absl::Status Attempt() {
     auto store = RocksStore::Open(config_.store_path, StoreOptions());
@@ -847,32 +966,14 @@ class Daemon final : public http::AdminHandler {
                                          .lines_checkpoint_applied_max = config_.lines_checkpoint_applied_max,
                                          .changelog = changelog.get()});
     if (absl::Status s = ledger.Load(clock_->NowMs()); !s.ok()) return s;
-    kafka::KafkaSourceOptions source_options = SourceOptions(config_);
     std::unique_ptr<StandbyFollower> standby;  // stopped before the changelog it reads
     if (changelog != nullptr && config_.standby) {
       absl::StatusOr<std::unique_ptr<StandbyFollower>> started = StartStandby(*changelog);
       if (!started.ok()) return started.status();
       standby = *std::move(started);
     }
-    if (changelog != nullptr) {
-      // A partition the group assigns is consumed only once its state is the one of its last
-      // commit anywhere: restored from its changelog (after a copy from the standby, if there is
-      // one), then the ledger reads it back.
-      source_options.claim = [this, &changelog, &store, &ledger, &standby](std::span<const SourcePartition> owners) {
-        return ClaimPartitions(*changelog, **store, ledger, owners, standby.get());
-      };
-      source_options.release = [&changelog](std::span<const SourcePartition> owners) {
-        for (const SourcePartition owner : owners) changelog->Release(owner);
-      };
-    }
-    source_options.committed_offset = [&ledger](SourceTopic topic, int32_t partition) {
-      return ledger.CommittedOffset(topic, partition);
-    };
-    source_options.on_warning = [](const std::string& text) {
-      log::Warning("kafka_transient_error",
-                   {{"detail", text}, {"action", "none if it clears; check the brokers if it repeats"}});
-    };
-    auto source = kafka::KafkaSource::Create(source_options, ledger.offsets());
+    auto source = kafka::KafkaSource::Create(AttemptSourceOptions(changelog.get(), **store, ledger, standby.get()),
+                                             ledger.offsets());
     if (!source.ok()) return source.status();
     if (config_.dead_letter) {
       if (absl::Status s = ProduceStoredDeadLetters(**store, *start_sealer_, config_.dead_letter_payload, **source); !s.ok()) return s;
@@ -906,97 +1007,26 @@ class Daemon final : public http::AdminHandler {
       }
       for (const WindowDay day : marked) log::Info("window_files_written", {{"window", FormatWindowDay(day)}});
     };
-    // The last file set before this start, so the metrics have it from the first scrape.
-    const std::shared_ptr<const WindowTable> loaded_windows = ledger.windows();
-    for (auto it = loaded_windows->rbegin(); it != loaded_windows->rend(); ++it) {
-      if (it->second.state != WindowState::kFilesWritten) continue;
-      NoteFileSet(it->first, it->second.files_written_at_ms);
-      break;
-    }
-    StoreMaintenance maintenance(
-        **store, *clock_, config_.maintenance,
-        [this]() -> std::shared_ptr<const WindowTable> {
-          std::lock_guard<std::mutex> lock(mutex_);
-          return ledger_ == nullptr ? nullptr : ledger_->windows();
-        },
-        [this](WindowCommand command) {
-          std::lock_guard<std::mutex> lock(mutex_);
-          if (pipeline_ == nullptr) return false;
-          log::Info("window_retiring", {{"window", FormatWindowDay(command.day)},
-                                        {"exceptions", command.exception_keys.size()}});
-          pipeline_->SubmitWindowCommand(std::move(command));
-          return true;
-        },
-        [](const absl::Status& status, const MaintenanceRound& round) {
-          if (!status.ok()) {
-            log::Warning("store_maintenance_failed",
-                         {{"error", status.ToString()},
-                          {"action", "none if the next round succeeds; until one does, old dedup records and "
-                                     "retired windows stay on disk: check the store's disk"}});
-          } else if (round.dedup_table_compacted || !round.windows_compacted.empty()) {
-            log::Info("store_maintenance", {{"horizon_start", FormatChinaTime(round.horizon_start_ms)},
-                                            {"dedup_table_compacted", round.dedup_table_compacted},
-                                            {"windows_compacted", round.windows_compacted.size()}});
-          }
-        },
-        /*start_thread=*/true);
+    NoteLastFileSet(*ledger.windows());
+    const std::unique_ptr<StoreMaintenance> maintenance = StartMaintenance(**store);
     // Windows closed before a stop whose files were not finished: write them again (same bytes).
     for (const WindowDay day : ledger.WindowsAwaitingFiles()) file_writer.Enqueue(day);
     absl::StatusOr<std::unique_ptr<kafka::ControlChannel>> started_control = StartControlChannel(pipeline);
     if (!started_control.ok()) return started_control.status();
     const std::unique_ptr<kafka::ControlChannel> control = *std::move(started_control);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      pipeline_ = &pipeline;
-      ledger_ = &ledger;
-      source_ = source->get();
-      changelog_ = changelog.get();
-      standby_ = standby.get();
-      if (stop_requested_) pipeline.RequestStop();
-    }
-    {
-      std::lock_guard<std::mutex> lock(control_mutex_);
-      control_ = control.get();
-      clock_closes_published_.clear();
-    }
+    ExposeRunningParts({.pipeline = &pipeline,
+                        .ledger = &ledger,
+                        .source = source->get(),
+                        .changelog = changelog.get(),
+                        .standby = standby.get(),
+                        .control = control.get()});
     log::Info("started", {{"store", config_.store_path},
                           {"bootstrap_servers", config_.bootstrap_servers},
                           {"commit_sequence", ledger.commit_sequence()},
                           {"clock_fixed_ms", config_.clock_fixed_ms}});
     const absl::Status status = pipeline.Run();
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      pipeline_ = nullptr;
-      ledger_ = nullptr;
-      source_ = nullptr;
-      changelog_ = nullptr;
-      standby_ = nullptr;
-    }
-    {
-      std::lock_guard<std::mutex> lock(control_mutex_);
-      control_ = nullptr;
-    }
-    if (absl::Status s = (*source)->FlushDeadLetters(kDeadLetterFlushWait); !s.ok()) {
-      log::Warning("dead_letter_flush_incomplete",
-                   {{"error", s.ToString()},
-                    {"action", "none: the store keeps the undelivered copies and the next start produces them "
-                               "again; every rejected message is also listed by clearing-report exceptions"}});
-    } else if (!ledger.failed() && (*source)->DeadLettersDeliveredThrough() > 0) {
-      // Every copy is delivered: drop the stored ones now rather than produce them again at
-      // the next start.
-      Batch last(BatchLimits{.messages_max = 1, .arena_bytes_max = 1 << 20});
-      last.now_ms = clock_->NowMs();
-      last.registry = registry_holder_.Get();
-      last.dead_letters_delivered_through = (*source)->DeadLettersDeliveredThrough();
-      BatchResult ignored;
-      if (absl::Status s = ledger.Apply(last, ignored); !s.ok()) {
-        log::Warning("dead_letter_cleanup_failed", {{"error", s.ToString()},
-                                                    {"action", "none: the next start produces those copies again"}});
-      } else if (!last.windows_closed.empty() || !last.windows_files_marked.empty()) {
-        // The clock closed a window with this last write: its files are written as usual.
-        pipeline.on_windows_changed(last.windows_closed, last.windows_files_marked);
-      }
-    }
+    ExposeRunningParts({});
+    FinishDeadLetters(**source, ledger, pipeline);
     const PipelineStats& stats = pipeline.stats();
     log::Info("pipeline_stopped", {{"consumed", stats.consumed_count.load()},
                                    {"applied", stats.applied_count.load()},
