@@ -21,6 +21,11 @@ class LatencyHistogram {
     counts_[bucket].fetch_add(1, std::memory_order_relaxed);
     sum_us_.fetch_add(static_cast<uint64_t>(latency_us), std::memory_order_relaxed);
   }
+  // Adds what `other` recorded (a sum over several recorders, for the metrics).
+  void Add(const LatencyHistogram& other) {
+    for (size_t i = 0; i < kBucketCount; ++i) counts_[i].fetch_add(other.BucketCount(i), std::memory_order_relaxed);
+    sum_us_.fetch_add(other.SumUs(), std::memory_order_relaxed);
+  }
   [[nodiscard]] static constexpr int64_t BucketUpperBoundUs(size_t bucket) { return int64_t{1} << bucket; }
   [[nodiscard]] uint64_t BucketCount(size_t bucket) const { return counts_[bucket].load(std::memory_order_relaxed); }
   [[nodiscard]] uint64_t SumUs() const { return sum_us_.load(std::memory_order_relaxed); }

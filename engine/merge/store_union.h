@@ -1,6 +1,7 @@
 // Store union: one store answering for a group member that holds partitions in two stores, its
 // own and its standby's (docs/scale-out.md, section 6), so that a report is the same on any member
-// that holds every partition's state, as owner or as standby.
+// that holds every partition's state, as owner or as standby; and for a process whose ledger
+// shards keep a store each (section 2).
 #pragma once
 
 #include <vector>
@@ -18,5 +19,11 @@ namespace yrd {
 // written meanwhile (read them through secondaries). Returns the partitions taken from `standby`.
 [[nodiscard]] absl::StatusOr<std::vector<SourcePartition>> BuildStoreUnion(StateStore& own, StateStore& standby,
                                                                           StateStore& into);
+
+// Builds into `into` (a new store) the union of two shards' stores of one process (pipeline.shards;
+// `first` may itself be a union): each owner's state from whichever holds its later commit, the
+// window records of both (`first`'s where both have one), `first`'s card-token key check, and
+// the ownership of both together. Neither store may be written meanwhile.
+[[nodiscard]] absl::Status BuildShardUnion(StateStore& first, StateStore& second, StateStore& into);
 
 }  // namespace yrd

@@ -293,6 +293,8 @@ void ExpectTheFilesOfOneInstance(Scenario& scenario, const std::map<std::string,
     ASSERT_NE(at, std::string::npos) << from;
     config.replace(at, from.size(), to);
   }
+  // One instance of one shard.
+  if (const size_t at = config.find("shards = "); at != std::string::npos) config.erase(at, config.find('\n', at) + 1 - at);
   WriteFile(scenario.dir() / "single.toml", config);
   const std::string single_log = scenario.dir() / "single.log";
   auto single = std::make_unique<ChildProcess>(
@@ -617,6 +619,43 @@ TEST(Ingest, ThreeMembersCloseTheDayFromAnyOneAndWriteTheBytesOfOneInstance) {
   const std::map<std::string, std::string> merged = group.CloseThrough("clearing-3");
   ASSERT_NO_FATAL_FAILURE(group.StopAll());
   ExpectTheFilesOfOneInstance(scenario, merged);
+}
+
+// One process of two ledger shards (pipeline.shards = 2: two members of the group, a store and
+// pipeline each) splits the partitions; the reports over its shard stores equal the oracle, the
+// merged file set is the oracle's and byte for byte one instance's, and a restart resumes each
+// shard from its own store.
+TEST(Ingest, OneProcessOfTwoShardsSplitsThePartitionsAndWritesTheBytesOfOneInstance) {
+  Scenario scenario;
+  scenario.StartBroker(8);
+  scenario.Prepare(/*merchants=*/200, /*seed=*/3, "[pipeline]\nshards = 2\n", "",
+                   std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n") + kShortSession);
+  scenario.Generate(200'000, /*seed=*/5);
+  const std::string shard_0 = std::filesystem::path(scenario.state_dir()) / "shard-0";
+  const std::string shard_1 = std::filesystem::path(scenario.state_dir()) / "shard-1";
+  {
+    auto daemon = scenario.StartDaemon();
+    ASSERT_TRUE(WaitFor([&] { return scenario.CommittedMessages(shard_0) > 0 && scenario.CommittedMessages(shard_1) > 0; },
+                        std::chrono::minutes(2)))
+        << ReadFile(scenario.daemon_log());
+    EXPECT_TRUE(WaitFor([&] { return OwnedPartitions(scenario) == 16; }, std::chrono::minutes(1)))
+        << scenario.Http("GET", "/metrics").second;
+    ASSERT_NO_FATAL_FAILURE(StopWithSigterm(scenario, *daemon));
+  }
+  const int64_t before_restart = scenario.CommittedMessages();
+  EXPECT_GT(before_restart, 0);
+  auto daemon = scenario.StartDaemon();
+  ASSERT_TRUE(scenario.WaitCaughtUp(std::chrono::minutes(3))) << scenario.CommittedMessages() << " of "
+                                                               << scenario.messages();
+  // Each shard holds part of the day, and together all of it.
+  const int64_t in_shard_0 = scenario.CommittedMessages(shard_0);
+  const int64_t in_shard_1 = scenario.CommittedMessages(shard_1);
+  EXPECT_GT(in_shard_0, 0);
+  EXPECT_GT(in_shard_1, 0);
+  EXPECT_LT(in_shard_0, scenario.messages());
+  CloseTheDayAndExpectTheOraclesFiles(scenario, *daemon);
+  EXPECT_NE(ReadFile(scenario.daemon_log()).find("\"event\":\"window_merged\""), std::string::npos);
+  ExpectTheFilesOfOneInstance(scenario, FilesUnder(scenario.files_dir()));
 }
 
 TEST(Ingest, AMemberPausedPastItsSessionWakesAsAZombieAndChangesNothing) {

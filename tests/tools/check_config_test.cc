@@ -4,6 +4,7 @@
 // connects to a broker.
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -97,6 +98,30 @@ TEST_F(CheckConfigTest, AStoreWhoseTokensWereMadeWithAnotherKeyIsRefused) {
   const auto [code, log] = Check();
   EXPECT_NE(code, 0);
   EXPECT_NE(log.find("another key than the one this store's card tokens were made with"), std::string::npos) << log;
+}
+
+// One shard keeps its store at store.path, several in store.path/shard-<k>: a directory laid out
+// for the other count is refused before anything opens it.
+TEST_F(CheckConfigTest, AStoreLaidOutForAnotherShardCountIsRefused) {
+  const std::string group = "assignment = \"group\"\n";
+  const std::string two_shards = "close_token_file = \"admin.token\"\n[pipeline]\nshards = 2\n";
+  {
+    auto store = RocksStore::Open(dir_ / "state");
+    ASSERT_TRUE(store.ok()) << store.status();
+  }
+  const auto [one_code, one_log] = Check(two_shards, group);
+  EXPECT_EQ(one_code, 1) << one_log;
+  EXPECT_NE(one_log.find("holds the store of one shard"), std::string::npos) << one_log;
+  std::filesystem::remove_all(dir_ / "state");
+  {
+    auto store = RocksStore::Open(dir_ / "state/shard-0");
+    ASSERT_TRUE(store.ok()) << store.status();
+  }
+  const auto [code, log] = Check();
+  EXPECT_EQ(code, 1) << log;
+  EXPECT_NE(log.find("holds the stores of several shards"), std::string::npos) << log;
+  const auto [sharded_code, sharded_log] = Check(two_shards, group);
+  EXPECT_EQ(sharded_code, 0) << sharded_log;
 }
 
 TEST_F(CheckConfigTest, ASecretThatCannotBeReadSaysWhyNotThatItIsShort) {

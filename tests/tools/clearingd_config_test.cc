@@ -109,6 +109,45 @@ TEST(DaemonConfig, TheGroupAssignmentAndStaticMembershipAreTakenAndCheckedTogeth
   EXPECT_NE(alone.status().message().find("group_instance_id needs"), std::string::npos) << alone.status();
 }
 
+TEST(DaemonConfig, ShardsAreMembersOfAGroupWithoutAStandbyAndBounded) {
+  TempDir dir;
+  auto with = [&](const std::string& kafka, const std::string& pipeline) {
+    std::string text = kGood;
+    text.replace(text.find("[kafka]\n"), 8, "[kafka]\n" + kafka);
+    return Load(dir, text + "[pipeline]\n" + pipeline);
+  };
+  auto one = Load(dir, kGood);
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->shards, 1);
+  auto two = with("assignment = \"group\"\n", "shards = 2\n");
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ(two->shards, 2);
+  auto alone = with("", "shards = 2\n");
+  ASSERT_FALSE(alone.ok());
+  EXPECT_NE(alone.status().message().find("pipeline.shards above 1 needs kafka.assignment = \"group\""),
+            std::string::npos)
+      << alone.status();
+  auto standby = with("assignment = \"group\"\nstandby = true\n", "shards = 2\n");
+  ASSERT_FALSE(standby.ok());
+  EXPECT_NE(standby.status().message().find("kafka.standby is not available with pipeline.shards"), std::string::npos)
+      << standby.status();
+  auto many = with("assignment = \"group\"\n", "shards = 17\n");
+  ASSERT_FALSE(many.ok());
+  EXPECT_NE(many.status().message().find("pipeline.shards = 17 is out of range"), std::string::npos) << many.status();
+}
+
+TEST(DaemonConfig, ShardsKeepTheirStoresInTheStoreDirectoryAndJoinAsMembersOfTheirOwn) {
+  DaemonConfig config;
+  config.store_path = "/var/lib/yrd-clearing/state";
+  config.group_instance_id = "clearing-1";
+  EXPECT_EQ(ShardConfig(config, 0, 1).store_path, "/var/lib/yrd-clearing/state");
+  EXPECT_EQ(ShardConfig(config, 0, 1).group_instance_id, "clearing-1");
+  EXPECT_EQ(ShardConfig(config, 1, 2).store_path, "/var/lib/yrd-clearing/state/shard-1");
+  EXPECT_EQ(ShardConfig(config, 1, 2).group_instance_id, "clearing-1.shard-1");
+  config.group_instance_id.clear();
+  EXPECT_EQ(ShardConfig(config, 0, 2).group_instance_id, "");
+}
+
 TEST(DaemonConfig, LineCheckpointIntervalHasABoundedLimit) {
   TempDir dir;
   auto set = LoadWithStoreKey(dir, "lines_checkpoint_applied_max = 20000");

@@ -124,23 +124,32 @@ void Print(const TableOut& t, const std::string& format) {
   for (const auto& row : t.rows) line(row);
 }
 
+// The shard stores a reader looks for in one store directory (shard-0 up to this).
+constexpr int kShardStoresMax = 64;
+
 // A secondary instance in a scratch directory that is removed on exit.
 class StoreReader {
  public:
   static absl::StatusOr<std::unique_ptr<StoreReader>> Open(const std::string& path) {
-    if (!std::filesystem::exists(std::filesystem::path(path) / "CURRENT")) {
+    const bool sharded = !std::filesystem::exists(std::filesystem::path(path) / "CURRENT") &&
+                         std::filesystem::exists(std::filesystem::path(path) / "shard-0" / "CURRENT");
+    if (!sharded && !std::filesystem::exists(std::filesystem::path(path) / "CURRENT")) {
       return absl::NotFoundError(Cat("no state store at ", path));
     }
     auto reader = std::unique_ptr<StoreReader>(new StoreReader());
     char pattern[] = "/tmp/clearing-report-XXXXXX";
     if (::mkdtemp(pattern) == nullptr) return absl::InternalError("cannot create a scratch directory in /tmp");
     reader->scratch_ = pattern;
-    auto store = RocksStore::OpenSecondary(path, reader->scratch_);
-    if (!store.ok()) return store.status();
-    reader->store_ = *std::move(store);
-    if (absl::Status s = reader->store_->CatchUp(); !s.ok()) return s;
-    if (absl::Status s = RequireCurrentStoreFormat(*reader->store_); !s.ok()) return s;
-    if (absl::Status s = reader->JoinStandby(path); !s.ok()) return s;
+    if (sharded) {
+      if (absl::Status s = reader->JoinShards(path); !s.ok()) return s;
+    } else {
+      auto store = RocksStore::OpenSecondary(path, reader->scratch_);
+      if (!store.ok()) return store.status();
+      reader->store_ = *std::move(store);
+      if (absl::Status s = reader->store_->CatchUp(); !s.ok()) return s;
+      if (absl::Status s = RequireCurrentStoreFormat(*reader->store_); !s.ok()) return s;
+      if (absl::Status s = reader->JoinStandby(path); !s.ok()) return s;
+    }
     // Never a silently partial answer: a store of a group member that consumes only some of the
     // partitions says which ones its answers lack.
     absl::StatusOr<std::optional<Ownership>> ownership = ReadOwnership(*reader->store_);
@@ -188,6 +197,29 @@ class StoreReader {
                 << standby_path.string() << " (as of its last pass): " << names << "\n";
     }
     store_ = *std::move(joined);
+    return absl::OkStatus();
+  }
+
+  // A process of several ledger shards (pipeline.shards) keeps a store per shard in
+  // <store>/shard-<k>: the answers are then those of their union, each partition from the shard
+  // with its later commit, built in the scratch directory.
+  absl::Status JoinShards(const std::string& path) {
+    for (int shard = 0; shard < kShardStoresMax; ++shard) {
+      const std::filesystem::path shard_path = std::filesystem::path(path) / Cat("shard-", shard);
+      if (!std::filesystem::exists(shard_path / "CURRENT")) break;
+      auto store = RocksStore::OpenSecondary(shard_path.string(), Cat(scratch_, "/shard-", shard));
+      if (!store.ok()) return store.status();
+      if (absl::Status s = (*store)->CatchUp(); !s.ok()) return s;
+      if (absl::Status s = RequireCurrentStoreFormat(**store); !s.ok()) return s;
+      if (store_ == nullptr) {
+        store_ = *std::move(store);
+        continue;
+      }
+      auto joined = RocksStore::Open(Cat(scratch_, "/union-", shard), {});
+      if (!joined.ok()) return joined.status();
+      if (absl::Status s = BuildShardUnion(*store_, **store, **joined); !s.ok()) return s;
+      store_ = *std::move(joined);
+    }
     return absl::OkStatus();
   }
 

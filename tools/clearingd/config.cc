@@ -262,7 +262,16 @@ absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
   check(pipeline.Integer("batch_bytes_max", batch_bytes_max, 1 << 20, 1 << 30));
   check(pipeline.Integer("batch_linger_ms", batch_linger_ms, 0, 1000));
   check(pipeline.Integer("pipeline_batches_max", batches_max, 2, 64));
+  check(pipeline.Integer("shards", config.shards, 1, kPipelineShardsMax));
   check(pipeline.RefuseUnknown());
+  // Shards are members of the group in one process: the group splits the partitions between
+  // them and the coordinator merges the window from the changelogs (docs/scale-out.md, section 2).
+  if (config.shards > 1 && !config.group_assignment) {
+    check(absl::InvalidArgumentError(Cat(path, ": pipeline.shards above 1 needs kafka.assignment = \"group\"")));
+  }
+  if (config.shards > 1 && config.standby) {
+    check(absl::InvalidArgumentError(Cat(path, ": kafka.standby is not available with pipeline.shards above 1 yet")));
+  }
   config.pipeline.batch.messages_max = static_cast<size_t>(batch_messages_max);
   config.pipeline.batch.arena_bytes_max = static_cast<size_t>(batch_bytes_max);
   config.pipeline.batch_linger = std::chrono::milliseconds(batch_linger_ms);
@@ -306,6 +315,14 @@ absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
   config.output_dir = Resolve(path, config.output_dir);
   config.admin_close_token_file = Resolve(path, config.admin_close_token_file);
   return config;
+}
+
+DaemonConfig ShardConfig(const DaemonConfig& config, int shard, int shards) {
+  if (shards <= 1) return config;
+  DaemonConfig member = config;
+  member.store_path = (std::filesystem::path(config.store_path) / Cat("shard-", shard)).string();
+  if (!config.group_instance_id.empty()) member.group_instance_id = Cat(config.group_instance_id, ".shard-", shard);
+  return member;
 }
 
 }  // namespace yrd

@@ -18,6 +18,10 @@
 
 namespace yrd {
 
+// pipeline.shards: at most this many ledger shards in one process (each has a store, a Kafka
+// consumer and producer, and three threads of its own).
+inline constexpr int64_t kPipelineShardsMax = 16;
+
 struct DaemonConfig {
   // [kafka]
   std::string bootstrap_servers = "127.0.0.1:9092";
@@ -59,6 +63,7 @@ struct DaemonConfig {
   int64_t clock_fixed_ms = 0;                // 0: the system clock
   // [pipeline]
   PipelineOptions pipeline;
+  int64_t shards = 1;  // ledger shards in this process (members of the group), 1..kPipelineShardsMax
   // [admin]
   std::string admin_address = "127.0.0.1";
   int64_t admin_port = 9464;                 // 0: any free port (its number is logged)
@@ -69,5 +74,9 @@ struct DaemonConfig {
 };
 
 [[nodiscard]] absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path);
+
+// Shard `shard` of `shards` (pipeline.shards): its store `<store.path>/shard-<k>` and static
+// membership `<group_instance_id>.shard-<k>`; `config` itself when the process runs one shard.
+[[nodiscard]] DaemonConfig ShardConfig(const DaemonConfig& config, int shard, int shards);
 
 }  // namespace yrd
