@@ -49,6 +49,7 @@ class PartitionReader {
         {"queued.max.messages.kbytes", "1048576"},
         {"fetch.message.max.bytes", "67108864"},
         {"receive.message.max.bytes", "134217728"},
+        {"socket.nagle.disable", "true"},  // no request waits for the peer's delayed ACK
     };
     for (const auto& [name, value] : settings) {
       if (rd_kafka_conf_set(conf, name, value, error_text, sizeof(error_text)) != RD_KAFKA_CONF_OK) {
