@@ -1981,6 +1981,48 @@ TEST_F(LedgerTest, TheUnionOfAStoreAndItsStandbyTakesEachPartitionFromTheStoreWi
   EXPECT_EQ(StoreAnswers(**joined, ids), written);
 }
 
+// Two shards of one process (pipeline.shards) hold disjoint partitions, one of them also a stale
+// copy of a partition that moved to the other: their union answers as the one writer did, each
+// partition from the shard with its later commit, and owns what both own.
+TEST_F(LedgerTest, TheUnionOfTwoShardsTakesEachPartitionFromTheShardWithItsLaterCommit) {
+  MemoryChangelog changelog;
+  changelog_ = &changelog;
+  Reopen();
+  Apply({TapMessage(Tap("TAP1", 300)), TapMessage(Tap("TAP2", 500))});
+  Apply({TapMessage(Tap("TAP3", 700))}, 1);
+  Apply({RefundMessage(Refund("R1", 120, "TAP1")), {SourceTopic::kTaps, "not a message"}});
+  Apply({SettlementMessage(Settlement("SETTLE1"))});
+  const std::vector<std::string> ids = {"TAP1", "TAP2", "TAP3", "R1", "SETTLE1"};
+  const std::vector<std::string> written = StoreAnswers(*store_, ids);
+  // Shard 0: yrd.taps/0 as of its first commit (it moved to shard 1 since) and yrd.medical/0
+  // whole; shard 1: both taps partitions whole.
+  auto shard_0 = RocksStore::Open(dir_.path() + "/shard-0", {});
+  auto shard_1 = RocksStore::Open(dir_.path() + "/shard-1", {});
+  auto joined = RocksStore::Open(dir_.path() + "/union", {});
+  ASSERT_TRUE(shard_0.ok() && shard_1.ok() && joined.ok());
+  MemoryChangelog stale;
+  stale.records_of[kTaps0] = {changelog.records_of[kTaps0][0]};
+  stale.records_of[kMedical0] = changelog.records_of[kMedical0];
+  ASSERT_TRUE(RestoreInto(**shard_0, stale, {kTaps0, kMedical0}).ok());
+  ASSERT_TRUE(RestoreInto(**shard_1, changelog, {kTaps0, kTaps1}).ok());
+  for (auto& [store, owned] : {std::pair{shard_0->get(), std::vector<SourcePartition>{kMedical0}},
+                               std::pair{shard_1->get(), std::vector<SourcePartition>{kTaps0, kTaps1}}}) {
+    std::string value;
+    EncodeOwnership(Ownership{.partition_counts = {2, 1}, .owned = owned}, value);
+    std::unique_ptr<StateWriteBatch> write = store->NewWriteBatch();
+    write->Put(Table::kMeta, kOwnershipKey, value);
+    ASSERT_TRUE(store->Write(*write).ok());
+  }
+  EXPECT_NE(StoreAnswers(**shard_0, ids), written);
+  EXPECT_NE(StoreAnswers(**shard_1, ids), written);
+  ASSERT_TRUE(BuildShardUnion(**shard_0, **shard_1, **joined).ok());
+  EXPECT_EQ(StoreAnswers(**joined, ids), written);
+  absl::StatusOr<std::optional<Ownership>> both = ReadOwnership(**joined);
+  ASSERT_TRUE(both.ok() && both->has_value());
+  EXPECT_EQ((*both)->owned, (std::vector<SourcePartition>{kTaps0, kTaps1, kMedical0}));
+  EXPECT_EQ(DescribeMissingPartitions(**both), "");
+}
+
 TEST_F(LedgerTest, AWindowClosedIsReportedInTheChangelogOfEveryPartitionOwnedIdleOnesIncluded) {
   MemoryChangelog changelog;
   changelog.owned = {kTaps0, kTaps1, kMedical0};
