@@ -627,7 +627,7 @@ TEST(Ingest, ThreeMembersCloseTheDayFromAnyOneAndWriteTheBytesOfOneInstance) {
 // shard from its own store.
 TEST(Ingest, OneProcessOfTwoShardsSplitsThePartitionsAndWritesTheBytesOfOneInstance) {
   Scenario scenario;
-  scenario.StartBroker(8);
+  scenario.StartBroker(16);  // a partition's changelog well inside the mock broker's 5 MiB
   scenario.Prepare(/*merchants=*/200, /*seed=*/3, "[pipeline]\nshards = 2\n", "",
                    std::string("assignment = \"group\"\ngroup_instance_id = \"clearing-1\"\n") + kShortSession);
   scenario.Generate(200'000, /*seed=*/5);
@@ -638,7 +638,7 @@ TEST(Ingest, OneProcessOfTwoShardsSplitsThePartitionsAndWritesTheBytesOfOneInsta
     ASSERT_TRUE(WaitFor([&] { return scenario.CommittedMessages(shard_0) > 0 && scenario.CommittedMessages(shard_1) > 0; },
                         std::chrono::minutes(2)))
         << ReadFile(scenario.daemon_log());
-    EXPECT_TRUE(WaitFor([&] { return OwnedPartitions(scenario) == 16; }, std::chrono::minutes(1)))
+    EXPECT_TRUE(WaitFor([&] { return OwnedPartitions(scenario) == 32; }, std::chrono::minutes(1)))
         << scenario.Http("GET", "/metrics").second;
     ASSERT_NO_FATAL_FAILURE(StopWithSigterm(scenario, *daemon));
   }
@@ -660,8 +660,11 @@ TEST(Ingest, OneProcessOfTwoShardsSplitsThePartitionsAndWritesTheBytesOfOneInsta
 
 TEST(Ingest, AMemberPausedPastItsSessionWakesAsAZombieAndChangesNothing) {
   Scenario scenario;
-  PrepareGroup(scenario);
-  ThreeMembers group(scenario);
+  // 16 partitions a topic: a partition's changelog stays well inside the mock broker's 5 MiB (with
+  // 8, 200k messages came to about 5 MiB a taps partition once commits were fast, the broker
+  // dropped the oldest records, and the merge was refused as changelog_truncated).
+  PrepareGroup(scenario, /*partitions_per_topic=*/16);
+  ThreeMembers group(scenario, 32);
   ASSERT_NO_FATAL_FAILURE(group.Start());
   scenario.Generate(200'000, /*seed=*/5);
   const std::string paused = "clearing-2";
