@@ -1672,6 +1672,42 @@ absl::Status RestoreInto(StateStore& store, const MemoryChangelog& changelog, co
   return (*restore)->Finish();
 }
 
+// The union tests' day in two stores as a union finds them: `stale_` holds yrd.taps/0 as of its
+// first commit and yrd.medical/0 whole, `whole_` both taps partitions whole; `written_` is what
+// the writer answers for `ids_`.
+class StoreUnionTest : public LedgerTest {
+ protected:
+  ~StoreUnionTest() override { ledger_.reset(); }  // before the changelog it writes to
+
+  void PrepareStores() {
+    changelog_ = &day_changelog_;
+    Reopen();
+    Apply({TapMessage(Tap("TAP1", 300)), TapMessage(Tap("TAP2", 500))});
+    Apply({TapMessage(Tap("TAP3", 700))}, 1);
+    Apply({RefundMessage(Refund("R1", 120, "TAP1")), {SourceTopic::kTaps, "not a message"}});
+    Apply({SettlementMessage(Settlement("SETTLE1"))});
+    written_ = StoreAnswers(*store_, ids_);
+    auto stale = RocksStore::Open(dir_.path() + "/stale", {});
+    auto whole = RocksStore::Open(dir_.path() + "/whole", {});
+    auto joined = RocksStore::Open(dir_.path() + "/union", {});
+    ASSERT_TRUE(stale.ok() && whole.ok() && joined.ok());
+    stale_ = *std::move(stale);
+    whole_ = *std::move(whole);
+    joined_ = *std::move(joined);
+    MemoryChangelog stale_part;
+    stale_part.records_of[kTaps0] = {day_changelog_.records_of[kTaps0][0]};
+    stale_part.records_of[kMedical0] = day_changelog_.records_of[kMedical0];
+    ASSERT_TRUE(RestoreInto(*stale_, stale_part, {kTaps0, kMedical0}).ok());
+    ASSERT_TRUE(RestoreInto(*whole_, day_changelog_, {kTaps0, kTaps1}).ok());
+    EXPECT_NE(StoreAnswers(*stale_, ids_), written_);
+  }
+
+  MemoryChangelog day_changelog_;
+  std::unique_ptr<RocksStore> stale_, whole_, joined_;
+  const std::vector<std::string> ids_ = {"TAP1", "TAP2", "TAP3", "R1", "SETTLE1"};
+  std::vector<std::string> written_;
+};
+
 const std::vector<std::string> kChangelogTxnIds = {"TAP1", "TAP2", "TAP3", "TAPM", "R1", "SETTLE1", "CANCEL1", "SETTLE2"};
 
 TEST_F(LedgerTest, AStoreRestoredFromTheChangelogAnswersAsTheStoreThatWroteIt) {
@@ -1953,71 +1989,33 @@ TEST_F(LedgerTest, ASnapshotCarriesOnlyWindowsWithoutFilesAndTheRestoredStoreSay
   EXPECT_EQ(lines_of(**restored, kNov27), lines_of(*store_, kNov27));
 }
 
-TEST_F(LedgerTest, TheUnionOfAStoreAndItsStandbyTakesEachPartitionFromTheStoreWithItsLaterCommit) {
-  MemoryChangelog changelog;
-  changelog_ = &changelog;
-  Reopen();
-  Apply({TapMessage(Tap("TAP1", 300)), TapMessage(Tap("TAP2", 500))});
-  Apply({TapMessage(Tap("TAP3", 700))}, 1);
-  Apply({RefundMessage(Refund("R1", 120, "TAP1")), {SourceTopic::kTaps, "not a message"}});
-  Apply({SettlementMessage(Settlement("SETTLE1"))});
-  const std::vector<std::string> ids = {"TAP1", "TAP2", "TAP3", "R1", "SETTLE1"};
-  const std::vector<std::string> written = StoreAnswers(*store_, ids);
-  // The member's own store: yrd.taps/0 as of its first commit (it owned it once), yrd.medical/0
-  // whole (it owns it); its standby: both taps partitions whole.
-  auto own = RocksStore::Open(dir_.path() + "/own", {});
-  auto standby = RocksStore::Open(dir_.path() + "/standby", {});
-  auto joined = RocksStore::Open(dir_.path() + "/union", {});
-  ASSERT_TRUE(own.ok() && standby.ok() && joined.ok());
-  MemoryChangelog own_part;
-  own_part.records_of[kTaps0] = {changelog.records_of[kTaps0][0]};
-  own_part.records_of[kMedical0] = changelog.records_of[kMedical0];
-  ASSERT_TRUE(RestoreInto(**own, own_part, {kTaps0, kMedical0}).ok());
-  ASSERT_TRUE(RestoreInto(**standby, changelog, {kTaps0, kTaps1}).ok());
-  EXPECT_NE(StoreAnswers(**own, ids), written);
-  absl::StatusOr<std::vector<SourcePartition>> taken = BuildStoreUnion(**own, **standby, **joined);
+// The member's own store owned yrd.taps/0 once and owns yrd.medical/0; its standby follows both
+// taps partitions.
+TEST_F(StoreUnionTest, TheUnionOfAStoreAndItsStandbyTakesEachPartitionFromTheStoreWithItsLaterCommit) {
+  ASSERT_NO_FATAL_FAILURE(PrepareStores());
+  absl::StatusOr<std::vector<SourcePartition>> taken = BuildStoreUnion(*stale_, *whole_, *joined_);
   ASSERT_TRUE(taken.ok()) << taken.status();
   EXPECT_EQ(*taken, (std::vector<SourcePartition>{kTaps0, kTaps1}));
-  EXPECT_EQ(StoreAnswers(**joined, ids), written);
+  EXPECT_EQ(StoreAnswers(*joined_, ids_), written_);
 }
 
-// Two shards of one process (pipeline.shards) hold disjoint partitions, one of them also a stale
-// copy of a partition that moved to the other: their union answers as the one writer did, each
-// partition from the shard with its later commit, and owns what both own.
-TEST_F(LedgerTest, TheUnionOfTwoShardsTakesEachPartitionFromTheShardWithItsLaterCommit) {
-  MemoryChangelog changelog;
-  changelog_ = &changelog;
-  Reopen();
-  Apply({TapMessage(Tap("TAP1", 300)), TapMessage(Tap("TAP2", 500))});
-  Apply({TapMessage(Tap("TAP3", 700))}, 1);
-  Apply({RefundMessage(Refund("R1", 120, "TAP1")), {SourceTopic::kTaps, "not a message"}});
-  Apply({SettlementMessage(Settlement("SETTLE1"))});
-  const std::vector<std::string> ids = {"TAP1", "TAP2", "TAP3", "R1", "SETTLE1"};
-  const std::vector<std::string> written = StoreAnswers(*store_, ids);
-  // Shard 0: yrd.taps/0 as of its first commit (it moved to shard 1 since) and yrd.medical/0
-  // whole; shard 1: both taps partitions whole.
-  auto shard_0 = RocksStore::Open(dir_.path() + "/shard-0", {});
-  auto shard_1 = RocksStore::Open(dir_.path() + "/shard-1", {});
-  auto joined = RocksStore::Open(dir_.path() + "/union", {});
-  ASSERT_TRUE(shard_0.ok() && shard_1.ok() && joined.ok());
-  MemoryChangelog stale;
-  stale.records_of[kTaps0] = {changelog.records_of[kTaps0][0]};
-  stale.records_of[kMedical0] = changelog.records_of[kMedical0];
-  ASSERT_TRUE(RestoreInto(**shard_0, stale, {kTaps0, kMedical0}).ok());
-  ASSERT_TRUE(RestoreInto(**shard_1, changelog, {kTaps0, kTaps1}).ok());
-  for (auto& [store, owned] : {std::pair{shard_0->get(), std::vector<SourcePartition>{kMedical0}},
-                               std::pair{shard_1->get(), std::vector<SourcePartition>{kTaps0, kTaps1}}}) {
+// Two shards of one process (pipeline.shards): shard 0 owned yrd.taps/0 once (it moved to shard 1
+// since) and owns yrd.medical/0, shard 1 owns both taps partitions. Their union answers as the one
+// writer did, each partition from the shard with its later commit, and owns what both own.
+TEST_F(StoreUnionTest, TheUnionOfTwoShardsTakesEachPartitionFromTheShardWithItsLaterCommit) {
+  ASSERT_NO_FATAL_FAILURE(PrepareStores());
+  for (auto& [store, owned] : {std::pair{stale_.get(), std::vector<SourcePartition>{kMedical0}},
+                               std::pair{whole_.get(), std::vector<SourcePartition>{kTaps0, kTaps1}}}) {
     std::string value;
     EncodeOwnership(Ownership{.partition_counts = {2, 1}, .owned = owned}, value);
     std::unique_ptr<StateWriteBatch> write = store->NewWriteBatch();
     write->Put(Table::kMeta, kOwnershipKey, value);
     ASSERT_TRUE(store->Write(*write).ok());
   }
-  EXPECT_NE(StoreAnswers(**shard_0, ids), written);
-  EXPECT_NE(StoreAnswers(**shard_1, ids), written);
-  ASSERT_TRUE(BuildShardUnion(**shard_0, **shard_1, **joined).ok());
-  EXPECT_EQ(StoreAnswers(**joined, ids), written);
-  absl::StatusOr<std::optional<Ownership>> both = ReadOwnership(**joined);
+  EXPECT_NE(StoreAnswers(*whole_, ids_), written_);
+  ASSERT_TRUE(BuildShardUnion(*stale_, *whole_, *joined_).ok());
+  EXPECT_EQ(StoreAnswers(*joined_, ids_), written_);
+  absl::StatusOr<std::optional<Ownership>> both = ReadOwnership(*joined_);
   ASSERT_TRUE(both.ok() && both->has_value());
   EXPECT_EQ((*both)->owned, (std::vector<SourcePartition>{kTaps0, kTaps1, kMedical0}));
   EXPECT_EQ(DescribeMissingPartitions(**both), "");
