@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "engine/changelog/changelog.h"
@@ -40,40 +41,39 @@ absl::Status CopyMissingMetaRecords(StateStore& from, StateStore& into, std::str
   return s.ok() ? failure : s;
 }
 
-// Copies each owner either store holds into `into` from the one with its later commit (`first`
-// on a tie); returns every owner and whether it came from `second`.
-absl::StatusOr<std::map<SourcePartition, bool>> CopyEachOwnerFromTheLater(StateStore& first, StateStore& second,
-                                                                        StateStore& into) {
-  absl::StatusOr<std::map<SourcePartition, ChangelogProgress>> first_progress = ReadChangelogProgress(first);
-  if (!first_progress.ok()) return first_progress.status();
-  absl::StatusOr<std::map<SourcePartition, ChangelogProgress>> second_progress = ReadChangelogProgress(second);
-  if (!second_progress.ok()) return second_progress.status();
-  std::map<SourcePartition, bool> from_second;
-  for (const auto& [owner, progress] : *first_progress) from_second[owner] = false;
-  for (const auto& [owner, progress] : *second_progress) {
-    const auto held = first_progress->find(owner);
-    from_second[owner] = held == first_progress->end() || progress.number > held->second.number;
+// Copies each owner any of `stores` holds into `into` from the store with its latest commit (the
+// first of them on a tie); returns every owner with the index of the store it came from.
+absl::StatusOr<std::map<SourcePartition, size_t>> CopyEachOwnerFromTheLatest(std::span<StateStore* const> stores,
+                                                                           StateStore& into) {
+  std::map<SourcePartition, std::pair<size_t, uint64_t>> latest;  // owner -> (store, commit number)
+  for (size_t i = 0; i < stores.size(); ++i) {
+    absl::StatusOr<std::map<SourcePartition, ChangelogProgress>> progress = ReadChangelogProgress(*stores[i]);
+    if (!progress.ok()) return progress.status();
+    for (const auto& [owner, held] : *progress) {
+      const auto [at, fresh] = latest.try_emplace(owner, i, held.number);
+      if (!fresh && held.number > at->second.second) at->second = {i, held.number};
+    }
   }
-  for (const auto& [owner, second_is_later] : from_second) {
-    absl::StatusOr<bool> copied = CopyOwnerState(second_is_later ? second : first, into, owner);
+  std::map<SourcePartition, size_t> source;
+  for (const auto& [owner, from] : latest) {
+    absl::StatusOr<bool> copied = CopyOwnerState(*stores[from.first], into, owner);
     if (!copied.ok()) return copied.status();
-    // An owner with nothing to copy (no later commit than an empty store's) counts as not taken.
-    if (!*copied) from_second[owner] = false;
+    // An owner with nothing to copy (no later commit than an empty store's) counts as the first's.
+    source[owner] = *copied ? from.first : 0;
   }
-  return from_second;
+  return source;
 }
 
-// Puts into `write` what `from` says it lacks of the owners the union took from it
-// (`from_second[owner] == taken_from_second`).
-absl::Status PutLackingShares(StateStore& from, const std::map<SourcePartition, bool>& from_second,
-                              bool taken_from_second, StateWriteBatch& write) {
-  absl::StatusOr<std::map<WindowDay, std::vector<SourcePartition>>> lacking = ReadLackingShares(from);
+// Puts into `write` what `stores[index]` says it lacks of the owners the union took from it.
+absl::Status PutLackingShares(std::span<StateStore* const> stores, size_t index,
+                              const std::map<SourcePartition, size_t>& source, StateWriteBatch& write) {
+  absl::StatusOr<std::map<WindowDay, std::vector<SourcePartition>>> lacking = ReadLackingShares(*stores[index]);
   if (!lacking.ok()) return lacking.status();
   std::string key;
   for (const auto& [day, owners] : *lacking) {
     for (const SourcePartition owner : owners) {
-      const auto it = from_second.find(owner);
-      if ((it != from_second.end() && it->second) != taken_from_second) continue;
+      const auto it = source.find(owner);
+      if ((it == source.end() ? 0 : it->second) != index) continue;
       LackingShareKey(day, owner, key);
       write.Put(Table::kMeta, key, {});
     }
@@ -92,39 +92,42 @@ Ownership Widened(Ownership ownership, const std::vector<SourcePartition>& more)
   return ownership;
 }
 
+// Makes `into` a store (its format marker) holding `first`'s window records and card-token key
+// check.
+absl::Status StartUnion(StateStore& first, StateStore& into, StateWriteBatch& write) {
+  if (absl::Status s = UpgradeStore(into); !s.ok()) return s;
+  if (absl::Status s = CopyMetaRecords(first, {kWindowKeyPrefix, kCardTokenKeyCheckKey}, write); !s.ok()) return s;
+  if (absl::Status s = into.Write(write); !s.ok()) return s;
+  write.Clear();
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-absl::Status BuildShardUnion(StateStore& first, StateStore& second, StateStore& into) {
-  absl::StatusOr<std::optional<Ownership>> first_ownership = ReadOwnership(first);
-  if (!first_ownership.ok()) return first_ownership.status();
-  absl::StatusOr<std::optional<Ownership>> second_ownership = ReadOwnership(second);
-  if (!second_ownership.ok()) return second_ownership.status();
-
-  if (absl::Status s = UpgradeStore(into); !s.ok()) return s;  // a new store: its format marker
+absl::Status BuildShardUnion(std::span<StateStore* const> shards, StateStore& into) {
+  if (shards.empty()) return absl::InvalidArgumentError("a union of no shard stores");
   std::unique_ptr<StateWriteBatch> write = into.NewWriteBatch();
-  if (absl::Status s = CopyMetaRecords(first, {kWindowKeyPrefix, kCardTokenKeyCheckKey}, *write); !s.ok()) return s;
-  if (absl::Status s = into.Write(*write); !s.ok()) return s;
-  write->Clear();
-  // A window only the second shard had activity in (or closed so far).
-  if (absl::Status s = CopyMissingMetaRecords(second, into, kWindowKeyPrefix, *write); !s.ok()) return s;
-  if (absl::Status s = into.Write(*write); !s.ok()) return s;
-
-  absl::StatusOr<std::map<SourcePartition, bool>> from_second = CopyEachOwnerFromTheLater(first, second, into);
-  if (!from_second.ok()) return from_second.status();
-
-  // What each says it lacks of the owners taken from it, and whose partitions the two own.
-  write->Clear();
-  for (const bool second_side : {false, true}) {
-    if (absl::Status s = PutLackingShares(second_side ? second : first, *from_second, second_side, *write); !s.ok()) {
-      return s;
-    }
+  if (absl::Status s = StartUnion(*shards.front(), into, *write); !s.ok()) return s;
+  // A window only a later shard had activity in (or closed so far).
+  for (StateStore* const shard : shards.subspan(1)) {
+    if (absl::Status s = CopyMissingMetaRecords(*shard, into, kWindowKeyPrefix, *write); !s.ok()) return s;
+    if (absl::Status s = into.Write(*write); !s.ok()) return s;
+    write->Clear();
   }
-  if (first_ownership->has_value() || second_ownership->has_value()) {
-    const Ownership both = !first_ownership->has_value()  ? **second_ownership
-                           : !second_ownership->has_value() ? **first_ownership
-                                                            : Widened(**first_ownership, (*second_ownership)->owned);
+  absl::StatusOr<std::map<SourcePartition, size_t>> source = CopyEachOwnerFromTheLatest(shards, into);
+  if (!source.ok()) return source.status();
+
+  // What each says it lacks of the owners taken from it, and whose partitions they own together.
+  std::optional<Ownership> all;
+  for (size_t i = 0; i < shards.size(); ++i) {
+    if (absl::Status s = PutLackingShares(shards, i, *source, *write); !s.ok()) return s;
+    absl::StatusOr<std::optional<Ownership>> ownership = ReadOwnership(*shards[i]);
+    if (!ownership.ok()) return ownership.status();
+    if (ownership->has_value()) all = all ? Widened(*std::move(all), (*ownership)->owned) : **ownership;
+  }
+  if (all) {
     std::string value;
-    EncodeOwnership(both, value);
+    EncodeOwnership(*all, value);
     write->Put(Table::kMeta, kOwnershipKey, value);
   }
   return into.Write(*write);
@@ -136,22 +139,19 @@ absl::StatusOr<std::vector<SourcePartition>> BuildStoreUnion(StateStore& own, St
   absl::StatusOr<std::optional<Ownership>> ownership = ReadOwnership(own);
   if (!ownership.ok()) return ownership.status();
 
-  if (absl::Status s = UpgradeStore(into); !s.ok()) return s;  // a new store: its format marker
   // The window records first: a copy then leaves out what `own` retired.
   std::unique_ptr<StateWriteBatch> write = into.NewWriteBatch();
-  if (absl::Status s = CopyMetaRecords(own, {kWindowKeyPrefix, kCardTokenKeyCheckKey}, *write); !s.ok()) return s;
-  if (absl::Status s = into.Write(*write); !s.ok()) return s;
-
-  absl::StatusOr<std::map<SourcePartition, bool>> from_standby = CopyEachOwnerFromTheLater(own, standby, into);
-  if (!from_standby.ok()) return from_standby.status();
+  if (absl::Status s = StartUnion(own, into, *write); !s.ok()) return s;
+  StateStore* const stores[] = {&own, &standby};
+  absl::StatusOr<std::map<SourcePartition, size_t>> source = CopyEachOwnerFromTheLatest(stores, into);
+  if (!source.ok()) return source.status();
   std::vector<SourcePartition> taken;
-  for (const auto& [owner, other] : *from_standby) {
-    if (other) taken.push_back(owner);
+  for (const auto& [owner, from] : *source) {
+    if (from == 1) taken.push_back(owner);
   }
 
   // What `own` says it lacks of the owners taken from it, and whose partitions the union holds.
-  write->Clear();
-  if (absl::Status s = PutLackingShares(own, *from_standby, /*taken_from_second=*/false, *write); !s.ok()) return s;
+  if (absl::Status s = PutLackingShares(stores, 0, *source, *write); !s.ok()) return s;
   if (ownership->has_value()) {
     // The standby follows every partition the member does not own: each one it holds is current
     // as of its last pass, whichever store the union took it from.

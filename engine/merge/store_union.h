@@ -4,6 +4,7 @@
 // shards keep a store each (section 2).
 #pragma once
 
+#include <span>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -20,10 +21,10 @@ namespace yrd {
 [[nodiscard]] absl::StatusOr<std::vector<SourcePartition>> BuildStoreUnion(StateStore& own, StateStore& standby,
                                                                           StateStore& into);
 
-// Builds into `into` (a new store) the union of two shards' stores of one process (pipeline.shards;
-// `first` may itself be a union): each owner's state from whichever holds its later commit, the
-// window records of both (`first`'s where both have one), `first`'s card-token key check, and
-// the ownership of both together. Neither store may be written meanwhile.
-[[nodiscard]] absl::Status BuildShardUnion(StateStore& first, StateStore& second, StateStore& into);
+// Builds into `into` (a new store) the union of the shards' stores of one process
+// (pipeline.shards, shard 0 first): each owner's state from the shard with its latest commit, the
+// window records of every shard (the first's that has one), shard 0's card-token key check, and
+// the ownership of all together. No store may be written meanwhile.
+[[nodiscard]] absl::Status BuildShardUnion(std::span<StateStore* const> shards, StateStore& into);
 
 }  // namespace yrd

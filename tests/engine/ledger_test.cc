@@ -2013,7 +2013,8 @@ TEST_F(StoreUnionTest, TheUnionOfTwoShardsTakesEachPartitionFromTheShardWithItsL
     ASSERT_TRUE(store->Write(*write).ok());
   }
   EXPECT_NE(StoreAnswers(*whole_, ids_), written_);
-  ASSERT_TRUE(BuildShardUnion(*stale_, *whole_, *joined_).ok());
+  StateStore* const shards[] = {stale_.get(), whole_.get()};
+  ASSERT_TRUE(BuildShardUnion(shards, *joined_).ok());
   EXPECT_EQ(StoreAnswers(*joined_, ids_), written_);
   absl::StatusOr<std::optional<Ownership>> both = ReadOwnership(*joined_);
   ASSERT_TRUE(both.ok() && both->has_value());

@@ -204,6 +204,7 @@ class StoreReader {
   // <store>/shard-<k>: the answers are then those of their union, each partition from the shard
   // with its later commit, built in the scratch directory.
   absl::Status JoinShards(const std::string& path) {
+    std::vector<std::unique_ptr<RocksStore>> shards;
     for (int shard = 0; shard < kShardStoresMax; ++shard) {
       const std::filesystem::path shard_path = std::filesystem::path(path) / Cat("shard-", shard);
       if (!std::filesystem::exists(shard_path / "CURRENT")) break;
@@ -211,15 +212,14 @@ class StoreReader {
       if (!store.ok()) return store.status();
       if (absl::Status s = (*store)->CatchUp(); !s.ok()) return s;
       if (absl::Status s = RequireCurrentStoreFormat(**store); !s.ok()) return s;
-      if (store_ == nullptr) {
-        store_ = *std::move(store);
-        continue;
-      }
-      auto joined = RocksStore::Open(Cat(scratch_, "/union-", shard), {});
-      if (!joined.ok()) return joined.status();
-      if (absl::Status s = BuildShardUnion(*store_, **store, **joined); !s.ok()) return s;
-      store_ = *std::move(joined);
+      shards.push_back(*std::move(store));
     }
+    std::vector<StateStore*> stores;
+    for (const std::unique_ptr<RocksStore>& shard : shards) stores.push_back(shard.get());
+    auto joined = RocksStore::Open(scratch_ + "/union", {});
+    if (!joined.ok()) return joined.status();
+    if (absl::Status s = BuildShardUnion(stores, **joined); !s.ok()) return s;
+    store_ = *std::move(joined);
     return absl::OkStatus();
   }
 

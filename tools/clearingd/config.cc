@@ -103,6 +103,44 @@ std::string Resolve(const std::string& config_path, const std::string& path) {
   return (std::filesystem::path(config_path).parent_path() / path).lexically_normal().string();
 }
 
+// [pipeline], after [kafka] and [clearing] (it checks against them).
+absl::Status LoadPipelineSection(const std::string& path, const toml::table& root, DaemonConfig& config) {
+  absl::Status s;
+  auto check = [&](absl::Status status) {
+    if (s.ok() && !status.ok()) s = std::move(status);
+  };
+  Section pipeline(path, root, "pipeline");
+  int64_t batch_messages_max = static_cast<int64_t>(config.pipeline.batch.messages_max);
+  int64_t batch_bytes_max = static_cast<int64_t>(config.pipeline.batch.arena_bytes_max);
+  int64_t batch_linger_ms = config.pipeline.batch_linger.count();
+  int64_t batches_max = static_cast<int64_t>(config.pipeline.batches_in_flight_max);
+  int64_t window_tick_ms = config.pipeline.window_tick.count();
+  check(pipeline.Integer("window_tick_ms", window_tick_ms, 10, 60'000));
+  check(pipeline.Integer("batch_messages_max", batch_messages_max, 1, 1 << 20));
+  check(pipeline.Integer("batch_bytes_max", batch_bytes_max, 1 << 20, 1 << 30));
+  check(pipeline.Integer("batch_linger_ms", batch_linger_ms, 0, 1000));
+  check(pipeline.Integer("pipeline_batches_max", batches_max, 2, 64));
+  check(pipeline.Integer("shards", config.shards, 1, kPipelineShardsMax));
+  check(pipeline.RefuseUnknown());
+  // Shards are members of the group in one process: the group splits the partitions between
+  // them and the coordinator merges the window from the changelogs (docs/scale-out.md, section 2).
+  if (config.shards > 1 && !config.group_assignment) {
+    check(absl::InvalidArgumentError(Cat(path, ": pipeline.shards above 1 needs kafka.assignment = \"group\"")));
+  }
+  if (config.shards > 1 && config.standby) {
+    check(absl::InvalidArgumentError(Cat(path, ": kafka.standby is not available with pipeline.shards above 1 yet")));
+  }
+  config.pipeline.batch.messages_max = static_cast<size_t>(batch_messages_max);
+  config.pipeline.batch.arena_bytes_max = static_cast<size_t>(batch_bytes_max);
+  config.pipeline.batch_linger = std::chrono::milliseconds(batch_linger_ms);
+  config.pipeline.batches_in_flight_max = static_cast<size_t>(batches_max);
+  config.pipeline.window_tick = std::chrono::milliseconds(window_tick_ms);
+  if (config.pipeline.batch.arena_bytes_max < config.decode.message_bytes_max + 1024) {
+    check(absl::InvalidArgumentError(Cat(path, ": pipeline.batch_bytes_max must exceed clearing.message_bytes_max")));
+  }
+  return s;
+}
+
 // [kafka]: brokers, the group and its changelog, dead-letter copies, librdkafka settings. The
 // first error, if any.
 absl::Status LoadKafkaSection(const std::string& path, const toml::table& root, DaemonConfig& config) {
@@ -251,35 +289,7 @@ absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
   config.decode.message_bytes_max = static_cast<size_t>(message_bytes_max);
   config.pipeline.decode = config.decode;
 
-  Section pipeline(path, root, "pipeline");
-  int64_t batch_messages_max = static_cast<int64_t>(config.pipeline.batch.messages_max);
-  int64_t batch_bytes_max = static_cast<int64_t>(config.pipeline.batch.arena_bytes_max);
-  int64_t batch_linger_ms = config.pipeline.batch_linger.count();
-  int64_t batches_max = static_cast<int64_t>(config.pipeline.batches_in_flight_max);
-  int64_t window_tick_ms = config.pipeline.window_tick.count();
-  check(pipeline.Integer("window_tick_ms", window_tick_ms, 10, 60'000));
-  check(pipeline.Integer("batch_messages_max", batch_messages_max, 1, 1 << 20));
-  check(pipeline.Integer("batch_bytes_max", batch_bytes_max, 1 << 20, 1 << 30));
-  check(pipeline.Integer("batch_linger_ms", batch_linger_ms, 0, 1000));
-  check(pipeline.Integer("pipeline_batches_max", batches_max, 2, 64));
-  check(pipeline.Integer("shards", config.shards, 1, kPipelineShardsMax));
-  check(pipeline.RefuseUnknown());
-  // Shards are members of the group in one process: the group splits the partitions between
-  // them and the coordinator merges the window from the changelogs (docs/scale-out.md, section 2).
-  if (config.shards > 1 && !config.group_assignment) {
-    check(absl::InvalidArgumentError(Cat(path, ": pipeline.shards above 1 needs kafka.assignment = \"group\"")));
-  }
-  if (config.shards > 1 && config.standby) {
-    check(absl::InvalidArgumentError(Cat(path, ": kafka.standby is not available with pipeline.shards above 1 yet")));
-  }
-  config.pipeline.batch.messages_max = static_cast<size_t>(batch_messages_max);
-  config.pipeline.batch.arena_bytes_max = static_cast<size_t>(batch_bytes_max);
-  config.pipeline.batch_linger = std::chrono::milliseconds(batch_linger_ms);
-  config.pipeline.batches_in_flight_max = static_cast<size_t>(batches_max);
-  config.pipeline.window_tick = std::chrono::milliseconds(window_tick_ms);
-  if (config.pipeline.batch.arena_bytes_max < config.decode.message_bytes_max + 1024) {
-    check(absl::InvalidArgumentError(Cat(path, ": pipeline.batch_bytes_max must exceed clearing.message_bytes_max")));
-  }
+  check(LoadPipelineSection(path, root, config));
 
   Section admin(path, root, "admin");
   check(admin.String("address", config.admin_address));

@@ -335,6 +335,23 @@ class Daemon final : public http::AdminHandler {
   std::vector<std::unique_ptr<Member>> members_;  // set before Run
 };
 
+// Each member's keyed parts (none is shared between threads): a card tokenizer under the
+// card-token key, and two dead-letter sealers under the key derived from it.
+absl::StatusOr<std::vector<Member::Keys>> MakeMemberKeys(const std::string& card_key, const std::string& seal_key,
+                                                         int64_t shards) {
+  std::vector<Member::Keys> keys;
+  for (int64_t shard = 0; shard < shards; ++shard) {
+    auto tokenizer = HmacSha256::Create(card_key);
+    if (!tokenizer.ok()) return tokenizer.status();
+    auto ledger_sealer = AesGcmSealer::Create(seal_key);
+    if (!ledger_sealer.ok()) return ledger_sealer.status();
+    auto start_sealer = AesGcmSealer::Create(seal_key);
+    if (!start_sealer.ok()) return start_sealer.status();
+    keys.push_back({*std::move(tokenizer), *std::move(ledger_sealer), *std::move(start_sealer)});
+  }
+  return keys;
+}
+
 // One shard keeps its store at store.path, several keep theirs in store.path/shard-<k>: a
 // directory laid out for the other count is refused, not half used.
 absl::Status CheckShardLayout(const std::string& store_path, int shards) {
@@ -367,19 +384,8 @@ int Start(DaemonConfig config, bool check_only) {
   if (!seal_key.ok()) return Fail("card_token_key_invalid", seal_key.status(), "check the key file");
   auto key_check = DeriveKey(*key, kCardTokenKeyCheckLabel);
   if (!key_check.ok()) return Fail("card_token_key_invalid", key_check.status(), "check the key file");
-  // Each member has keyed parts of its own (none is shared between threads).
-  std::vector<Member::Keys> member_keys;
-  for (int64_t shard = 0; shard < config.shards; ++shard) {
-    auto tokenizer = HmacSha256::Create(*key);
-    if (!tokenizer.ok()) return Fail("card_token_key_invalid", tokenizer.status(), "check the key file");
-    auto ledger_sealer = AesGcmSealer::Create(*seal_key);
-    auto start_sealer = AesGcmSealer::Create(*seal_key);
-    if (!ledger_sealer.ok() || !start_sealer.ok()) {
-      return Fail("card_token_key_invalid", ledger_sealer.ok() ? start_sealer.status() : ledger_sealer.status(),
-                  "check the key file");
-    }
-    member_keys.push_back({*std::move(tokenizer), *std::move(ledger_sealer), *std::move(start_sealer)});
-  }
+  absl::StatusOr<std::vector<Member::Keys>> member_keys = MakeMemberKeys(*key, *seal_key, config.shards);
+  if (!member_keys.ok()) return Fail("card_token_key_invalid", member_keys.status(), "check the key file");
   auto manifest_key = ReadKeyFile(config.manifest_key_file);
   if (!manifest_key.ok()) {
     return Fail("manifest_key_invalid", manifest_key.status(),
@@ -424,7 +430,7 @@ int Start(DaemonConfig config, bool check_only) {
                 std::move(clock));
   for (int shard = 0; shard < shards; ++shard) {
     daemon.AddMember(Member::Create(std::move(member_configs[static_cast<size_t>(shard)]), shard,
-                                    daemon.Parts(*key_check), std::move(member_keys[static_cast<size_t>(shard)])));
+                                    daemon.Parts(*key_check), std::move((*member_keys)[static_cast<size_t>(shard)])));
   }
   return daemon.Run();
 }
