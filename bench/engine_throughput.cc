@@ -37,6 +37,11 @@
 namespace yrd {
 namespace {
 
+// Microseconds of processor time a message.
+double PerEvent(const std::atomic<uint64_t>& cpu_us, size_t message_count) {
+  return message_count == 0 ? 0.0 : static_cast<double>(cpu_us.load()) / static_cast<double>(message_count);
+}
+
 // Replays an event file as if it came from Kafka: partition by key hash, offsets in order.
 class MemorySource final : public MessageSource {
  public:
@@ -343,12 +348,15 @@ int Main(int argc, char** argv) {
     std::printf("messages=%zu seconds=%.3f events_per_s=%.0f batches=%lu sync=%s\n", message_count, seconds,
                 static_cast<double>(message_count) / seconds,
                 static_cast<unsigned long>(stats.committed_batch_count.load()), no_sync ? "off" : "on");
+    std::printf("cpu_us_per_event ingest=%.3f ledger=%.3f commit=%.3f\n", PerEvent(stats.ingest_cpu_us, message_count),
+                PerEvent(stats.ledger_cpu_us, message_count), PerEvent(stats.commit_cpu_us, message_count));
     std::printf("commit_latency_us_p50<=%ld commit_latency_us_p99<=%ld store_write_bytes=%lu\n",
                 static_cast<long>(stats.commit_latency_us.QuantileUpperBoundUs(0.5)),
                 static_cast<long>(stats.commit_latency_us.QuantileUpperBoundUs(0.99)),
                 static_cast<unsigned long>(stats.store_bytes.load()));
-    std::printf("recent_txn_sorts=%lu recent_txn_records=%lu\n", static_cast<unsigned long>(ledger.recent_txn_sorts()),
-                static_cast<unsigned long>(ledger.recent_txn_records()));
+    std::printf("recent_txn_sorts=%lu recent_txn_records=%lu lines_held=%zu\n",
+                static_cast<unsigned long>(ledger.recent_txn_sorts()),
+                static_cast<unsigned long>(ledger.recent_txn_records()), ledger.lines_held());
     if (changelog) {
       std::printf("changelog_snapshots=%lu changelog_snapshot_bytes=%lu\n",
                   static_cast<unsigned long>(changelog_sink->snapshots_appended()),

@@ -13,12 +13,20 @@
 // registry entries (the batch's registry is held while they are cached), without building and
 // hashing its key text; a refund's or cancellation's by its original's line number.
 //
+// The cost of an event does not grow with the registry: a realistic one (50,000 merchants, 60
+// banks) makes nearly a line per event, so every index is by number, never by key text. A route
+// (merchant and issuing bank, or institution and insured fund, by their places in the registry)
+// gives the line's number, for as long as the registry is in force, whatever the window; a
+// window's table by number gives the line. Key texts are hashed only for a route not seen since
+// the registry came into force, and read only at a checkpoint.
+//
 // Used on the ledger thread only.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -75,39 +83,41 @@ class LineBook {
 
  private:
   struct LineEntry {
-    std::string store_key;  // window + line key
+    WindowDay day = 0;
     uint32_t line_id = kNoLineId;
     LineTotals totals;
-    bool dirty = false;     // changed since the last checkpoint
+    bool dirty = false;  // changed since the last checkpoint
   };
-  // Within one registry a tap's line follows from its issuing bank, merchant and merchant's bank,
-  // and a settlement's from its insured fund, institution and institution's fund.
-  struct LineRoute {
-    const void* first = nullptr;
-    const void* second = nullptr;
-    const void* third = nullptr;
+  // A window's lines by number: position + 1 in lines_, 0 for none. Grown as numbers are given.
+  struct WindowLines {
     WindowDay day = 0;
-    bool operator==(const LineRoute&) const = default;
-    template <typename H>
-    friend H AbslHashValue(H h, const LineRoute& route) {
-      return H::combine(std::move(h), route.first, route.second, route.third, route.day);
-    }
+    std::vector<uint32_t> position_of_id;
   };
   // The line of `line_key` (without window) in `day`, added when new.
-  [[nodiscard]] uint32_t LineIndex(WindowDay day, std::string_view line_key);
+  [[nodiscard]] uint32_t LineOfKey(WindowDay day, std::string_view line_key);
+  // The line numbered `line_id` in `day`, added when new.
+  [[nodiscard]] uint32_t LineIndex(WindowDay day, uint32_t line_id);
+  [[nodiscard]] WindowLines& LinesOf(WindowDay day);
+  // Within one registry a tap's line follows from its merchant (whose bank is the merchant's
+  // bank) and its issuing bank, and a settlement's from its institution (whose fund is the
+  // institution's fund) and its insured fund: their places in the registry make the route.
+  // nullopt when an entry is not the held registry's.
+  [[nodiscard]] std::optional<uint64_t> RouteOf(const DecodedEvent& event) const;
+  // The key of a line in kLines: its window, then its key text.
+  void StoreKey(const LineEntry& entry, std::string& out) const;
 
   const uint64_t checkpoint_applied_max_;
-  StringMap<uint32_t> line_index_;
   std::vector<LineEntry> lines_;
+  std::vector<WindowLines> windows_;    // those with lines held, few: the open windows
+  size_t last_window_ = 0;              // of windows_, the last one used
   LineIds line_ids_;                    // as loaded, plus those given since
   std::vector<uint32_t> new_line_ids_;  // given since the last write was built: stored with it
-  absl::flat_hash_map<LineRoute, uint32_t> routes_;
-  std::shared_ptr<const Registry> routes_registry_;  // held so no entry's address is reused
+  absl::flat_hash_map<uint64_t, uint32_t> line_id_of_route_;
+  std::shared_ptr<const Registry> routes_registry_;  // the registry of the routes
   std::vector<uint32_t> dirty_lines_;   // changed since the last checkpoint
   uint64_t applied_since_checkpoint_ = 0;
   bool checkpoint_due_ = false;         // a new store checkpoints with its first commit
   std::string key_scratch_;
-  std::string line_key_scratch_;
   std::string value_scratch_;
 };
 

@@ -1,5 +1,7 @@
 #include "engine/pipeline/pipeline.h"
 
+#include <ctime>
+
 #include "boost/lockfree/spsc_queue.hpp"
 #include "engine/base/assert.h"
 
@@ -34,6 +36,13 @@ Batch* PopWaiting(boost::lockfree::spsc_queue<Batch*>& queue, std::atomic<uint32
     if (queue.pop(batch)) return batch;
     signal.wait(seen, std::memory_order_acquire);
   }
+}
+
+// Processor time the calling thread has used.
+uint64_t ThreadCpuMicros() {
+  timespec used{};
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &used) != 0) return 0;
+  return static_cast<uint64_t>(used.tv_sec) * 1'000'000 + static_cast<uint64_t>(used.tv_nsec) / 1000;
 }
 
 }  // namespace
@@ -89,6 +98,7 @@ void Pipeline::LedgerLoop() {
   for (;;) {
     Batch* batch = PopWaiting(queues_->to_ledger, queues_->to_ledger_signal);
     if (batch == nullptr) {
+      stats_.ledger_cpu_us.store(ThreadCpuMicros(), std::memory_order_relaxed);
       Push(queues_->to_commit, queues_->to_commit_signal, nullptr);
       return;
     }
@@ -103,7 +113,10 @@ void Pipeline::LedgerLoop() {
 void Pipeline::CommitLoop() {
   for (;;) {
     Batch* batch = PopWaiting(queues_->to_commit, queues_->to_commit_signal);
-    if (batch == nullptr) return;
+    if (batch == nullptr) {
+      stats_.commit_cpu_us.store(ThreadCpuMicros(), std::memory_order_relaxed);
+      return;
+    }
     stats_.commit_queue_depth.fetch_sub(1, std::memory_order_relaxed);
     const absl::Status status = ledger_.Commit(*batch);
     batch->committed_at = std::chrono::steady_clock::now();
@@ -129,6 +142,7 @@ void Pipeline::CommitLoop() {
 }
 
 absl::Status Pipeline::Run() {
+  const uint64_t ingest_cpu_start_us = ThreadCpuMicros();
   std::vector<Batch*> free;
   for (auto& batch : pool_) free.push_back(batch.get());
   size_t in_flight = 0;
@@ -208,6 +222,7 @@ absl::Status Pipeline::Run() {
       take_back(PopWaiting(queues_->to_ingest, queues_->to_ingest_signal));
     }
   }
+  stats_.ingest_cpu_us.store(ThreadCpuMicros() - ingest_cpu_start_us, std::memory_order_relaxed);
   Push(queues_->to_ledger, queues_->to_ledger_signal, nullptr);
   ledger_thread.join();
   commit_thread.join();

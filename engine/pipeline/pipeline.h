@@ -90,6 +90,11 @@ struct PipelineStats {
   std::atomic<uint32_t> commit_queue_depth{0};
   std::atomic<uint32_t> done_queue_depth{0};
   LatencyHistogram commit_latency_us;  // from a batch sealed to its commit returning
+  // Processor time each stage's thread used, set as Run returns: where the work of a run went,
+  // whatever else the machine ran meanwhile (benchmarks).
+  std::atomic<uint64_t> ingest_cpu_us{0};
+  std::atomic<uint64_t> ledger_cpu_us{0};
+  std::atomic<uint64_t> commit_cpu_us{0};
 };
 
 // The ingest stage's decoding: every pending slot of `batch` is decoded and validated against

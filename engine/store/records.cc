@@ -1,5 +1,6 @@
 #include "engine/store/records.h"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <limits>
@@ -826,21 +827,40 @@ bool DecodeDeadLetterCopy(std::string_view key, std::string_view value, DeadLett
 
 // ---- line ids --------------------------------------------------------------------------------
 
-uint32_t LineIds::IdOf(std::string_view key, bool& added) {
-  if (const auto it = ids_.find(key); it != ids_.end()) {
-    added = false;
-    return it->second;
+std::string_view LineIds::Keep(std::string_view key) {
+  if (key_blocks_.empty() || key.size() > kKeyBlockBytes - key_block_used_) {
+    key_blocks_.push_back(std::make_unique<char[]>(std::max(key.size(), kKeyBlockBytes)));
+    key_block_used_ = 0;
   }
+  char* const at = key_blocks_.back().get() + key_block_used_;
+  std::copy(key.begin(), key.end(), at);
+  key_block_used_ = key.size() > kKeyBlockBytes ? kKeyBlockBytes : key_block_used_ + key.size();
+  return {at, key.size()};
+}
+
+uint32_t LineIds::Insert(std::string_view key, size_t hash) {
   YRD_ASSERT(keys_.size() < kNoLineId);
   const auto id = static_cast<uint32_t>(keys_.size());
-  ids_.emplace(keys_.emplace_back(key), id);
-  added = true;
+  const std::string_view kept = Keep(key);
+  keys_.push_back(kept);
+  ids_.emplace(HashedKey{kept, hash}, id);
   return id;
 }
 
+uint32_t LineIds::IdOf(std::string_view key, bool& added) {
+  const size_t hash = StringHash{}(key);
+  if (const auto it = ids_.find(HashedKey{key, hash}); it != ids_.end()) {
+    added = false;
+    return it->second;
+  }
+  added = true;
+  return Insert(key, hash);
+}
+
 bool LineIds::Add(uint32_t id, std::string_view key) {
-  if (id != keys_.size() || id == kNoLineId || ids_.contains(key)) return false;
-  ids_.emplace(keys_.emplace_back(key), id);
+  const size_t hash = StringHash{}(key);
+  if (id != keys_.size() || id == kNoLineId || ids_.contains(HashedKey{key, hash})) return false;
+  Insert(key, hash);
   return true;
 }
 

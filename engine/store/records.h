@@ -7,8 +7,8 @@
 
 #include <array>
 #include <cstdint>
-#include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -282,9 +282,30 @@ class LineIds {
   [[nodiscard]] bool Add(uint32_t id, std::string_view key);
   [[nodiscard]] size_t size() const { return keys_.size(); }
 
+  // The keys are copied into blocks of this size (a longer key into a block of its own).
+  static constexpr size_t kKeyBlockBytes = 64 * 1024;
+
  private:
-  std::deque<std::string> keys_;  // by number; a deque does not move its elements as it grows
-  absl::flat_hash_map<std::string_view, uint32_t, StringHash, StringEq> ids_;
+  // A key with its hash, so that growing the index rehashes without reading any key's text (a
+  // realistic registry makes a million lines a day, their texts far beyond the caches).
+  struct HashedKey {
+    std::string_view text;
+    size_t hash = 0;
+  };
+  struct HashedKeyHash {
+    size_t operator()(const HashedKey& key) const { return key.hash; }
+  };
+  struct HashedKeyEq {
+    bool operator()(const HashedKey& a, const HashedKey& b) const { return a.hash == b.hash && a.text == b.text; }
+  };
+  // A copy of `key` that stays where it is for the life of this object.
+  [[nodiscard]] std::string_view Keep(std::string_view key);
+  uint32_t Insert(std::string_view key, size_t hash);
+
+  std::vector<std::unique_ptr<char[]>> key_blocks_;
+  size_t key_block_used_ = 0;                // bytes of the last block in use
+  std::vector<std::string_view> keys_;       // by number, into key_blocks_
+  absl::flat_hash_map<HashedKey, uint32_t, HashedKeyHash, HashedKeyEq> ids_;
 };
 
 // ---- dedup / transaction state ---------------------------------------------------------------

@@ -406,6 +406,30 @@ TEST(LineIds, NumbersAreGivenInOrderAndStoredOnesMustFollowThem) {
   EXPECT_EQ(moved.IdOf("T|4999", added), 4999u);
 }
 
+// Keys are kept in blocks: one longer than a block gets a block of its own, an empty one is a
+// key too, and none moves as blocks are added.
+TEST(LineIds, KeysOfAnyLengthKeepTheirPlaceAcrossBlocks) {
+  LineIds ids;
+  bool added = false;
+  const std::string long_key(LineIds::kKeyBlockBytes + 10, 'x');
+  EXPECT_EQ(ids.IdOf("T|first", added), 0u);
+  EXPECT_EQ(ids.IdOf(long_key, added), 1u);
+  EXPECT_EQ(ids.IdOf("", added), 2u);
+  EXPECT_TRUE(added);
+  const std::string_view first = *ids.KeyOf(0);
+  std::vector<std::string> keys;
+  for (uint32_t i = 0; i < 3 * LineIds::kKeyBlockBytes / 20; ++i) keys.push_back(Cat("T|", i, "|filler"));
+  for (const std::string& key : keys) ids.IdOf(key, added);
+  EXPECT_EQ(ids.KeyOf(0)->data(), first.data());
+  EXPECT_EQ(*ids.KeyOf(1), long_key);
+  EXPECT_EQ(*ids.KeyOf(2), "");
+  for (size_t i = 0; i < keys.size(); ++i) ASSERT_EQ(*ids.KeyOf(static_cast<uint32_t>(i + 3)), keys[i]);
+  EXPECT_EQ(ids.IdOf(long_key, added), 1u);
+  EXPECT_FALSE(added);
+  EXPECT_EQ(ids.IdOf("", added), 2u);
+  EXPECT_FALSE(added);
+}
+
 TEST(AppliedRecord, CutBlobIsDamagedNotEnded) {
   AppliedRecord record;
   record.txn_id = "T1";
