@@ -376,8 +376,12 @@ absl::Status ReadWindow(StateStore& store, const ClosedWindow& window, WindowDat
   if (!statements.ok()) return statements.status();
   data.statements = *std::move(statements);
 
-  // One pass over the applied records: their sums per line, counts and offset order.
-  std::map<std::string, LineTotals, std::less<>> applied_lines;
+  // One pass over the applied records: their sums per line, counts and offset order. The sums
+  // are kept by line number (a realistic registry makes nearly a line per event), by key text
+  // only for a line without one.
+  std::vector<LineTotals> applied_by_id(data.line_ids.size());
+  std::vector<uint8_t> applied_seen(data.line_ids.size(), 0);
+  std::map<std::string, LineTotals, std::less<>> applied_by_text;
   std::map<std::pair<Family, int32_t>, int64_t> last_offsets;
   int64_t record_count = 0, late_count = 0;
   bool overflowed = false;
@@ -410,9 +414,20 @@ absl::Status ReadWindow(StateStore& store, const ClosedWindow& window, WindowDat
       violations.push_back(Cat("applied record at ", topic, " partition ", record.partition, " offset ",
                                record.offset, " has a field with '|' or a line end"));
     }
-    auto line = applied_lines.find(record.line_key);
-    if (line == applied_lines.end()) line = applied_lines.emplace(std::string(record.line_key), LineTotals{}).first;
-    AddApplied(record, line->second, overflowed);
+    std::optional<uint32_t> line_id;
+    if (record.line_id < applied_by_id.size()) {
+      line_id = record.line_id;
+    } else if (record.line_id == kNoLineId) {
+      line_id = data.line_ids.Find(record.line_key);  // a record written before line numbers
+    }
+    if (line_id) {
+      applied_seen[*line_id] = 1;
+      AddApplied(record, applied_by_id[*line_id], overflowed);
+    } else {
+      auto line = applied_by_text.find(record.line_key);
+      if (line == applied_by_text.end()) line = applied_by_text.emplace(std::string(record.line_key), LineTotals{}).first;
+      AddApplied(record, line->second, overflowed);
+    }
     return true;
   };
   absl::Status s = VisitAppliedRecords(store, window.day, data.line_ids, check);
@@ -425,8 +440,16 @@ absl::Status ReadWindow(StateStore& store, const ClosedWindow& window, WindowDat
   // Every line equals the sum of its applied records, and a settlement's parts add up.
   const LineTotals none;
   for (const WindowLine& line : data.lines) {
-    const auto applied = applied_lines.find(line.line_key);
-    const LineTotals& sums = applied == applied_lines.end() ? none : applied->second;
+    const std::optional<uint32_t> line_id = data.line_ids.Find(line.line_key);
+    const auto by_text = line_id ? applied_by_text.end() : applied_by_text.find(line.line_key);
+    const LineTotals* applied = nullptr;
+    if (line_id && applied_seen[*line_id] != 0) {
+      applied = &applied_by_id[*line_id];
+      applied_seen[*line_id] = 0;  // matched
+    } else if (by_text != applied_by_text.end()) {
+      applied = &by_text->second;
+    }
+    const LineTotals& sums = applied == nullptr ? none : *applied;
     for (const LineField& field : kLineFields) {
       if (line.totals.*field.member != sums.*field.member) {
         violations.push_back(Cat("netting line '", line.line_key, "' ", field.name, " is ", line.totals.*field.member,
@@ -445,12 +468,16 @@ absl::Status ReadWindow(StateStore& store, const ClosedWindow& window, WindowDat
                                  " is not the sum of its reversed parts"));
       }
     }
-    if (applied != applied_lines.end()) applied_lines.erase(applied);
+    if (by_text != applied_by_text.end()) applied_by_text.erase(by_text);
   }
-  for (const auto& [line_key, sums] : applied_lines) {
+  auto unmatched = [&](std::string_view line_key, const LineTotals& sums) {
     violations.push_back(Cat("applied records net into line '", line_key, "' (count ", sums.count, ", reversal_count ",
                              sums.reversal_count, ") which the window does not have"));
+  };
+  for (uint32_t id = 0; id < applied_seen.size(); ++id) {
+    if (applied_seen[id] != 0) unmatched(*data.line_ids.KeyOf(id), applied_by_id[id]);
   }
+  for (const auto& [line_key, sums] : applied_by_text) unmatched(line_key, sums);
   if (data.counters.applied_count != record_count) {
     violations.push_back(Cat("counter applied_count is ", data.counters.applied_count, " but the window has ",
                              record_count, " applied records"));

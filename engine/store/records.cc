@@ -857,6 +857,12 @@ uint32_t LineIds::IdOf(std::string_view key, bool& added) {
   return Insert(key, hash);
 }
 
+std::optional<uint32_t> LineIds::Find(std::string_view key) const {
+  const auto it = ids_.find(HashedKey{key, StringHash{}(key)});
+  if (it == ids_.end()) return std::nullopt;
+  return it->second;
+}
+
 bool LineIds::Add(uint32_t id, std::string_view key) {
   const size_t hash = StringHash{}(key);
   if (id != keys_.size() || id == kNoLineId || ids_.contains(HashedKey{key, hash})) return false;

@@ -278,6 +278,8 @@ class LineIds {
   }
   // The number of `key`, given now (the next one) if it has none; `added` tells which.
   uint32_t IdOf(std::string_view key, bool& added);
+  // The number of `key`; nullopt when it has none.
+  [[nodiscard]] std::optional<uint32_t> Find(std::string_view key) const;
   // Takes a stored number; false unless it is the next one and its key is new.
   [[nodiscard]] bool Add(uint32_t id, std::string_view key);
   [[nodiscard]] size_t size() const { return keys_.size(); }

@@ -429,6 +429,26 @@ TEST_F(ClearingFilesTest, LineThatDisagreesWithItsAppliedRecordsStopsEveryFile) 
   EXPECT_NE(message.find("no file was written"), std::string::npos) << message;
 }
 
+// The applied records are summed by line number: records whose line the window lacks, and a line
+// no record names (its key has no number at all), are both found.
+TEST_F(ClearingFilesTest, AppliedRecordsOfALineTheWindowLacksAndALineWithoutRecordsAreRefused) {
+  std::string key;
+  LineStoreKey(test::kGoldenDay, kMetroLineFromHangzhouCards, key);
+  std::unique_ptr<StateWriteBatch> write = store_->NewWriteBatch();
+  write->Delete(Table::kLines, key);
+  ASSERT_TRUE(store_->Write(*write).ok());
+  const std::string unnumbered = "T|B3301|330000|M_NOBODY|B3101|310000|metro";
+  PutLine(unnumbered, LineTotals{.count = 5, .amount_fen = 700});
+  const std::string message = ExpectRefused(absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(message.find(Cat("applied records net into line '", kMetroLineFromHangzhouCards,
+                             "' (count 1, reversal_count 1) which the window does not have")),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find(Cat("netting line '", unnumbered, "' count is 5 but its applied records add up to 0")),
+            std::string::npos)
+      << message;
+}
+
 TEST_F(ClearingFilesTest, SettlementLineWhosePartsDoNotAddUpIsRefused) {
   const std::string line_key = "M|310100|310000|H_HZ_1|330100|330000";
   LineTotals line = StoredLine(line_key);
